@@ -1,0 +1,56 @@
+# tcpcrypt-gw: build, test, fuzz, bench, demo.
+# `make test` installs what the tests need (Debian packages, when run as root)
+# and then runs every test, including the end-to-end ones that need root.
+
+GO      ?= go
+BIN     := bin/tcpcrypt-gw
+PKGS    := ./...
+FUZZTIME ?= 30s
+DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build test deps lint fuzz bench demo clean release
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tcpcrypt-gw
+
+# deps installs the Debian packages the end-to-end tests drive. It needs
+# root; without root it only reports what is missing.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages (install as root):$$missing"; fi; \
+	fi
+	@# nginx-light's package starts a system nginx; the tests run their own.
+	@command -v systemctl >/dev/null 2>&1 && systemctl stop nginx >/dev/null 2>&1 || true
+	$(GO) mod download
+
+test: deps build
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 45m $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+# fuzz runs every fuzz target for FUZZTIME each (seed corpora also run in `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+demo: build
+	$(BIN) demo
+
+clean:
+	rm -rf bin
