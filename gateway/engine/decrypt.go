@@ -1,0 +1,389 @@
+// WAN to LAN: the peer's ciphertext stream is reassembled and its frames
+// authenticated and delivered as plaintext (RFC 8548 §4.6); the WAN's
+// acknowledgments of our frames are mapped back into the P space.
+//
+// For each WAN segment of an encrypted flow:
+//  1. Its ACK (C space) releases our whole acknowledged frames and gives the
+//     LAN host the P end of the last of them.
+//  2. Before the keys exist, its payload is the peer's Init message, which
+//     the gateway consumes and acknowledges itself.
+//  3. Bytes the frame parser already has are a retransmission: the frames
+//     they cover are delivered again from the plaintext kept until the LAN
+//     host acknowledges it.
+//  4. Bytes beyond a hole wait in a bounded queue; the gateway tells the
+//     sender with a duplicate ACK carrying SACK (in C) so it repairs the hole
+//     quickly.
+//  5. In-order bytes feed the frame parser: a frame is opened only when all
+//     of it is present, in place when one segment holds it whole. Each
+//     authenticated frame goes to the LAN host as one segment at the next P
+//     position. A frame that fails authentication resets both sides; no byte
+//     of it is delivered.
+//  6. The TCP FIN is delivered only after a frame with the FIN flag; a bare
+//     FIN is a truncation attack and resets the flow.
+
+package engine
+
+import (
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// wanSegment handles a WAN segment of a flow in key exchange or encrypted.
+func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
+	d := &f.dec
+	f.enoPending = false // RFC 8547 §4.5: B has sent a non-SYN segment
+	if s.opts.HasTS {
+		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.wanWin = s.Window
+	oldUna := f.enc.pUna
+	if s.has(packet.FlagACK) {
+		e.wanAck(f, s.Ack)
+	}
+	if s.has(packet.FlagRST) {
+		e.toLAN(f, d.pRcv, f.enc.pUna, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		f.State = StateClosed
+		return
+	}
+	seq, data := s.Seq, s.Payload()
+	fin := s.has(packet.FlagFIN)
+	f.Stats.CipherBytesIn += uint64(len(data))
+	if !d.keyed {
+		if len(data) > 0 {
+			seq, data = e.consumeInit(cfg, f, seq, data, out)
+		}
+		if f.State != StateEncrypted && f.State != StateKeyExchange {
+			return
+		}
+		if !f.lanSynAcked && s.has(packet.FlagACK) {
+			// Role B: the LAN server still waits for the ACK of its
+			// SYN-ACK; it gets it without the Init bytes.
+			e.toLANAck(f, packet.FlagACK, nil, s.TOS, out)
+		}
+		if !d.keyed {
+			return // no data for the LAN host before the keys exist
+		}
+	}
+	delivered := false
+	if len(data) > 0 || fin {
+		delivered = e.receive(cfg, f, seq, data, fin, out)
+	}
+	if f.State != StateEncrypted || delivered {
+		return
+	}
+	// Pass the acknowledgment on when it tells the LAN host something: a
+	// pure ACK (a duplicate ACK is a loss signal), or a new P ack.
+	if len(s.Payload()) == 0 && !fin || f.enc.pUna != oldUna {
+		blocks := e.sackToLAN(f, s.opts)
+		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
+	}
+}
+
+// receive takes the C bytes [seq, seq+len(data)) (and a FIN after them).
+func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool, out *Output) bool {
+	d := &f.dec
+	end := seq + uint32(len(data))
+	delivered := false
+	if seqLT(seq, d.cRcv) {
+		oldEnd := end + b2u(fin)
+		if seqGT(oldEnd, d.cRcv) {
+			oldEnd = d.cRcv
+		}
+		delivered = e.redeliver(f, seq, oldEnd, out)
+		if seqGT(end, d.cRcv) {
+			data, seq = data[int(d.cRcv-seq):], d.cRcv
+		} else {
+			data, seq = nil, end
+			if seqLT(end, d.cRcv) || d.finDelivered {
+				fin = false
+			}
+		}
+		if !delivered && len(data) == 0 && !fin {
+			e.ackWAN(f, out) // already delivered and acknowledged: tell the sender again
+			return false
+		}
+	}
+	if len(data) == 0 && !fin {
+		return delivered
+	}
+	if seqGT(seq, d.cRcv) {
+		if d.ooo.bytes+len(data) <= cfg.MaxBufferPerFlow/2 && e.admit(f, len(data)) {
+			d.ooo.insert(seq, data, fin)
+		} else {
+			e.stats.BufferDrops.Add(1)
+		}
+		e.ackWAN(f, out)
+		return delivered
+	}
+	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
+		// The LAN host has not acknowledged enough of what it was given:
+		// refuse the bytes; the sender retransmits them later.
+		e.stats.BufferDrops.Add(1)
+		return delivered
+	}
+	if e.feed(f, data, out) {
+		delivered = true
+	}
+	if fin && f.State == StateEncrypted {
+		e.wanFIN(f, seq+uint32(len(data)), out)
+	}
+	for d.ooo.len() > 0 && f.State == StateEncrypted {
+		q := d.ooo.first()
+		qEnd := q.seq + uint32(len(q.data))
+		if seqGT(q.seq, d.cRcv) {
+			break
+		}
+		qdata, qfin := q.data, q.fin
+		if seqGT(qEnd, d.cRcv) {
+			qdata = qdata[int(d.cRcv-q.seq):]
+		} else {
+			qdata = nil
+		}
+		if len(qdata) > 0 && e.feed(f, qdata, out) {
+			delivered = true
+		}
+		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
+			e.wanFIN(f, qEnd, out)
+		}
+		d.ooo.pop()
+	}
+	if d.ooo.len() > 0 && f.State == StateEncrypted {
+		e.ackWAN(f, out)
+	}
+	return delivered
+}
+
+// feed parses in-order C bytes into frames and delivers each authenticated
+// frame. It reports whether anything was delivered.
+func (e *Engine) feed(f *Flow, data []byte, out *Output) bool {
+	d := &f.dec
+	delivered := false
+	for len(data) > 0 && f.State == StateEncrypted {
+		if len(d.partial) == 0 && len(data) >= tcpcrypt.FrameHeaderLen {
+			n, _, err := tcpcrypt.FrameLen(data)
+			if err != nil {
+				e.authFailed(f, "malformed frame header", out)
+				return delivered
+			}
+			if n <= len(data) { // the whole frame is here: open it in place
+				start := d.cRcv
+				d.cRcv += uint32(n)
+				if !e.openAndDeliver(f, data[:n], start, out) {
+					return delivered
+				}
+				delivered = true
+				data = data[n:]
+				continue
+			}
+		}
+		// A frame cut across segments: gather it.
+		need := tcpcrypt.FrameHeaderLen
+		if len(d.partial) >= tcpcrypt.FrameHeaderLen {
+			n, _, err := tcpcrypt.FrameLen(d.partial)
+			if err != nil {
+				e.authFailed(f, "malformed frame header", out)
+				return delivered
+			}
+			need = n
+		}
+		take := min(need-len(d.partial), len(data))
+		d.partial = append(d.partial, data[:take]...)
+		data = data[take:]
+		d.cRcv += uint32(take)
+		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
+			start := d.cRcv - uint32(need)
+			ok := e.openAndDeliver(f, d.partial, start, out)
+			d.partial = d.partial[:0]
+			if !ok {
+				return delivered
+			}
+			delivered = true
+		}
+	}
+	return delivered
+}
+
+// openAndDeliver authenticates one whole frame that starts at C sequence
+// cStart and sends its plaintext to the LAN host.
+func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Output) bool {
+	d := &f.dec
+	if d.finFrame {
+		e.authFailed(f, "data after the FIN frame", out)
+		return false
+	}
+	gen := d.opener.Generation()
+	flags, _, pt, err := d.opener.OpenFrame(frame, d.offRcv)
+	if err != nil {
+		e.authFailed(f, "frame failed authentication", out)
+		return false
+	}
+	if d.opener.Generation() != gen {
+		f.Stats.RekeysIn++
+	}
+	d.offRcv += uint64(len(frame))
+	cEnd := cStart + uint32(len(frame))
+	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
+	e.admit(f, len(pt))
+	d.ring.append(pt)
+	d.recs.push(r)
+	e.sendPlain(f, d.pRcv, pt, false, out)
+	d.pRcv = r.pEnd
+	f.Stats.PlainBytesIn += uint64(len(pt))
+	if flags&tcpcrypt.FlagFIN != 0 {
+		d.finFrame, d.finC = true, cEnd
+	}
+	return true
+}
+
+// sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS.
+func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin bool, out *Output) {
+	maxSeg := f.lanMSS
+	if f.tsOK {
+		maxSeg -= 12
+	}
+	maxSeg = max(maxSeg, 1)
+	for first := true; first || len(pt) > 0; first = false {
+		n := min(len(pt), maxSeg)
+		flags := uint8(packet.FlagACK | packet.FlagPSH)
+		if n == len(pt) && fin {
+			flags |= packet.FlagFIN
+		}
+		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], 0, out)
+		seq += uint32(n)
+		pt = pt[n:]
+	}
+}
+
+// wanFIN handles a TCP FIN at C sequence finSeq, reached in order.
+func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
+	d := &f.dec
+	if d.finDelivered {
+		return
+	}
+	if !d.finFrame || finSeq != d.finC || len(d.partial) != 0 {
+		// RFC 8548 §4.6 (digest §2.5): a FIN without an authenticated FIN
+		// frame is a truncation attack; never turn it into an end of stream.
+		e.stats.Truncations.Add(1)
+		f.Reason = "TCP FIN without a FIN frame (truncation)"
+		e.abort(f, out)
+		return
+	}
+	d.recs.push(frameRec{cStart: finSeq, cEnd: finSeq, pStart: d.pRcv, pEnd: d.pRcv, fin: true})
+	e.sendPlain(f, d.pRcv, nil, true, out)
+	d.pRcv++
+	d.cRcv++
+	d.finDelivered = true
+}
+
+// redeliver sends again, from the kept plaintext, the frames that cover the
+// C range [from, to): the LAN host lost them or the sender retransmits.
+func (e *Engine) redeliver(f *Flow, from, to uint32, out *Output) bool {
+	d := &f.dec
+	sent := false
+	i := d.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), from) })
+	for ; i < d.recs.len(); i++ {
+		r := d.recs.at(i)
+		if !seqLT(r.cStart, to) {
+			break
+		}
+		if r.init {
+			continue
+		}
+		e.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, out)
+		sent = true
+	}
+	return sent
+}
+
+// lanAck applies the LAN host's acknowledgment (P) to the frames delivered
+// to it: C bytes are acknowledged to the WAN only for frames whose whole
+// plaintext the LAN host has acknowledged (and the peer's Init, which the
+// gateway consumed itself).
+func (e *Engine) lanAck(f *Flow, ack uint32) {
+	d := &f.dec
+	if seqGT(ack, d.pRcv) {
+		ack = d.pRcv
+	}
+	if seqGT(ack, d.pAck) {
+		d.pAck = ack
+	}
+	for d.recs.len() > 0 {
+		r := d.recs.first()
+		if !seqLEQ(r.pAfter(), d.pAck) {
+			break
+		}
+		d.cAck = seqMax(d.cAck, r.cAfter())
+		d.recs.pop()
+	}
+	if seqGT(d.pAck, d.ring.seq) {
+		d.ring.trim(seqMin(d.pAck, d.ring.end()))
+	}
+}
+
+func seqMin(a, b uint32) uint32 {
+	if seqLT(a, b) {
+		return a
+	}
+	return b
+}
+
+// ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
+// as a duplicate ACK with SACK when its bytes arrive beyond a hole.
+func (e *Engine) ackWAN(f *Flow, out *Output) {
+	e.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0, out)
+}
+
+// sackToWAN describes, in C, what the gateway holds beyond the LAN host's
+// acknowledgment: the bytes past a hole, then what it has parsed.
+func (e *Engine) sackToWAN(f *Flow) []packet.SACKBlock {
+	d := &f.dec
+	if d.ooo.len() == 0 {
+		return nil
+	}
+	blocks := d.ooo.blocks(e.sack[:0], 2)
+	if seqGT(d.cRcv, d.cAck) {
+		blocks = append(blocks, packet.SACKBlock{Left: d.cAck, Right: d.cRcv})
+	}
+	return blocks
+}
+
+// toLAN sends a segment from the WAN peer's side of f to the LAN host.
+func (e *Engine) toLAN(f *Flow, seq, ack uint32, flags uint8, payload []byte, tos uint8, out *Output) {
+	e.toLANOpts(f, seq, ack, flags, payload, nil, tos, out)
+}
+
+func (e *Engine) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8, out *Output) {
+	e.toLANOpts(f, f.dec.pRcv, f.enc.pUna, flags, nil, sack, tos, out)
+}
+
+func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
+	ow := &e.ow
+	ow.Reset()
+	if f.tsOK {
+		ow.Timestamp(f.wanTSval, f.wanTSecr)
+	}
+	if f.sackOK && len(sack) > 0 {
+		ow.SACK(sack)
+	}
+	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
+		Seq: seq, Ack: ack, Flags: flags, Window: f.winToLAN(), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+	e.emit(&h, out)
+	if flags&packet.FlagACK != 0 {
+		f.lanSynAcked = true
+	}
+}
+
+// winToLAN scales the WAN peer's window (C bytes) to a P window the LAN host
+// cannot overrun once 20 bytes of framing are added to each segment.
+func (f *Flow) winToLAN() uint16 {
+	m := uint32(f.maxFrameData())
+	return uint16(uint32(f.wanWin) * m / (m + tcpcrypt.FrameOverhead))
+}
+
+// authFailed resets the flow after a frame failed authentication (RFC 8548
+// §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
+func (e *Engine) authFailed(f *Flow, why string, out *Output) {
+	e.stats.AuthFailures.Add(1)
+	f.Reason = why
+	e.abort(f, out)
+}

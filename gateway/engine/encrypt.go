@@ -1,0 +1,286 @@
+// LAN to WAN: plaintext segments from the LAN host become frames on the
+// WAN (RFC 8548 §4.6), and the LAN host's acknowledgments of WAN data are
+// mapped back into the C space.
+//
+// For each LAN segment of an encrypted flow:
+//  1. Its ACK (P space, for WAN-to-LAN data) moves the decrypting
+//     direction's acknowledgment: only C bytes of frames whose whole
+//     plaintext the LAN host has acknowledged are acknowledged to the WAN.
+//  2. Bytes before the next expected P byte are a retransmission: the frames
+//     that cover them are re-sent exactly as first sent (same key, offset,
+//     boundaries), from the ring of unacknowledged ciphertext.
+//  3. New bytes become new frames, one per segment (MSS clamping makes them
+//     fit), each recorded with its P and C ranges until the WAN acknowledges
+//     it. Before the keys exist they are held instead.
+//  4. A segment with nothing to frame (pure ACK, window update, keep-alive)
+//     is translated and sent as it is.
+
+package engine
+
+import (
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// lanSegment handles a LAN segment of a flow in key exchange or encrypted.
+func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
+	en := &f.enc
+	if s.opts.HasTS {
+		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.lanWin = s.Window
+	if s.has(packet.FlagRST) {
+		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		f.State = StateClosed
+		return
+	}
+	if s.has(packet.FlagACK) {
+		e.lanAck(f, s.Ack)
+	}
+	pay := s.Payload()
+	fin := s.has(packet.FlagFIN)
+	if len(pay) == 0 && !fin {
+		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS, out)
+		return
+	}
+	keyed := en.sealer != nil
+	expect := en.pNxt
+	if !keyed {
+		expect = en.held.end()
+		if en.heldFIN {
+			expect++
+		}
+	}
+	seq := s.Seq
+	end := seq + uint32(len(pay))
+	if seqGT(seq, expect) {
+		// A hole in the LAN host's own stream (lost between it and us): the
+		// C position of these bytes is unknown until the hole is filled.
+		e.toWAN(f, e.pToC(f, expect), packet.FlagACK, nil, s.TOS, out)
+		return
+	}
+	sent := false
+	if seqLT(seq, expect) && keyed {
+		oldEnd := end + b2u(fin)
+		if seqGT(oldEnd, expect) {
+			oldEnd = expect
+		}
+		sent = e.retransmit(f, seq, oldEnd, out)
+	}
+	if seqGT(end, expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
+		fresh := pay[int(expect-seq):]
+		f.Stats.PlainBytesOut += uint64(len(fresh))
+		if !keyed {
+			e.hold(f, fresh, fin)
+			return
+		}
+		if e.frame(cfg, f, fresh, fin, out) {
+			sent = true
+		}
+	}
+	if !sent && keyed {
+		// Everything in it was acknowledged already (a keep-alive probe at
+		// snd_una-1, RFC 9293 §3.8.4): translate the numbers, no payload.
+		e.toWAN(f, e.pToC(f, seq), packet.FlagACK, nil, s.TOS, out)
+	}
+}
+
+// hold keeps LAN plaintext until the keys exist.
+func (e *Engine) hold(f *Flow, data []byte, fin bool) {
+	if len(data) > 0 && !e.admit(f, len(data)) {
+		return // not acknowledged: the LAN host sends it again
+	}
+	f.enc.held.append(data)
+	if fin {
+		f.enc.heldFIN = true
+	}
+}
+
+// flushHeld frames the plaintext held during the key exchange.
+func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) {
+	en := &f.enc
+	if en.held.len() == 0 && !en.heldFIN {
+		return
+	}
+	data := en.held.slice(en.held.seq, en.held.end())
+	e.frame(cfg, f, data, en.heldFIN, out)
+	en.held.trim(en.held.end())
+	en.held.buf = nil
+	en.heldFIN = false
+}
+
+// maxFrameData is the most plaintext one frame may carry so that the frame
+// fits the peer's MSS with the timestamp option.
+func (f *Flow) maxFrameData() int {
+	n := f.peerMSS - tcpcrypt.FrameOverhead
+	if f.tsOK {
+		n -= 12
+	}
+	return max(n, 1)
+}
+
+// frame seals data as new frames at the next P and C positions and sends
+// them. It reports false if nothing could be framed (buffer limits).
+func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output) bool {
+	en := &f.enc
+	maxData := f.maxFrameData()
+	framed := false
+	for first := true; first || len(data) > 0; first = false {
+		n := min(len(data), maxData)
+		chunk := data[:n]
+		last := n == len(data)
+		if !e.admit(f, n+tcpcrypt.FrameOverhead) {
+			e.stats.BufferDrops.Add(1)
+			return framed
+		}
+		var flags byte
+		if last && fin {
+			flags = tcpcrypt.FlagFIN
+		}
+		t := en.ring.tail(n + tcpcrypt.FrameOverhead)
+		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
+		en.ring.commit(len(fr))
+		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0}
+		en.recs.push(r)
+		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
+		en.offNxt += uint64(len(fr))
+		e.sendFrame(f, &r, out)
+		f.Stats.CipherBytesOut += uint64(len(fr))
+		framed = true
+		if r.fin {
+			en.finSent = true
+		}
+		en.sinceRekey += int64(n)
+		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes {
+			// RFC 8548 §4.7: later frames use the next key and flip the
+			// rekey bit; retransmissions keep the bytes first sent.
+			en.sealer.Rekey()
+			en.sinceRekey = 0
+			f.Stats.RekeysOut++
+		}
+		data = data[n:]
+	}
+	return framed
+}
+
+// sendFrame sends one recorded frame, exactly as first sent.
+func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
+	flags := uint8(packet.FlagACK | packet.FlagPSH)
+	if r.fin {
+		flags |= packet.FlagFIN
+	}
+	e.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), 0, out)
+}
+
+// retransmit re-sends the frames that cover the P range [from, to).
+func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
+	en := &f.enc
+	if !en.initAcked {
+		e.sendInit(f, out)
+	}
+	sent := false
+	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) })
+	for ; i < en.recs.len(); i++ {
+		r := en.recs.at(i)
+		if !seqLT(r.pStart, to) {
+			break
+		}
+		if r.init {
+			continue
+		}
+		e.sendFrame(f, r, out)
+		sent = true
+	}
+	return sent
+}
+
+// pToC maps a P sequence number of the LAN host's stream to C.
+func (e *Engine) pToC(f *Flow, p uint32) uint32 {
+	en := &f.enc
+	if p == en.pNxt || en.sealer == nil {
+		return en.cNxt
+	}
+	cUna := en.cNxt
+	for i := 0; i < en.recs.len(); i++ {
+		if r := en.recs.at(i); !r.init {
+			cUna = r.cStart
+			break
+		}
+	}
+	if seqLT(p, en.pUna) { // keep-alive probes sit just before snd_una
+		return cUna - (en.pUna - p)
+	}
+	i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.pStart, p) })
+	if i < en.recs.len() && en.recs.at(i).pStart == p && !en.recs.at(i).init {
+		return en.recs.at(i).cStart
+	}
+	return en.cNxt
+}
+
+// wanAck applies an acknowledgment from the WAN (C space) to our frames:
+// frames wholly acknowledged are forgotten and their P end becomes the
+// acknowledgment the LAN host sees. A partly acknowledged frame counts as
+// not acknowledged.
+func (e *Engine) wanAck(f *Flow, ack uint32) {
+	en := &f.enc
+	if seqGT(ack, en.cNxt) {
+		return // acknowledges what was never sent
+	}
+	for en.recs.len() > 0 {
+		r := en.recs.first()
+		if !seqLEQ(r.cAfter(), ack) {
+			break
+		}
+		if r.init {
+			en.initAcked = true
+		}
+		en.pUna = seqMax(en.pUna, r.pAfter())
+		en.recs.pop()
+	}
+	if en.recs.len() > 0 {
+		en.ring.trim(en.recs.first().cStart)
+	} else {
+		en.ring.trim(en.ring.end())
+	}
+}
+
+// sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
+func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
+	en := &f.enc
+	blocks := e.sack[:0]
+	for _, b := range o.SACK[:o.NSACK] {
+		i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.cStart, b.Left) })
+		j := en.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), b.Right) }) - 1
+		if i > j || i >= en.recs.len() || j < 0 {
+			continue
+		}
+		l, r := en.recs.at(i), en.recs.at(j)
+		if seqLT(l.pStart, r.pAfter()) {
+			blocks = append(blocks, packet.SACKBlock{Left: l.pStart, Right: r.pAfter()})
+		}
+	}
+	return blocks
+}
+
+// toWAN sends a segment from the LAN host's side of f to the WAN peer, with
+// the current acknowledgment and window of the decrypting direction.
+func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
+	ow := &e.ow
+	ow.Reset()
+	if f.enoPending {
+		ow.Raw(eno.NonSYNOption[:])
+	}
+	if f.tsOK {
+		ow.Timestamp(f.lanTSval, f.lanTSecr)
+	}
+	if f.sackOK && flags&packet.FlagRST == 0 {
+		ow.SACK(e.sackToWAN(f))
+	}
+	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
+		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: f.lanWin, TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+	if flags&packet.FlagACK == 0 {
+		h.Ack = 0
+	}
+	e.emit(&h, out)
+}

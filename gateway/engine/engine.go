@@ -1,0 +1,279 @@
+// Package engine rewrites the packets of TCP connections routed between a
+// LAN and a WAN so that the WAN leg of each connection to a tcpcrypt-capable
+// peer is encrypted (TCP-ENO, RFC 8547; tcpcrypt, RFC 8548), while both
+// endpoints keep their own, unmodified TCP.
+//
+// The gateway does not terminate TCP. Each flow lives in two sequence
+// spaces: the plaintext space (P) the LAN host sees, and the ciphertext
+// space (C) on the WAN. Both start at the same initial sequence numbers; C
+// grows ahead of P by the Init message and 20 bytes per frame.
+//
+// The flow of one packet through Process:
+//  1. Parse the IP and TCP headers (package packet). Anything that is not a
+//     well-formed TCP packet between a LAN and a WAN address passes as it is.
+//  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
+//  3. By the flow's state:
+//     - handshake (handshake.go): add, check and strip TCP-ENO, clamp MSS,
+//     start the key exchange, consume the peer's Init message;
+//     - LAN to WAN (encrypt.go): new plaintext becomes one frame per segment,
+//     a LAN retransmission re-sends the frames first sent, ACKs and SACKs
+//     for WAN data are mapped from P to C;
+//     - WAN to LAN (decrypt.go): the C stream is reassembled, complete frames
+//     are authenticated and delivered as plaintext, ACKs and SACKs for LAN
+//     data are mapped from C to P;
+//     - passthrough: forwarded as it is.
+//  4. Every packet the engine sends is written to the Output batch.
+//
+// Tick (called periodically by the same worker) retransmits the gateway's own
+// Init messages and expires idle flows.
+//
+// Concurrency: an Engine belongs to one worker goroutine and one shard of
+// the flow table; the worker holds the shard's lock around Process and Tick.
+package engine
+
+import (
+	"crypto/rand"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// Config is the policy the engine applies. All fields are read-only while
+// the engine runs; a reload swaps the whole Config.
+type Config struct {
+	IsLAN  func(netip.Addr) bool
+	Bypass func(lan, wan netip.AddrPort) bool
+
+	TEPs    []tcpcrypt.TEP    // offered in this order
+	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order
+	Keys    *tcpcrypt.KeyPool
+
+	SYNFallbackRetries int           // LAN SYN retransmissions after which the SYN goes without ENO (0 = never)
+	InitTimeout        time.Duration // give up the Init exchange after this long
+	HandshakeTimeout   time.Duration
+	IdleTimeout        time.Duration
+	ClosingTimeout     time.Duration
+	MaxBufferPerFlow   int   // bytes held per flow (held plaintext, unacked ciphertext, reassembly)
+	RekeyBytes         int64 // rekey a direction after this many plaintext bytes (0 = never by count)
+}
+
+// Stats are counters shared by every engine of a gateway.
+type Stats struct {
+	FlowsEncrypted   atomic.Uint64
+	FlowsPlain       atomic.Uint64
+	AuthFailures     atomic.Uint64
+	Truncations      atomic.Uint64
+	InitTimeouts     atomic.Uint64
+	Malformed        atomic.Uint64
+	TableFull        atomic.Uint64
+	BufferDrops      atomic.Uint64
+	PacketsIn        atomic.Uint64
+	PacketsOut       atomic.Uint64
+	SYNFallbacks     atomic.Uint64
+	BadChecksum      atomic.Uint64
+	PassedUnparsable atomic.Uint64
+}
+
+// Output collects the packets an engine sends. Each buffer has Offset bytes
+// of headroom (the TUN device's virtio header) before the IP packet.
+type Output struct {
+	Bufs   [][]byte
+	N      int
+	Offset int
+}
+
+// MaxPacket is the largest packet the engine builds.
+const MaxPacket = 65535
+
+// next returns room for one more packet.
+func (o *Output) next() []byte {
+	if o.N == len(o.Bufs) {
+		o.Bufs = append(o.Bufs, make([]byte, o.Offset+MaxPacket))
+	}
+	b := o.Bufs[o.N]
+	return b[o.Offset:cap(b)]
+}
+
+// commit records that the packet just built in next() is n bytes long.
+func (o *Output) commit(n int) {
+	o.Bufs[o.N] = o.Bufs[o.N][:o.Offset+n]
+	o.N++
+}
+
+// Reset empties the batch, keeping its buffers.
+func (o *Output) Reset() {
+	for i := 0; i < o.N; i++ {
+		o.Bufs[i] = o.Bufs[i][:cap(o.Bufs[i])]
+	}
+	o.N = 0
+}
+
+// Packets returns the packets of the batch (with headroom).
+func (o *Output) Packets() [][]byte { return o.Bufs[:o.N] }
+
+// Engine processes the packets of one shard of the flow table.
+type Engine struct {
+	cfg   atomic.Pointer[Config]
+	table *flowtable.Table[*Flow]
+	shard int
+	stats *Stats
+
+	now     time.Time
+	pending []*Flow // flows whose own Init bytes are not yet acknowledged
+	ow      packet.OptionWriter
+	sack    [4]packet.SACKBlock
+}
+
+// New returns the engine of shard `shard` of table.
+func New(cfg *Config, table *flowtable.Table[*Flow], shard int, stats *Stats) *Engine {
+	e := &Engine{table: table, shard: shard, stats: stats}
+	e.cfg.Store(cfg)
+	return e
+}
+
+// SetConfig replaces the policy (SIGHUP); established flows keep their state.
+func (e *Engine) SetConfig(cfg *Config) { e.cfg.Store(cfg) }
+
+// Config returns the current policy.
+func (e *Engine) Config() *Config { return e.cfg.Load() }
+
+// KeyOf returns the flow key and whether the packet goes LAN to WAN, or
+// ok=false if it is not a packet between the LAN and the WAN.
+func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok bool) {
+	sl, dl := cfg.IsLAN(p.Src), cfg.IsLAN(p.Dst)
+	switch {
+	case sl && !dl:
+		return flowtable.Key{LAN: netip.AddrPortFrom(p.Src, p.SrcPort), WAN: netip.AddrPortFrom(p.Dst, p.DstPort)}, true, true
+	case dl && !sl:
+		return flowtable.Key{LAN: netip.AddrPortFrom(p.Dst, p.DstPort), WAN: netip.AddrPortFrom(p.Src, p.SrcPort)}, false, true
+	}
+	return k, false, false
+}
+
+// Process handles one packet read from the TUN device. It never keeps b.
+func (e *Engine) Process(b []byte, now time.Time, out *Output) {
+	e.now = now
+	e.stats.PacketsIn.Add(1)
+	cfg := e.cfg.Load()
+	p, err := packet.Parse(b)
+	if err != nil {
+		// Not TCP, a fragment, or an IPv6 extension header: not ours to
+		// rewrite. A packet too broken to parse is dropped.
+		if err == packet.ErrNotTCP || err == packet.ErrFragment || err == packet.ErrExtHeader {
+			e.stats.PassedUnparsable.Add(1)
+			e.forward(b, out)
+		} else {
+			e.stats.Malformed.Add(1)
+		}
+		return
+	}
+	key, fromLAN, ok := KeyOf(cfg, &p)
+	if !ok {
+		e.forward(p.Buf, out)
+		return
+	}
+	opts, err := packet.ParseOptions(p.Options())
+	entry, found := e.table.Get(e.shard, key)
+	var f *Flow
+	if found {
+		f = entry.Value
+	}
+	if err != nil {
+		e.stats.Malformed.Add(1)
+		if f == nil || f.State == StatePassthrough {
+			e.forward(p.Buf, out)
+		}
+		return
+	}
+	if f != nil && f.rewrites() && !p.VerifyChecksum() {
+		// A segment TCP itself would discard: never encrypt or
+		// authenticate it (line noise must not reset the connection).
+		e.stats.BadChecksum.Add(1)
+		return
+	}
+	seg := segment{Packet: &p, opts: &opts}
+	if fromLAN {
+		e.fromLAN(cfg, key, entry, f, &seg, out)
+	} else {
+		e.fromWAN(cfg, key, entry, f, &seg, out)
+	}
+}
+
+// segment is a parsed packet with its options.
+type segment struct {
+	*packet.Packet
+	opts *packet.Options
+}
+
+func (s *segment) has(flag uint8) bool { return s.Flags&flag != 0 }
+
+// forward copies a packet to the output unchanged.
+func (e *Engine) forward(b []byte, out *Output) {
+	dst := out.next()
+	out.commit(copy(dst, b))
+	e.stats.PacketsOut.Add(1)
+}
+
+// emit builds one packet from h into the output.
+func (e *Engine) emit(h *packet.Header, out *Output) {
+	dst := out.next()
+	pkt := packet.Build(dst, h)
+	out.commit(len(pkt))
+	e.stats.PacketsOut.Add(1)
+}
+
+// touch refreshes a flow's expiry deadline according to its state.
+func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
+	f := entry.Value
+	d := cfg.IdleTimeout
+	switch f.State {
+	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
+		d = cfg.HandshakeTimeout
+	case StateClosed, StateReset:
+		d = cfg.ClosingTimeout
+	}
+	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
+		d = cfg.ClosingTimeout
+	}
+	entry.Touch(e.now, e.now.Add(d))
+}
+
+// Tick retransmits the gateway's own Init messages and expires flows.
+func (e *Engine) Tick(now time.Time, out *Output) {
+	e.now = now
+	cfg := e.cfg.Load()
+	kept := e.pending[:0]
+	for _, f := range e.pending {
+		if f.State != StateKeyExchange && f.State != StateEncrypted || f.enc.initAcked {
+			continue
+		}
+		if now.Sub(f.enc.initStart) > cfg.InitTimeout {
+			e.stats.InitTimeouts.Add(1)
+			f.Reason = "init exchange timed out"
+			e.abort(f, out)
+			continue
+		}
+		if !now.Before(f.enc.retxAt) {
+			e.sendInit(f, out)
+			f.enc.rto = min(2*f.enc.rto, 4*time.Second)
+			f.enc.retxAt = now.Add(f.enc.rto)
+		}
+		kept = append(kept, f)
+	}
+	clear(e.pending[len(kept):])
+	e.pending = kept
+	e.table.Expire(e.shard, now, func(en *flowtable.Entry[*Flow]) {
+		en.Value.release(e.table)
+	})
+}
+
+// randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
+func randomNonce(n []byte) {
+	if _, err := rand.Read(n); err != nil {
+		panic("engine: no randomness: " + err.Error())
+	}
+}

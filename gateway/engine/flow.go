@@ -1,0 +1,196 @@
+// The state of one connection. A Flow is created by the first SYN, goes
+// through the ENO handshake and the Init exchange, and then either carries
+// tcpcrypt (StateEncrypted) or passes untouched (StatePassthrough) for the
+// rest of its life. Each direction keeps its own state: enc for LAN-to-WAN
+// data (plaintext in, ciphertext out) and dec for WAN-to-LAN data.
+
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/flowtable"
+)
+
+// Role is the gateway's tcpcrypt role in a flow (RFC 8547 §4.3): A for
+// connections opened from the LAN, B for connections opened from the WAN.
+type Role uint8
+
+const (
+	RoleA Role = 1
+	RoleB Role = 2
+)
+
+func (r Role) String() string {
+	if r == RoleA {
+		return "outbound"
+	}
+	return "inbound"
+}
+
+// State is where a flow is in its life.
+type State uint8
+
+const (
+	StateSYNSent     State = iota + 1 // A: LAN SYN sent with ENO
+	StateACKPending                   // A: WAN SYN-ACK accepted ENO; waiting for the LAN host's ACK
+	StateSYNReceived                  // B: WAN SYN with ENO forwarded to the LAN server
+	StateSYNACKSent                   // B: LAN SYN-ACK sent with our ENO answer
+	StateKeyExchange                  // ENO negotiated; Init messages in flight
+	StateEncrypted                    // keys on both directions
+	StatePassthrough                  // plain TCP, untouched
+	StateClosed                       // RST seen
+	StateReset                        // reset by the gateway (authentication failure, truncation, timeout)
+)
+
+var stateNames = [...]string{"", "syn-sent", "ack-pending", "syn-received", "synack-sent", "key-exchange", "encrypted", "plain", "closed", "reset"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Flow is one TCP connection between a LAN host and a WAN host.
+type Flow struct {
+	Role   Role
+	State  State
+	Reason string // why the flow is plain or was reset
+	V6     bool
+	LAN    netip.AddrPort
+	WAN    netip.AddrPort
+
+	lanISN, wanISN uint32
+	synRetries     int
+	offer          []byte // A's SYN ENO option as sent (first half of eno_transcript)
+	answer         []byte // B's SYN-ACK ENO option as sent
+	tep            tcpcrypt.TEP
+	aead           tcpcrypt.AEADID
+	sessionID      []byte
+	peerMSS        int // largest C payload the WAN peer accepts
+	lanMSS         int // largest P payload the LAN host accepts
+	sackOK, tsOK   bool
+	enoPending     bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.5)
+	lanTSval       uint32 // last timestamp option values seen from each side (RFC 7323)
+	lanTSecr       uint32
+	wanTSval       uint32
+	wanTSecr       uint32
+	lanWin         uint16 // last raw window from the LAN host
+	wanWin         uint16 // last raw window from the WAN peer
+	lanWS          uint8  // the LAN host's window scale, when both sides use it
+	keyPair        *tcpcrypt.KeyPair
+	ownInit        []byte // role A: our Init1 as sent, until the keys exist
+	nonce          [tcpcrypt.NonceLen]byte
+	chosen         eno.Suboption // role B: the TEP chosen from A's offer
+	accounted      int           // bytes this flow holds against the global budget
+	lanSynAcked    bool          // the LAN host has been sent an ACK (role B: of its SYN-ACK)
+
+	enc encState
+	dec decState
+
+	Stats FlowStats
+}
+
+// FlowStats counts a flow's traffic.
+type FlowStats struct {
+	PlainBytesOut, PlainBytesIn   uint64 // LAN-side payload bytes, to and from the WAN
+	CipherBytesOut, CipherBytesIn uint64 // WAN-side payload bytes
+	PacketsOut, PacketsIn         uint64
+	RekeysOut, RekeysIn           uint64
+	Started                       time.Time
+	HandshakeDone                 time.Time
+}
+
+// encState is the LAN-to-WAN direction: plaintext in, ciphertext out.
+type encState struct {
+	ring       byteRing // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
+	recs       recRing  // frames (and our Init) not yet acknowledged by the WAN peer
+	held       byteRing // LAN plaintext that arrived before the keys existed
+	heldFIN    bool
+	pNxt       uint32 // next P byte expected from the LAN host
+	cNxt       uint32 // C sequence of the next frame
+	offNxt     uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §4.6 nonce)
+	pUna       uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
+	sealer     *tcpcrypt.Sealer
+	sinceRekey int64
+
+	initLen   int
+	initAcked bool
+	initStart time.Time
+	retxAt    time.Time
+	rto       time.Duration
+	finSent   bool
+}
+
+// decState is the WAN-to-LAN direction: ciphertext in, plaintext out.
+type decState struct {
+	initBuf []byte // the peer's Init message, as it arrives
+	keyed   bool
+	cRcv    uint32 // next C byte the frame parser needs
+	offRcv  uint64 // stream offset of the frame that starts at cRcv - len(partial)
+	partial []byte // bytes of a frame cut across segments
+	ooo     oooQueue
+	ring    byteRing // P bytes delivered to the LAN host and not yet acknowledged by it
+	recs    recRing  // frames delivered, not yet acknowledged by the LAN host
+	pRcv    uint32   // next P byte to deliver
+	pAck    uint32   // highest acknowledgment from the LAN host
+	cAck    uint32   // C acknowledgment given to the WAN peer
+	opener  *tcpcrypt.Opener
+
+	finFrame     bool   // a frame with the FIN flag was authenticated
+	finC         uint32 // C sequence of the TCP FIN that must follow it
+	finDelivered bool
+	rekeys       uint32
+}
+
+// rewrites reports whether the engine rewrites this flow's packets (rather
+// than passing them).
+func (f *Flow) rewrites() bool {
+	return f.State == StateKeyExchange || f.State == StateEncrypted
+}
+
+// release returns the flow's buffered bytes to the global budget.
+func (f *Flow) release(t *flowtable.Table[*Flow]) {
+	n := f.buffered()
+	if n > 0 {
+		t.Release(n)
+	}
+	f.enc.ring.buf, f.enc.held.buf, f.dec.ring.buf, f.dec.partial = nil, nil, nil, nil
+	f.dec.ooo.clear()
+	f.accounted = 0
+}
+
+func (f *Flow) buffered() int { return f.accounted }
+
+// Info is a snapshot of a flow for monitoring. It holds no secret.
+type Info struct {
+	Role      string
+	State     string
+	Encrypted bool
+	Reason    string
+	LAN, WAN  netip.AddrPort
+	TEP       string
+	Cipher    string
+	SessionID []byte
+	Stats     FlowStats
+}
+
+// Snapshot describes f. Call with the shard lock held.
+func (f *Flow) Snapshot() Info {
+	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.State == StateEncrypted,
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats}
+	if f.tep != 0 {
+		in.TEP = f.tep.String()
+	}
+	if f.aead != 0 {
+		in.Cipher = f.aead.String()
+	}
+	if f.sessionID != nil {
+		in.SessionID = append([]byte(nil), f.sessionID...)
+	}
+	return in
+}

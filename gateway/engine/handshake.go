@@ -1,0 +1,676 @@
+// The handshake of a flow: TCP-ENO negotiation on the SYN exchange (RFC 8547
+// §4) and the tcpcrypt key exchange that follows it (RFC 8548 §4.3).
+//
+// Outbound (the gateway is role A):
+//  1. LAN SYN: add our ENO offer (TEPs in preference order), remember it as
+//     the first half of the transcript. No room, SYN data, Fast Open, MPTCP,
+//     a bypass rule, or a LAN host that sends ENO itself: plain for good.
+//  2. WAN SYN-ACK: take B's answer (the last TEP in it that we offered),
+//     strip ENO, clamp the MSS to the LAN host by the framing overhead. No
+//     valid answer: plain.
+//  3. The LAN host's ACK: send Init1 (with the non-SYN ENO option) as the
+//     first bytes of our C stream; hold LAN data until the keys exist.
+//  4. Init2 from the WAN: derive the keys, send the held data as frames.
+//
+// Inbound (the gateway is role B):
+//  1. WAN SYN with an ENO offer we accept: remember it, strip it, clamp MSS.
+//  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
+//  3. The first non-SYN segment from A carries ENO: encryption is on; its
+//     payload starts Init1. Without ENO: plain.
+//  4. All of Init1: choose the cipher, send Init2, derive the keys.
+//
+// The gateway's own Init bytes exist only between the two encrypting ends,
+// so it retransmits them itself (Tick) and acknowledges the peer's.
+
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+const initialInitRTO = 300 * time.Millisecond
+
+// fromLAN handles a packet from a LAN host.
+func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
+		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StatePassthrough) {
+			e.lanSYNAgain(cfg, f, s, out)
+			e.touch(cfg, entry)
+			return
+		}
+		if entry != nil {
+			e.remove(entry)
+		}
+		e.newOutbound(cfg, key, s, out)
+		return
+	}
+	if f == nil {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.Stats.PacketsOut++
+	switch f.State {
+	case StateReset:
+		return // the gateway reset this flow: nothing more from it
+	case StateSYNReceived, StateSYNACKSent:
+		if s.has(packet.FlagSYN) {
+			e.lanSYNACK(f, s, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateACKPending:
+		if s.has(packet.FlagRST) || s.has(packet.FlagSYN) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if !e.startInit(cfg, f, s, out) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
+			e.lanSegment(cfg, f, s, out)
+		}
+	case StateKeyExchange, StateEncrypted:
+		e.lanSegment(cfg, f, s, out)
+	default:
+		e.forwardPlain(f, s, out)
+	}
+	e.settle(f)
+	e.touch(cfg, entry)
+}
+
+// fromWAN handles a packet from a WAN host.
+func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
+		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
+			switch f.State {
+			case StateSYNReceived, StateSYNACKSent:
+				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			default:
+				e.forwardPlain(f, s, out)
+			}
+			e.touch(cfg, entry)
+			return
+		}
+		if entry != nil {
+			e.remove(entry)
+		}
+		e.newInbound(cfg, key, s, out)
+		return
+	}
+	if f == nil {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.Stats.PacketsIn++
+	switch f.State {
+	case StateReset:
+		return
+	case StateSYNSent:
+		if s.has(packet.FlagSYN) {
+			e.wanSYNACK(f, s, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateACKPending:
+		if s.has(packet.FlagSYN) { // retransmitted SYN-ACK
+			e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateSYNACKSent:
+		if s.has(packet.FlagSYN) || s.has(packet.FlagRST) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if s.opts.ENO == nil {
+			// RFC 8547 §4.5: B's first non-SYN segment from A lacks ENO:
+			// negotiation failed, plain TCP.
+			e.plain(f, "peer did not confirm ENO")
+			e.forwardPlain(f, s, out)
+			break
+		}
+		e.startKeyExchange(f)
+		e.wanSegment(cfg, f, s, out)
+	case StateKeyExchange, StateEncrypted:
+		if s.has(packet.FlagSYN) {
+			if f.Role == RoleA { // our ACK or Init1 was lost: the LAN host answers again
+				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			}
+			break
+		}
+		e.wanSegment(cfg, f, s, out)
+	default:
+		e.forwardPlain(f, s, out)
+	}
+	e.settle(f)
+	e.touch(cfg, entry)
+}
+
+// forwardPlain forwards a packet of a flow unchanged and notes an RST.
+func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
+	if s.has(packet.FlagRST) && f.State != StatePassthrough {
+		f.State = StateClosed
+	} else if s.has(packet.FlagRST) {
+		f.Reason = f.Reason + "; reset"
+	}
+	e.forward(s.Buf, out)
+}
+
+func (e *Engine) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.Reason = why
+	e.stats.FlowsPlain.Add(1)
+}
+
+func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
+	entry.Value.release(e.table)
+	e.table.Delete(e.shard, entry)
+}
+
+func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
+	entry, err := e.table.Insert(e.shard, key, f, e.now)
+	if err != nil {
+		// Under a flood, make room by dropping the oldest half-open flow.
+		if e.table.EvictOne(e.shard, func(en *flowtable.Entry[*Flow]) bool { return en.Value.embryonic() }) {
+			entry, err = e.table.Insert(e.shard, key, f, e.now)
+		}
+	}
+	if err != nil {
+		e.stats.TableFull.Add(1)
+		return nil
+	}
+	f.Stats.Started = e.now
+	e.touch(cfg, entry)
+	return entry
+}
+
+// embryonic: a flow that has not completed its three-way handshake.
+func (f *Flow) embryonic() bool {
+	switch f.State {
+	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending:
+		return true
+	}
+	return false
+}
+
+func mssOf(s *segment) int {
+	if s.opts.HasMSS {
+		return int(s.opts.MSS)
+	}
+	if s.V6 { // RFC 9293 §3.7.1 defaults
+		return 1220
+	}
+	return 536
+}
+
+// newOutbound starts a flow for a SYN from the LAN (role A).
+func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
+	f := &Flow{Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
+		lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
+	if s.opts.HasWScale {
+		f.lanWS = s.opts.WScale
+	}
+	entry := e.insert(cfg, key, f)
+	why := ""
+	switch {
+	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+		why = "bypass rule"
+	case s.opts.ENO != nil:
+		why = "LAN host speaks ENO itself"
+	case len(s.Payload()) > 0 || s.opts.FastOpen:
+		why = "SYN carries data or Fast Open"
+	case s.opts.MPTCP:
+		why = "MPTCP"
+	case s.has(packet.FlagURG):
+		why = "urgent data"
+	case entry == nil:
+		why = "flow table full"
+	}
+	if why == "" {
+		subs := make([]eno.Suboption, len(cfg.TEPs))
+		for i, t := range cfg.TEPs {
+			subs[i] = eno.Suboption{TEP: byte(t)}
+		}
+		opt, err := eno.AppendSYNOption(nil, eno.Offer(subs))
+		if err != nil {
+			why = "ENO offer: " + err.Error()
+		} else if !e.emitSYN(s, opt, 0, out) {
+			why = "no TCP option space for ENO"
+		} else {
+			f.offer = opt
+			f.State = StateSYNSent
+			return
+		}
+	}
+	if entry != nil {
+		e.plain(f, why)
+	}
+	e.forward(s.Buf, out)
+}
+
+// lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §9: a middlebox may
+// drop SYNs with unknown options, so after some tries the SYN goes plain).
+func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
+	f.synRetries++
+	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries {
+		e.stats.SYNFallbacks.Add(1)
+		e.plain(f, fmt.Sprintf("SYN sent without ENO after %d retransmissions", f.synRetries))
+	}
+	if f.State == StateSYNSent && e.emitSYN(s, f.offer, 0, out) {
+		return
+	}
+	e.forward(s.Buf, out)
+}
+
+// wanSYNACK takes B's answer to our offer (RFC 8547 §4.4).
+func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
+	if s.Ack != f.lanISN+1 {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.wanISN = s.Seq
+	f.peerMSS = mssOf(s)
+	f.sackOK = f.sackOK && s.opts.SACKPerm
+	f.tsOK = f.tsOK && s.opts.HasTS
+	f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
+	if !s.opts.HasWScale {
+		f.lanWS = 0
+	}
+	if s.opts.ENO == nil {
+		e.plain(f, "peer did not answer ENO")
+		e.forward(s.Buf, out)
+		return
+	}
+	chosen, err := e.negotiated(f, s.opts.ENO)
+	if err != nil {
+		e.plain(f, "ENO negotiation failed: "+err.Error())
+		e.emitSYN(s, nil, 0, out) // the LAN host never offered ENO: strip it
+		return
+	}
+	f.tep = tcpcrypt.TEP(chosen.TEP)
+	f.answer = append([]byte(nil), s.opts.ENO...)
+	f.State = StateACKPending
+	f.lanSynAcked = true // role A: the LAN host is the one that acknowledges
+	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+}
+
+func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
+	offer, err := eno.ParseSYNOption(f.offer)
+	if err != nil {
+		return eno.Suboption{}, err
+	}
+	answer, err := eno.ParseSYNOption(answerOpt)
+	if err != nil {
+		return eno.Suboption{}, err
+	}
+	chosen, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
+		return !answered.HasData // resumption is not offered yet
+	})
+	if err != nil {
+		return chosen, err
+	}
+	if !tcpcrypt.TEP(chosen.TEP).Valid() {
+		return chosen, fmt.Errorf("unsupported TEP 0x%02x", chosen.TEP)
+	}
+	return chosen, nil
+}
+
+// newInbound starts a flow for a SYN from the WAN (role B).
+func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
+	f := &Flow{Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
+		peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS,
+		wanTSval: s.opts.TSval}
+	why := ""
+	var chosen eno.Suboption
+	switch {
+	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+		why = "bypass rule"
+	case s.opts.ENO == nil:
+		why = "peer did not offer ENO"
+	case len(s.Payload()) > 0 || s.opts.FastOpen:
+		why = "SYN carries data or Fast Open"
+	case s.opts.MPTCP:
+		why = "MPTCP"
+	case s.has(packet.FlagURG):
+		why = "urgent data"
+	default:
+		offer, err := eno.ParseSYNOption(s.opts.ENO)
+		if err != nil {
+			why = "malformed ENO offer: " + err.Error()
+			break
+		}
+		if offer.Passive() { // RFC 8547 §4.3: a SYN claiming role B is a simultaneous open we do not play
+			why = "peer claims the passive role"
+			break
+		}
+		var ok bool
+		chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
+			return !sub.HasData && containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP))
+		})
+		if !ok {
+			why = "no common TEP"
+		}
+	}
+	entry := e.insert(cfg, key, f)
+	if entry == nil {
+		e.forward(s.Buf, out)
+		return
+	}
+	if why != "" {
+		e.plain(f, why)
+		e.forward(s.Buf, out)
+		return
+	}
+	f.offer = append([]byte(nil), s.opts.ENO...)
+	f.chosen = chosen
+	f.tep = tcpcrypt.TEP(chosen.TEP)
+	f.State = StateSYNReceived
+	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+}
+
+func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.4:
+// global suboption with b=1, then the chosen TEP).
+func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
+	if s.Ack != f.wanISN+1 {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.lanISN = s.Seq
+	f.lanMSS = mssOf(s)
+	f.sackOK = f.sackOK && s.opts.SACKPerm
+	f.tsOK = f.tsOK && s.opts.HasTS
+	f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	if s.opts.HasWScale {
+		f.lanWS = s.opts.WScale
+	}
+	f.lanWin = s.Window >> f.lanWS
+	if f.answer == nil {
+		opt, err := eno.AppendSYNOption(nil, eno.Answer(f.chosen))
+		if err != nil {
+			e.plain(f, "ENO answer: "+err.Error())
+			e.forward(s.Buf, out)
+			return
+		}
+		f.answer = opt
+	}
+	if !e.emitSYN(s, f.answer, 0, out) {
+		e.plain(f, "no TCP option space for ENO")
+		e.forward(s.Buf, out)
+		return
+	}
+	f.State = StateSYNACKSent
+}
+
+// emitSYN rewrites a SYN or SYN-ACK: every option but ENO is kept, enoOpt
+// (if any) is added, and the MSS is clamped to clamp (if > 0). It reports
+// false, sending nothing, when enoOpt does not fit.
+func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool {
+	ow := &e.ow
+	ow.Reset()
+	mss := uint16(0)
+	if clamp > 0 {
+		mss = uint16(min(clamp, int(^uint16(0))))
+		if !s.opts.HasMSS {
+			ow.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
+		} else if int(s.opts.MSS) < clamp {
+			mss = s.opts.MSS
+		}
+	}
+	ow.CopyExcept(s.Options(), mss, packet.OptENO)
+	if enoOpt != nil && !ow.Raw(enoOpt) {
+		return false
+	}
+	h := packet.HeaderFrom(s.Packet)
+	h.Options = ow.Bytes()
+	e.emit(&h, out)
+	return true
+}
+
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	en, d := &f.enc, &f.dec
+	s := f.lanISN + 1
+	en.pNxt, en.cNxt, en.pUna = s, s, s
+	en.ring.reset(s)
+	en.held.reset(s)
+	en.recs.reset()
+	w := f.wanISN + 1
+	d.cRcv, d.pRcv, d.pAck, d.cAck = w, w, w, w
+	d.ring.reset(w)
+	d.recs.reset()
+}
+
+// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.5).
+func (e *Engine) startKeyExchange(f *Flow) {
+	f.initDirections()
+	f.State = StateKeyExchange
+}
+
+// startInit sends Init1 as role A (RFC 8548 §4.3) on the LAN host's ACK of
+// the SYN-ACK. It returns false when no key pair could be had: the ACK then
+// goes without ENO and both ends fall back to plain TCP.
+func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
+	kp, err := cfg.Keys.Get(f.tep)
+	if err != nil {
+		e.plain(f, "no key pair: "+err.Error())
+		return false
+	}
+	f.initDirections()
+	f.keyPair = kp
+	randomNonce(f.nonce[:])
+	m := tcpcrypt.Init1{Ciphers: cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
+	f.ownInit = m.Append(nil) // kept for the key schedule: the WAN may acknowledge it first
+	e.queueInit(f, f.ownInit)
+	f.enoPending = true
+	f.State = StateKeyExchange
+	if s.opts.HasTS {
+		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.lanWin = s.Window
+	e.sendInit(f, out)
+	return true
+}
+
+// queueInit places our Init message at the start of our C stream.
+func (e *Engine) queueInit(f *Flow, msg []byte) {
+	en := &f.enc
+	en.ring.append(msg)
+	start := f.lanISN + 1
+	en.recs.push(frameRec{cStart: start, cEnd: start + uint32(len(msg)), pStart: start, pEnd: start, init: true})
+	en.cNxt = start + uint32(len(msg))
+	en.offNxt = uint64(len(msg))
+	en.initLen = len(msg)
+	en.initStart = e.now
+	en.rto = initialInitRTO
+	en.retxAt = e.now.Add(en.rto)
+	e.pending = append(e.pending, f)
+}
+
+// sendInit (re)sends our Init message as first sent.
+func (e *Engine) sendInit(f *Flow, out *Output) {
+	en := &f.enc
+	if en.recs.len() == 0 || !en.recs.first().init {
+		return
+	}
+	r := en.recs.first()
+	e.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0, out)
+}
+
+// consumeInit takes the bytes of the peer's Init message from the start of
+// its C stream, acknowledging them itself. It returns what follows the
+// message in this segment.
+func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out *Output) (uint32, []byte) {
+	d := &f.dec
+	pos := f.wanISN + 1 + uint32(len(d.initBuf))
+	if seqGT(seq, pos) || len(data) == 0 {
+		return seq, nil // a hole before the Init completes: the peer retransmits
+	}
+	skip := int(pos - seq)
+	if skip >= len(data) {
+		return seq, nil
+	}
+	data, seq = data[skip:], pos
+	magic := tcpcrypt.Init2Magic
+	if f.Role == RoleB {
+		magic = tcpcrypt.Init1Magic
+	}
+	for {
+		need := 8
+		if len(d.initBuf) >= 8 {
+			n, _, err := tcpcrypt.InitMessageLen(magic, f.tep, d.initBuf)
+			if err != nil {
+				e.initFailed(f, "bad Init message: "+err.Error(), out)
+				return seq, nil
+			}
+			need = n
+		}
+		take := min(need-len(d.initBuf), len(data))
+		d.initBuf = append(d.initBuf, data[:take]...)
+		data, seq = data[take:], seq+uint32(take)
+		if len(d.initBuf) < need {
+			return seq, nil
+		}
+		if need > 8 || len(d.initBuf) > 8 {
+			break
+		}
+	}
+	var err error
+	if f.Role == RoleA {
+		err = e.gotInit2(cfg, f, out)
+	} else {
+		err = e.gotInit1(cfg, f, out)
+	}
+	if err != nil {
+		e.initFailed(f, err.Error(), out)
+		return seq, nil
+	}
+	return seq, data
+}
+
+func (e *Engine) initFailed(f *Flow, why string, out *Output) {
+	f.Reason = why
+	e.abort(f, out)
+}
+
+// gotInit2 completes role A's key exchange (RFC 8548 §4.3, §4.4).
+func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
+	m, err := tcpcrypt.ParseInit2(f.tep, f.dec.initBuf)
+	if err != nil {
+		return err
+	}
+	if !containsAEAD(cfg.Ciphers, m.Cipher) {
+		return fmt.Errorf("peer chose cipher 0x%02x we did not offer", byte(m.Cipher))
+	}
+	es, err := f.keyPair.SharedSecret(m.PublicKey)
+	if err != nil {
+		return err
+	}
+	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.ownInit, f.dec.initBuf, es, f.nonce[:])
+	if err := e.keysReady(f, m.Cipher, ss, ss.KeyAB(m.Cipher), ss.KeyBA(m.Cipher)); err != nil {
+		return err
+	}
+	f.enc.initAcked = true // B answered, so it has all of Init1
+	e.flushHeld(cfg, f, out)
+	e.ackWAN(f, out)
+	return nil
+}
+
+// gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §4.3, §4.4).
+func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
+	m, err := tcpcrypt.ParseInit1(f.tep, f.dec.initBuf)
+	if err != nil {
+		return err
+	}
+	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, cfg.Ciphers)
+	if !ok {
+		return fmt.Errorf("no common cipher")
+	}
+	kp, err := cfg.Keys.Get(f.tep)
+	if err != nil {
+		return err
+	}
+	es, err := kp.SharedSecret(m.PublicKey)
+	if err != nil {
+		return err
+	}
+	m2 := tcpcrypt.Init2{Cipher: aead, PublicKey: kp.PublicKey()}
+	randomNonce(m2.NonceB[:])
+	init2 := m2.Append(nil)
+	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
+	if err := e.keysReady(f, aead, ss, ss.KeyBA(aead), ss.KeyAB(aead)); err != nil {
+		return err
+	}
+	e.queueInit(f, init2)
+	e.sendInit(f, out)
+	e.flushHeld(cfg, f, out)
+	return nil
+}
+
+func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// keysReady switches the flow to encrypted: our direction seals with
+// sendKey, the peer's opens with recvKey. The peer's Init becomes a
+// pseudo-frame of the C stream that the gateway itself acknowledges.
+func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret, sendKey, recvKey []byte) error {
+	sealer, err := tcpcrypt.NewSealer(aead, sendKey)
+	if err != nil {
+		return err
+	}
+	opener, err := tcpcrypt.NewOpener(aead, recvKey)
+	if err != nil {
+		return err
+	}
+	f.aead = aead
+	f.sessionID = ss.SessionID(f.tep)
+	f.enc.sealer, f.dec.opener = sealer, opener
+	d := &f.dec
+	start := f.wanISN + 1
+	n := uint32(len(d.initBuf))
+	d.recs.push(frameRec{cStart: start, cEnd: start + n, pStart: start, pEnd: start, init: true})
+	d.cRcv = start + n
+	d.offRcv = uint64(n)
+	d.keyed = true
+	d.initBuf = nil
+	f.keyPair, f.ownInit = nil, nil
+	e.lanAck(f, d.pAck)
+	f.State = StateEncrypted
+	f.Stats.HandshakeDone = e.now
+	e.stats.FlowsEncrypted.Add(1)
+	return nil
+}
+
+// abort resets both ends of an encrypted flow (RFC 8548 §4.6: fail closed
+// once encryption is on): RST to the LAN host at the P sequence it expects,
+// and to the WAN peer at the C sequence it expects.
+func (e *Engine) abort(f *Flow, out *Output) {
+	if f.State == StateReset {
+		return
+	}
+	e.toLAN(f, f.dec.pRcv, f.enc.pUna, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	e.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	f.State = StateReset
+}

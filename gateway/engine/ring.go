@@ -1,0 +1,143 @@
+// The per-direction memories of a flow: a byteRing keeps a contiguous range
+// of one sequence space (the ciphertext first sent, or the plaintext first
+// delivered) until the other end acknowledges it, and a recRing keeps the
+// frame boundaries that map that range between the plaintext (P) and the
+// ciphertext (C) spaces. Both are FIFOs that compact in place, so a flow in
+// steady state allocates nothing.
+
+package engine
+
+// Sequence-number arithmetic modulo 2^32 (RFC 9293 §3.4).
+func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
+func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
+func seqGT(a, b uint32) bool  { return int32(a-b) > 0 }
+func seqMax(a, b uint32) uint32 {
+	if seqGT(a, b) {
+		return a
+	}
+	return b
+}
+
+// byteRing holds the bytes of sequence range [seq, seq+len).
+type byteRing struct {
+	buf  []byte
+	head int
+	seq  uint32
+}
+
+func (r *byteRing) len() int       { return len(r.buf) - r.head }
+func (r *byteRing) end() uint32    { return r.seq + uint32(r.len()) }
+func (r *byteRing) reset(s uint32) { r.buf, r.head, r.seq = r.buf[:0], 0, s }
+
+// tail returns room for n more bytes at the end (len 0, cap >= n); commit
+// makes them part of the ring.
+func (r *byteRing) tail(n int) []byte {
+	if cap(r.buf)-len(r.buf) < n && r.head > 0 {
+		k := copy(r.buf, r.buf[r.head:])
+		r.buf, r.head = r.buf[:k], 0
+	}
+	if cap(r.buf)-len(r.buf) < n {
+		nb := make([]byte, len(r.buf), max(2*cap(r.buf), len(r.buf)+n, 4096))
+		copy(nb, r.buf)
+		r.buf = nb
+	}
+	return r.buf[len(r.buf):len(r.buf):cap(r.buf)]
+}
+
+func (r *byteRing) commit(n int) { r.buf = r.buf[:len(r.buf)+n] }
+
+func (r *byteRing) append(p []byte) {
+	t := r.tail(len(p))
+	r.commit(copy(t[:len(p)], p))
+}
+
+// slice returns the bytes of [from, to), clipped to what the ring holds.
+func (r *byteRing) slice(from, to uint32) []byte {
+	if seqLT(from, r.seq) {
+		from = r.seq
+	}
+	if seqGT(to, r.end()) {
+		to = r.end()
+	}
+	if !seqLT(from, to) {
+		return nil
+	}
+	a := r.head + int(from-r.seq)
+	return r.buf[a : a+int(to-from)]
+}
+
+// trim forgets the bytes before seq to.
+func (r *byteRing) trim(to uint32) int {
+	if !seqGT(to, r.seq) {
+		return 0
+	}
+	n := min(int(to-r.seq), r.len())
+	r.head += n
+	r.seq += uint32(n)
+	if r.head == len(r.buf) {
+		r.buf, r.head = r.buf[:0], 0
+	}
+	return n
+}
+
+// frameRec maps one frame between the spaces: C bytes [cStart, cEnd) carry
+// the P bytes [pStart, pEnd). fin: the frame has the FIN flag and the TCP
+// FIN follows it (at cEnd in C, pEnd in P). init marks the pseudo-frame of
+// an Init message, which has no P bytes.
+type frameRec struct {
+	cStart, cEnd uint32
+	pStart, pEnd uint32
+	fin, init    bool
+}
+
+// cAfter and pAfter are the acknowledgment numbers that cover the frame.
+func (r *frameRec) cAfter() uint32 { return r.cEnd + b2u(r.fin) }
+func (r *frameRec) pAfter() uint32 { return r.pEnd + b2u(r.fin) }
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type recRing struct {
+	recs []frameRec
+	head int
+}
+
+func (q *recRing) len() int           { return len(q.recs) - q.head }
+func (q *recRing) at(i int) *frameRec { return &q.recs[q.head+i] }
+func (q *recRing) first() *frameRec   { return &q.recs[q.head] }
+func (q *recRing) last() *frameRec    { return &q.recs[len(q.recs)-1] }
+func (q *recRing) reset()             { q.recs, q.head = q.recs[:0], 0 }
+func (q *recRing) pop()               { q.head++; q.compact() }
+
+func (q *recRing) push(r frameRec) {
+	if len(q.recs) == cap(q.recs) && q.head > 0 {
+		k := copy(q.recs, q.recs[q.head:])
+		q.recs, q.head = q.recs[:k], 0
+	}
+	q.recs = append(q.recs, r)
+}
+
+func (q *recRing) compact() {
+	if q.head == len(q.recs) {
+		q.recs, q.head = q.recs[:0], 0
+	}
+}
+
+// search returns the first index i in [0, len) for which pred is true,
+// pred being false then true along the ring (binary search).
+func (q *recRing) search(pred func(*frameRec) bool) int {
+	lo, hi := 0, q.len()
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if !pred(q.at(m)) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}

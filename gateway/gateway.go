@@ -1,0 +1,223 @@
+// Package gateway runs the data plane: packets routed into the TUN device
+// are read in batches, spread over workers by flow, rewritten by the engine,
+// and written back into the TUN device.
+//
+// The flow of a batch:
+//  1. The reader goroutine reads a batch from the TUN device (the kernel's
+//     offloads are split into MTU-sized packets by the tun package).
+//  2. For each packet it finds the flow key and so the shard, and copies the
+//     packet into that shard's pending batch. Packets of one flow always go
+//     to the same worker, in order.
+//  3. Each worker takes its batch, holds its shard's lock while the engine
+//     processes the packets into an output batch, and writes the output
+//     batch into the TUN device (the tun package coalesces it, GRO).
+//  4. Every worker also ticks: it retransmits the gateway's own Init
+//     messages and expires flows of its shard.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/engine"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+const (
+	// headroom before each packet: the TUN device's virtio-net header.
+	headroom  = 16
+	bufSize   = headroom + engine.MaxPacket
+	tickEvery = 50 * time.Millisecond
+)
+
+// Dataplane moves packets between a TUN device and the engines.
+type Dataplane struct {
+	dev     tun.Device
+	table   *flowtable.Table[*engine.Flow]
+	engines []*engine.Engine
+	Stats   *engine.Stats
+	log     *slog.Logger
+
+	cfgMu sync.Mutex
+	cfg   *engine.Config
+}
+
+// NewDataplane prepares one engine per shard of table.
+func NewDataplane(dev tun.Device, table *flowtable.Table[*engine.Flow], cfg *engine.Config, workers int, log *slog.Logger) *Dataplane {
+	d := &Dataplane{dev: dev, table: table, Stats: new(engine.Stats), log: log, cfg: cfg}
+	for i := 0; i < workers; i++ {
+		d.engines = append(d.engines, engine.New(cfg, table, i, d.Stats))
+	}
+	return d
+}
+
+// SetConfig swaps the policy of every engine (SIGHUP).
+func (d *Dataplane) SetConfig(cfg *engine.Config) {
+	d.cfgMu.Lock()
+	d.cfg = cfg
+	d.cfgMu.Unlock()
+	for _, e := range d.engines {
+		e.SetConfig(cfg)
+	}
+}
+
+// Table is the flow table (for monitoring).
+func (d *Dataplane) Table() *flowtable.Table[*engine.Flow] { return d.table }
+
+// batch is a set of packets for one worker.
+type batch struct {
+	bufs [][]byte
+	n    int
+}
+
+// Run processes packets until ctx ends or the device fails.
+func (d *Dataplane) Run(ctx context.Context) error {
+	nw := len(d.engines)
+	bs := d.dev.BatchSize()
+	work := make([]chan *batch, nw)
+	free := make([]chan *batch, nw)
+	for i := range work {
+		work[i] = make(chan *batch, 4)
+		free[i] = make(chan *batch, 4)
+		for j := 0; j < 4; j++ {
+			b := &batch{bufs: make([][]byte, bs)}
+			for k := range b.bufs {
+				b.bufs[k] = make([]byte, engine.MaxPacket)
+			}
+			free[i] <- b
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < nw; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			d.worker(ctx, i, work[i], free[i])
+		}(i)
+	}
+	err := d.read(ctx, work, free)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// read is the reader goroutine's loop (steps 1 and 2).
+func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
+	bs := d.dev.BatchSize()
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	pend := make([]*batch, len(work))
+	for {
+		n, err := d.dev.Read(bufs, sizes, headroom)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, tun.ErrTooManySegments) {
+				d.log.Warn("tun read: too many segments", "err", err)
+				continue
+			}
+			return fmt.Errorf("tun read: %w", err)
+		}
+		cfg := d.currentConfig()
+		for i := 0; i < n; i++ {
+			pkt := bufs[i][headroom : headroom+sizes[i]]
+			w := d.shardOf(cfg, pkt)
+			b := pend[w]
+			if b == nil {
+				select {
+				case b = <-free[w]:
+				case <-ctx.Done():
+					return nil
+				}
+				pend[w] = b
+			}
+			b.bufs[b.n] = b.bufs[b.n][:copy(b.bufs[b.n][:cap(b.bufs[b.n])], pkt)]
+			b.n++
+			if b.n == len(b.bufs) {
+				work[w] <- b
+				pend[w] = nil
+			}
+		}
+		for w, b := range pend {
+			if b != nil {
+				work[w] <- b
+				pend[w] = nil
+			}
+		}
+	}
+}
+
+func (d *Dataplane) currentConfig() *engine.Config {
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	return d.cfg
+}
+
+// shardOf picks the worker of a packet: by flow for TCP between LAN and
+// WAN, worker 0 for anything else.
+func (d *Dataplane) shardOf(cfg *engine.Config, pkt []byte) int {
+	p, err := packet.Parse(pkt)
+	if err != nil {
+		return 0
+	}
+	key, _, ok := engine.KeyOf(cfg, &p)
+	if !ok {
+		return 0
+	}
+	return d.table.Shard(key) % len(d.engines)
+}
+
+// worker is one worker goroutine's loop (steps 3 and 4).
+func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free chan<- *batch) {
+	runtime.LockOSThread() // keeps the worker's caches warm; the work is CPU-bound
+	e := d.engines[i]
+	out := &engine.Output{Offset: headroom}
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-work:
+			now := time.Now()
+			d.table.LockShard(i)
+			for k := 0; k < b.n; k++ {
+				e.Process(b.bufs[k], now, out)
+			}
+			d.table.UnlockShard(i)
+			b.n = 0
+			free <- b
+			d.flush(out)
+		case now := <-tick.C:
+			d.table.LockShard(i)
+			e.Tick(now, out)
+			d.table.UnlockShard(i)
+			d.flush(out)
+		}
+	}
+}
+
+func (d *Dataplane) flush(out *engine.Output) {
+	if out.N == 0 {
+		return
+	}
+	if _, err := d.dev.Write(out.Packets(), headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+		d.log.Debug("tun write", "err", err)
+	}
+	out.Reset()
+}
