@@ -178,7 +178,8 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 	entry, err := e.table.Insert(e.shard, key, f, e.now)
 	if err != nil {
 		// Under a flood, make room by dropping the oldest half-open flow.
-		if e.table.EvictOne(e.shard, func(en *flowtable.Entry[*Flow]) bool { return en.Value.embryonic() }) {
+		if v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool { return en.Value.embryonic() }); v != nil {
+			v.Value.release(e.table)
 			entry, err = e.table.Insert(e.shard, key, f, e.now)
 		}
 	}

@@ -1,0 +1,200 @@
+// Session cache for tcpcrypt resumption (RFC 8548 §3.5; digest §2.7).
+//
+// After a connection that used ss[i-1], both ends may keep ss[i] (with the
+// TEP and AEAD) for a short time, keyed by the peer, and use it once to open
+// a later connection without any public-key operation:
+//
+//  1. Both ends Put(peer, Entry{TEP, AEAD, Conn.NextSecret()}) when a
+//     connection ends.
+//  2. A, opening a new connection, calls TakeForPeer and offers the entry's
+//     TEP with the first 9 bytes of resume[i] as suboption data
+//     (OfferResume).
+//  3. B calls TakeByResumeID with those 9 bytes; on a hit it answers with
+//     the last 9 bytes (AnswerResume), which A checks (ResumeAnswerMatches).
+//
+// Both takes remove the entry: each ss[i] is used at most once. The cache
+// lives in memory only, holds at most maxEntries entries (the oldest goes
+// first) and at most maxPerPeer per peer, and entries expire after ttl.
+// Because every entry lives for the same ttl and a take removes it, the
+// order of insertion is both the LRU order and the expiry order, so one
+// list serves eviction and purging.
+
+package endpoint
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+)
+
+// resumeHalfLen is how many bytes of resume[i] each side puts in its SYN:
+// A the first half, B the second (RFC 8548 §3.5; digest §2.7).
+const resumeHalfLen = tcpcrypt.ResumeIDLen / 2
+
+// maxPerPeer bounds the entries kept for one peer. Several connections to
+// the same peer may end close together and each leaves its own ss[i]; a
+// few are kept so that both ends still hold one in common, while one busy
+// peer cannot fill the whole cache.
+const maxPerPeer = 4
+
+// Entry is one cached session secret ss[i] with the parameters it was
+// negotiated under.
+type Entry struct {
+	TEP    tcpcrypt.TEP
+	AEAD   tcpcrypt.AEADID
+	Secret tcpcrypt.SessionSecret
+}
+
+// Format prints the TEP, AEAD and secret index only, so that an Entry in a
+// log line never shows the secret.
+func (e Entry) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "Entry(%v, %v, ss[%d])", e.TEP, e.AEAD, e.Secret.Index())
+}
+
+// cacheNode is one entry in the cache's insertion-ordered list.
+type cacheNode struct {
+	prev, next *cacheNode
+	peer       string
+	entry      Entry
+	resumeID   [tcpcrypt.ResumeIDLen]byte // resume[i], computed once at Put
+	expires    time.Time
+}
+
+// Cache holds session secrets for resumption. It is safe for concurrent
+// use. The zero value is not usable; call NewCache.
+type Cache struct {
+	maxEntries int
+	ttl        time.Duration
+	now        func() time.Time // time.Now; replaced in tests
+
+	mu     sync.Mutex
+	head   cacheNode // sentinel: head.next is the oldest, head.prev the newest
+	count  int
+	byPeer map[string][]*cacheNode // oldest first, at most maxPerPeer each
+}
+
+// NewCache makes a cache of at most maxEntries entries (at least 1) that
+// expire ttl after they were put. A ttl of 0 or less makes every entry
+// expire at once, which disables resumption.
+func NewCache(maxEntries int, ttl time.Duration) *Cache {
+	c := &Cache{
+		maxEntries: max(maxEntries, 1),
+		ttl:        ttl,
+		now:        time.Now,
+		byPeer:     make(map[string][]*cacheNode),
+	}
+	c.head.next, c.head.prev = &c.head, &c.head
+	return c
+}
+
+// Put stores e for peer. It evicts expired entries, then the peer's oldest
+// entry if the peer already has maxPerPeer, then the cache's oldest entry if
+// the cache is full. An entry with an invalid secret is not stored.
+func (c *Cache) Put(peer string, e Entry) {
+	if !e.Secret.Valid() {
+		return
+	}
+	n := &cacheNode{peer: peer, entry: e, resumeID: e.Secret.ResumeID()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	c.purgeLocked(now)
+	if c.ttl <= 0 {
+		return
+	}
+	if nodes := c.byPeer[peer]; len(nodes) >= maxPerPeer {
+		c.removeLocked(nodes[0])
+	}
+	if c.count >= c.maxEntries {
+		c.removeLocked(c.head.next)
+	}
+	n.expires = now.Add(c.ttl)
+	n.prev, n.next = c.head.prev, &c.head
+	c.head.prev.next = n
+	c.head.prev = n
+	c.count++
+	c.byPeer[peer] = append(c.byPeer[peer], n)
+}
+
+// TakeForPeer is A's lookup: it removes and returns the newest live entry
+// for peer.
+func (c *Cache) TakeForPeer(peer string) (Entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.purgeLocked(c.now())
+	nodes := c.byPeer[peer]
+	if len(nodes) == 0 {
+		return Entry{}, false
+	}
+	n := nodes[len(nodes)-1]
+	e := n.entry
+	c.removeLocked(n)
+	return e, true
+}
+
+// TakeByResumeID is B's lookup: it removes and returns the live entry for
+// peer whose resume[i] begins with idA, the 9 bytes A sent in its SYN
+// (RFC 8548 §3.5). An id of any other length matches nothing.
+func (c *Cache) TakeByResumeID(peer string, idA []byte) (Entry, bool) {
+	if len(idA) != resumeHalfLen {
+		return Entry{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.purgeLocked(c.now())
+	for _, n := range c.byPeer[peer] {
+		if subtle.ConstantTimeCompare(n.resumeID[:resumeHalfLen], idA) == 1 {
+			e := n.entry
+			c.removeLocked(n)
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Len is the number of entries held, expired ones included until the next
+// Put, take or Purge.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count
+}
+
+// Purge removes expired entries and returns how many it removed. Every
+// operation purges anyway; call Purge from a timer to let idle entries go.
+func (c *Cache) Purge() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.purgeLocked(c.now())
+}
+
+// purgeLocked removes entries from the oldest end while they are expired.
+func (c *Cache) purgeLocked(now time.Time) int {
+	purged := 0
+	for n := c.head.next; n != &c.head && !now.Before(n.expires); n = c.head.next {
+		c.removeLocked(n)
+		purged++
+	}
+	return purged
+}
+
+// removeLocked unlinks n from the list and from its peer's slice.
+func (c *Cache) removeLocked(n *cacheNode) {
+	n.prev.next, n.next.prev = n.next, n.prev
+	n.prev, n.next = nil, nil
+	c.count--
+	nodes := c.byPeer[n.peer]
+	if i := slices.Index(nodes, n); i >= 0 {
+		nodes = slices.Delete(nodes, i, i+1) // zeroes the freed slot
+	}
+	if len(nodes) == 0 {
+		delete(c.byPeer, n.peer)
+	} else {
+		c.byPeer[n.peer] = nodes
+	}
+	n.entry = Entry{} // drop the secret's last reference held here
+}

@@ -1,0 +1,45 @@
+package tcpcrypt
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+)
+
+var (
+	allTEPs  = []TEP{TEPP256, TEPP521, TEPCurve25519, TEPCurve448}
+	allAEADs = []AEADID{AES128GCM, AES256GCM, ChaCha20Poly1305}
+)
+
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// testKey is a fixed key for aead, different for each label.
+func testKey(aead AEADID, label string) []byte {
+	sum := sha256.Sum256([]byte("tcpcrypt test key " + label))
+	return sum[:aead.KeyLen()]
+}
+
+func mustSealer(t testing.TB, aead AEADID, key []byte) *Sealer {
+	t.Helper()
+	s, err := NewSealer(aead, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustOpener(t testing.TB, aead AEADID, key []byte) *Opener {
+	t.Helper()
+	o, err := NewOpener(aead, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}

@@ -1,0 +1,184 @@
+// Package tcpcrypt implements the protocol core of tcpcrypt (RFC 8548): the
+// TCP encryption protocols (TEPs) that TCP-ENO negotiates, the AEAD
+// algorithms, ephemeral key pairs, the Init1/Init2 key-exchange messages, the
+// key schedule (session secrets, session IDs, directional keys, resumption
+// identifiers) and the encryption frames with their rekeying.
+//
+// The flow of a full handshake, as the callers in this project drive it:
+//
+//  1. A picks a KeyPair from a KeyPool, sends Init1 (Init1.Append) as the
+//     first bytes of its stream.
+//  2. B waits for the whole Init1 (InitMessageLen, ParseInit1), picks a
+//     cipher (ChooseCipher), answers with Init2.
+//  3. Both compute ES (KeyPair.SharedSecret) and ss[0]
+//     (FullHandshakeSecret); keys come from SessionSecret.KeyAB/KeyBA.
+//  4. Each direction seals frames with a Sealer and opens them with an
+//     Opener, directly or through a FrameReader over the received byte
+//     stream.
+//
+// Nothing in this package writes secrets anywhere: types that hold private
+// keys or session secrets format themselves without them.
+//
+// Section numbers cite RFC 8548 as published; the project's working digest
+// (/work/shared/spec/tcpinc-digest.md) is cited as "digest §x".
+package tcpcrypt
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// TEP is a TCP-ENO encryption protocol identifier for one tcpcrypt key
+// agreement scheme (RFC 8548 §5, §7; digest §2.1).
+type TEP byte
+
+// The tcpcrypt TEPs (RFC 8548 §5). All four use HKDF-SHA256 (prfHash).
+const (
+	TEPP256       TEP = 0x21 // TCPCRYPT_ECDHE_P256
+	TEPP521       TEP = 0x22 // TCPCRYPT_ECDHE_P521
+	TEPCurve25519 TEP = 0x23 // TCPCRYPT_ECDHE_Curve25519, mandatory to implement (RFC 8548 §8.3)
+	TEPCurve448   TEP = 0x24 // TCPCRYPT_ECDHE_Curve448
+)
+
+// Valid reports whether t is one of the four tcpcrypt TEPs.
+func (t TEP) Valid() bool { return t >= TEPP256 && t <= TEPCurve448 }
+
+// PublicKeyLen is the length of a public key on the wire (PK_LEN, RFC 8548
+// §5): X25519 and X448 send the u-coordinate, the NIST curves an
+// uncompressed point 04|X|Y. It is 0 for an invalid TEP.
+func (t TEP) PublicKeyLen() int {
+	switch t {
+	case TEPP256:
+		return 65
+	case TEPP521:
+		return 133
+	case TEPCurve25519:
+		return 32
+	case TEPCurve448:
+		return 56
+	}
+	return 0
+}
+
+// String is the TEP's configuration name.
+func (t TEP) String() string {
+	switch t {
+	case TEPP256:
+		return "p256"
+	case TEPP521:
+		return "p521"
+	case TEPCurve25519:
+		return "curve25519"
+	case TEPCurve448:
+		return "curve448"
+	}
+	return "tep(0x" + hexByte(byte(t)) + ")"
+}
+
+// ParseTEP is the inverse of TEP.String (case-insensitive; "x25519" and
+// "x448" are accepted as aliases).
+func ParseTEP(name string) (TEP, error) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "p256", "p-256":
+		return TEPP256, nil
+	case "p521", "p-521":
+		return TEPP521, nil
+	case "curve25519", "x25519":
+		return TEPCurve25519, nil
+	case "curve448", "x448":
+		return TEPCurve448, nil
+	}
+	return 0, errors.New("tcpcrypt: unknown TEP " + strconv.Quote(name) + " (want curve25519, curve448, p256 or p521)")
+}
+
+// AEADID identifies an AEAD algorithm in Init1's and Init2's sym_cipher
+// fields (RFC 8548 §6; digest §2.2).
+type AEADID byte
+
+// The AEAD algorithms (RFC 8548 §6). All take a 12-byte nonce and produce a
+// 16-byte tag.
+const (
+	AES128GCM        AEADID = 0x01 // AEAD_AES_128_GCM, mandatory to implement
+	AES256GCM        AEADID = 0x02 // AEAD_AES_256_GCM
+	ChaCha20Poly1305 AEADID = 0x10 // AEAD_CHACHA20_POLY1305
+)
+
+// Valid reports whether a is a known AEAD.
+func (a AEADID) Valid() bool { return a.KeyLen() != 0 }
+
+// KeyLen is the AEAD's key length (key_len in RFC 8548 §3.3), 0 if unknown.
+func (a AEADID) KeyLen() int {
+	switch a {
+	case AES128GCM:
+		return 16
+	case AES256GCM, ChaCha20Poly1305:
+		return 32
+	}
+	return 0
+}
+
+// String is the AEAD's configuration name.
+func (a AEADID) String() string {
+	switch a {
+	case AES128GCM:
+		return "aes128gcm"
+	case AES256GCM:
+		return "aes256gcm"
+	case ChaCha20Poly1305:
+		return "chacha20poly1305"
+	}
+	return "aead(0x" + hexByte(byte(a)) + ")"
+}
+
+// ParseAEAD is the inverse of AEADID.String (case-insensitive).
+func ParseAEAD(name string) (AEADID, error) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "aes128gcm", "aes-128-gcm":
+		return AES128GCM, nil
+	case "aes256gcm", "aes-256-gcm":
+		return AES256GCM, nil
+	case "chacha20poly1305", "chacha20-poly1305":
+		return ChaCha20Poly1305, nil
+	}
+	return 0, errors.New("tcpcrypt: unknown AEAD " + strconv.Quote(name) + " (want aes128gcm, aes256gcm or chacha20poly1305)")
+}
+
+// Protocol constants (RFC 8548 §4.3; digest §2.3).
+const (
+	KeyLen   = 32 // K_LEN: session secrets
+	NonceLen = 32 // N_A_LEN = N_B_LEN
+
+	TagLen         = 16                          // every AEAD of RFC 8548 §6
+	FrameHeaderLen = 3                           // control[1] | clen[2] (RFC 8548 §4.2)
+	FrameOverhead  = FrameHeaderLen + 1 + TagLen // header, flags byte, tag: 20
+
+	// MaxInitLen bounds message_len of Init1/Init2. RFC 8548 §4.1 sets no
+	// limit; a receiver must buffer the whole message, so we refuse more
+	// than 64 KiB (digest §2.4: "a sane bound such as 64 KiB").
+	MaxInitLen = 65536
+
+	aeadNonceLen = 12 // FRAME_NONCE_MAGIC[4] | offset[8]
+)
+
+// Magic numbers (RFC 8548 §4.3).
+const (
+	Init1Magic      uint32 = 0x15101a0e // INIT1_MAGIC
+	Init2Magic      uint32 = 0x097105e0 // INIT2_MAGIC
+	frameNonceMagic uint32 = 0x44415441 // FRAME_NONCE_MAGIC ("DATA")
+)
+
+// The one-byte CPRF constants (RFC 8548 §4.3).
+const (
+	constNextK  = 0x01 // CONST_NEXTK
+	constSessID = 0x02 // CONST_SESSID
+	constRekey  = 0x03 // CONST_REKEY
+	constKeyA   = 0x04 // CONST_KEY_A
+	constKeyB   = 0x05 // CONST_KEY_B
+	constResume = 0x06 // CONST_RESUME
+)
+
+func hexByte(b byte) string {
+	const digits = "0123456789abcdef"
+	return string([]byte{digits[b>>4], digits[b&0xf]})
+}

@@ -1,0 +1,311 @@
+/* Package flowtable keeps the gateway's per-connection state.
+ *
+ * The table is split into shards. The engine runs one worker goroutine per
+ * shard (or sends each packet to worker Shard(key) % workers), so one flow
+ * is always handled by one worker, in order, and workers do not contend.
+ *
+ * Locking is explicit. Each shard has one mutex:
+ *
+ *  1. A worker calls LockShard(i) once per batch of packets, then Get,
+ *     Insert, Delete, Touch, Expire and EvictOne on shard i as often as it
+ *     likes, then UnlockShard(i).
+ *  2. Readers outside the worker (HTTP snapshots, the flows command) take
+ *     the same lock briefly: LockShard, Range (copy out what they need),
+ *     UnlockShard. Lookup takes the locks itself.
+ *  3. Every method that takes a shard index requires the caller to hold that
+ *     shard's lock; an Entry's fields may only be read or written with its
+ *     shard's lock held.
+ *
+ * Only three things are shared across shards, all atomics: the flow count
+ * (for the global MaxFlows cap), the ID counter, and the byte budget.
+ *
+ * Inside a shard, flows live in a map by Key (lookup), a map by ID (for the
+ * HTTP API), and a min-heap by deadline (expiry; see expiry.go).
+ */
+package flowtable
+
+import (
+	"errors"
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by New to zero or negative Config fields.
+const (
+	DefaultMaxFlows       = 1 << 16
+	DefaultMaxBytesTotal  = 64 << 20
+	DefaultExpireBatch    = 4096
+	DefaultInitialTimeout = 10 * time.Second
+	// MaxShards bounds Config.Shards; more shards than this buys nothing on
+	// any router and only costs memory.
+	MaxShards = 1024
+)
+
+var (
+	// ErrFull is returned by Insert when the table holds MaxFlows entries.
+	ErrFull = errors.New("flowtable: flow table full")
+	// ErrExists is returned by Insert when the key is already present.
+	ErrExists = errors.New("flowtable: flow already exists")
+	// ErrWrongShard is returned by Insert when the shard index is out of
+	// range or is not the shard that owns the key.
+	ErrWrongShard = errors.New("flowtable: key does not belong to shard")
+)
+
+// Config sizes a Table. Zero or negative fields take the defaults above.
+type Config struct {
+	// Shards is the number of independently locked shards, normally the
+	// number of engine workers. Default runtime.GOMAXPROCS(0), at most
+	// MaxShards.
+	Shards int
+	// MaxFlows caps the number of entries across all shards.
+	MaxFlows int
+	// MaxBytesTotal caps the bytes reserved with Reserve across all flows.
+	MaxBytesTotal int64
+	// ExpireBatch bounds the heap entries one Expire call examines, so a
+	// worker is never stalled for long by a mass expiry.
+	ExpireBatch int
+	// InitialTimeout sets the Deadline of a new entry (now+InitialTimeout)
+	// until the engine calls Touch with its own.
+	InitialTimeout time.Duration
+}
+
+// Entry is one flow. Key, ID and Created never change. LastActive and
+// Deadline change only through Touch (writing Deadline directly would leave
+// the expiry heap out of order). Value belongs to the engine. All fields are
+// guarded by the owning shard's lock.
+type Entry[V any] struct {
+	Key        Key
+	Value      V
+	ID         uint64 // unique, assigned in increasing order of insertion
+	Created    time.Time
+	LastActive time.Time
+	Deadline   time.Time
+
+	owner   *shard[V] // nil once deleted
+	heapIdx int       // position in owner.heap; -1 once deleted
+	// heapKey is the deadline the heap orders this entry by, as
+	// owner.tick(deadline); the heap slot holds a copy. Invariant:
+	// heapKey <= tick(Deadline). Touch moves the entry in the heap only when
+	// the deadline gets earlier; later deadlines are applied when the entry
+	// reaches the top of the heap (see Expire).
+	heapKey int64
+}
+
+// shard is one lock's worth of flows.
+type shard[V any] struct {
+	mu    sync.Mutex
+	flows map[Key]*Entry[V]
+	byID  map[uint64]*Entry[V]
+	heap  []heapSlot[V]
+	// epoch is the origin of heap keys (see tick).
+	epoch time.Time
+	// evictFrontier is EvictOne's scratch space, kept to avoid allocating.
+	evictFrontier []int
+	_             [64]byte // keep neighbouring shards' locks off this cache line
+}
+
+// Table is a sharded flow table with a global flow cap and byte budget.
+type Table[V any] struct {
+	shards         []*shard[V]
+	maxFlows       int64
+	maxBytes       int64
+	expireBatch    int
+	initialTimeout time.Duration
+	epoch          time.Time
+
+	count     atomic.Int64  // entries across all shards
+	nextID    atomic.Uint64 // last ID handed out
+	bytesUsed atomic.Int64  // bytes reserved across all flows
+}
+
+// New returns an empty table sized by cfg (see Config for defaults).
+func New[V any](cfg Config) *Table[V] {
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	cfg.Shards = min(cfg.Shards, MaxShards)
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.MaxBytesTotal <= 0 {
+		cfg.MaxBytesTotal = DefaultMaxBytesTotal
+	}
+	if cfg.ExpireBatch <= 0 {
+		cfg.ExpireBatch = DefaultExpireBatch
+	}
+	if cfg.InitialTimeout <= 0 {
+		cfg.InitialTimeout = DefaultInitialTimeout
+	}
+	t := &Table[V]{
+		shards:         make([]*shard[V], cfg.Shards),
+		maxFlows:       int64(cfg.MaxFlows),
+		maxBytes:       cfg.MaxBytesTotal,
+		expireBatch:    cfg.ExpireBatch,
+		initialTimeout: cfg.InitialTimeout,
+		epoch:          time.Now(),
+	}
+	for i := range t.shards {
+		t.shards[i] = &shard[V]{
+			epoch:         t.epoch,
+			flows:         make(map[Key]*Entry[V]),
+			byID:          make(map[uint64]*Entry[V]),
+			evictFrontier: make([]int, 0, 2*evictScanLimit+2),
+		}
+	}
+	return t
+}
+
+// Shards returns the number of shards.
+func (t *Table[V]) Shards() int { return len(t.shards) }
+
+// MaxFlows returns the global entry cap.
+func (t *Table[V]) MaxFlows() int { return int(t.maxFlows) }
+
+// Shard returns the index of the shard (and worker) that owns k.
+func (t *Table[V]) Shard(k Key) int {
+	return ShardOf(k.Hash(), len(t.shards))
+}
+
+// ShardOf maps a key hash onto n shards by multiply-high (Lemire's
+// reduction): uniform over [0, n) for a well-mixed hash, and cheaper than %.
+// It returns 0 for n <= 0.
+func ShardOf(hash uint64, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	hi, _ := bits.Mul64(hash, uint64(n))
+	return int(hi)
+}
+
+// LockShard takes shard i's lock. It panics if i is out of range, as
+// indexing a slice would: that is a programming error, not bad input.
+func (t *Table[V]) LockShard(i int) { t.shards[i].mu.Lock() }
+
+// UnlockShard releases shard i's lock.
+func (t *Table[V]) UnlockShard(i int) { t.shards[i].mu.Unlock() }
+
+// shardAt returns shard i, or nil when i is out of range.
+func (t *Table[V]) shardAt(i int) *shard[V] {
+	if uint(i) >= uint(len(t.shards)) {
+		return nil
+	}
+	return t.shards[i]
+}
+
+// Get returns the entry for k in shard i. The caller holds shard i's lock.
+// It does not allocate.
+func (t *Table[V]) Get(i int, k Key) (*Entry[V], bool) {
+	s := t.shardAt(i)
+	if s == nil {
+		return nil, false
+	}
+	e, ok := s.flows[k]
+	return e, ok
+}
+
+// Insert adds a flow for k to shard i with value v, a fresh ID, and
+// Deadline now+Config.InitialTimeout. The caller holds shard i's lock, and
+// i must be t.Shard(k). It returns ErrFull when the table already holds
+// MaxFlows entries in total (the engine may then EvictOne and retry),
+// ErrExists when k is present, and ErrWrongShard for a misrouted key.
+func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
+	s := t.shardAt(i)
+	if s == nil || t.Shard(k) != i {
+		return nil, ErrWrongShard
+	}
+	if _, ok := s.flows[k]; ok {
+		return nil, ErrExists
+	}
+	// Claim a slot first, so concurrent inserts on other shards can never
+	// push the total past the cap.
+	if t.count.Add(1) > t.maxFlows {
+		t.count.Add(-1)
+		return nil, ErrFull
+	}
+	deadline := now.Add(t.initialTimeout)
+	e := &Entry[V]{
+		Key:        k,
+		Value:      v,
+		ID:         t.nextID.Add(1),
+		Created:    now,
+		LastActive: now,
+		Deadline:   deadline,
+		owner:      s,
+		heapKey:    s.tick(deadline),
+	}
+	s.flows[k] = e
+	s.byID[e.ID] = e
+	s.heapPush(e)
+	return e, nil
+}
+
+// Delete removes e from shard i. The caller holds shard i's lock. Deleting
+// an entry twice, or with the wrong shard index, does nothing.
+func (t *Table[V]) Delete(i int, e *Entry[V]) {
+	s := t.shardAt(i)
+	if s == nil || e == nil || e.owner != s {
+		return
+	}
+	s.remove(e)
+	t.count.Add(-1)
+}
+
+// remove unlinks e from all of s's indexes.
+func (s *shard[V]) remove(e *Entry[V]) {
+	delete(s.flows, e.Key)
+	delete(s.byID, e.ID)
+	s.heapRemove(e.heapIdx)
+	e.owner = nil
+	e.heapIdx = -1
+}
+
+// Len returns the number of entries across all shards. It takes no lock.
+func (t *Table[V]) Len() int { return int(t.count.Load()) }
+
+// ShardLen returns the number of entries in shard i. The caller holds
+// shard i's lock.
+func (t *Table[V]) ShardLen(i int) int {
+	s := t.shardAt(i)
+	if s == nil {
+		return 0
+	}
+	return len(s.flows)
+}
+
+// Range calls fn for each entry of shard i, in no particular order, until
+// fn returns false. The caller holds shard i's lock; fn may Delete the entry
+// it is given.
+func (t *Table[V]) Range(i int, fn func(*Entry[V]) bool) {
+	s := t.shardAt(i)
+	if s == nil {
+		return
+	}
+	for _, e := range s.flows {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+// Lookup finds the entry with the given ID and calls fn on it with its
+// shard's lock held; fn must not keep e after it returns. It reports whether
+// the ID was found. The caller must hold no shard lock. Cost: one map lookup
+// per shard, each under that shard's lock, so it delays each worker by at
+// most one lookup.
+func (t *Table[V]) Lookup(id uint64, fn func(e *Entry[V])) bool {
+	for _, s := range t.shards {
+		s.mu.Lock()
+		e, ok := s.byID[id]
+		if ok {
+			fn(e)
+		}
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}
