@@ -1,0 +1,86 @@
+// `tcpcrypt-gw flows`: a netstat-like table of a running gateway's flows,
+// read from its HTTP API.
+
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"tcpcrypt-gw/gateway/monitor"
+)
+
+func cmdFlows(args []string) error {
+	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
+	api := fs.String("api", "http://127.0.0.1:8473", "base URL of the gateway's HTTP API")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	tokenFile := fs.String("token-file", "", "file holding the API bearer token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req, err := http.NewRequest("GET", strings.TrimRight(*api, "/")+"/api/flows?limit=10000", nil)
+	if err != nil {
+		return err
+	}
+	if *tokenFile != "" {
+		tok, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the gateway API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("gateway API: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if *asJSON {
+		_, err = os.Stdout.Write(body)
+		return err
+	}
+	var list struct {
+		Total int                `json:"total"`
+		Flows []monitor.FlowJSON `json:"flows"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return fmt.Errorf("gateway API answered something else than a flow list: %w", err)
+	}
+	printFlows(os.Stdout, list.Flows)
+	return nil
+}
+
+func printFlows(w io.Writer, flows []monitor.FlowJSON) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDIR\tLAN\tWAN\tSTATE\tCRYPTO\tSESSION\tOUT\tIN\tAGE")
+	for _, f := range flows {
+		crypto := "plain"
+		if f.Encrypted || f.TEP != "" && f.Cipher != "" {
+			crypto = f.TEP + "/" + f.Cipher
+		}
+		if !f.Encrypted && f.Reason != "" {
+			crypto = "plain (" + f.Reason + ")"
+		}
+		sid := f.SessionID
+		if len(sid) > 16 {
+			sid = sid[:16] + "…"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f.ID, f.Direction, f.LAN, f.WAN, f.State, crypto,
+			sid, f.PlainBytesOut, f.PlainBytesIn, time.Duration(f.AgeSeconds*float64(time.Second)).Round(time.Second))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,218 @@
+// `tcpcrypt-gw run`: the daemon.
+//
+//  1. Load the configuration (embedded defaults without -c) and check that
+//     the named interfaces exist.
+//  2. Clean up what a crashed earlier run left, then create the TUN device,
+//     the policy routing rules and the conntrack bypass (netsetup).
+//  3. Start the key pool, the flow table, the data plane workers and the
+//     HTTP API.
+//  4. SIGHUP reloads the policy (a bad file is rejected, the old one kept);
+//     SIGINT/SIGTERM stop the data plane and remove exactly what step 2 added.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"tcpcrypt-gw/config"
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway"
+	"tcpcrypt-gw/gateway/engine"
+	"tcpcrypt-gw/gateway/monitor"
+	"tcpcrypt-gw/gateway/netsetup"
+)
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// engineConfig maps the YAML policy onto the engine's.
+func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool) (*engine.Config, error) {
+	ec := &engine.Config{
+		IsLAN:              cfg.IsLAN,
+		Keys:               keys,
+		SYNFallbackRetries: cfg.TCPCrypt.SYNFallbackRetries,
+		InitTimeout:        cfg.TCPCrypt.InitTimeout,
+		HandshakeTimeout:   cfg.Flows.HandshakeTimeout,
+		IdleTimeout:        cfg.Flows.IdleTimeout,
+		ClosingTimeout:     cfg.Flows.ClosingTimeout,
+		MaxBufferPerFlow:   int(cfg.Flows.MaxBufferPerFlow),
+		RekeyBytes:         int64(cfg.TCPCrypt.RekeyBytes),
+	}
+	bypass := cfg.Bypass()
+	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }
+	for _, name := range cfg.TCPCrypt.TEPs {
+		t, err := tcpcrypt.ParseTEP(name)
+		if err != nil {
+			return nil, err
+		}
+		ec.TEPs = append(ec.TEPs, t)
+	}
+	for _, name := range cfg.TCPCrypt.Ciphers {
+		a, err := tcpcrypt.ParseAEAD(name)
+		if err != nil {
+			return nil, err
+		}
+		ec.Ciphers = append(ec.Ciphers, a)
+	}
+	return ec, nil
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("c", "", "config file (YAML); embedded defaults when empty")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if probs := cfg.CheckInterfaces(interfaceExists); len(probs) > 0 {
+		return &config.Error{Problems: probs}
+	}
+	log := newLogger(cfg)
+
+	params := netsetupParams(cfg)
+	setup, err := netsetup.Apply(params)
+	if err != nil {
+		return fmt.Errorf("network set-up: %w", err)
+	}
+	defer func() {
+		if err := setup.Close(); err != nil {
+			log.Error("network clean-up", "err", err)
+		}
+	}()
+
+	keys := tcpcrypt.NewKeyPool(parseTEPs(cfg), cfg.TCPCrypt.KeypairLifetime)
+	defer keys.Close()
+	ec, err := engineConfig(cfg, keys)
+	if err != nil {
+		return err
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	table := flowtable.New[*engine.Flow](flowtable.Config{Shards: workers, MaxFlows: cfg.Flows.Max, MaxBytesTotal: int64(cfg.Flows.MaxBufferTotal)})
+	dp := gateway.NewDataplane(setup.Device, table, ec, workers, log)
+
+	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now()}, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				log.Info("stopping", "signal", sig.String())
+				cancel()
+				setup.Device.Close()
+				return
+			}
+			reload(*path, cfg, dp, keys, log)
+		}
+	}()
+	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers)
+	err = dp.Run(ctx)
+	signal.Stop(sigs)
+	return err
+}
+
+// reload applies a new policy on SIGHUP; the interfaces and the TUN device
+// stay as they are (a restart changes those).
+func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcrypt.KeyPool, log *slog.Logger) {
+	if path == "" {
+		log.Info("SIGHUP: running on embedded defaults, nothing to reload")
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
+		return
+	}
+	ec, err := engineConfig(cfg, keys)
+	if err != nil {
+		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
+		return
+	}
+	dp.SetConfig(ec)
+	log.Info("SIGHUP: policy reloaded")
+}
+
+func parseTEPs(cfg *config.Config) []tcpcrypt.TEP {
+	var ts []tcpcrypt.TEP
+	for _, n := range cfg.TCPCrypt.TEPs {
+		if t, err := tcpcrypt.ParseTEP(n); err == nil {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+func netsetupParams(cfg *config.Config) netsetup.Params {
+	return netsetup.Params{
+		TUN: cfg.Interfaces.TUN, MTU: cfg.Interfaces.TUNMTU, LAN: cfg.Interfaces.LAN, WAN: cfg.Interfaces.WAN,
+		LANPrefixes: cfg.LANPrefixes, Table: cfg.Routing.Table, RulePriority: cfg.Routing.RulePriority,
+		ConntrackBypass: cfg.Routing.ConntrackBypass, IPv6: true,
+	}
+}
+
+func interfaceExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.Server, error) {
+	token := ""
+	if cfg.HTTP.TokenFile != "" {
+		b, err := os.ReadFile(cfg.HTTP.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("http.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, fmt.Errorf("http.token_file %s is empty", cfg.HTTP.TokenFile)
+		}
+	}
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	srv := &http.Server{Handler: monitor.Handler(src, token), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http", "err", err)
+		}
+	}()
+	return srv, nil
+}

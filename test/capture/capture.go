@@ -1,0 +1,123 @@
+// Package capture records the packets of a namespace with tcpdump and
+// summarises what an observer on the wire sees of a connection: the TCP-ENO
+// options on its SYNs and whether a plaintext marker is visible. The
+// end-to-end tests and `tcpcrypt-gw demo` use it.
+package capture
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+
+	"tcpcrypt-gw/gateway/packet"
+	"tcpcrypt-gw/test/netns"
+)
+
+// Capture is a running tcpdump.
+type Capture struct {
+	proc *netns.Proc
+	file string
+}
+
+// Start captures on every interface of ns into dir, with a BPF filter.
+func Start(ns *netns.NS, dir, filter string) (*Capture, error) {
+	bin, err := exec.LookPath("tcpdump")
+	if err != nil {
+		bin = "/usr/bin/tcpdump"
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("tcpdump is not installed (Debian package tcpdump)")
+		}
+	}
+	c := &Capture{file: filepath.Join(dir, "wan.pcap")}
+	// -y LINUX_SLL: the classic cooked header, which pcapgo reads.
+	p, err := ns.Start(context.Background(), filepath.Join(dir, "tcpdump.log"), bin, "-i", "any", "-y", "LINUX_SLL", "-U", "-s", "0", "-w", c.file, filter)
+	if err != nil {
+		return nil, err
+	}
+	c.proc = p
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) { // the file appears when tcpdump is ready
+		if st, err := os.Stat(c.file); err == nil && st.Size() > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	return c, nil
+}
+
+// Stop ends the capture and returns the TCP packets it saw.
+func (c *Capture) Stop() ([]packet.Packet, error) {
+	time.Sleep(300 * time.Millisecond)
+	c.proc.Stop()
+	f, err := os.Open(c.file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	skip := 0
+	switch r.LinkType() {
+	case 113: // LINUX_SLL
+		skip = 16
+	case 1: // Ethernet
+		skip = 14
+	default:
+		return nil, fmt.Errorf("capture: unexpected link type %d", r.LinkType())
+	}
+	var res []packet.Packet
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if len(data) <= skip {
+			continue
+		}
+		if p, err := packet.Parse(append([]byte(nil), data[skip:]...)); err == nil {
+			res = append(res, p)
+		}
+	}
+	return res, nil
+}
+
+// Facts is what the wire showed of the connections to or from a port.
+type Facts struct {
+	SYNWithENO, SYNACKWithENO bool
+	PayloadBytes              int
+	MarkerSeen                bool
+	Packets                   int
+}
+
+// FactsFor summarises pkts for port.
+func FactsFor(pkts []packet.Packet, port uint16, marker []byte) Facts {
+	var f Facts
+	for i := range pkts {
+		p := &pkts[i]
+		if p.SrcPort != port && p.DstPort != port {
+			continue
+		}
+		f.Packets++
+		if o, err := packet.ParseOptions(p.Options()); err == nil && o.ENO != nil && p.Flags&packet.FlagSYN != 0 {
+			if p.Flags&packet.FlagACK != 0 {
+				f.SYNACKWithENO = true
+			} else {
+				f.SYNWithENO = true
+			}
+		}
+		f.PayloadBytes += len(p.Payload())
+		if len(marker) > 0 && bytes.Contains(p.Payload(), marker) {
+			f.MarkerSeen = true
+		}
+	}
+	return f
+}

@@ -1,0 +1,404 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"tcpcrypt-gw/test/netns"
+)
+
+var marker = []byte("TCPCRYPT-GW-MARKER-7f3a")
+
+// markerPayload is a request body full of the marker, so that every WAN
+// segment of a plain connection shows it.
+func markerPayload(n int) []byte {
+	return bytes.Repeat(marker, n/len(marker)+1)[:n]
+}
+
+// sendMarker sends the marker from the client to addr (served by l) and
+// reads it back at the server.
+func sendMarker(t *testing.T, l net.Listener, from *netns.NS, addr string) {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	c, err := dial(from, addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	want := markerPayload(64 << 10)
+	if _, err := c.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("marker transfer: got %d bytes, want %d (equal %v)", len(b), len(want), bytes.Equal(b, want))
+	}
+}
+
+// TestEncryptedThroughBothGateways is case a: HTTP and 64 MiB each way
+// through both gateways, equal session IDs, ENO on the SYNs and no
+// plaintext on the wire.
+func TestEncryptedThroughBothGateways(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cap := startCapture(t, e.topo.Wan, "tcp")
+	srv := fmt.Sprintf("%s:9000", e.topo.ServerAddr4)
+	l := listen(t, e.topo.Server, "0.0.0.0:9000")
+	sendMarker(t, l, e.topo.Client, srv)
+	facts := factsFor(cap.packets(), 9000, marker)
+	if !facts.SYNWithENO || !facts.SYNACKWithENO {
+		t.Errorf("wan capture: ENO on SYN %v, on SYN-ACK %v; want both", facts.SYNWithENO, facts.SYNACKWithENO)
+	}
+	if facts.MarkerSeen {
+		t.Error("the plaintext marker is visible on the wan")
+	}
+	if facts.PayloadBytes < 64<<10 {
+		t.Errorf("wan capture saw only %d payload bytes", facts.PayloadBytes)
+	}
+
+	transfer(t, l, e.topo.Client, srv, 64<<20, 64<<20, 1)
+
+	fa := flowWithPort(e.flows(e.topo.GwA), 9000)
+	fb := flowWithPort(e.flows(e.topo.GwB), 9000)
+	if fa == nil || fb == nil {
+		t.Fatalf("flows not found: A %v B %v", fa, fb)
+	}
+	if !fa.Encrypted || !fb.Encrypted || fa.SessionID == "" || fa.SessionID != fb.SessionID {
+		t.Fatalf("gateway A: encrypted=%v sid=%s; gateway B: encrypted=%v sid=%s", fa.Encrypted, fa.SessionID, fb.Encrypted, fb.SessionID)
+	}
+	if fa.TEP == "" || fa.Cipher == "" || fa.Direction != "outbound" || fb.Direction != "inbound" {
+		t.Fatalf("flow fields: %+v / %+v", fa, fb)
+	}
+
+	// HTTP with Go's server and client.
+	hl := listen(t, e.topo.Server, "0.0.0.0:8000")
+	body := markerPayload(1 << 20)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, _ := io.ReadAll(r.Body)
+		w.Write(in)
+		w.Write(body)
+	})}
+	go hs.Serve(hl)
+	t.Cleanup(func() { hs.Close() })
+	resp, err := httpPost(e.topo.Client, fmt.Sprintf("http://%s:8000/echo", e.topo.ServerAddr4), []byte("hello"))
+	if err != nil {
+		t.Fatalf("http: %v", err)
+	}
+	if !bytes.Equal(resp, append([]byte("hello"), body...)) {
+		t.Fatalf("http body: %d bytes, mismatch", len(resp))
+	}
+}
+
+func httpPost(from *netns.NS, url string, body []byte) ([]byte, error) {
+	tr := &http.Transport{Dial: func(network, addr string) (net.Conn, error) { return dial(from, addr) }}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: time.Minute}
+	resp, err := c.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// TestLegacyServerIsPlain is case b: a server without a gateway works and
+// the flow is reported as plain, with the reason.
+func TestLegacyServerIsPlain(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cap := startCapture(t, e.topo.Wan, "tcp")
+	addr := fmt.Sprintf("%s:9001", e.topo.LegacyAddr4)
+	l := listen(t, e.topo.Legacy, "0.0.0.0:9001")
+	sendMarker(t, l, e.topo.Client, addr)
+	facts := factsFor(cap.packets(), 9001, marker)
+	if !facts.MarkerSeen {
+		t.Error("the marker of a plain connection is not visible on the wan: the capture is not working")
+	}
+	if facts.SYNACKWithENO {
+		t.Error("a legacy server answered ENO?")
+	}
+	transfer(t, l, e.topo.Client, addr, 8<<20, 8<<20, 2)
+	f := flowWithPort(e.flows(e.topo.GwA), 9001)
+	if f == nil || f.Encrypted || f.Reason == "" {
+		t.Fatalf("legacy flow: %+v", f)
+	}
+}
+
+// TestInboundThroughPortForward is case c: a client behind gateway B reaches
+// a server behind gateway A's NAT port forward; A plays role B.
+func TestInboundThroughPortForward(t *testing.T) {
+	e := newEnv(t, envOptions{portForward: true})
+	l := listen(t, e.topo.Client, "0.0.0.0:9090")
+	addr := fmt.Sprintf("%s:8080", e.topo.GwAWANAddr4)
+	transfer(t, l, e.topo.Client2, addr, 16<<20, 16<<20, 3)
+	fa := flowWithPort(e.flows(e.topo.GwA), 9090)
+	fb := flowWithPort(e.flows(e.topo.GwB), 8080)
+	if fa == nil || fb == nil || !fa.Encrypted || !fb.Encrypted || fa.SessionID != fb.SessionID {
+		t.Fatalf("inbound flows: A %+v B %+v", fa, fb)
+	}
+	if fa.Direction != "inbound" || fb.Direction != "outbound" {
+		t.Fatalf("directions: A %s B %s", fa.Direction, fb.Direction)
+	}
+}
+
+// TestConnectionSemantics is case d: the server speaks first, half-close in
+// each direction, RST propagation, and a closed port stays refused.
+func TestConnectionSemantics(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	addr := fmt.Sprintf("%s:9002", e.topo.ServerAddr4)
+	l := listen(t, e.topo.Server, "0.0.0.0:9002")
+
+	t.Run("server speaks first", func(t *testing.T) {
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("220 banner\r\n"))
+			b := make([]byte, 4)
+			io.ReadFull(c, b)
+			c.Write(b)
+			c.Close()
+		}()
+		c, err := dial(e.topo.Client, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		b := make([]byte, 12)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "220 banner\r\n" {
+			t.Fatalf("banner %q err %v", b, err)
+		}
+		c.Write([]byte("ping"))
+		rest, err := io.ReadAll(c)
+		if err != nil || string(rest) != "ping" {
+			t.Fatalf("echo %q err %v", rest, err)
+		}
+	})
+
+	t.Run("half close client first", func(t *testing.T) {
+		// the client sends and closes its side; the server keeps sending after
+		transfer(t, l, e.topo.Client, addr, 1<<20, 0, 10)
+		transfer(t, l, e.topo.Client, addr, 0, 1<<20, 11)
+	})
+
+	t.Run("half close server first", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				done <- err
+				return
+			}
+			defer c.Close()
+			c.Write([]byte("bye"))
+			c.(*net.TCPConn).CloseWrite()
+			b, err := io.ReadAll(c)
+			if err == nil && string(b) != "after-close" {
+				err = fmt.Errorf("server read %q", b)
+			}
+			done <- err
+		}()
+		c, err := dial(e.topo.Client, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != "bye" {
+			t.Fatalf("client read %q err %v", b, err)
+		}
+		c.Write([]byte("after-close"))
+		c.(*net.TCPConn).CloseWrite()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+
+	t.Run("reset propagates", func(t *testing.T) {
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("x"))
+			time.Sleep(200 * time.Millisecond)
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close() // RST
+		}()
+		c, err := dial(e.topo.Client, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, err = io.ReadAll(c)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("want connection reset, got %v", err)
+		}
+	})
+
+	t.Run("closed port refused", func(t *testing.T) {
+		_, err := dial(e.topo.Client, fmt.Sprintf("%s:9999", e.topo.ServerAddr4))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("want connection refused, got %v", err)
+		}
+	})
+}
+
+// TestConcurrentConnections is case e: 64 connections of mixed sizes at once.
+func TestConcurrentConnections(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	addr := fmt.Sprintf("%s:9003", e.topo.ServerAddr4)
+	l := listen(t, e.topo.Server, "0.0.0.0:9003")
+	runConcurrent(t, l, e.topo.Client, addr, 64)
+	enc := 0
+	for _, f := range e.flows(e.topo.GwA) {
+		if strings.HasSuffix(f.WAN, ":9003") && f.Encrypted {
+			enc++
+		}
+	}
+	if enc != 64 {
+		t.Fatalf("%d of 64 flows encrypted", enc)
+	}
+}
+
+// runConcurrent runs n transfers at once; the server side echoes hashes.
+func runConcurrent(t *testing.T, l net.Listener, from *netns.NS, addr string, n int) {
+	t.Helper()
+	sizes := []int64{0, 1, 1000, 64 << 10, 1 << 20, 4 << 20}
+	type job struct {
+		seed     uint64
+		up, down int64
+	}
+	jobs := make(map[uint64]job)
+	var mu sync.Mutex
+	for i := 0; i < n; i++ {
+		j := job{seed: uint64(100 + 2*i), up: sizes[i%len(sizes)], down: sizes[(i*5+3)%len(sizes)]}
+		jobs[j.seed] = j
+	}
+	// server: read an 8-byte header (seed), then duplex
+	errs := make(chan error, 2*n)
+	go func() {
+		for i := 0; i < n; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				errs <- err
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Minute))
+				var hdr [8]byte
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					errs <- fmt.Errorf("server header: %w", err)
+					return
+				}
+				seed := uint64(0)
+				for k := 0; k < 8; k++ {
+					seed |= uint64(hdr[k]) << (8 * k)
+				}
+				mu.Lock()
+				j := jobs[seed]
+				mu.Unlock()
+				r := duplex(c, seed+1, j.down)
+				if r.err != nil || r.n != j.up || r.got != hashOf(seed, j.up) {
+					errs <- fmt.Errorf("server side of %d: n=%d want %d err=%v", seed, r.n, j.up, r.err)
+					return
+				}
+				errs <- nil
+			}(c)
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func(j job) {
+			defer wg.Done()
+			c, err := dial(from, addr)
+			if err != nil {
+				errs <- fmt.Errorf("dial: %w", err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Minute))
+			var hdr [8]byte
+			for k := 0; k < 8; k++ {
+				hdr[k] = byte(j.seed >> (8 * k))
+			}
+			c.Write(hdr[:])
+			r := duplex(c, j.seed, j.up)
+			if r.err != nil || r.n != j.down || r.got != hashOf(j.seed+1, j.down) {
+				errs <- fmt.Errorf("client side of %d: n=%d want %d err=%v", j.seed, r.n, j.down, r.err)
+				return
+			}
+			errs <- nil
+		}(j)
+	}
+	wg.Wait()
+	for i := 0; i < 2*n; i++ {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(5 * time.Minute):
+			t.Fatal("concurrent transfers did not finish")
+		}
+	}
+}
+
+// TestRandomLoss is case f: 2% random loss on the wan, both directions.
+func TestRandomLoss(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rules := `table inet tcgwloss {
+  chain fwd { type filter hook forward priority 0; policy accept;
+    meta l4proto tcp numgen random mod 100 < 2 drop
+  }
+}`
+	if out, err := e.topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	addr := fmt.Sprintf("%s:9004", e.topo.ServerAddr4)
+	l := listen(t, e.topo.Server, "0.0.0.0:9004")
+	transfer(t, l, e.topo.Client, addr, 16<<20, 16<<20, 40)
+	runConcurrent(t, l, e.topo.Client, addr, 8)
+}
+
+// TestIPv6 is case g: a and b over IPv6.
+func TestIPv6(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	srv := fmt.Sprintf("[%s]:9005", e.topo.ServerAddr6)
+	l := listen(t, e.topo.Server, "[::]:9005")
+	transfer(t, l, e.topo.Client, srv, 16<<20, 16<<20, 50)
+	fa := flowWithPort(e.flows(e.topo.GwA), 9005)
+	fb := flowWithPort(e.flows(e.topo.GwB), 9005)
+	if fa == nil || fb == nil || !fa.Encrypted || fa.SessionID != fb.SessionID {
+		t.Fatalf("IPv6 flows: A %+v B %+v", fa, fb)
+	}
+	leg := fmt.Sprintf("[%s]:9006", e.topo.LegacyAddr6)
+	ll := listen(t, e.topo.Legacy, "[::]:9006")
+	transfer(t, ll, e.topo.Client, leg, 4<<20, 4<<20, 51)
+	if f := flowWithPort(e.flows(e.topo.GwA), 9006); f == nil || f.Encrypted {
+		t.Fatalf("IPv6 legacy flow: %+v", f)
+	}
+}

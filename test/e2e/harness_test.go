@@ -1,0 +1,319 @@
+// The end-to-end harness: real Linux TCP stacks in network namespaces,
+// the tcpcrypt-gw binary running as gateway A (with NAT) and gateway B, and
+// every byte of every transfer checked by SHA-256 at both ends.
+//
+//	client --lan0-- gwa --wan0-- wan --wan0-- gwb --lan0-- server, client2
+//	                              |
+//	                              +-- legacy (no gateway)
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tcpcrypt-gw/gateway/monitor"
+	"tcpcrypt-gw/test/netns"
+)
+
+var gwBinary string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			if os.Getenv("CI") == "true" {
+				fmt.Fprintln(os.Stderr, "e2e: CI=true but not root: the end-to-end tests cannot run")
+				return 1
+			}
+			fmt.Fprintln(os.Stderr, "e2e: not root, skipping the end-to-end tests")
+			return 0
+		}
+		dir, err := os.MkdirTemp("", "tcgw-e2e-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		gwBinary = filepath.Join(dir, "tcpcrypt-gw")
+		build := exec.Command("go", "build", "-o", gwBinary, "tcpcrypt-gw/cmd/tcpcrypt-gw")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build:", err)
+			return 1
+		}
+		code := m.Run()
+		if left, _ := netns.Leftovers(nsPrefix); len(left) > 0 {
+			fmt.Fprintln(os.Stderr, "e2e: namespaces left behind:", left)
+			return 1
+		}
+		return code
+	}()
+	os.Exit(code)
+}
+
+const nsPrefix = "tcgwe2e"
+
+// env is one topology with both gateways running.
+type env struct {
+	t    *testing.T
+	topo *netns.Topology
+	gwA  *netns.Proc
+	gwB  *netns.Proc
+	logs string
+}
+
+type envOptions struct {
+	portForward bool
+	extraA      string // extra YAML for gateway A
+	extraB      string
+}
+
+const apiAddr = "127.0.0.1:8473"
+
+func gatewayYAML(lanPrefixes []string, extra string) string {
+	return fmt.Sprintf(`interfaces:
+  lan: [lan0]
+  wan: [wan0]
+  tun: tcgw0
+lan_prefixes: [%s]
+http:
+  listen: %s
+log:
+  level: debug
+%s`, strings.Join(lanPrefixes, ", "), apiAddr, extra)
+}
+
+func newEnv(t *testing.T, opt envOptions) *env {
+	t.Helper()
+	topoOpt := netns.TopologyOptions{}
+	if opt.portForward {
+		topoOpt.PortForward = &netns.PortForward{WANPort: 8080, ClientPort: 9090}
+	}
+	topo, err := netns.NewTopology(nsPrefix, topoOpt)
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	e := &env{t: t, topo: topo, logs: t.TempDir()}
+	t.Cleanup(func() {
+		if e.gwA != nil {
+			e.gwA.Stop()
+		}
+		if e.gwB != nil {
+			e.gwB.Stop()
+		}
+		if t.Failed() {
+			for _, n := range []string{"gwa.log", "gwb.log"} {
+				b, _ := os.ReadFile(filepath.Join(e.logs, n))
+				if len(b) > 8000 {
+					b = b[len(b)-8000:]
+				}
+				t.Logf("---- %s (tail)\n%s", n, b)
+			}
+		}
+		if err := topo.Close(); err != nil {
+			t.Errorf("topology close: %v", err)
+		}
+	})
+	e.gwA = e.startGateway(topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, opt.extraA))
+	e.gwB = e.startGateway(topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, opt.extraB))
+	return e
+}
+
+func (e *env) startGateway(ns *netns.NS, name, yaml string) *netns.Proc {
+	e.t.Helper()
+	cfg := filepath.Join(e.logs, name+".yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	p, err := ns.Start(context.Background(), filepath.Join(e.logs, name+".log"), gwBinary, "run", "-c", cfg)
+	if err != nil {
+		e.t.Fatalf("start %s: %v", name, err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := e.api(ns, "/healthz"); err == nil {
+			return p
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(e.logs, name+".log"))
+			e.t.Fatalf("%s did not come up:\n%s", name, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// api GETs path from the gateway API inside ns.
+func (e *env) api(ns *netns.NS, path string) ([]byte, error) {
+	var body []byte
+	err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", apiAddr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + apiAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err = io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		return err
+	})
+	return body, err
+}
+
+func (e *env) flows(ns *netns.NS) []monitor.FlowJSON {
+	e.t.Helper()
+	b, err := e.api(ns, "/api/flows?limit=10000")
+	if err != nil {
+		e.t.Fatalf("api: %v", err)
+	}
+	var l struct {
+		Flows []monitor.FlowJSON `json:"flows"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		e.t.Fatalf("api json: %v", err)
+	}
+	return l.Flows
+}
+
+// flowTo finds the flow of a gateway whose WAN or LAN endpoint has port.
+func flowWithPort(flows []monitor.FlowJSON, port int) *monitor.FlowJSON {
+	suffix := fmt.Sprintf(":%d", port)
+	for i := range flows {
+		if strings.HasSuffix(flows[i].LAN, suffix) || strings.HasSuffix(flows[i].WAN, suffix) {
+			return &flows[i]
+		}
+	}
+	return nil
+}
+
+// listen opens a TCP listener inside ns.
+func listen(t *testing.T, ns *netns.NS, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	if err := ns.Do(func() (err error) { l, err = net.Listen("tcp", addr); return }); err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func dial(ns *netns.NS, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr, 10*time.Second); return })
+	return c, err
+}
+
+// stream is a deterministic pseudo-random byte stream.
+type stream struct {
+	r *rand.ChaCha8
+	n int64
+}
+
+func newStream(seed uint64, n int64) *stream {
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	return &stream{r: rand.NewChaCha8(s), n: n}
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	if s.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.n {
+		p = p[:s.n]
+	}
+	s.r.Read(p)
+	s.n -= int64(len(p))
+	return len(p), nil
+}
+
+func hashOf(seed uint64, n int64) [32]byte {
+	h := sha256.New()
+	io.Copy(h, newStream(seed, n))
+	return [32]byte(h.Sum(nil))
+}
+
+// exchange sends up bytes from c and down bytes from the peer at the same
+// time (the peer runs serveExchange), and checks both hashes.
+type result struct {
+	sent, got [32]byte
+	n         int64
+	err       error
+}
+
+// duplex writes `send` pseudo-random bytes (seed) on c, half-closes, and reads
+// everything until EOF, returning the hash of what was read.
+func duplex(c net.Conn, seed uint64, send int64) result {
+	var wg sync.WaitGroup
+	var werr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, werr = io.Copy(c, newStream(seed, send))
+		if tc, ok := c.(*net.TCPConn); ok && werr == nil {
+			werr = tc.CloseWrite()
+		}
+	}()
+	h := sha256.New()
+	n, rerr := io.Copy(h, c)
+	wg.Wait()
+	err := rerr
+	if err == nil {
+		err = werr
+	}
+	return result{got: [32]byte(h.Sum(nil)), n: n, err: err}
+}
+
+// transfer runs one connection from `from` to addr with up bytes client to
+// server and down bytes server to client, checking every byte both ways.
+func transfer(t *testing.T, l net.Listener, from *netns.NS, addr string, up, down int64, seed uint64) {
+	t.Helper()
+	srvRes := make(chan result, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			srvRes <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Minute))
+		srvRes <- duplex(c, seed+1, down)
+	}()
+	c, err := dial(from, addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	cr := duplex(c, seed, up)
+	sr := <-srvRes
+	if cr.err != nil || sr.err != nil {
+		t.Fatalf("transfer errors: client %v, server %v", cr.err, sr.err)
+	}
+	if sr.n != up || sr.got != hashOf(seed, up) {
+		t.Fatalf("server received %d bytes, want %d; hash match %v", sr.n, up, sr.got == hashOf(seed, up))
+	}
+	if cr.n != down || cr.got != hashOf(seed+1, down) {
+		t.Fatalf("client received %d bytes, want %d; hash match %v", cr.n, down, cr.got == hashOf(seed+1, down))
+	}
+}
