@@ -7,7 +7,7 @@ BIN     := bin/tcpcrypt-gw
 PKGS    := ./...
 FUZZTIME ?= 30s
 DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test deps lint fuzz bench demo clean release
 

@@ -98,6 +98,12 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		// The tun package's netlink listener blocks once its event
+		// channel is full; nothing here needs the events (MTU changes).
+		for range d.dev.Events() {
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := 0; i < nw; i++ {
 		wg.Add(1)

@@ -57,6 +57,7 @@ func cmdDemo(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
+	netns.RemoveOrphans("tcgwdemo") // a demo killed earlier left these
 	say("1. building namespaces: client - gwa (NAT) - wan - gwb - server, and legacy on the wan")
 	topo, err := netns.NewTopology("tcgwdemo", netns.TopologyOptions{})
 	if err != nil {

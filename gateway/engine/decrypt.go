@@ -363,7 +363,7 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 		ow.Timestamp(f.wanTSval, f.wanTSecr)
 	}
 	if f.sackOK && len(sack) > 0 {
-		ow.SACK(sack)
+		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
 		Seq: seq, Ack: ack, Flags: flags, Window: f.winToLAN(), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}

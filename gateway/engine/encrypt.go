@@ -275,7 +275,9 @@ func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uin
 		ow.Timestamp(f.lanTSval, f.lanTSecr)
 	}
 	if f.sackOK && flags&packet.FlagRST == 0 {
-		ow.SACK(e.sackToWAN(f))
+		// SACK blocks only where the segment still fits the path: a full
+		// frame leaves room for the timestamp option alone.
+		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
 		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: f.lanWin, TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}

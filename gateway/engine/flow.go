@@ -177,11 +177,25 @@ type Info struct {
 	Cipher    string
 	SessionID []byte
 	Stats     FlowStats
+	Seq       SeqInfo
+}
+
+// SeqInfo is the sequence bookkeeping of a flow, relative to the initial
+// sequence numbers, for troubleshooting.
+type SeqInfo struct {
+	EncPNxt, EncCNxt, EncPUna uint32
+	EncFrames, EncRing        int
+	DecPRcv, DecCRcv, DecCAck uint32
+	DecPAck                   uint32
+	DecFrames, DecRing        int
+	DecPartial, DecOOO        int
+	DecOOOBytes, Accounted    int
 }
 
 // Snapshot describes f. Call with the shard lock held.
 func (f *Flow) Snapshot() Info {
-	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.State == StateEncrypted,
+	// Encrypted: the flow's keys were established; it stays so after close.
+	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
 		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats}
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
@@ -191,6 +205,14 @@ func (f *Flow) Snapshot() Info {
 	}
 	if f.sessionID != nil {
 		in.SessionID = append([]byte(nil), f.sessionID...)
+	}
+	if f.sessionID != nil {
+		l, w := f.lanISN, f.wanISN
+		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pUna - l,
+			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),
+			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAck - w, DecPAck: f.dec.pAck - w,
+			DecFrames: f.dec.recs.len(), DecRing: f.dec.ring.len(), DecPartial: len(f.dec.partial),
+			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.accounted}
 	}
 	return in
 }

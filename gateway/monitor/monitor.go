@@ -55,10 +55,14 @@ type FlowJSON struct {
 	Started        time.Time `json:"started"`
 	LastActive     time.Time `json:"last_active"`
 	AgeSeconds     float64   `json:"age_seconds"`
+
+	Seq *engine.SeqInfo `json:"seq,omitempty"` // only in /api/flows/{id}
 }
 
 // Snapshot copies every flow.
-func (s *Source) Snapshot() []FlowJSON {
+func (s *Source) Snapshot() []FlowJSON { return s.snapshot(false) }
+
+func (s *Source) snapshot(withSeq bool) []FlowJSON {
 	var res []FlowJSON
 	now := time.Now()
 	for i := 0; i < s.Shards; i++ {
@@ -75,6 +79,9 @@ func (s *Source) Snapshot() []FlowJSON {
 				RekeysOut: in.Stats.RekeysOut, RekeysIn: in.Stats.RekeysIn,
 				Started: en.Created, LastActive: en.LastActive, AgeSeconds: now.Sub(en.Created).Seconds(),
 			})
+			if withSeq && in.Encrypted {
+				res[len(res)-1].Seq = &in.Seq
+			}
 			return true
 		})
 		s.Table.UnlockShard(i)
@@ -158,7 +165,7 @@ func Handler(src *Source, token string) http.Handler {
 			httpError(w, http.StatusBadRequest, "flow id must be a number")
 			return
 		}
-		for _, f := range src.Snapshot() {
+		for _, f := range src.snapshot(true) {
 			if f.ID == id {
 				writeJSON(w, f)
 				return

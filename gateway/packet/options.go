@@ -173,9 +173,13 @@ func (w *OptionWriter) Timestamp(val, ecr uint32) bool {
 	return true
 }
 
-// SACK appends as many of the blocks as fit (NOP, NOP, SACK).
-func (w *OptionWriter) SACK(blocks []SACKBlock) {
-	k := min(len(blocks), (w.Room()-4)/8)
+// Len is the length of the options written so far (before padding).
+func (w *OptionWriter) Len() int { return w.n }
+
+// SACK appends as many of the blocks as fit in the 40-byte option space and
+// in limit more bytes (NOP, NOP, SACK).
+func (w *OptionWriter) SACK(blocks []SACKBlock, limit int) {
+	k := min(len(blocks), (min(w.Room(), limit)-4)/8)
 	if k <= 0 {
 		return
 	}

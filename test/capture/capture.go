@@ -23,6 +23,18 @@ import (
 type Capture struct {
 	proc *netns.Proc
 	file string
+	log  string
+}
+
+// Log returns what tcpdump printed (for diagnosing an empty capture).
+func (c *Capture) Log() string {
+	b, _ := os.ReadFile(c.log)
+	st, err := os.Stat(c.file)
+	size := int64(-1)
+	if err == nil {
+		size = st.Size()
+	}
+	return fmt.Sprintf("%s (pcap file: %d bytes)", b, size)
 }
 
 // Start captures on every interface of ns into dir, with a BPF filter.
@@ -34,9 +46,9 @@ func Start(ns *netns.NS, dir, filter string) (*Capture, error) {
 			return nil, fmt.Errorf("tcpdump is not installed (Debian package tcpdump)")
 		}
 	}
-	c := &Capture{file: filepath.Join(dir, "wan.pcap")}
+	c := &Capture{file: filepath.Join(dir, "wan.pcap"), log: filepath.Join(dir, "tcpdump.log")}
 	// -y LINUX_SLL: the classic cooked header, which pcapgo reads.
-	p, err := ns.Start(context.Background(), filepath.Join(dir, "tcpdump.log"), bin, "-i", "any", "-y", "LINUX_SLL", "-U", "-s", "0", "-w", c.file, filter)
+	p, err := ns.Start(context.Background(), c.log, bin, "-i", "any", "-y", "LINUX_SLL", "--immediate-mode", "-U", "-s", "0", "-w", c.file, filter)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ func (w *wanCapture) packets() []packet.Packet {
 	if err != nil {
 		w.t.Fatalf("capture: %v", err)
 	}
+	w.t.Logf("capture: %d TCP packets; tcpdump: %s", len(p), w.c.Log())
 	return p
 }
 

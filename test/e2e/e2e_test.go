@@ -371,7 +371,7 @@ func runConcurrent(t *testing.T, l net.Listener, from *netns.NS, addr string, n 
 func TestRandomLoss(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	rules := `table inet tcgwloss {
-  chain fwd { type filter hook forward priority 0; policy accept;
+  chain forward_loss { type filter hook forward priority 0; policy accept;
     meta l4proto tcp numgen random mod 100 < 2 drop
   }
 }`

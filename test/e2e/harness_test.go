@@ -40,6 +40,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e: not root, skipping the end-to-end tests")
 			return 0
 		}
+		// Namespaces of an earlier run that was killed (a -timeout panic
+		// skips the cleanups) are removed first.
+		if gone, err := netns.RemoveOrphans(nsPrefix); err == nil && len(gone) > 0 {
+			fmt.Fprintln(os.Stderr, "e2e: removed namespaces of a dead run:", gone)
+		}
 		dir, err := os.MkdirTemp("", "tcgw-e2e-bin")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

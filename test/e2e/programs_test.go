@@ -43,6 +43,7 @@ func TestRealPrograms(t *testing.T) {
 			t.Fatal(err)
 		}
 		conf := fmt.Sprintf(`daemon off;
+user root;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;

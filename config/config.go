@@ -1,0 +1,188 @@
+// Package config is the gateway's configuration: one YAML file whose keys
+// override embedded defaults (default.yaml), checked completely before use.
+//
+// The flow of Parse:
+//  1. Start from a fresh copy of the embedded defaults.
+//  2. Parse the YAML into a yaml.Node tree (syntax errors become a Problem
+//     with the line yaml.v3 reports).
+//  3. Walk the tree against the Config struct (decode.go): every key present
+//     overwrites its default, lists replace the default list as a whole, and
+//     every unknown key, duplicate key or malformed value becomes a Problem
+//     carrying its line and dotted field path. The line of every field seen
+//     is remembered for step 4.
+//  4. Validate (validate.go) checks ranges, duplicates and cross-field rules
+//     on the merged result and places each problem at the line of the field
+//     that was written in the file.
+//  5. Any problem: an *Error listing all of them. None: the Config.
+//
+// Interfaces are checked against the running system separately
+// (CheckInterfaces), so that a file can be checked on another machine.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config is the whole configuration. Fields carry their YAML key in the tag;
+// docs/config.md describes every key.
+type Config struct {
+	Interfaces  Interfaces     `yaml:"interfaces"`
+	Routing     Routing        `yaml:"routing"`
+	LANPrefixes []netip.Prefix `yaml:"lan_prefixes"`
+	TCPCrypt    TCPCrypt       `yaml:"tcpcrypt"`
+	BypassRules BypassRules    `yaml:"bypass"`
+	Flows       Flows          `yaml:"flows"`
+	HTTP        HTTP           `yaml:"http"`
+	Log         Log            `yaml:"log"`
+
+	file  string         // name given to Parse, for Problems
+	lines map[string]int // dotted field path -> line where the file set it
+}
+
+// Interfaces names the network interfaces the gateway works with.
+type Interfaces struct {
+	LAN    []string `yaml:"lan"`     // forwarded TCP arriving here goes through the gateway
+	WAN    []string `yaml:"wan"`     // likewise; the encrypted leg
+	TUN    string   `yaml:"tun"`     // the TUN device the gateway creates
+	TUNMTU int      `yaml:"tun_mtu"` // its MTU
+}
+
+// Routing configures the policy routing that steers TCP into the TUN.
+type Routing struct {
+	Table           int    `yaml:"table"`            // routing table id holding the route to the TUN
+	RulePriority    int    `yaml:"rule_priority"`    // priority of the ip rules
+	ConntrackBypass string `yaml:"conntrack_bypass"` // ConntrackAuto, ConntrackOn or ConntrackOff
+}
+
+// Conntrack bypass modes (routing.conntrack_bypass).
+const (
+	ConntrackAuto = "auto" // install the nftables notrack rules when nftables is usable
+	ConntrackOn   = "on"   // install them or fail
+	ConntrackOff  = "off"  // never install them
+)
+
+// TCPCrypt is the protocol policy.
+type TCPCrypt struct {
+	TEPs               []string      `yaml:"teps"`    // names from TEPNames, most preferred first
+	Ciphers            []string      `yaml:"ciphers"` // names from CipherNames, most preferred first
+	KeypairLifetime    time.Duration `yaml:"keypair_lifetime"`
+	RekeyBytes         ByteSize      `yaml:"rekey_bytes"` // per direction; 0 = only at the AEAD limits
+	RekeyInterval      time.Duration `yaml:"rekey_interval"`
+	SessionCache       SessionCache  `yaml:"session_cache"`
+	SYNFallbackRetries int           `yaml:"syn_fallback_retries"`
+	InitTimeout        time.Duration `yaml:"init_timeout"`
+}
+
+// SessionCache bounds the cache of session secrets kept for resumption
+// (RFC 8548 §3.5).
+type SessionCache struct {
+	Size int           `yaml:"size"` // entries; 0 disables resumption
+	TTL  time.Duration `yaml:"ttl"`
+}
+
+// BypassRules lists traffic the gateway passes through untouched. A flow is
+// bypassed when either end matches (Config.Bypass builds the matcher).
+type BypassRules struct {
+	Ports    []PortRange    `yaml:"ports"`
+	Prefixes []netip.Prefix `yaml:"prefixes"`
+	Hosts    []netip.Addr   `yaml:"hosts"`
+}
+
+// Flows bounds the flow table.
+type Flows struct {
+	Max              int           `yaml:"max"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	ClosingTimeout   time.Duration `yaml:"closing_timeout"`
+	MaxBufferPerFlow ByteSize      `yaml:"max_buffer_per_flow"`
+	MaxBufferTotal   ByteSize      `yaml:"max_buffer_total"`
+}
+
+// HTTP configures the status API.
+type HTTP struct {
+	Listen    string `yaml:"listen"`     // host:port
+	TokenFile string `yaml:"token_file"` // file holding the bearer token; required off loopback
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn or error
+	Format string `yaml:"format"` // text or json
+}
+
+// MaxFileSize bounds the configuration file Load reads, and with it the work
+// of parsing (every list in the schema is bounded by the file's size first).
+const MaxFileSize = 1 << 20
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Default returns a fresh copy of the embedded defaults. The defaults name no
+// interfaces: CheckInterfaces reports that until a file names them.
+func Default() *Config {
+	c := defaultsUnchecked()
+	if probs := c.Validate(); len(probs) > 0 {
+		// default.yaml is part of the binary; TestDefaultValidates keeps it valid.
+		panic("config: embedded default.yaml is invalid: " + (&Error{Problems: probs}).Error())
+	}
+	return c
+}
+
+// defaultsUnchecked decodes default.yaml over a zero Config, without the
+// line information (a default has no line in the user's file).
+func defaultsUnchecked() *Config {
+	c := &Config{}
+	d := newDecoder("default.yaml")
+	d.document(defaultYAML, c)
+	if len(d.problems) > 0 {
+		panic("config: embedded default.yaml: " + (&Error{Problems: d.problems}).Error())
+	}
+	return c
+}
+
+// Load reads the YAML file at path and parses it over the defaults. An I/O
+// error is returned as is; problems in the content as an *Error.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Error{Problems: []Problem{{File: path, Reason: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}}}
+	}
+	return Parse(data, path)
+}
+
+// Parse parses YAML data over the defaults; name is used in problems. It
+// returns every problem found as an *Error, or the valid Config.
+func Parse(data []byte, name string) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, &Error{Problems: []Problem{{File: name, Reason: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}}}
+	}
+	c := defaultsUnchecked()
+	d := newDecoder(name)
+	d.document(data, c)
+	c.file = name
+	c.lines = d.lines
+	probs := d.problems
+	for _, p := range c.Validate() {
+		if !d.failed(p.Field) {
+			probs = append(probs, p)
+		}
+	}
+	if len(probs) > 0 {
+		sortProblems(probs)
+		return nil, &Error{Problems: probs}
+	}
+	return c, nil
+}
