@@ -219,6 +219,7 @@ func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Outpu
 	}
 	if d.opener.Generation() != gen {
 		f.Stats.RekeysIn++
+		e.stats.RekeysIn.Add(1)
 	}
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))

@@ -158,6 +158,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 			en.sealer.Rekey()
 			en.sinceRekey = 0
 			f.Stats.RekeysOut++
+			e.stats.RekeysOut.Add(1)
 		}
 		data = data[n:]
 	}

@@ -76,6 +76,23 @@ type Stats struct {
 	SYNFallbacks     atomic.Uint64
 	BadChecksum      atomic.Uint64
 	PassedUnparsable atomic.Uint64
+	RekeysOut        atomic.Uint64
+	RekeysIn         atomic.Uint64
+	// Handshakes counts completed key exchanges by how long they took from
+	// the first SYN (bucket upper bounds in HandshakeBuckets).
+	Handshakes [len(HandshakeBuckets) + 1]atomic.Uint64
+}
+
+// HandshakeBuckets are the upper bounds of the Handshakes histogram.
+var HandshakeBuckets = [...]time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond,
+	100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 10 * time.Second}
+
+func (s *Stats) observeHandshake(d time.Duration) {
+	i := 0
+	for i < len(HandshakeBuckets) && d > HandshakeBuckets[i] {
+		i++
+	}
+	s.Handshakes[i].Add(1)
 }
 
 // Output collects the packets an engine sends. Each buffer has Offset bytes

@@ -661,6 +661,7 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.State = StateEncrypted
 	f.Stats.HandshakeDone = e.now
 	e.stats.FlowsEncrypted.Add(1)
+	e.stats.observeHandshake(e.now.Sub(f.Stats.Started))
 	return nil
 }
 
