@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,15 @@ func cmdRun(args []string) error {
 		return &config.Error{Problems: probs}
 	}
 	log := newLogger(cfg)
+	if prof := os.Getenv("TCPCRYPT_GW_CPUPROFILE"); prof != "" {
+		// For measurements only: a CPU profile of the whole run.
+		f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid()))
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	params := netsetupParams(cfg)
 	setup, err := netsetup.Apply(params)
@@ -118,6 +128,10 @@ func cmdRun(args []string) error {
 		return err
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
+	if w := os.Getenv("TCPCRYPT_GW_WORKERS"); w != "" { // for measurements
+		fmt.Sscan(w, &workers)
+		workers = max(1, min(workers, runtime.GOMAXPROCS(0)))
+	}
 	table := flowtable.New[*engine.Flow](flowtable.Config{Shards: workers, MaxFlows: cfg.Flows.Max, MaxBytesTotal: int64(cfg.Flows.MaxBufferTotal)})
 	dp := gateway.NewDataplane(setup.Device, table, ec, workers, log)
 
