@@ -3,7 +3,7 @@ package tcpcrypt
 // Known-answer vectors (testdata/vectors.json). `go test -run TestVectors
 // -update` regenerates the file from the fixed inputs below; TestVectors
 // always reads the file, recomputes every output from the inputs it holds
-// and compares. docs/protocol-tcpcrypt.md describes every field.
+// and compares. docs/protocol.md describes every field.
 
 import (
 	"bytes"
@@ -225,7 +225,7 @@ func rekeyOnce(t testing.TB, aead AEADID, key []byte) []byte {
 
 func TestVectors(t *testing.T) {
 	if *updateVectors {
-		file := vectorFile{Comment: "tcpcrypt (RFC 8548) known-answer vectors from tcpcrypt-gw; fields described in docs/protocol-tcpcrypt.md. All byte strings are hex."}
+		file := vectorFile{Comment: "tcpcrypt (RFC 8548) known-answer vectors from tcpcrypt-gw; fields described in docs/protocol.md. All byte strings are hex."}
 		for _, tep := range allTEPs {
 			file.Vectors = append(file.Vectors, computeVector(t, vectorInputs(tep)))
 		}
