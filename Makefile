@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/tcpcrypt-gw
 PKGS    := ./...
 FUZZTIME ?= 30s
-DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates
+DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test deps lint fuzz bench demo clean release
@@ -54,6 +54,7 @@ bench: build
 	@if [ "$$(id -u)" = 0 ]; then \
 	  $(GO) run ./test/bench -gw $(BIN) -t 10; \
 	  $(GO) run ./test/bench -gw $(BIN) -t 10 -loss 1; \
+	  $(GO) run ./test/bench -gw $(BIN) -t 5 -conns; \
 	else echo "bench: iperf3 through the gateways needs root; skipped"; fi
 
 release:

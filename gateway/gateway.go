@@ -71,6 +71,9 @@ func (d *Dataplane) SetConfig(cfg *engine.Config) {
 	}
 }
 
+// Config is the policy in force.
+func (d *Dataplane) Config() *engine.Config { return d.currentConfig() }
+
 // Table is the flow table (for monitoring).
 func (d *Dataplane) Table() *flowtable.Table[*engine.Flow] { return d.table }
 

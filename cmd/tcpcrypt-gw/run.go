@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/config"
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway"
@@ -55,7 +56,8 @@ func newLogger(cfg *config.Config) *slog.Logger {
 }
 
 // engineConfig maps the YAML policy onto the engine's.
-func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool) (*engine.Config, error) {
+// The resumption cache is kept across reloads (nil: a new one when enabled).
+func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache) (*engine.Config, error) {
 	ec := &engine.Config{
 		IsLAN:              cfg.IsLAN,
 		Keys:               keys,
@@ -66,6 +68,13 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool) (*engine.Config, e
 		ClosingTimeout:     cfg.Flows.ClosingTimeout,
 		MaxBufferPerFlow:   int(cfg.Flows.MaxBufferPerFlow),
 		RekeyBytes:         int64(cfg.TCPCrypt.RekeyBytes),
+		RekeyInterval:      cfg.TCPCrypt.RekeyInterval,
+	}
+	if sc := cfg.TCPCrypt.SessionCache; sc.Size > 0 {
+		if cache == nil {
+			cache = endpoint.NewCache(sc.Size, sc.TTL)
+		}
+		ec.Cache = cache
 	}
 	bypass := cfg.Bypass()
 	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }
@@ -123,7 +132,7 @@ func cmdRun(args []string) error {
 
 	keys := tcpcrypt.NewKeyPool(parseTEPs(cfg), cfg.TCPCrypt.KeypairLifetime)
 	defer keys.Close()
-	ec, err := engineConfig(cfg, keys)
+	ec, err := engineConfig(cfg, keys, nil)
 	if err != nil {
 		return err
 	}
@@ -174,7 +183,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
 	}
-	ec, err := engineConfig(cfg, keys)
+	ec, err := engineConfig(cfg, keys, dp.Config().Cache)
 	if err != nil {
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return

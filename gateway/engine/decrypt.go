@@ -115,9 +115,13 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		e.ackWAN(f, out)
 		return delivered
 	}
-	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
-		// The LAN host has not acknowledged enough of what it was given:
-		// refuse the bytes; the sender retransmits them later.
+	e.settle(f)
+	if f.held()+len(data) > cfg.MaxBufferPerFlow {
+		// The flow would exceed its limit (the LAN host has not
+		// acknowledged enough of what it was given, or our own frames
+		// wait for the WAN's acknowledgment): refuse the bytes; the
+		// sender retransmits them later. A frame's plaintext is shorter
+		// than the frame, so held()+len(data) bounds what feed leaves.
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
@@ -217,9 +221,15 @@ func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Outpu
 		e.authFailed(f, "frame failed authentication", out)
 		return false
 	}
-	if d.opener.Generation() != gen {
+	if g := d.opener.Generation(); g != gen {
 		f.Stats.RekeysIn++
 		e.stats.RekeysIn.Add(1)
+		// RFC 8548 §3.9 (digest §2.6 [check]): a peer that starts a new
+		// generation is answered with one of ours, so a rekey also serves
+		// as an authenticated keep-alive.
+		if f.enc.sealer != nil && f.enc.sealer.Generation() < g {
+			e.rekeyOut(f)
+		}
 	}
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))

@@ -140,6 +140,11 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 		}
 		t := en.ring.tail(n + tcpcrypt.FrameOverhead)
 		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
+		if en.rekeyArmed { // the first frame under the new key: the rekey is on the wire
+			en.rekeyArmed = false
+			f.Stats.RekeysOut++
+			e.stats.RekeysOut.Add(1)
+		}
 		en.ring.commit(len(fr))
 		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0}
 		en.recs.push(r)
@@ -152,17 +157,28 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 			en.finSent = true
 		}
 		en.sinceRekey += int64(n)
-		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes {
-			// RFC 8548 §4.7: later frames use the next key and flip the
-			// rekey bit; retransmissions keep the bytes first sent.
-			en.sealer.Rekey()
-			en.sinceRekey = 0
-			f.Stats.RekeysOut++
-			e.stats.RekeysOut.Add(1)
+		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes ||
+			cfg.RekeyInterval > 0 && e.now.Sub(en.lastRekey) >= cfg.RekeyInterval {
+			e.rekeyOut(f)
 		}
 		data = data[n:]
 	}
 	return framed
+}
+
+// rekeyOut moves our direction to the next key (RFC 8548 §3.8): later
+// frames use it and flip the rekey bit; retransmissions keep the bytes
+// first sent. The receiver follows one generation per frame, so there is
+// at most one rekey between two frames.
+func (e *Engine) rekeyOut(f *Flow) {
+	en := &f.enc
+	if en.sealer == nil || en.rekeyArmed {
+		return
+	}
+	en.sealer.Rekey()
+	en.rekeyArmed = true
+	en.sinceRekey = 0
+	en.lastRekey = e.now
 }
 
 // sendFrame sends one recorded frame, exactly as first sent.

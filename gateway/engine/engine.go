@@ -37,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
@@ -51,14 +52,18 @@ type Config struct {
 	TEPs    []tcpcrypt.TEP    // offered in this order
 	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order
 	Keys    *tcpcrypt.KeyPool
+	// Cache holds the next session secret per peer for resumption (RFC
+	// 8548 §3.5); nil turns resumption off.
+	Cache *endpoint.Cache
 
 	SYNFallbackRetries int           // LAN SYN retransmissions after which the SYN goes without ENO (0 = never)
 	InitTimeout        time.Duration // give up the Init exchange after this long
 	HandshakeTimeout   time.Duration
 	IdleTimeout        time.Duration
 	ClosingTimeout     time.Duration
-	MaxBufferPerFlow   int   // bytes held per flow (held plaintext, unacked ciphertext, reassembly)
-	RekeyBytes         int64 // rekey a direction after this many plaintext bytes (0 = never by count)
+	MaxBufferPerFlow   int           // bytes held per flow (held plaintext, unacked ciphertext, reassembly)
+	RekeyBytes         int64         // rekey a direction after this many plaintext bytes (0 = never by count)
+	RekeyInterval      time.Duration // and after this long (0 = never by time)
 }
 
 // Stats are counters shared by every engine of a gateway.
@@ -76,6 +81,9 @@ type Stats struct {
 	SYNFallbacks     atomic.Uint64
 	BadChecksum      atomic.Uint64
 	PassedUnparsable atomic.Uint64
+	Resumptions      atomic.Uint64 // connections that started from a cached secret
+	ResumeOffered    atomic.Uint64 // role A: SYNs that offered resumption
+	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
 	// Handshakes counts completed key exchanges by how long they took from

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/flowtable"
@@ -41,16 +42,17 @@ func testConfig(t testing.TB, lan netip.Prefix) *Config {
 }
 
 type gw struct {
-	e     *Engine
-	table *flowtable.Table[*Flow]
-	stats *Stats
-	out   Output
+	client netip.AddrPort // the client end of the scripted connection
+	e      *Engine
+	table  *flowtable.Table[*Flow]
+	stats  *Stats
+	out    Output
 }
 
 func newGW(t testing.TB, cfg *Config) *gw {
 	tb := flowtable.New[*Flow](flowtable.Config{Shards: 1, MaxFlows: 1024, MaxBytesTotal: 64 << 20})
 	st := new(Stats)
-	return &gw{e: New(cfg, tb, 0, st), table: tb, stats: st, out: Output{Offset: 4}}
+	return &gw{client: clientAddr, e: New(cfg, tb, 0, st), table: tb, stats: st, out: Output{Offset: 4}}
 }
 
 // process runs one packet through the engine and returns copies of what it sent.
@@ -77,7 +79,7 @@ func (g *gw) flow(t testing.TB) *Flow {
 
 func (g *gw) lanEnd() netip.AddrPort {
 	if g.e.Config().IsLAN(clientAddr.Addr()) {
-		return clientAddr
+		return g.client
 	}
 	return serverAddr
 }
@@ -86,7 +88,7 @@ func (g *gw) wanEnd() netip.AddrPort {
 	if g.e.Config().IsLAN(clientAddr.Addr()) {
 		return serverAddr
 	}
-	return clientAddr
+	return g.client
 }
 
 // host builds segments from one end.
@@ -161,7 +163,13 @@ func (c *pair) handshake() {
 		t.Fatal("gateway A did not add ENO to the SYN")
 	}
 	offer, err := eno.ParseSYNOption(o.ENO)
-	if err != nil || len(offer.TEPs) != 2 || offer.TEPs[0].TEP != byte(tcpcrypt.TEPCurve25519) {
+	var plain []eno.Suboption
+	for _, sub := range offer.TEPs {
+		if !sub.HasData {
+			plain = append(plain, sub)
+		}
+	}
+	if err != nil || len(plain) != 2 || plain[0].TEP != byte(tcpcrypt.TEPCurve25519) {
 		t.Fatalf("offer %+v err %v", offer, err)
 	}
 	srvSYN := one(t, c.b.process(wanSYN, c.now))
@@ -383,5 +391,75 @@ func TestInitRetransmittedByTimer(t *testing.T) {
 	p2, _ := mustParse(t, again)
 	if !bytes.Equal(p1.Payload(), p2.Payload()) || p1.Seq != p2.Seq {
 		t.Fatal("retransmitted Init1 differs")
+	}
+}
+
+// TestResumption: a second connection between the same two gateways starts
+// from the cached secret: no Init bytes, a different session ID, equal at
+// both ends; a gateway that lost its cache answers with a full handshake.
+func TestResumption(t *testing.T) {
+	cacheA, cacheB := endpoint.NewCache(16, time.Minute), endpoint.NewCache(16, time.Minute)
+	mk := func(port uint16, cb *endpoint.Cache) *pair {
+		c := newPair(t)
+		c.a.e.cfg.Load().Cache = cacheA
+		c.b.e.cfg.Load().Cache = cb
+		c.client.addr = netip.AddrPortFrom(clientAddr.Addr(), port)
+		c.server.peer = c.client.addr
+		c.a.client, c.b.client = c.client.addr, c.client.addr
+		return c
+	}
+	first := mk(40001, cacheB)
+	first.handshake()
+	sid1 := first.a.flow(t).sessionID
+	if first.a.flow(t).Resumed {
+		t.Fatal("first connection claims resumption")
+	}
+
+	second := mk(40002, cacheB)
+	// share the engines' caches but use fresh flow tables
+	syn := second.client.seg(packet.FlagSYN, nil, synOpts(1460))
+	wanSYN := one(t, second.a.process(syn, second.now))
+	_, o := mustParse(t, wanSYN)
+	offer, _ := eno.ParseSYNOption(o.ENO)
+	if len(offer.TEPs) == 0 || !offer.TEPs[0].HasData {
+		t.Fatalf("second SYN does not offer resumption: %+v", offer)
+	}
+	srvSYN := one(t, second.b.process(wanSYN, second.now))
+	p, _ := mustParse(t, srvSYN)
+	second.client.seq++
+	second.server.ack = p.Seq + 1
+	synack := second.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460))
+	second.server.seq++
+	wanSYNACK := one(t, second.b.process(synack, second.now))
+	cli := one(t, second.a.process(wanSYNACK, second.now))
+	cp, _ := mustParse(t, cli)
+	second.client.ack = cp.Seq + 1
+	ackOut := one(t, second.a.process(second.client.seg(packet.FlagACK, nil, nil), second.now))
+	ap, ao := mustParse(t, ackOut)
+	if len(ap.Payload()) != 0 || ao.ENO == nil {
+		t.Fatalf("resumed ACK: %d payload bytes (want no Init), ENO %x", len(ap.Payload()), ao.ENO)
+	}
+	one(t, second.b.process(ackOut, second.now)) // the ACK reaches the server
+	fa, fb := second.a.flow(t), second.b.flow(t)
+	if !fa.Resumed || !fb.Resumed || fa.State != StateEncrypted || fb.State != StateEncrypted {
+		t.Fatalf("resumed: A %v/%v B %v/%v", fa.Resumed, fa.State, fb.Resumed, fb.State)
+	}
+	if !bytes.Equal(fa.sessionID, fb.sessionID) || bytes.Equal(fa.sessionID, sid1) {
+		t.Fatalf("session ids: A %x B %x first %x", fa.sessionID, fb.sessionID, sid1)
+	}
+	// data flows under the resumed keys, first frame at offset 0
+	msg := []byte("resumed data")
+	wan := one(t, second.a.process(second.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), second.now))
+	got := one(t, second.b.process(wan, second.now))
+	gp, _ := mustParse(t, got)
+	if !bytes.Equal(gp.Payload(), msg) {
+		t.Fatalf("server got %q", gp.Payload())
+	}
+
+	// gateway B restarted: empty cache -> full handshake, no failure
+	third := mk(40003, endpoint.NewCache(16, time.Minute))
+	third.handshake()
+	if third.a.flow(t).Resumed || third.a.stats.ResumeMisses.Load() != 1 {
+		t.Fatalf("after B lost its cache: resumed=%v misses=%d", third.a.flow(t).Resumed, third.a.stats.ResumeMisses.Load())
 	}
 }

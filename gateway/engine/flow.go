@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/flowtable"
@@ -85,9 +86,11 @@ type Flow struct {
 	keyPair        *tcpcrypt.KeyPair
 	ownInit        []byte // role A: our Init1 as sent, until the keys exist
 	nonce          [tcpcrypt.NonceLen]byte
-	chosen         eno.Suboption // role B: the TEP chosen from A's offer
-	accounted      int           // bytes this flow holds against the global budget
-	lanSynAcked    bool          // the LAN host has been sent an ACK (role B: of its SYN-ACK)
+	chosen         eno.Suboption   // role B: the TEP chosen from A's offer
+	resume         *endpoint.Entry // the cached secret offered (A) or accepted (B)
+	Resumed        bool            // the session started from a cached secret, no Init messages
+	accounted      int             // bytes this flow holds against the global budget
+	lanSynAcked    bool            // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 
 	enc encState
 	dec decState
@@ -117,6 +120,8 @@ type encState struct {
 	pUna       uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
 	sealer     *tcpcrypt.Sealer
 	sinceRekey int64
+	lastRekey  time.Time
+	rekeyArmed bool // Rekey was called and no frame has used the new key yet
 
 	initLen   int
 	initAcked bool
@@ -176,6 +181,7 @@ type Info struct {
 	TEP       string
 	Cipher    string
 	SessionID []byte
+	Resumed   bool
 	Stats     FlowStats
 	Seq       SeqInfo
 }
@@ -196,7 +202,7 @@ type SeqInfo struct {
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
 	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats}
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed}
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}

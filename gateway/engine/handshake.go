@@ -26,8 +26,10 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/flowtable"
@@ -67,6 +69,18 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	case StateACKPending:
 		if s.has(packet.FlagRST) || s.has(packet.FlagSYN) {
 			e.forwardPlain(f, s, out)
+			break
+		}
+		if f.resume != nil {
+			// Resumed (RFC 8548 §3.5): no Init messages; the keys exist now.
+			f.initDirections()
+			f.enoPending = true
+			if err := e.resumeKeys(cfg, f); err != nil {
+				f.Reason = "resumption: " + err.Error()
+				e.abort(f, out)
+				break
+			}
+			e.lanSegment(cfg, f, s, out)
 			break
 		}
 		if !e.startInit(cfg, f, s, out) {
@@ -137,6 +151,13 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 			break
 		}
 		e.startKeyExchange(f)
+		if f.resume != nil {
+			if err := e.resumeKeys(cfg, f); err != nil {
+				f.Reason = "resumption: " + err.Error()
+				e.abort(f, out)
+				break
+			}
+		}
 		e.wanSegment(cfg, f, s, out)
 	case StateKeyExchange, StateEncrypted:
 		if s.has(packet.FlagSYN) {
@@ -188,7 +209,11 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 		return nil
 	}
 	f.Stats.Started = e.now
-	e.touch(cfg, entry)
+	// A new flow has seen only its SYN: it is half-open, whatever state the
+	// caller then gives it, until its next packet touches it by state. (The
+	// state is not set yet here, so touch would give it idle_timeout and a
+	// SYN flood would stay in the table for hours.)
+	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
 	return entry
 }
 
@@ -235,19 +260,32 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		why = "flow table full"
 	}
 	if why == "" {
-		subs := make([]eno.Suboption, len(cfg.TEPs))
-		for i, t := range cfg.TEPs {
-			subs[i] = eno.Suboption{TEP: byte(t)}
+		// RFC 8548 §3.5: offer the cached secret first, with the ordinary
+		// TEPs after it so that the peer can fall back to a full handshake.
+		if cfg.Cache != nil {
+			if ent, ok := cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(cfg.TEPs, ent.TEP) && containsAEAD(cfg.Ciphers, ent.AEAD) {
+				f.resume = &ent
+			}
 		}
-		opt, err := eno.AppendSYNOption(nil, eno.Offer(subs))
-		if err != nil {
-			why = "ENO offer: " + err.Error()
-		} else if !e.emitSYN(s, opt, 0, out) {
-			why = "no TCP option space for ENO"
-		} else {
-			f.offer = opt
-			f.State = StateSYNSent
-			return
+		for {
+			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f))
+			if err != nil {
+				why = "ENO offer: " + err.Error()
+				break
+			}
+			if e.emitSYN(s, opt, 0, out) {
+				f.offer = opt
+				f.State = StateSYNSent
+				if f.resume != nil {
+					e.stats.ResumeOffered.Add(1)
+				}
+				return
+			}
+			if f.resume == nil {
+				why = "no TCP option space for ENO"
+				break
+			}
+			f.resume = nil // no room for the resumption suboption: offer the TEPs alone
 		}
 	}
 	if entry != nil {
@@ -256,13 +294,29 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 	e.forward(s.Buf, out)
 }
 
+// offer lists the suboptions of our SYN's ENO option.
+func (e *Engine) offer(cfg *Config, f *Flow) eno.SYNOption {
+	subs := make([]eno.Suboption, 0, len(cfg.TEPs)+1)
+	if f.resume != nil {
+		subs = append(subs, endpoint.OfferResume(*f.resume))
+	}
+	for _, t := range cfg.TEPs {
+		subs = append(subs, eno.Suboption{TEP: byte(t)})
+	}
+	return eno.Offer(subs)
+}
+
+// peerKey names a peer in the resumption cache: its address (with NAT in
+// front of it, the address of its gateway, which is the other end).
+func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
+
 // lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §9: a middlebox may
 // drop SYNs with unknown options, so after some tries the SYN goes plain).
 func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.synRetries++
 	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries {
 		e.stats.SYNFallbacks.Add(1)
-		e.plain(f, fmt.Sprintf("SYN sent without ENO after %d retransmissions", f.synRetries))
+		e.plain(f, fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries))
 	}
 	if f.State == StateSYNSent && e.emitSYN(s, f.offer, 0, out) {
 		return
@@ -312,10 +366,14 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 		return eno.Suboption{}, err
 	}
 	chosen, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
-		return !answered.HasData // resumption is not offered yet
+		return f.resume != nil && offered.HasData && endpoint.ResumeAnswerMatches(*f.resume, answered)
 	})
 	if err != nil {
 		return chosen, err
+	}
+	if f.resume != nil && !chosen.HasData {
+		f.resume = nil // the peer did not hold the secret: full handshake
+		e.stats.ResumeMisses.Add(1)
 	}
 	if !tcpcrypt.TEP(chosen.TEP).Valid() {
 		return chosen, fmt.Errorf("unsupported TEP 0x%02x", chosen.TEP)
@@ -330,6 +388,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		wanTSval: s.opts.TSval}
 	why := ""
 	var chosen eno.Suboption
+	var resume *endpoint.Entry
 	switch {
 	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
 		why = "bypass rule"
@@ -353,7 +412,21 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		}
 		var ok bool
 		chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
-			return !sub.HasData && containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP))
+			if !containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+				return false
+			}
+			if !sub.HasData {
+				return true
+			}
+			if cfg.Cache == nil || resume != nil {
+				return false
+			}
+			// RFC 8548 §3.5: A offers a secret we cached; each is used once.
+			if ent, hit := endpoint.AcceptResume(cfg.Cache, peerKey(key.WAN), sub); hit && containsAEAD(cfg.Ciphers, ent.AEAD) {
+				resume = &ent
+				return true
+			}
+			return false
 		})
 		if !ok {
 			why = "no common TEP"
@@ -372,6 +445,9 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	f.offer = append([]byte(nil), s.opts.ENO...)
 	f.chosen = chosen
 	f.tep = tcpcrypt.TEP(chosen.TEP)
+	if chosen.HasData {
+		f.resume = resume
+	}
 	f.State = StateSYNReceived
 	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
 }
@@ -402,7 +478,11 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	}
 	f.lanWin = s.Window >> f.lanWS
 	if f.answer == nil {
-		opt, err := eno.AppendSYNOption(nil, eno.Answer(f.chosen))
+		answer := f.chosen
+		if f.resume != nil {
+			answer = endpoint.AnswerResume(*f.resume) // B's half of resume[i]
+		}
+		opt, err := eno.AppendSYNOption(nil, eno.Answer(answer))
 		if err != nil {
 			e.plain(f, "ENO answer: "+err.Error())
 			e.forward(s.Buf, out)
@@ -588,6 +668,7 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 		return err
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
+	e.cacheNext(cfg, f, ss)
 	e.flushHeld(cfg, f, out)
 	e.ackWAN(f, out)
 	return nil
@@ -618,6 +699,7 @@ func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	if err := e.keysReady(f, aead, ss, ss.KeyBA(aead), ss.KeyAB(aead)); err != nil {
 		return err
 	}
+	e.cacheNext(cfg, f, ss)
 	e.queueInit(f, init2)
 	e.sendInit(f, out)
 	e.flushHeld(cfg, f, out)
@@ -631,6 +713,34 @@ func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
 		}
 	}
 	return false
+}
+
+// resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
+// k_ab[i], k_ba[i] and sid[i] directly, the first frame at offset 0.
+func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
+	ent := f.resume
+	ss := ent.Secret
+	send, recv := ss.KeyAB(ent.AEAD), ss.KeyBA(ent.AEAD)
+	if f.Role == RoleB {
+		send, recv = recv, send
+	}
+	if err := e.keysReady(f, ent.AEAD, ss, send, recv); err != nil {
+		return err
+	}
+	f.enc.initAcked = true
+	f.Resumed = true
+	f.resume = nil
+	e.stats.Resumptions.Add(1)
+	e.cacheNext(cfg, f, ss)
+	return nil
+}
+
+// cacheNext keeps ss[i+1] for the next connection to the same peer; both
+// ends do the same, so they agree on it (RFC 8548 §3.5).
+func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
+	if cfg.Cache != nil {
+		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next()})
+	}
 }
 
 // keysReady switches the flow to encrypted: our direction seals with
@@ -648,6 +758,7 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.aead = aead
 	f.sessionID = ss.SessionID(f.tep)
 	f.enc.sealer, f.dec.opener = sealer, opener
+	f.enc.lastRekey = e.now
 	d := &f.dec
 	start := f.wanISN + 1
 	n := uint32(len(d.initBuf))

@@ -27,7 +27,15 @@ func main() {
 	secs := flag.Int("t", 10, "seconds per iperf3 run")
 	streams := flag.Int("P", 1, "parallel iperf3 streams")
 	loss := flag.Int("loss", 0, "random loss in percent on the wan (nftables numgen), both directions")
+	conns := flag.Bool("conns", false, "measure new connections per second instead: plain, full handshakes, resumption")
 	flag.Parse()
+	if *conns {
+		if err := runConns(*gw, *secs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*gw, *secs, *streams, *loss); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -143,4 +151,116 @@ func waitPort(ns *netns.NS, addr string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// runConns measures connections per second (connect, one byte each way,
+// close) from the client to the server: with plain forwarding, through the
+// gateways with full handshakes (resumption off), and with resumption.
+func runConns(gw string, secs int) error {
+	gw, _ = filepath.Abs(gw)
+	netns.RemoveOrphans("tcgwbench")
+	topo, err := netns.NewTopology("tcgwbench", netns.TopologyOptions{})
+	if err != nil {
+		return err
+	}
+	defer topo.Close()
+	dir, err := os.MkdirTemp("", "tcgw-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var l net.Listener
+	if err := topo.Server.Do(func() (err error) { l, err = net.Listen("tcp", ":5300"); return }); err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				b := make([]byte, 1)
+				if _, err := c.Read(b); err == nil {
+					c.Write(b)
+				}
+				c.Close()
+			}()
+		}
+	}()
+	addr := net.JoinHostPort(topo.ServerAddr4.String(), "5300")
+	rate := func() (float64, error) {
+		n := 0
+		start := time.Now()
+		err := topo.Client.Do(func() error {
+			for time.Since(start) < time.Duration(secs)*time.Second {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return err
+				}
+				c.Write([]byte{1})
+				b := make([]byte, 1)
+				_, err = c.Read(b)
+				c.Close()
+				if err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		return float64(n) / time.Since(start).Seconds(), err
+	}
+	plain, err := rate()
+	if err != nil {
+		return fmt.Errorf("plain: %w", err)
+	}
+	start := func(extra string) (func(), error) {
+		var procs []*netns.Proc
+		for _, g := range []struct {
+			ns   *netns.NS
+			name string
+			pfx  string
+		}{{topo.GwA, "gwa", join(topo.GwALANPrefixes)}, {topo.GwB, "gwb", join(topo.GwBLANPrefixes)}} {
+			cfg := filepath.Join(dir, g.name+".yaml")
+			os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: {lan: [lan0], wan: [wan0]}\nlan_prefixes: [%s]\n%s", g.pfx, extra)), 0o600)
+			p, err := g.ns.Start(context.Background(), filepath.Join(dir, g.name+".log"), gw, "run", "-c", cfg)
+			if err != nil {
+				return nil, err
+			}
+			procs = append(procs, p)
+			if err := waitPort(g.ns, "127.0.0.1:8473"); err != nil {
+				return nil, err
+			}
+		}
+		return func() {
+			for _, p := range procs {
+				p.Stop()
+			}
+		}, nil
+	}
+	stop, err := start("tcpcrypt:\n  session_cache: {size: 0}\n")
+	if err != nil {
+		return err
+	}
+	full, err := rate()
+	stop()
+	if err != nil {
+		return fmt.Errorf("full handshakes: %w", err)
+	}
+	stop, err = start("")
+	if err != nil {
+		return err
+	}
+	resumed, err := rate()
+	stop()
+	if err != nil {
+		return fmt.Errorf("resumption: %w", err)
+	}
+	fmt.Printf("new connections per second (connect, 1 byte each way, close), %d s each, one run:\n", secs)
+	fmt.Printf("  plain kernel forwarding:              %8.0f /s\n", plain)
+	fmt.Printf("  gateways, full handshakes (curve25519): %6.0f /s\n", full)
+	fmt.Printf("  gateways, session resumption:         %8.0f /s\n", resumed)
+	return nil
 }
