@@ -117,6 +117,12 @@ func (f *Flow) maxFrameData() int {
 	if f.tsOK {
 		n -= 12
 	}
+	if f.enoPending {
+		// The non-SYN ENO option (padded to 4 bytes) rides on every segment
+		// until B has sent one (RFC 8547 §4.5): a resumed flow sends frames
+		// before that, and they must still fit the path.
+		n -= 4
+	}
 	return max(n, 1)
 }
 
