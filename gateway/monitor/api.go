@@ -1,0 +1,320 @@
+// The JSON API: /api/stats (totals), /api/flows (the flow list, filtered
+// and paginated) and /api/flows/{id} (one flow with its sequence
+// bookkeeping). Each request takes one snapshot of the flow table.
+
+package monitor
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/hex"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/engine"
+)
+
+// Limits of /api/flows.
+const (
+	DefaultLimit = 1000
+	MaxLimit     = 10000
+	maxHostQuery = 64 // longer than any address:port
+)
+
+// FlowJSON is one flow as the API shows it.
+type FlowJSON struct {
+	ID             uint64    `json:"id"`
+	LAN            string    `json:"lan"`
+	WAN            string    `json:"wan"`
+	Direction      string    `json:"direction"`
+	State          string    `json:"state"`
+	Encrypted      bool      `json:"encrypted"`
+	Reason         string    `json:"reason,omitempty"`
+	TEP            string    `json:"tep,omitempty"`
+	Cipher         string    `json:"cipher,omitempty"`
+	SessionID      string    `json:"session_id,omitempty"`
+	Resumed        bool      `json:"resumed"` // started from a cached secret, no Init messages
+	PlainBytesOut  uint64    `json:"plain_bytes_out"`
+	PlainBytesIn   uint64    `json:"plain_bytes_in"`
+	CipherBytesOut uint64    `json:"cipher_bytes_out"`
+	CipherBytesIn  uint64    `json:"cipher_bytes_in"`
+	PacketsOut     uint64    `json:"packets_out"`
+	PacketsIn      uint64    `json:"packets_in"`
+	RekeysOut      uint64    `json:"rekeys_out"`
+	RekeysIn       uint64    `json:"rekeys_in"`
+	Started        time.Time `json:"started"`
+	LastActive     time.Time `json:"last_active"`
+	AgeSeconds     float64   `json:"age_seconds"`
+
+	Seq *engine.SeqInfo `json:"seq,omitempty"` // only in /api/flows/{id}
+}
+
+// FlowListJSON is the body of /api/flows.
+type FlowListJSON struct {
+	Total  int        `json:"total"` // flows matching the filters, before pagination
+	Offset int        `json:"offset"`
+	Limit  int        `json:"limit"`
+	Flows  []FlowJSON `json:"flows"`
+}
+
+// StatsJSON is the body of /api/stats. Counters (…_total in /metrics) count
+// since the start; the rest describe the flow table now.
+type StatsJSON struct {
+	Flows        int            `json:"flows"`
+	FlowsMax     int            `json:"flows_max"`
+	FlowsByState map[string]int `json:"flows_by_state"`
+
+	FlowsEncrypted   uint64 `json:"flows_encrypted"`
+	FlowsPlain       uint64 `json:"flows_plain"`
+	AuthFailures     uint64 `json:"auth_failures"`
+	Truncations      uint64 `json:"truncations"`
+	InitTimeouts     uint64 `json:"init_timeouts"`
+	Malformed        uint64 `json:"malformed_packets"`
+	TableFull        uint64 `json:"table_full"`
+	BufferDrops      uint64 `json:"buffer_drops"`
+	SYNFallbacks     uint64 `json:"syn_fallbacks"`
+	BadChecksums     uint64 `json:"bad_checksums"`
+	PassedUnparsable uint64 `json:"passed_unparsable"`
+	Resumptions      uint64 `json:"resumptions"`
+	ResumeOffered    uint64 `json:"resume_offered"`
+	ResumeMisses     uint64 `json:"resume_misses"`
+	PacketsIn        uint64 `json:"packets_in"`
+	PacketsOut       uint64 `json:"packets_out"`
+	RekeysOut        uint64 `json:"rekeys_out"`
+	RekeysIn         uint64 `json:"rekeys_in"`
+
+	BufferedBytes    int64 `json:"buffered_bytes"`
+	BufferedBytesMax int64 `json:"buffered_bytes_max"`
+
+	// Payload bytes of the flows in the table now; flows already expired
+	// are not counted.
+	LivePlainBytesOut  uint64 `json:"live_plain_bytes_out"`
+	LivePlainBytesIn   uint64 `json:"live_plain_bytes_in"`
+	LiveCipherBytesOut uint64 `json:"live_cipher_bytes_out"`
+	LiveCipherBytesIn  uint64 `json:"live_cipher_bytes_in"`
+
+	UptimeSeconds float64 `json:"uptime_seconds"`
+}
+
+// stateNames are the engine's flow states, in order; the `state` filter
+// and the flows-by-state gauges take exactly these.
+var stateNames = func() []string {
+	var names []string
+	for s := engine.State(1); s != 0 && s.String() != "unknown"; s++ {
+		names = append(names, s.String())
+	}
+	return names
+}()
+
+// flowRow is one flow as copied under its shard's lock: only copies, so
+// that the lock is held briefly; formatting comes after.
+type flowRow struct {
+	id                  uint64
+	created, lastActive time.Time
+	info                engine.Info
+}
+
+// rows copies every flow, sorted by ID. The rows themselves are large, so
+// pointers are sorted rather than the rows.
+func (s *Source) rows() []*flowRow {
+	all := make([]flowRow, 0, s.Table.Len()+16)
+	for i := 0; i < s.Shards; i++ {
+		s.Table.LockShard(i)
+		s.Table.Range(i, func(en *flowtable.Entry[*engine.Flow]) bool {
+			all = append(all, flowRow{id: en.ID, created: en.Created, lastActive: en.LastActive, info: en.Value.Snapshot()})
+			return true
+		})
+		s.Table.UnlockShard(i)
+	}
+	res := make([]*flowRow, len(all))
+	for i := range all {
+		res[i] = &all[i]
+	}
+	slices.SortFunc(res, func(a, b *flowRow) int { return cmp.Compare(a.id, b.id) })
+	return res
+}
+
+// Snapshot copies every flow, sorted by ID.
+func (s *Source) Snapshot() []FlowJSON {
+	rows := s.rows()
+	res := make([]FlowJSON, len(rows))
+	now := time.Now()
+	for i := range rows {
+		res[i] = rows[i].json(now)
+	}
+	return res
+}
+
+func (r *flowRow) json(now time.Time) FlowJSON {
+	in := &r.info
+	return FlowJSON{
+		ID: r.id, LAN: in.LAN.String(), WAN: in.WAN.String(), Direction: in.Role, State: in.State,
+		Encrypted: in.Encrypted, Reason: in.Reason, TEP: in.TEP, Cipher: in.Cipher,
+		SessionID: hex.EncodeToString(in.SessionID), Resumed: in.Resumed,
+		PlainBytesOut: in.Stats.PlainBytesOut, PlainBytesIn: in.Stats.PlainBytesIn,
+		CipherBytesOut: in.Stats.CipherBytesOut, CipherBytesIn: in.Stats.CipherBytesIn,
+		PacketsOut: in.Stats.PacketsOut, PacketsIn: in.Stats.PacketsIn,
+		RekeysOut: in.Stats.RekeysOut, RekeysIn: in.Stats.RekeysIn,
+		Started: r.created, LastActive: r.lastActive, AgeSeconds: now.Sub(r.created).Seconds(),
+	}
+}
+
+// census is what the flow table holds now, counted in one pass without
+// copying any flow (it runs for every /api/stats and /metrics request).
+type census struct {
+	byState             [maxState + 1]int // by engine.State; [0]: a state unknown to stateNames
+	plainOut, plainIn   uint64
+	cipherOut, cipherIn uint64
+}
+
+// maxState bounds the engine's State values (a uint8).
+const maxState = 255
+
+func (s *Source) census() *census {
+	c := new(census)
+	for i := 0; i < s.Shards; i++ {
+		s.Table.LockShard(i)
+		s.Table.Range(i, func(en *flowtable.Entry[*engine.Flow]) bool {
+			f := en.Value
+			if int(f.State) <= len(stateNames) {
+				c.byState[f.State]++
+			} else {
+				c.byState[0]++
+			}
+			c.plainOut += f.Stats.PlainBytesOut
+			c.plainIn += f.Stats.PlainBytesIn
+			c.cipherOut += f.Stats.CipherBytesOut
+			c.cipherIn += f.Stats.CipherBytesIn
+			return true
+		})
+		s.Table.UnlockShard(i)
+	}
+	return c
+}
+
+// StatsNow reads the counters and takes a census of the flow table.
+func (s *Source) StatsNow() StatsJSON {
+	st := s.Stats
+	c := s.census()
+	res := StatsJSON{
+		Flows: s.Table.Len(), FlowsMax: s.Table.MaxFlows(), FlowsByState: make(map[string]int, len(stateNames)),
+		FlowsEncrypted: st.FlowsEncrypted.Load(), FlowsPlain: st.FlowsPlain.Load(),
+		AuthFailures: st.AuthFailures.Load(), Truncations: st.Truncations.Load(), InitTimeouts: st.InitTimeouts.Load(),
+		Malformed: st.Malformed.Load(), TableFull: st.TableFull.Load(), BufferDrops: st.BufferDrops.Load(),
+		SYNFallbacks: st.SYNFallbacks.Load(), BadChecksums: st.BadChecksum.Load(), PassedUnparsable: st.PassedUnparsable.Load(),
+		Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
+		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
+		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
+		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
+		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
+		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,
+		UptimeSeconds: time.Since(s.Start).Seconds(),
+	}
+	for i, name := range stateNames {
+		res.FlowsByState[name] = c.byState[i+1]
+	}
+	return res
+}
+
+func (s *Source) serveStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.StatsNow())
+}
+
+// flowFilter is the parsed query of /api/flows.
+type flowFilter struct {
+	limit, offset int
+	encrypted     string // "", "true" or "false"
+	state, host   string
+}
+
+func parseFlowFilter(r *http.Request) (flowFilter, string) {
+	q := r.URL.Query()
+	f := flowFilter{limit: DefaultLimit}
+	var err error
+	if v := q.Get("limit"); v != "" {
+		if f.limit, err = strconv.Atoi(v); err != nil || f.limit < 1 || f.limit > MaxLimit {
+			return f, "limit must be an integer from 1 to " + strconv.Itoa(MaxLimit)
+		}
+	}
+	if v := q.Get("offset"); v != "" {
+		if f.offset, err = strconv.Atoi(v); err != nil || f.offset < 0 {
+			return f, "offset must be a non-negative integer"
+		}
+	}
+	f.encrypted = q.Get("encrypted")
+	if f.encrypted != "" && f.encrypted != "true" && f.encrypted != "false" {
+		return f, "encrypted must be true or false"
+	}
+	f.state = q.Get("state")
+	if f.state != "" && !slices.Contains(stateNames, f.state) {
+		return f, "state must be one of " + strings.Join(stateNames, ", ")
+	}
+	f.host = q.Get("host")
+	if len(f.host) > maxHostQuery {
+		return f, "host must be at most " + strconv.Itoa(maxHostQuery) + " characters"
+	}
+	return f, ""
+}
+
+func (f *flowFilter) match(r *flowRow, scratch []byte) bool {
+	in := &r.info
+	if f.encrypted != "" && strconv.FormatBool(in.Encrypted) != f.encrypted || f.state != "" && in.State != f.state {
+		return false
+	}
+	if f.host == "" {
+		return true
+	}
+	// Formatted into scratch: no allocation per flow.
+	return bytes.Contains(in.LAN.AppendTo(scratch[:0]), []byte(f.host)) ||
+		bytes.Contains(in.WAN.AppendTo(scratch[:0]), []byte(f.host))
+}
+
+func (s *Source) serveFlows(w http.ResponseWriter, r *http.Request) {
+	filter, problem := parseFlowFilter(r)
+	if problem != "" {
+		httpError(w, http.StatusBadRequest, problem)
+		return
+	}
+	all := s.rows()
+	var scratch [64]byte
+	matched := all[:0]
+	for i := range all {
+		if filter.match(all[i], scratch[:]) {
+			matched = append(matched, all[i])
+		}
+	}
+	total := len(matched)
+	page := matched[min(filter.offset, total):min(filter.offset+filter.limit, total)]
+	flows := make([]FlowJSON, len(page))
+	now := time.Now()
+	for i := range page {
+		flows[i] = page[i].json(now)
+	}
+	writeJSON(w, FlowListJSON{Total: total, Offset: filter.offset, Limit: filter.limit, Flows: flows})
+}
+
+func (s *Source) serveFlow(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "flow id must be a non-negative integer")
+		return
+	}
+	// A lookup by ID, not a snapshot of every flow.
+	var row flowRow
+	found := s.Table.Lookup(id, func(en *flowtable.Entry[*engine.Flow]) {
+		row = flowRow{id: en.ID, created: en.Created, lastActive: en.LastActive, info: en.Value.Snapshot()}
+	})
+	if !found {
+		httpError(w, http.StatusNotFound, "no such flow")
+		return
+	}
+	f := row.json(time.Now())
+	if row.info.Encrypted {
+		f.Seq = &row.info.Seq
+	}
+	writeJSON(w, f)
+}
