@@ -176,6 +176,11 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 
 // forwardPlain forwards a packet of a flow unchanged and notes an RST.
 func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
+	if n := uint64(len(s.Payload())); s.SrcPort == f.LAN.Port() && s.Src == f.LAN.Addr() {
+		f.Stats.PlainBytesOut += n
+	} else {
+		f.Stats.PlainBytesIn += n
+	}
 	if s.has(packet.FlagRST) && f.State != StatePassthrough {
 		f.State = StateClosed
 	} else if s.has(packet.FlagRST) {
