@@ -135,16 +135,9 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 	}
 	pend := make([]*batch, len(work))
 	for {
-		n, err := d.dev.Read(bufs, sizes, headroom)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			if errors.Is(err, tun.ErrTooManySegments) {
-				d.log.Warn("tun read: too many segments", "err", err)
-				continue
-			}
-			return fmt.Errorf("tun read: %w", err)
+		n, err := d.readBatch(ctx, bufs, sizes)
+		if err != nil || n < 0 {
+			return err
 		}
 		cfg := d.currentConfig()
 		for i := 0; i < n; i++ {
@@ -173,6 +166,23 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 			}
 		}
 	}
+}
+
+// readBatch reads one batch from the TUN device. It returns n < 0 with a nil
+// error when the device was closed on purpose, and n == 0 for a batch
+// to skip.
+func (d *Dataplane) readBatch(ctx context.Context, bufs [][]byte, sizes []int) (int, error) {
+	n, err := d.dev.Read(bufs, sizes, headroom)
+	switch {
+	case err == nil:
+		return n, nil
+	case ctx.Err() != nil || errors.Is(err, os.ErrClosed):
+		return -1, nil
+	case errors.Is(err, tun.ErrTooManySegments):
+		d.log.Warn("tun read: too many segments", "err", err)
+		return 0, nil
+	}
+	return -1, fmt.Errorf("tun read: %w", err)
 }
 
 func (d *Dataplane) currentConfig() *engine.Config {
@@ -259,16 +269,9 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 	}
 	out := &engine.Output{Offset: headroom}
 	for {
-		n, err := d.dev.Read(bufs, sizes, headroom)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			if errors.Is(err, tun.ErrTooManySegments) {
-				d.log.Warn("tun read: too many segments", "err", err)
-				continue
-			}
-			return fmt.Errorf("tun read: %w", err)
+		n, err := d.readBatch(ctx, bufs, sizes)
+		if err != nil || n < 0 {
+			return err
 		}
 		now := time.Now()
 		d.table.LockShard(0)

@@ -338,18 +338,7 @@ func readInit(conn net.Conn, magic uint32, tep tcpcrypt.TEP) ([]byte, error) {
 // sends under k_ab and receives under k_ba, B the reverse. sendStart and
 // recvStart are the stream offsets of the first frame each way.
 func (c *Conn) start(ss tcpcrypt.SessionSecret, aead tcpcrypt.AEADID, sendStart, recvStart uint64) error {
-	kab, kba := ss.KeyAB(aead), ss.KeyBA(aead)
-	defer clear(kab)
-	defer clear(kba)
-	sendKey, recvKey := kab, kba
-	if c.role == eno.RoleB {
-		sendKey, recvKey = kba, kab
-	}
-	sealer, err := tcpcrypt.NewSealer(aead, sendKey)
-	if err != nil {
-		return err
-	}
-	opener, err := tcpcrypt.NewOpener(aead, recvKey)
+	sealer, opener, err := tcpcrypt.NewSession(ss, aead, c.role == eno.RoleA)
 	if err != nil {
 		return err
 	}

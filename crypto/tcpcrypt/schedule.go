@@ -162,3 +162,25 @@ func (s SessionSecret) Format(f fmt.State, _ rune) {
 	}
 	fmt.Fprintf(f, "SessionSecret(index %d)", s.index)
 }
+
+// NewSession returns the sealer and opener of one end of a session keyed by
+// ss (RFC 8548 §3.3): A sends with k_ab and receives with k_ba, B the other
+// way round. The key bytes derived on the way are cleared.
+func NewSession(ss SessionSecret, aead AEADID, roleA bool) (*Sealer, *Opener, error) {
+	kab, kba := ss.KeyAB(aead), ss.KeyBA(aead)
+	defer clear(kab)
+	defer clear(kba)
+	send, recv := kab, kba
+	if !roleA {
+		send, recv = kba, kab
+	}
+	sealer, err := NewSealer(aead, send)
+	if err != nil {
+		return nil, nil, err
+	}
+	opener, err := NewOpener(aead, recv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealer, opener, nil
+}

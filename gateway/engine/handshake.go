@@ -669,7 +669,7 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 		return err
 	}
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.ownInit, f.dec.initBuf, es, f.nonce[:])
-	if err := e.keysReady(f, m.Cipher, ss, ss.KeyAB(m.Cipher), ss.KeyBA(m.Cipher)); err != nil {
+	if err := e.keysReady(f, m.Cipher, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
@@ -701,7 +701,7 @@ func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	randomNonce(m2.NonceB[:])
 	init2 := m2.Append(nil)
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
-	if err := e.keysReady(f, aead, ss, ss.KeyBA(aead), ss.KeyAB(aead)); err != nil {
+	if err := e.keysReady(f, aead, ss); err != nil {
 		return err
 	}
 	e.cacheNext(cfg, f, ss)
@@ -725,11 +725,7 @@ func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
 func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
 	ent := f.resume
 	ss := ent.Secret
-	send, recv := ss.KeyAB(ent.AEAD), ss.KeyBA(ent.AEAD)
-	if f.Role == RoleB {
-		send, recv = recv, send
-	}
-	if err := e.keysReady(f, ent.AEAD, ss, send, recv); err != nil {
+	if err := e.keysReady(f, ent.AEAD, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true
@@ -748,15 +744,11 @@ func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
 	}
 }
 
-// keysReady switches the flow to encrypted: our direction seals with
-// sendKey, the peer's opens with recvKey. The peer's Init becomes a
+// keysReady switches the flow to encrypted under ss (k_ab for A's
+// direction, k_ba for B's). The peer's Init becomes a
 // pseudo-frame of the C stream that the gateway itself acknowledges.
-func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret, sendKey, recvKey []byte) error {
-	sealer, err := tcpcrypt.NewSealer(aead, sendKey)
-	if err != nil {
-		return err
-	}
-	opener, err := tcpcrypt.NewOpener(aead, recvKey)
+func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
+	sealer, opener, err := tcpcrypt.NewSession(ss, aead, f.Role == RoleA)
 	if err != nil {
 		return err
 	}

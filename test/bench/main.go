@@ -72,22 +72,11 @@ func run(gw string, secs, streams, loss int) error {
 	if err != nil {
 		return fmt.Errorf("plain forwarding: %w", err)
 	}
-	for _, g := range []struct {
-		ns   *netns.NS
-		name string
-		pfx  string
-	}{{topo.GwA, "gwa", join(topo.GwALANPrefixes)}, {topo.GwB, "gwb", join(topo.GwBLANPrefixes)}} {
-		cfg := filepath.Join(dir, g.name+".yaml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: {lan: [lan0], wan: [wan0]}\nlan_prefixes: [%s]\n", g.pfx)), 0o600)
-		p, err := g.ns.Start(context.Background(), filepath.Join(dir, g.name+".log"), gw, "run", "-c", cfg)
-		if err != nil {
-			return err
-		}
-		defer p.Stop()
-		if err := waitPort(g.ns, "127.0.0.1:8473"); err != nil {
-			return fmt.Errorf("%s: %w", g.name, err)
-		}
+	stop, err := startGateways(topo, gw, dir, "")
+	if err != nil {
+		return err
 	}
+	defer stop()
 	enc, err := iperf(topo, secs, streams)
 	if err != nil {
 		return fmt.Errorf("through the gateways: %w", err)
@@ -216,31 +205,7 @@ func runConns(gw string, secs int) error {
 	if err != nil {
 		return fmt.Errorf("plain: %w", err)
 	}
-	start := func(extra string) (func(), error) {
-		var procs []*netns.Proc
-		for _, g := range []struct {
-			ns   *netns.NS
-			name string
-			pfx  string
-		}{{topo.GwA, "gwa", join(topo.GwALANPrefixes)}, {topo.GwB, "gwb", join(topo.GwBLANPrefixes)}} {
-			cfg := filepath.Join(dir, g.name+".yaml")
-			os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: {lan: [lan0], wan: [wan0]}\nlan_prefixes: [%s]\n%s", g.pfx, extra)), 0o600)
-			p, err := g.ns.Start(context.Background(), filepath.Join(dir, g.name+".log"), gw, "run", "-c", cfg)
-			if err != nil {
-				return nil, err
-			}
-			procs = append(procs, p)
-			if err := waitPort(g.ns, "127.0.0.1:8473"); err != nil {
-				return nil, err
-			}
-		}
-		return func() {
-			for _, p := range procs {
-				p.Stop()
-			}
-		}, nil
-	}
-	stop, err := start("tcpcrypt:\n  session_cache: {size: 0}\n")
+	stop, err := startGateways(topo, gw, dir, "tcpcrypt:\n  session_cache: {size: 0}\n")
 	if err != nil {
 		return err
 	}
@@ -249,7 +214,7 @@ func runConns(gw string, secs int) error {
 	if err != nil {
 		return fmt.Errorf("full handshakes: %w", err)
 	}
-	stop, err = start("")
+	stop, err = startGateways(topo, gw, dir, "")
 	if err != nil {
 		return err
 	}
@@ -263,4 +228,38 @@ func runConns(gw string, secs int) error {
 	fmt.Printf("  gateways, full handshakes (curve25519): %6.0f /s\n", full)
 	fmt.Printf("  gateways, session resumption:         %8.0f /s\n", resumed)
 	return nil
+}
+
+// startGateways runs gateway A and B on embedded defaults plus extra YAML
+// and waits for their APIs; the returned func stops both.
+func startGateways(topo *netns.Topology, gw, dir, extra string) (func(), error) {
+	var procs []*netns.Proc
+	stop := func() {
+		for _, p := range procs {
+			p.Stop()
+		}
+	}
+	for _, g := range []struct {
+		ns   *netns.NS
+		name string
+		pfx  string
+	}{{topo.GwA, "gwa", join(topo.GwALANPrefixes)}, {topo.GwB, "gwb", join(topo.GwBLANPrefixes)}} {
+		cfg := filepath.Join(dir, g.name+".yaml")
+		yaml := fmt.Sprintf("interfaces: {lan: [lan0], wan: [wan0]}\nlan_prefixes: [%s]\n%s", g.pfx, extra)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			stop()
+			return nil, err
+		}
+		p, err := g.ns.Start(context.Background(), filepath.Join(dir, g.name+".log"), gw, "run", "-c", cfg)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		procs = append(procs, p)
+		if err := waitPort(g.ns, "127.0.0.1:8473"); err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w", g.name, err)
+		}
+	}
+	return stop, nil
 }
