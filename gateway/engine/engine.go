@@ -81,6 +81,7 @@ type Stats struct {
 	SYNFallbacks     atomic.Uint64
 	BadChecksum      atomic.Uint64
 	PassedUnparsable atomic.Uint64
+	UnknownResets    atomic.Uint64 // mid-connection segments of unknown flows, answered with RST
 	Resumptions      atomic.Uint64 // connections that started from a cached secret
 	ResumeOffered    atomic.Uint64 // role A: SYNs that offered resumption
 	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake

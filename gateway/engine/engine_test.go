@@ -463,3 +463,23 @@ func TestResumption(t *testing.T) {
 		t.Fatalf("after B lost its cache: resumed=%v misses=%d", third.a.flow(t).Resumed, third.a.stats.ResumeMisses.Load())
 	}
 }
+
+// TestUnknownFlowIsReset: a mid-connection segment of a flow the gateway has
+// no state for (after a restart) is answered with a RST, never passed: it
+// could be ciphertext for a LAN host or plaintext of an encrypted flow.
+func TestUnknownFlowIsReset(t *testing.T) {
+	g := newGW(t, testConfig(t, lanB))
+	wanHost := &host{addr: clientAddr, peer: serverAddr, seq: 7000, ack: 9000}
+	outs := g.process(wanHost.seg(packet.FlagACK|packet.FlagPSH, []byte("ciphertext?"), nil), time.Unix(1, 0))
+	p, _ := mustParse(t, one(t, outs))
+	if p.Flags&packet.FlagRST == 0 || p.Dst != clientAddr.Addr() || p.Seq != 9000 || len(p.Payload()) != 0 {
+		t.Fatalf("want a RST to the sender at its ACK number, got flags %x to %v seq %d", p.Flags, p.Dst, p.Seq)
+	}
+	if g.stats.UnknownResets.Load() != 1 {
+		t.Fatal("not counted")
+	}
+	// a RST of an unknown flow is dropped, not answered
+	if outs := g.process(wanHost.seg(packet.FlagRST, nil, nil), time.Unix(1, 0)); len(outs) != 0 {
+		t.Fatalf("answered a RST with %d packets", len(outs))
+	}
+}

@@ -53,7 +53,7 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return
 	}
 	if f == nil {
-		e.forward(s.Buf, out)
+		e.resetUnknown(s, out)
 		return
 	}
 	f.Stats.PacketsOut++
@@ -119,7 +119,7 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return
 	}
 	if f == nil {
-		e.forward(s.Buf, out)
+		e.resetUnknown(s, out)
 		return
 	}
 	f.Stats.PacketsIn++
@@ -172,6 +172,25 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	}
 	e.settle(f)
 	e.touch(cfg, entry)
+}
+
+// resetUnknown answers a mid-connection segment of a flow the gateway has
+// no state for (it started, restarted or expired the flow since) with a
+// RST, the way a closed port does (RFC 9293 §3.10.7.1). Passing it would be
+// unsafe: the connection may have been encrypted, and then its plaintext
+// would reach the WAN or its ciphertext a LAN host.
+func (e *Engine) resetUnknown(s *segment, out *Output) {
+	e.stats.UnknownResets.Add(1)
+	if s.has(packet.FlagRST) {
+		return
+	}
+	h := packet.Header{V6: s.V6, Src: s.Dst, Dst: s.Src, SrcPort: s.DstPort, DstPort: s.SrcPort, TTL: 64}
+	if s.has(packet.FlagACK) {
+		h.Seq, h.Flags = s.Ack, packet.FlagRST
+	} else {
+		h.Ack, h.Flags = s.Seq+s.SeqLen(), packet.FlagRST|packet.FlagACK
+	}
+	e.emit(&h, out)
 }
 
 // forwardPlain forwards a packet of a flow unchanged and notes an RST.
@@ -249,6 +268,11 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		f.lanWS = s.opts.WScale
 	}
 	entry := e.insert(cfg, key, f)
+	if entry == nil {
+		// Table full (a flood): drop the SYN, the host tries again. A
+		// connection without a flow would be reset at its next segment.
+		return
+	}
 	why := ""
 	switch {
 	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
@@ -261,8 +285,6 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		why = "MPTCP"
 	case s.has(packet.FlagURG):
 		why = "urgent data"
-	case entry == nil:
-		why = "flow table full"
 	}
 	if why == "" {
 		// RFC 8548 §3.5: offer the cached secret first, with the ordinary
@@ -293,9 +315,7 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 			f.resume = nil // no room for the resumption suboption: offer the TEPs alone
 		}
 	}
-	if entry != nil {
-		e.plain(f, why)
-	}
+	e.plain(f, why)
 	e.forward(s.Buf, out)
 }
 
@@ -437,10 +457,8 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			why = "no common TEP"
 		}
 	}
-	entry := e.insert(cfg, key, f)
-	if entry == nil {
-		e.forward(s.Buf, out)
-		return
+	if e.insert(cfg, key, f) == nil {
+		return // table full: dropped, see newOutbound
 	}
 	if why != "" {
 		e.plain(f, why)

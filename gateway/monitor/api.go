@@ -79,6 +79,7 @@ type StatsJSON struct {
 	SYNFallbacks     uint64 `json:"syn_fallbacks"`
 	BadChecksums     uint64 `json:"bad_checksums"`
 	PassedUnparsable uint64 `json:"passed_unparsable"`
+	UnknownResets    uint64 `json:"unknown_resets"`
 	Resumptions      uint64 `json:"resumptions"`
 	ResumeOffered    uint64 `json:"resume_offered"`
 	ResumeMisses     uint64 `json:"resume_misses"`
@@ -206,7 +207,7 @@ func (s *Source) StatsNow() StatsJSON {
 		AuthFailures: st.AuthFailures.Load(), Truncations: st.Truncations.Load(), InitTimeouts: st.InitTimeouts.Load(),
 		Malformed: st.Malformed.Load(), TableFull: st.TableFull.Load(), BufferDrops: st.BufferDrops.Load(),
 		SYNFallbacks: st.SYNFallbacks.Load(), BadChecksums: st.BadChecksum.Load(), PassedUnparsable: st.PassedUnparsable.Load(),
-		Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
+		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
 		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
 		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),

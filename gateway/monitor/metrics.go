@@ -40,6 +40,7 @@ var counterDefs = []counterDef{
 	counter("bad_checksums_total", "Segments of rewritten flows dropped for a bad TCP checksum.", func(s *engine.Stats) uint64 { return s.BadChecksum.Load() }),
 	counter("malformed_packets_total", "Packets dropped as malformed (bad IP/TCP header or options).", func(s *engine.Stats) uint64 { return s.Malformed.Load() }),
 	counter("passed_unparsable_packets_total", "Non-TCP packets, fragments and IPv6 packets with extension headers, passed unchanged.", func(s *engine.Stats) uint64 { return s.PassedUnparsable.Load() }),
+	counter("unknown_flow_resets_total", "Mid-connection segments of flows the gateway had no state for, answered with RST.", func(s *engine.Stats) uint64 { return s.UnknownResets.Load() }),
 	counter("resumptions_total", "Connections keyed from a cached session secret (RFC 8548 §3.5), without Init messages.", func(s *engine.Stats) uint64 { return s.Resumptions.Load() }),
 	counter("resume_offered_total", "Outbound SYNs that offered session resumption.", func(s *engine.Stats) uint64 { return s.ResumeOffered.Load() }),
 	counter("resume_misses_total", "Resumption offers the peer answered with a full key exchange.", func(s *engine.Stats) uint64 { return s.ResumeMisses.Load() }),

@@ -151,6 +151,7 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_resumptions_total":               &st.Resumptions,
 		"tcpcrypt_gw_resume_offered_total":            &st.ResumeOffered,
 		"tcpcrypt_gw_resume_misses_total":             &st.ResumeMisses,
+		"tcpcrypt_gw_unknown_flow_resets_total":       &st.UnknownResets,
 	}
 	want := map[string]float64{}
 	n := uint64(100)
