@@ -115,13 +115,9 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		e.ackWAN(f, out)
 		return delivered
 	}
-	e.settle(f)
-	if f.held()+len(data) > cfg.MaxBufferPerFlow {
-		// The flow would exceed its limit (the LAN host has not
-		// acknowledged enough of what it was given, or our own frames
-		// wait for the WAN's acknowledgment): refuse the bytes; the
-		// sender retransmits them later. A frame's plaintext is shorter
-		// than the frame, so held()+len(data) bounds what feed leaves.
+	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
+		// The LAN host has not acknowledged enough of what it was given:
+		// refuse the bytes; the sender retransmits them later.
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}

@@ -21,14 +21,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"tcpcrypt-gw/gateway/monitor"
+	"tcpcrypt-gw/test/impair"
 	"tcpcrypt-gw/test/netns"
 )
 
-var gwBinary string
+var gwBinary, impairBinary string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -52,11 +54,14 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		gwBinary = filepath.Join(dir, "tcpcrypt-gw")
-		build := exec.Command("go", "build", "-o", gwBinary, "tcpcrypt-gw/cmd/tcpcrypt-gw")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: build:", err)
-			return 1
+		impairBinary = filepath.Join(dir, "tcpcrypt-impair")
+		for bin, pkg := range map[string]string{gwBinary: "tcpcrypt-gw/cmd/tcpcrypt-gw", impairBinary: "tcpcrypt-gw/test/impair/cmd/tcpcrypt-impair"} {
+			build := exec.Command("go", "build", "-o", bin, pkg)
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: build:", err)
+				return 1
+			}
 		}
 		code := m.Run()
 		if left, _ := netns.Leftovers(nsPrefix); len(left) > 0 {
@@ -72,17 +77,21 @@ const nsPrefix = "tcgwe2e"
 
 // env is one topology with both gateways running.
 type env struct {
-	t    *testing.T
-	topo *netns.Topology
-	gwA  *netns.Proc
-	gwB  *netns.Proc
-	logs string
+	t      *testing.T
+	topo   *netns.Topology
+	gwA    *netns.Proc
+	gwB    *netns.Proc
+	impair *impairer // nil unless envOptions.impair was given
+	logs   string
 }
 
 type envOptions struct {
 	portForward bool
 	extraA      string // extra YAML for gateway A
 	extraB      string
+	// impair, if not nil, runs tcpcrypt-impair as the wan router with
+	// these flags (plus the interfaces and the a2b/b2a directions).
+	impair []string
 }
 
 const apiAddr = "127.0.0.1:8473"
@@ -112,6 +121,9 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	}
 	e := &env{t: t, topo: topo, logs: t.TempDir()}
 	t.Cleanup(func() {
+		if e.impair != nil {
+			e.impair.proc.Stop()
+		}
 		if e.gwA != nil {
 			e.gwA.Stop()
 		}
@@ -119,7 +131,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 			e.gwB.Stop()
 		}
 		if t.Failed() {
-			for _, n := range []string{"gwa.log", "gwb.log"} {
+			for _, n := range []string{"gwa.log", "gwb.log", "impair.log"} {
 				b, _ := os.ReadFile(filepath.Join(e.logs, n))
 				if len(b) > 8000 {
 					b = b[len(b)-8000:]
@@ -131,6 +143,9 @@ func newEnv(t *testing.T, opt envOptions) *env {
 			t.Errorf("topology close: %v", err)
 		}
 	})
+	if opt.impair != nil {
+		e.impair = e.startImpairer(opt.impair...)
+	}
 	e.gwA = e.startGateway(topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, opt.extraA))
 	e.gwB = e.startGateway(topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, opt.extraB))
 	return e
@@ -320,5 +335,92 @@ func transfer(t *testing.T, l net.Listener, from *netns.NS, addr string, up, dow
 	}
 	if cr.n != down || cr.got != hashOf(seed+1, down) {
 		t.Fatalf("client received %d bytes, want %d; hash match %v", cr.n, down, cr.got == hashOf(seed+1, down))
+	}
+}
+
+// impairer is tcpcrypt-impair running as the wan router: direction a2b is
+// gateway A to gateway B (towards B's LAN), b2a the way back (towards A's
+// NAT address and A's IPv6 LAN).
+type impairer struct {
+	t    *testing.T
+	proc *netns.Proc
+	log  string
+	from int64 // where this run's output starts in log (shared by the runs of a test)
+}
+
+// impairDirs are the impairer's directions in the standard topology.
+var impairDirs = []string{"--dir", "a2b=10.91.5.0/24,fd91:5::/64", "--dir", "b2a=10.91.2.0/24,fd91:1::/64"}
+
+// startImpairer starts tcpcrypt-impair in the wan namespace with flags and
+// waits (at most 30s) for its ready line.
+func (e *env) startImpairer(flags ...string) *impairer {
+	e.t.Helper()
+	im := &impairer{t: e.t, log: filepath.Join(e.logs, "impair.log")}
+	if fi, err := os.Stat(im.log); err == nil {
+		im.from = fi.Size()
+	}
+	args := append([]string{"--iface", "gwa0,gwb0"}, impairDirs...)
+	p, err := e.topo.Wan.Start(context.Background(), im.log, impairBinary, append(args, flags...)...)
+	if err != nil {
+		e.t.Fatalf("start impairer: %v", err)
+	}
+	im.proc = p
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(im.output(), "ready tun=") {
+		select {
+		case <-p.Done():
+			e.t.Fatalf("impairer exited before ready: %v\n%s", p.Wait(), im.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("impairer not ready after 30s:\n%s", im.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return im
+}
+
+// output is what this run of the impairer has printed so far.
+func (im *impairer) output() string {
+	b, _ := os.ReadFile(im.log)
+	if int64(len(b)) < im.from {
+		return ""
+	}
+	return string(b[im.from:])
+}
+
+// stats asks for the counts (SIGUSR1) and returns them by direction.
+func (im *impairer) stats() map[string]impair.DirStats {
+	im.t.Helper()
+	before := strings.Count(im.output(), "stats dir="+impair.DefaultName+" ")
+	if err := syscall.Kill(im.proc.Pid(), syscall.SIGUSR1); err != nil {
+		im.t.Fatalf("impairer: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(im.output(), "stats dir="+impair.DefaultName+" ") == before {
+		if time.Now().After(deadline) {
+			im.t.Fatalf("impairer printed no stats:\n%s", im.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res := map[string]impair.DirStats{}
+	for _, l := range strings.Split(im.output(), "\n") {
+		if strings.HasPrefix(l, "stats ") {
+			s, err := impair.ParseStatsLine(l)
+			if err != nil {
+				im.t.Fatalf("impairer: %v", err)
+			}
+			res[s.Name] = s // the last block wins
+		}
+	}
+	return res
+}
+
+// stop ends the impairer (its rules go with it): the wan forwards
+// unimpaired from then on.
+func (im *impairer) stop() {
+	im.t.Helper()
+	if err := im.proc.Stop(); err != nil {
+		im.t.Fatalf("impairer: %v\n%s", err, im.output())
 	}
 }
