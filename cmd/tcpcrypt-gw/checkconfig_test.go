@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("interfaces:\n  lan: [lo]\n  wan: [lo]\nlan_prefixes: [10.0.0.0/33]\nbogus: 1\n"), 0o600)
+	err := cmdCheckConfig([]string{"-c", bad})
+	if err == nil {
+		t.Fatal("a bad file passed")
+	}
+	for _, want := range []string{"bad.yaml:4", "lan_prefixes", "bad.yaml:5", "bogus"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	missing := filepath.Join(dir, "missing-if.yaml")
+	os.WriteFile(missing, []byte("interfaces:\n  lan: [tcgw-no-such-if]\n  wan: [lo]\n"), 0o600)
+	if err := cmdCheckConfig([]string{"-c", missing}); err == nil || !strings.Contains(err.Error(), "tcgw-no-such-if") {
+		t.Fatalf("missing interface: %v", err)
+	}
+	if err := cmdCheckConfig([]string{"-c", missing, "-no-interfaces"}); err != nil {
+		t.Fatalf("-no-interfaces: %v", err)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("interfaces:\n  lan: [lan0]\n  wan: [wan0]\n"), 0o600)
+	if err := cmdCheckConfig([]string{"-c", good, "-no-interfaces"}); err != nil {
+		t.Fatalf("good file: %v", err)
+	}
+}

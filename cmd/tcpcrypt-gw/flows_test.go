@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tcpcrypt-gw/gateway/monitor"
+)
+
+func TestPrintFlows(t *testing.T) {
+	var b bytes.Buffer
+	printFlows(&b, []monitor.FlowJSON{
+		{ID: 1, Direction: "outbound", LAN: "10.0.0.2:4000", WAN: "192.0.2.1:443", State: "encrypted", Encrypted: true,
+			TEP: "curve25519", Cipher: "aes128gcm", SessionID: "23aabbccddeeff00112233445566778899", PlainBytesOut: 10, PlainBytesIn: 20},
+		{ID: 2, Direction: "outbound", LAN: "10.0.0.2:4001", WAN: "192.0.2.2:80", State: "plain", Reason: "peer did not answer ENO"},
+	})
+	out := b.String()
+	for _, want := range []string{"ID", "curve25519/aes128gcm", "23aabbccddeeff00…", "plain (peer did not answer ENO)", "192.0.2.2:80"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFlowsCommandUsesTokenAndReportsErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"missing or wrong bearer token"}`))
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"total": 0, "flows": []monitor.FlowJSON{}})
+	}))
+	defer srv.Close()
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte("s3cret\n"), 0o600)
+	if err := cmdFlows([]string{"--api", srv.URL, "--token-file", tok, "--json"}); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	err := cmdFlows([]string{"--api", srv.URL})
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without the token: %v, want a 401 error", err)
+	}
+}
