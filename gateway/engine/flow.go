@@ -149,7 +149,6 @@ type decState struct {
 	finFrame     bool   // a frame with the FIN flag was authenticated
 	finC         uint32 // C sequence of the TCP FIN that must follow it
 	finDelivered bool
-	rekeys       uint32
 }
 
 // rewrites reports whether the engine rewrites this flow's packets (rather

@@ -109,7 +109,6 @@ type recRing struct {
 func (q *recRing) len() int           { return len(q.recs) - q.head }
 func (q *recRing) at(i int) *frameRec { return &q.recs[q.head+i] }
 func (q *recRing) first() *frameRec   { return &q.recs[q.head] }
-func (q *recRing) last() *frameRec    { return &q.recs[len(q.recs)-1] }
 func (q *recRing) reset()             { q.recs, q.head = q.recs[:0], 0 }
 func (q *recRing) pop()               { q.head++; q.compact() }
 

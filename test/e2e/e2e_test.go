@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -108,7 +109,7 @@ func TestEncryptedThroughBothGateways(t *testing.T) {
 }
 
 func httpPost(from *netns.NS, url string, body []byte) ([]byte, error) {
-	tr := &http.Transport{Dial: func(network, addr string) (net.Conn, error) { return dial(from, addr) }}
+	tr := &http.Transport{DialContext: func(_ context.Context, network, addr string) (net.Conn, error) { return dial(from, addr) }}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: time.Minute}
 	resp, err := c.Post(url, "application/octet-stream", bytes.NewReader(body))

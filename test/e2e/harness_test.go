@@ -273,12 +273,11 @@ func hashOf(seed uint64, n int64) [32]byte {
 	return [32]byte(h.Sum(nil))
 }
 
-// exchange sends up bytes from c and down bytes from the peer at the same
-// time (the peer runs serveExchange), and checks both hashes.
+// result is what one side of a transfer read: its hash and length.
 type result struct {
-	sent, got [32]byte
-	n         int64
-	err       error
+	got [32]byte
+	n   int64
+	err error
 }
 
 // duplex writes `send` pseudo-random bytes (seed) on c, half-closes, and reads
