@@ -136,4 +136,3 @@ func lossRules(t *testing.T, ns *netns.NS, pct int) {
 		t.Fatalf("nft: %v: %s", err, out)
 	}
 }
-
