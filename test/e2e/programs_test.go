@@ -94,6 +94,18 @@ http {
 			t.Fatal(err)
 		}
 		defer srv.Stop()
+		// iperf3 -s -1 serves one client: wait until it listens rather than
+		// probing it with a connection.
+		for i := 0; ; i++ {
+			ss, _ := e.topo.Server.Run(context.Background(), "ss", "-Hltn", "sport = :5201")
+			if len(ss) > 0 {
+				break
+			}
+			if i == 100 {
+				t.Fatal("iperf3 server does not listen")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		var out []byte
 		for i := 0; i < 50; i++ {
 			out, err = e.topo.Client.Run(context.Background(), iperf, "-c", e.topo.ServerAddr4.String(), "-p", "5201", "-t", "10", "-J")
