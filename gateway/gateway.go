@@ -71,6 +71,18 @@ func (d *Dataplane) SetConfig(cfg *engine.Config) {
 	}
 }
 
+// ResetAll resets every encrypted flow, before the gateway stops (see
+// engine.ResetAll).
+func (d *Dataplane) ResetAll() {
+	out := &engine.Output{Offset: headroom}
+	for i, e := range d.engines {
+		d.table.LockShard(i)
+		e.ResetAll(time.Now(), out)
+		d.table.UnlockShard(i)
+		d.flush(out)
+	}
+}
+
 // Config is the policy in force.
 func (d *Dataplane) Config() *engine.Config { return d.currentConfig() }
 

@@ -159,6 +159,10 @@ func cmdRun(args []string) error {
 			if sig != syscall.SIGHUP {
 				log.Info("stopping", "signal", sig.String())
 				cancel()
+				// Encrypted connections cannot outlive the gateway: once its
+				// rules are gone the kernel would hand their ciphertext to LAN
+				// hosts. Reset them while the TUN device still works.
+				dp.ResetAll()
 				setup.Device.Close()
 				return
 			}

@@ -297,6 +297,20 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	})
 }
 
+// ResetAll resets both ends of every flow the engine rewrites: at shutdown
+// the kernel will forward these connections' packets directly, and a LAN
+// host must never take ciphertext for data.
+func (e *Engine) ResetAll(now time.Time, out *Output) {
+	e.now = now
+	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
+		if en.Value.rewrites() {
+			en.Value.Reason = "gateway stopped"
+			e.abort(en.Value, out)
+		}
+		return true
+	})
+}
+
 // randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
 func randomNonce(n []byte) {
 	if _, err := rand.Read(n); err != nil {

@@ -483,3 +483,25 @@ func TestUnknownFlowIsReset(t *testing.T) {
 		t.Fatalf("answered a RST with %d packets", len(outs))
 	}
 }
+
+// TestResetAllAtShutdown: stopping the gateway resets both ends of every
+// encrypted flow (a LAN host must not receive ciphertext once the kernel
+// forwards the connection directly).
+func TestResetAllAtShutdown(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	c.a.table.LockShard(0)
+	c.a.e.ResetAll(c.now, &c.a.out)
+	c.a.table.UnlockShard(0)
+	var toClient, toWAN bool
+	for _, b := range c.a.out.Packets() {
+		p, _ := mustParse(t, b[c.a.out.Offset:])
+		if p.Flags&packet.FlagRST != 0 {
+			toClient = toClient || p.Dst == clientAddr.Addr()
+			toWAN = toWAN || p.Dst == serverAddr.Addr()
+		}
+	}
+	if !toClient || !toWAN || c.a.flow(t).State != StateReset {
+		t.Fatalf("RST to client %v, to WAN %v, state %v", toClient, toWAN, c.a.flow(t).State)
+	}
+}

@@ -322,9 +322,18 @@ func (p *Params) routes(tunIndex int) []*netlink.Route {
 			r.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
 		}
 		rs = append(rs, r)
+		// Behind it, a blackhole default route: if the gateway dies, its
+		// TUN route goes with it, and without this the stale rules would
+		// let the kernel forward encrypted connections' packets directly,
+		// putting ciphertext in front of LAN hosts. Fail closed until the
+		// gateway is back (or removed properly).
+		rs = append(rs, &netlink.Route{Table: p.Table, Family: fam, Dst: r.Dst, Type: unix.RTN_BLACKHOLE, Priority: blackholeMetric})
 	}
 	return rs
 }
+
+// blackholeMetric puts the blackhole route behind the TUN route (metric 0).
+const blackholeMetric = 1 << 30
 
 // rules are step 5: `iif <iface> ipproto tcp lookup <table>` per interface
 // and family.

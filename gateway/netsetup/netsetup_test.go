@@ -220,8 +220,12 @@ func TestApplyClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(routes) != 1 {
-				t.Fatalf("%s routes in table %d: %v, want one", familyName(fam), p.Table, routes)
+			if len(routes) != 2 {
+				t.Fatalf("%s routes in table %d: %v, want the TUN route and the blackhole behind it", familyName(fam), p.Table, routes)
+			}
+			slices.SortFunc(routes, func(a, b netlink.Route) int { return a.Priority - b.Priority })
+			if routes[1].Type != unix.RTN_BLACKHOLE {
+				t.Errorf("%s: second route %v is not a blackhole", familyName(fam), routes[1])
 			}
 			r := routes[0]
 			if ones, _ := r.Dst.Mask.Size(); (r.Dst != nil && ones != 0) || r.LinkIndex != s.Index {
@@ -278,7 +282,7 @@ func TestApplyClose(t *testing.T) {
 		if !s.ConntrackBypass {
 			t.Error("Setup.ConntrackBypass is false")
 		}
-		checkInstalled(t, p, 6, 2, true)
+		checkInstalled(t, p, 6, 4, true)
 
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -344,13 +348,13 @@ func TestCrashRecovery(t *testing.T) {
 		s.Device.Close()
 		s.nl.Close()
 		s.ns.Close()
-		checkInstalled(t, p, 6, 0, true)
+		checkInstalled(t, p, 6, 2, true) // the blackhole routes stay: fail closed
 
 		s2, err := Apply(p)
 		if err != nil {
 			t.Fatalf("Apply after a crash: %v", err)
 		}
-		checkInstalled(t, p, 6, 2, true)
+		checkInstalled(t, p, 6, 4, true)
 		if err := s2.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +392,7 @@ func TestCrashLeftoverTUN(t *testing.T) {
 			t.Fatalf("Apply over a leftover TUN: %v", err)
 		}
 		defer s.Close()
-		checkInstalled(t, p, 6, 2, true)
+		checkInstalled(t, p, 6, 4, true)
 		link, err := netlink.LinkByName(p.TUN)
 		if err != nil || link.Attrs().Index != s.Index {
 			t.Errorf("TUN %v index %d, want the new device %d", err, link.Attrs().Index, s.Index)
@@ -499,7 +503,7 @@ func TestApplyUndo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkInstalled(t, p, 3, 1, true)
+		checkInstalled(t, p, 3, 2, true)
 		out, _ := nft(t, "list table inet "+NFTTable)
 		if strings.Contains(string(out), "ip6 daddr") {
 			t.Errorf("IPv6 prefix in the table with IPv6 off:\n%s", out)
@@ -526,7 +530,7 @@ func TestBypassOff(t *testing.T) {
 		if s.ConntrackBypass {
 			t.Error("Setup.ConntrackBypass true with bypass off")
 		}
-		checkInstalled(t, p, 6, 2, false)
+		checkInstalled(t, p, 6, 4, false)
 		c, err := nftables.New()
 		if err != nil {
 			t.Fatal(err)
