@@ -106,8 +106,11 @@ func Apply(p Params) (*Setup, error) {
 		h.close()
 		return nil, err
 	}
-	// 1. Remove what a crashed run left.
-	if err := cleanStale(h, p); err != nil {
+	// 1. Remove what a crashed run left, except its routing: its rules and
+	// blackhole routes keep the steered traffic dropped (fail closed) until
+	// steps 4 and 5 take them over; removing them first would let the
+	// kernel forward encrypted connections around the gateway meanwhile.
+	if err := cleanStaleKeepRouting(h, p); err != nil {
 		h.close()
 		return nil, fmt.Errorf("netsetup: step 1 (clean stale state): %w", err)
 	}
@@ -152,20 +155,34 @@ func Apply(p Params) (*Setup, error) {
 		return fail("step 3 (sysctls of "+p.TUN+")", err)
 	}
 
-	// 4. Default routes into the TUN in our table.
+	// 4. Default routes into the TUN in our table (replacing a crashed
+	// run's), then anything else left in the table goes.
 	for _, r := range p.routes(s.Index) {
-		if err := h.nl.RouteAdd(r); err != nil {
+		if err := h.nl.RouteReplace(r); err != nil {
 			return fail(fmt.Sprintf("step 4 (add route %s)", describeRoute(r, p.TUN)), err)
 		}
 		s.routes = append(s.routes, r)
 	}
+	if err := removeStrayRoutes(h, p, s.Index); err != nil {
+		return fail("step 4 (remove stale routes)", err)
+	}
 
-	// 5. Policy rules steering TCP from the LAN and WAN interfaces.
+	// 5. Policy rules steering TCP from the LAN and WAN interfaces; a
+	// crashed run's identical rule is taken over, any other of ours goes.
 	for _, r := range p.rules() {
-		if err := h.nl.RuleAdd(r); err != nil {
-			return fail(fmt.Sprintf("step 5 (add rule %s)", describeRule(r)), err)
+		exists, err := ruleExists(h, r)
+		if err != nil {
+			return fail(fmt.Sprintf("step 5 (list rules for %s)", describeRule(r)), err)
+		}
+		if !exists {
+			if err := h.nl.RuleAdd(r); err != nil {
+				return fail(fmt.Sprintf("step 5 (add rule %s)", describeRule(r)), err)
+			}
 		}
 		s.rules = append(s.rules, r)
+	}
+	if err := removeStrayRules(h, p); err != nil {
+		return fail("step 5 (remove stale rules)", err)
 	}
 
 	// 6. Conntrack bypass.

@@ -18,8 +18,10 @@ package netsetup
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // maxStale bounds the objects removed per kind, in case something re-adds
@@ -44,37 +46,117 @@ func CleanStale(p Params) error {
 	return cleanStale(h, p)
 }
 
+// cleanStaleKeepRouting is cleanStale without steps 1 and 2 (Apply takes
+// the rules and routes over instead, so the traffic stays fail-closed).
+func cleanStaleKeepRouting(h *handles, p Params) error {
+	return cleanStaleParts(h, p, false)
+}
+
 func cleanStale(h *handles, p Params) error {
+	return cleanStaleParts(h, p, true)
+}
+
+// ruleExists reports whether a rule equal to r (family, iif, protocol,
+// priority, table) is installed.
+func ruleExists(h *handles, r *netlink.Rule) (bool, error) {
+	rules, err := h.nl.RuleListFiltered(r.Family, &netlink.Rule{Priority: r.Priority, Table: r.Table}, netlink.RT_FILTER_PRIORITY|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return false, err
+	}
+	for _, x := range rules {
+		if x.IifName == r.IifName && x.IPProto == r.IPProto {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// removeStrayRules deletes rules with our priority and table that are not
+// in p.rules() (a crashed run's with other interfaces).
+func removeStrayRules(h *handles, p Params) error {
+	want := map[string]bool{}
+	for _, r := range p.rules() {
+		want[fmt.Sprint(r.Family, r.IifName, r.IPProto)] = true
+	}
 	var errs []error
-	// 1. Rules, both families: IPv6 rules exist even if p.IPv6 is now off.
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rules, err := ourRules(h.nl, fam, p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list %s rules: %w", familyName(fam), err))
-			continue
+			return err
 		}
-		if len(rules) > maxStale {
-			rules = rules[:maxStale]
-		}
-		for i := range rules {
+		for i := range rules[:min(len(rules), maxStale)] {
+			if want[fmt.Sprint(fam, rules[i].IifName, rules[i].IPProto)] {
+				continue
+			}
 			if err := h.nl.RuleDel(&rules[i]); err != nil && !isNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete stale rule %s: %w", describeRule(&rules[i]), err))
 			}
 		}
 	}
-	// 2. Routes in our table.
+	return errors.Join(errs...)
+}
+
+// removeStrayRoutes deletes routes of our table other than our TUN route
+// and blackhole route.
+func removeStrayRoutes(h *handles, p Params, tunIndex int) error {
+	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := ourRoutes(h.nl, fam, p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list %s routes of table %d: %w", familyName(fam), p.Table, err))
-			continue
+			return err
 		}
-		if len(routes) > maxStale {
-			routes = routes[:maxStale]
+		for i := range routes[:min(len(routes), maxStale)] {
+			r := &routes[i]
+			ours := (r.LinkIndex == tunIndex || r.Type == unix.RTN_BLACKHOLE) && (r.Dst == nil || isDefault(r.Dst))
+			if ours && (fam == netlink.FAMILY_V4 || p.IPv6) {
+				continue
+			}
+			if err := h.nl.RouteDel(r); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete stale route %v in table %d: %w", r.Dst, p.Table, err))
+			}
 		}
-		for i := range routes {
-			if err := h.nl.RouteDel(&routes[i]); err != nil && !isNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete stale route %v in table %d: %w", routes[i].Dst, p.Table, err))
+	}
+	return errors.Join(errs...)
+}
+
+func isDefault(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0
+}
+
+func cleanStaleParts(h *handles, p Params, routing bool) error {
+	var errs []error
+	if routing {
+		// 1. Rules, both families: IPv6 rules exist even if p.IPv6 is now off.
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			rules, err := ourRules(h.nl, fam, p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list %s rules: %w", familyName(fam), err))
+				continue
+			}
+			if len(rules) > maxStale {
+				rules = rules[:maxStale]
+			}
+			for i := range rules {
+				if err := h.nl.RuleDel(&rules[i]); err != nil && !isNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete stale rule %s: %w", describeRule(&rules[i]), err))
+				}
+			}
+		}
+		// 2. Routes in our table.
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			routes, err := ourRoutes(h.nl, fam, p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list %s routes of table %d: %w", familyName(fam), p.Table, err))
+				continue
+			}
+			if len(routes) > maxStale {
+				routes = routes[:maxStale]
+			}
+			for i := range routes {
+				if err := h.nl.RouteDel(&routes[i]); err != nil && !isNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete stale route %v in table %d: %w", routes[i].Dst, p.Table, err))
+				}
 			}
 		}
 	}
