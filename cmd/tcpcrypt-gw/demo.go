@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -234,23 +233,7 @@ func waitAPI(ns *netns.NS, within time.Duration) error {
 }
 
 func demoGet(ns *netns.NS, path string) ([]byte, error) {
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:8473", 2*time.Second)
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://127.0.0.1:8473" + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	return body, err
+	return ns.HTTPGet("127.0.0.1:8473", path)
 }
 
 func demoFlows(ns *netns.NS) ([]monitor.FlowJSON, error) {

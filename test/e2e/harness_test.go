@@ -15,7 +15,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,26 +175,7 @@ func (e *env) startGateway(ns *netns.NS, name, yaml string) *netns.Proc {
 
 // api GETs path from the gateway API inside ns.
 func (e *env) api(ns *netns.NS, path string) ([]byte, error) {
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", apiAddr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + apiAddr + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err = io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		return err
-	})
-	return body, err
+	return ns.HTTPGet(apiAddr, path)
 }
 
 func (e *env) flows(ns *netns.NS) []monitor.FlowJSON {
