@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -184,38 +183,8 @@ func demoTransfer(client, srvNS *netns.NS, addr string, port uint16) error {
 		return err
 	}
 	defer l.Close()
-	payload := bytes.Repeat(demoMarker, (64<<10)/len(demoMarker))
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		b, _ := io.ReadAll(c)
-		c.Write([]byte("ok"))
-		got <- b
-	}()
-	var c net.Conn
-	if err := client.Do(func() (err error) {
-		c, err = net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(port)), 10*time.Second)
-		return
-	}); err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write(payload); err != nil {
-		return err
-	}
-	c.(*net.TCPConn).CloseWrite()
-	reply, _ := io.ReadAll(c)
-	if b := <-got; !bytes.Equal(b, payload) || string(reply) != "ok" {
-		return fmt.Errorf("the server received %d of %d bytes intact", len(b), len(payload))
-	}
-	return nil
+	addrPort := net.JoinHostPort(addr, fmt.Sprint(port))
+	return client.SendWhole(l, addrPort, bytes.Repeat(demoMarker, (64<<10)/len(demoMarker)))
 }
 
 func waitAPI(ns *netns.NS, within time.Duration) error {

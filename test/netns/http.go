@@ -5,6 +5,7 @@
 package netns
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -36,4 +37,35 @@ func (n *NS) HTTPGet(hostport, path string) ([]byte, error) {
 		return err
 	})
 	return body, err
+}
+
+// SendWhole dials addr from inside n, writes payload and closes, and checks
+// that the server side, accepting on l, received exactly payload.
+func (n *NS) SendWhole(l net.Listener, addr string, payload []byte) error {
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	var c net.Conn
+	if err := n.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr, 10*time.Second); return }); err != nil {
+		return err
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, werr := c.Write(payload)
+	c.Close()
+	if werr != nil {
+		return werr
+	}
+	if b := <-got; !bytes.Equal(b, payload) {
+		return fmt.Errorf("the server received %d bytes, want %d (equal %v)", len(b), len(payload), bytes.Equal(b, payload))
+	}
+	return nil
 }
