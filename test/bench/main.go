@@ -44,17 +44,11 @@ func main() {
 
 func run(gw string, secs, streams, loss int) error {
 	gw, _ = filepath.Abs(gw)
-	netns.RemoveOrphans("tcgwbench")
-	topo, err := netns.NewTopology("tcgwbench", netns.TopologyOptions{})
+	topo, dir, cleanup, err := newTopology()
 	if err != nil {
 		return err
 	}
-	defer topo.Close()
-	dir, err := os.MkdirTemp("", "tcgw-bench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+	defer cleanup()
 	if loss > 0 {
 		rules := fmt.Sprintf("table inet tcgwloss {\n chain forward_loss { type filter hook forward priority 0; policy accept;\n  meta l4proto tcp numgen random mod 100 < %d drop\n }\n}\n", loss)
 		if out, err := topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
@@ -147,17 +141,11 @@ func waitPort(ns *netns.NS, addr string) error {
 // gateways with full handshakes (resumption off), and with resumption.
 func runConns(gw string, secs int) error {
 	gw, _ = filepath.Abs(gw)
-	netns.RemoveOrphans("tcgwbench")
-	topo, err := netns.NewTopology("tcgwbench", netns.TopologyOptions{})
+	topo, dir, cleanup, err := newTopology()
 	if err != nil {
 		return err
 	}
-	defer topo.Close()
-	dir, err := os.MkdirTemp("", "tcgw-bench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+	defer cleanup()
 	var l net.Listener
 	if err := topo.Server.Do(func() (err error) { l, err = net.Listen("tcp", ":5300"); return }); err != nil {
 		return err
@@ -262,4 +250,20 @@ func startGateways(topo *netns.Topology, gw, dir, extra string) (func(), error) 
 		}
 	}
 	return stop, nil
+}
+
+// newTopology builds the standard topology and a scratch folder; cleanup
+// removes both.
+func newTopology() (*netns.Topology, string, func(), error) {
+	netns.RemoveOrphans("tcgwbench")
+	topo, err := netns.NewTopology("tcgwbench", netns.TopologyOptions{})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "tcgw-bench")
+	if err != nil {
+		topo.Close()
+		return nil, "", nil, err
+	}
+	return topo, dir, func() { os.RemoveAll(dir); topo.Close() }, nil
 }
