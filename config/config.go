@@ -83,6 +83,10 @@ type TCPCrypt struct {
 type SessionCache struct {
 	Size int           `yaml:"size"` // entries; 0 disables resumption
 	TTL  time.Duration `yaml:"ttl"`
+	// NonceLen is the length of the resumption nonce, 0-8 bytes; it must
+	// stay 8 unless the reuse of session secrets is impossible (RFC 8548
+	// §3.5).
+	NonceLen int `yaml:"nonce_len"`
 }
 
 // BypassRules lists traffic the gateway passes through untouched. A flow is

@@ -99,6 +99,7 @@ log: {level: debug, format: json}
 	want.TCPCrypt = TCPCrypt{
 		TEPs: []string{"p521"}, Ciphers: []string{"chacha20poly1305"},
 		RekeyInterval: 90 * time.Minute, InitTimeout: 2 * time.Minute,
+		SessionCache: SessionCache{NonceLen: 8}, // the default stays when the file omits it
 	}
 	want.BypassRules = BypassRules{
 		Ports:    []PortRange{{22, 22}, {6000, 6010}, {443, 443}},

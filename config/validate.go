@@ -345,6 +345,7 @@ func (v *validator) tcpcrypt() {
 	v.durRange("tcpcrypt.rekey_interval", t.RekeyInterval, minRekeyInterval, maxRekeyInterval, true)
 	v.intRange("tcpcrypt.session_cache.size", t.SessionCache.Size, 0, maxSessionCache)
 	v.durRange("tcpcrypt.session_cache.ttl", t.SessionCache.TTL, minSessionTTL, maxSessionTTL, t.SessionCache.Size == 0)
+	v.intRange("tcpcrypt.session_cache.nonce_len", t.SessionCache.NonceLen, 0, 8)
 	v.intRange("tcpcrypt.syn_fallback_retries", t.SYNFallbackRetries, 0, maxSYNFallback)
 	v.durRange("tcpcrypt.init_timeout", t.InitTimeout, minInitTimeout, maxInitTimeout, false)
 }

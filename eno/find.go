@@ -2,9 +2,18 @@
 //
 // The options area is the bytes after the fixed 20-byte TCP header, up to
 // the data offset: a sequence of one-byte EOL (0) and NOP (1) options and
-// kind|len|value TLVs (RFC 9293 §3.1). FindOption walks the whole area,
-// so a malformed TLV anywhere, or a second ENO option, is reported rather
-// than silently ignored. It allocates nothing: it runs on every SYN.
+// kind|len|value TLVs (RFC 9293 §3.1). Both finders walk the whole area,
+// so a malformed TLV anywhere is reported rather than silently ignored.
+// They allocate nothing: they run on every segment.
+//
+// RFC 8547 §4.1 treats the two segment kinds differently:
+//
+//   - A SYN segment MUST contain at most one ENO option; a receiver of
+//     more than one MUST behave as though there were none and disable
+//     encryption. FindOption is for SYN and SYN-ACK segments.
+//   - In a non-SYN segment ENO only distinguishes presence from absence:
+//     several ENO options count as one, and their contents are ignored.
+//     FindNonSYNOption is for every other segment.
 
 package eno
 
@@ -17,29 +26,45 @@ const (
 	maxTCPOptionsLen = 40
 )
 
-// enoOptionsAllowed is how many ENO options one segment may carry. Two
-// would make the negotiation transcript (RFC 8547 §4.6) ambiguous, so a
-// segment with more is treated as malformed.
-const enoOptionsAllowed = 1
-
 var (
 	errOptionsTooLong    error = malformedError("TCP options area longer than 40 bytes")
 	errOptionNoLength    error = malformedError("TCP option without a length byte")
 	errOptionBadLength   error = malformedError("TCP option length below 2")
 	errOptionPastEnd     error = malformedError("TCP option runs past the options area")
-	errDuplicateENOption error = malformedError("more than one ENO option")
+	errDuplicateENOption error = malformedError("more than one ENO option in a SYN segment")
 )
 
-// FindOption scans a TCP options area for the ENO option (kind 69) and
-// returns it whole, kind and length bytes included, as a sub-slice of
-// tcpOptions. Scanning stops at EOL; bytes after it are padding. A
-// malformed options area or more than one ENO option returns an error
-// matching ErrMalformed and found=false.
+// FindOption scans the TCP options area of a SYN or SYN-ACK segment for
+// the ENO option (kind 69) and returns it whole, kind and length bytes
+// included, as a sub-slice of tcpOptions; that is the form ParseSYNOption
+// and the negotiation transcript (RFC 8547 §4.8) take. Scanning stops at
+// EOL; bytes after it are padding. A malformed options area, or more than
+// one ENO option (RFC 8547 §4.1: the segment then counts as carrying no
+// ENO option and encryption is disabled), returns an error matching
+// ErrMalformed and found=false.
+//
+// Do not use it on non-SYN segments, where several ENO options are
+// legitimate: see FindNonSYNOption.
 func FindOption(tcpOptions []byte) (opt []byte, found bool, err error) {
+	return findOption(tcpOptions, true)
+}
+
+// FindNonSYNOption scans the TCP options area of a non-SYN segment for an
+// ENO option and returns the first one whole, as a sub-slice of
+// tcpOptions. RFC 8547 §4.1: in a non-SYN segment ENO only distinguishes
+// the presence of ENO options from their absence, multiple ENO options
+// mean the same as one, and the contents (of any length, N may be 0) are
+// ignored unless the negotiated TEP gives them a meaning (tcpcrypt gives
+// none); so neither a second ENO option nor SYN-form-looking contents are
+// an error. Only a malformed options area is (ErrMalformed).
+func FindNonSYNOption(tcpOptions []byte) (opt []byte, found bool, err error) {
+	return findOption(tcpOptions, false)
+}
+
+func findOption(tcpOptions []byte, syn bool) (opt []byte, found bool, err error) {
 	if len(tcpOptions) > maxTCPOptionsLen {
 		return nil, false, errOptionsTooLong
 	}
-	seen := 0
 	for i := 0; i < len(tcpOptions); {
 		kind := tcpOptions[i]
 		if kind == tcpOptionEOL {
@@ -60,13 +85,14 @@ func FindOption(tcpOptions []byte) (opt []byte, found bool, err error) {
 			return nil, false, errOptionPastEnd
 		}
 		if kind == OptionKind {
-			seen++
-			if seen > enoOptionsAllowed {
+			switch {
+			case !found:
+				opt, found = tcpOptions[i:i+n:i+n], true
+			case syn: // RFC 8547 §4.1: at most one in a SYN segment
 				return nil, false, errDuplicateENOption
 			}
-			opt = tcpOptions[i : i+n : i+n]
 		}
 		i += n
 	}
-	return opt, seen > 0, nil
+	return opt, found, nil
 }

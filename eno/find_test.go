@@ -91,7 +91,11 @@ func TestFindOptionMalformed(t *testing.T) {
 		{"ENO past end", cat(linuxSYNACK, []byte{69, 5, 0x23}), errOptionPastEnd},
 		{"malformed after ENO", cat(offer, []byte{3, 3}), errOptionPastEnd},
 		{"41 bytes", cat(linuxSYN, offer, make([]byte, 18)), errOptionsTooLong},
+		// RFC 8547 §4.1: more than one ENO option in a SYN segment means
+		// no ENO, even when they are identical or one is empty.
 		{"two ENO options", cat(offer, []byte{1}, offer), errDuplicateENOption},
+		{"two ENO options around others", cat(offer, linuxSYNACK, []byte{69, 2}), errDuplicateENOption},
+		{"second ENO option malformed-looking", cat(offer, []byte{69, 3, 0x88}), errDuplicateENOption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +110,57 @@ func TestFindOptionMalformed(t *testing.T) {
 				t.Fatalf("malformed area returned found=%v opt=% x", found, got)
 			}
 		})
+	}
+}
+
+// TestFindNonSYNOption: in a non-SYN segment ENO only distinguishes
+// presence from absence; several ENO options count as one and their
+// contents are ignored (RFC 8547 §4.1).
+func TestFindNonSYNOption(t *testing.T) {
+	tests := []struct {
+		name  string
+		area  []byte
+		want  []byte // nil: not found
+		start int
+	}{
+		{"empty area", nil, nil, 0},
+		{"Linux ACK", linuxACK, nil, 0},
+		{"ACK + non-SYN ENO", cat(linuxACK, NonSYNOption[:], []byte{1, 1}), NonSYNOption[:], len(linuxACK)},
+		{"contents ignored", []byte{69, 4, 0xff, 0x88}, []byte{69, 4, 0xff, 0x88}, 0},
+		{"ill-formed SYN form is still presence", []byte{69, 3, 0x88, 0}, []byte{69, 3, 0x88}, 0},
+		{"two ENO options count as one", cat(NonSYNOption[:], []byte{1, 1}, NonSYNOption[:]), NonSYNOption[:], 0},
+		{"first of two returned", cat(linuxACK, []byte{69, 3, 7}, []byte{69, 2}), []byte{69, 3, 7}, len(linuxACK)},
+		{"ENO after EOL ignored", cat(linuxACK, []byte{0}, NonSYNOption[:]), nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, found, err := FindNonSYNOption(tt.area)
+			if err != nil {
+				t.Fatalf("FindNonSYNOption(% x): %v", tt.area, err)
+			}
+			if found != (tt.want != nil) {
+				t.Fatalf("found = %v, want %v", found, tt.want != nil)
+			}
+			if !found {
+				if got != nil {
+					t.Fatalf("not found but returned % x", got)
+				}
+				return
+			}
+			if !bytes.Equal(got, tt.want) || &got[0] != &tt.area[tt.start] || cap(got) != len(got) {
+				t.Fatalf("got % x (cap %d), want % x at offset %d", got, cap(got), tt.want, tt.start)
+			}
+		})
+	}
+	// A malformed options area is still an error.
+	for _, area := range [][]byte{
+		{1, 69},
+		cat(NonSYNOption[:], []byte{8, 10, 0}),
+		cat(linuxACK, NonSYNOption[:], make([]byte, 27)),
+	} {
+		if got, found, err := FindNonSYNOption(area); !errors.Is(err, ErrMalformed) || found || got != nil {
+			t.Fatalf("FindNonSYNOption(% x) = % x, %v, %v; want ErrMalformed", area, got, found, err)
+		}
 	}
 }
 
@@ -127,5 +182,14 @@ func TestFindOptionAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("FindOption allocates %.1f times per malformed call", allocs)
+	}
+	twice := cat(linuxACK, NonSYNOption[:], NonSYNOption[:])
+	allocs = testing.AllocsPerRun(100, func() {
+		if _, found, err := FindNonSYNOption(twice); !found || err != nil {
+			t.Fatal("option not found")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("FindNonSYNOption allocates %.1f times per call", allocs)
 	}
 }

@@ -1,6 +1,7 @@
 package eno
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -22,6 +23,11 @@ func FuzzParseSYNOption(f *testing.F) {
 		{69, 5, 0x80, 0x23, 0},
 		{69, 6, 0x83, 0xa3, 0, 0},
 		{69, 4, 0x01, 0x01},
+		{69, 5, 0x00, 0x23, 0x01},
+		{69, 3, 0x1f},
+		{69, 4, 0x1c, 0xa3},
+		{69, 5, 0x80, 0x9f, 0},
+		{69, 5, 0x80, 0xa0, 0},
 		{69, 1},
 		{68, 2},
 		{},
@@ -33,6 +39,11 @@ func FuzzParseSYNOption(f *testing.F) {
 		o, err := ParseSYNOption(wire)
 		if string(in) != string(wire) {
 			t.Fatal("ParseSYNOption modified its input")
+		}
+		if wantOK, first := refSYNOption(wire); (err == nil) != wantOK {
+			t.Fatalf("ParseSYNOption(% x) error = %v, reference well-formed = %v", wire, err, wantOK)
+		} else if err == nil && (o.HasGlobal != (first >= 0) || first >= 0 && o.Global != byte(first)&^GlobalZMask) {
+			t.Fatalf("ParseSYNOption(% x) global = %#x/%v, want the first one %#x without z bits", wire, o.Global, o.HasGlobal, first)
 		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
@@ -115,4 +126,70 @@ func FuzzFindOption(f *testing.F) {
 		// Whatever the SYN-form verdict, parsing must not panic.
 		_, _ = ParseSYNOption(opt)
 	})
+}
+
+// FuzzFindNonSYNOption checks FindNonSYNOption against FindOption: they
+// agree on the framing and on the first ENO option; only a second ENO
+// option separates them (RFC 8547 §4.1).
+func FuzzFindNonSYNOption(f *testing.F) {
+	for _, seed := range [][]byte{
+		linuxACK,
+		cat(linuxACK, NonSYNOption[:]),
+		{69, 3, 0x23, 1, 69, 3, 0x23},
+		{69, 2, 69, 2, 0, 69},
+		{1, 69},
+		{},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, area []byte) {
+		nOpt, nFound, nErr := FindNonSYNOption(area)
+		sOpt, sFound, sErr := FindOption(area)
+		switch {
+		case sErr == errDuplicateENOption:
+			// FindOption stops at the second ENO option; FindNonSYNOption
+			// goes on and may still meet a malformed option after it.
+			if nErr == nil && !nFound {
+				t.Fatal("duplicate ENO options: FindNonSYNOption found none")
+			}
+		case (sErr == nil) != (nErr == nil) || sFound != nFound || !bytes.Equal(sOpt, nOpt):
+			t.Fatalf("FindOption = % x, %v, %v; FindNonSYNOption = % x, %v, %v", sOpt, sFound, sErr, nOpt, nFound, nErr)
+		}
+		if nErr == nil && nFound && (len(nOpt) < 2 || nOpt[0] != OptionKind || int(nOpt[1]) != len(nOpt)) {
+			t.Fatalf("returned a badly framed option % x", nOpt)
+		}
+	})
+}
+
+// refSYNOption is an independent reading of RFC 8547 §4.1, §4.2 and §4.4,
+// written from the RFC text rather than from option.go: whether wire is a
+// well-formed SYN-form ENO option, and the first global suboption byte
+// (-1 if none).
+func refSYNOption(wire []byte) (ok bool, firstGlobal int) {
+	firstGlobal = -1
+	if len(wire) < 2 || wire[0] != 69 || int(wire[1]) != len(wire) || len(wire) > 40 {
+		return false, -1
+	}
+	rest := wire[2:]
+	for len(rest) > 0 {
+		b := rest[0]
+		switch {
+		case b < 0x20: // global suboption; all but the first ignored
+			if firstGlobal < 0 {
+				firstGlobal = int(b)
+			}
+			rest = rest[1:]
+		case b < 0x80: // TEP, v = 0
+			rest = rest[1:]
+		case b < 0xa0: // length byte: TEP with v = 1 and nnnnn+1 bytes must follow
+			n := int(b-0x80) + 1
+			if len(rest) < 2 || rest[1] < 0xa0 || len(rest) < 2+n {
+				return false, -1
+			}
+			rest = rest[2+n:]
+		default: // TEP, v = 1: data to the end of the option
+			rest = nil
+		}
+	}
+	return true, firstGlobal
 }

@@ -37,8 +37,8 @@ func equalSYNOption(a, b SYNOption) bool {
 }
 
 // TestSYNOptionRoundTrip encodes each option, compares the wire bytes
-// with the layout of RFC 8547 §4.1/§4.5 written out by hand, and decodes
-// them back.
+// with the layout of RFC 8547 §4.1/§4.2/§4.4 written out by hand, and
+// decodes them back.
 func TestSYNOptionRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
@@ -48,7 +48,8 @@ func TestSYNOptionRoundTrip(t *testing.T) {
 		{"empty", SYNOption{}, []byte{69, 2}},
 		{"global only", SYNOption{Global: GlobalB, HasGlobal: true}, []byte{69, 3, 0x01}},
 		{"explicit zero global", SYNOption{HasGlobal: true}, []byte{69, 3, 0x00}},
-		{"aa bits", SYNOption{Global: GlobalAAMask, HasGlobal: true}, []byte{69, 3, 0x06}},
+		{"a bit", SYNOption{Global: GlobalA, HasGlobal: true}, []byte{69, 3, 0x02}},
+		{"a and b", SYNOption{Global: GlobalA | GlobalB, HasGlobal: true}, []byte{69, 3, 0x03}},
 		{"TEPs without data", SYNOption{TEPs: []Suboption{{TEP: 0x23}, {TEP: 0x21}, {TEP: 0x7f}}},
 			[]byte{69, 5, 0x23, 0x21, 0x7f}},
 		{"answer", SYNOption{Global: GlobalB, HasGlobal: true, TEPs: []Suboption{{TEP: 0x23}}},
@@ -126,8 +127,22 @@ func TestParseSYNOptionAccepts(t *testing.T) {
 			SYNOption{Global: 0x01, HasGlobal: true, TEPs: []Suboption{{TEP: 0x21}, {TEP: 0x23}}}},
 		{"length byte on the last TEP", []byte{69, 6, 0x81, 0xa3, 5, 6},
 			SYNOption{TEPs: []Suboption{{TEP: 0x23, Data: []byte{5, 6}, HasData: true}}}},
-		{"z bits kept, ignored", []byte{69, 3, 0x19},
-			SYNOption{Global: 0x19, HasGlobal: true}},
+		// RFC 8547 §4.2: z bits MUST be ignored on receipt.
+		{"z bits ignored", []byte{69, 3, 0x1d},
+			SYNOption{Global: 0x01, HasGlobal: true}},
+		{"z bits only", []byte{69, 4, 0x1c, 0x23},
+			SYNOption{Global: 0x00, HasGlobal: true, TEPs: []Suboption{{TEP: 0x23}}}},
+		// RFC 8547 §4.2: a receiver MUST ignore all but the first global
+		// suboption, so a second one is not an error.
+		{"second global ignored", []byte{69, 4, 0x01, 0x02},
+			SYNOption{Global: 0x01, HasGlobal: true}},
+		{"second global around TEP ignored", []byte{69, 5, 0x00, 0x23, 0x01},
+			SYNOption{Global: 0x00, HasGlobal: true, TEPs: []Suboption{{TEP: 0x23}}}},
+		{"three globals, first with z", []byte{69, 6, 0x1e, 0x21, 0x01, 0x01},
+			SYNOption{Global: 0x02, HasGlobal: true, TEPs: []Suboption{{TEP: 0x21}}}},
+		{"vacuous", []byte{69, 2}, SYNOption{}},
+		{"length byte then TEP 0xa0", []byte{69, 5, 0x80, 0xa0, 9},
+			SYNOption{TEPs: []Suboption{{TEP: 0x20, Data: []byte{9}, HasData: true}}}},
 		{"unknown TEP kept", []byte{69, 4, 0x7e, 0x23},
 			SYNOption{TEPs: []Suboption{{TEP: 0x7e}, {TEP: 0x23}}}},
 		{"duplicate TEP ids kept", []byte{69, 7, 0x81, 0xa3, 1, 2, 0x23},
@@ -171,8 +186,10 @@ func TestParseSYNOptionMalformed(t *testing.T) {
 		{"length byte without data", []byte{69, 4, 0x80, 0xa3}, errDataPastEnd},
 		{"data past option", []byte{69, 6, 0x83, 0xa3, 0, 0}, errDataPastEnd},
 		{"max nlen past option", cat([]byte{69, 35, 0x9f, 0xa3}, seq(0, 31)), errDataPastEnd},
-		{"two globals", []byte{69, 4, 0x01, 0x01}, errDuplicateGlobal},
-		{"two globals around TEP", []byte{69, 5, 0x00, 0x23, 0x02}, errDuplicateGlobal},
+		{"length byte then 0x9f", []byte{69, 5, 0x80, 0x9f, 0}, errLengthNotTEP},
+		{"length byte then TEP 0x7f without v", []byte{69, 5, 0x80, 0x7f, 0}, errLengthNotTEP},
+		{"ill-formed after a valid TEP", []byte{69, 6, 0x01, 0x23, 0x81, 0xa1}, errDataPastEnd},
+		{"data past option after global", []byte{69, 8, 0x01, 0x21, 0x84, 0xa3, 1, 2}, errDataPastEnd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +216,10 @@ func TestAppendSYNOptionInvalid(t *testing.T) {
 		{"TEP below range", SYNOption{TEPs: []Suboption{{TEP: 0x1f}}}, ErrInvalidTEP},
 		{"TEP with v bit", SYNOption{TEPs: []Suboption{{TEP: 0xa3}}}, ErrInvalidTEP},
 		{"global out of range", SYNOption{Global: 0x20, HasGlobal: true}, ErrInvalidGlobal},
+		// RFC 8547 §4.2: z bits MUST be set to zero in sent segments.
+		{"z1 set", SYNOption{Global: 0x10, HasGlobal: true}, ErrInvalidGlobal},
+		{"z3 set", SYNOption{Global: GlobalB | 0x04, HasGlobal: true}, ErrInvalidGlobal},
+		{"all z set", SYNOption{Global: GlobalZMask, HasGlobal: true}, ErrInvalidGlobal},
 		{"non-zero global omitted", SYNOption{Global: GlobalB}, ErrInvalidGlobal},
 		{"data without v", SYNOption{TEPs: []Suboption{{TEP: 0x23, Data: []byte{1}}}}, ErrInvalidData},
 		{"empty data not last", SYNOption{TEPs: []Suboption{{TEP: 0x23, HasData: true}, {TEP: 0x21}}}, ErrInvalidData},
@@ -251,35 +272,76 @@ func TestParseSYNOptionDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestLengthByteFollower checks RFC 8547 §4.4 item 2 for every octet: a
+// length byte followed by 0x00-0x9f makes the option ill-formed, one
+// followed by 0xa0-0xff (a TEP with v = 1) is well-formed.
+func TestLengthByteFollower(t *testing.T) {
+	for b := 0; b <= 0xff; b++ {
+		wire := []byte{69, 5, 0x80, byte(b), 0x42}
+		o, err := ParseSYNOption(wire)
+		if b < 0xa0 {
+			if err != errLengthNotTEP {
+				t.Errorf("length byte then %#02x: error %v, want %v", b, err, errLengthNotTEP)
+			}
+			continue
+		}
+		if err != nil || len(o.TEPs) != 1 || o.TEPs[0].TEP != byte(b)&0x7f ||
+			!o.TEPs[0].HasData || !bytes.Equal(o.TEPs[0].Data, []byte{0x42}) {
+			t.Errorf("length byte then %#02x: %+v, %v", b, o, err)
+		}
+	}
+}
+
 func TestGlobalBits(t *testing.T) {
-	// [check] RFC 8547 §4.4: 0 0 0 z z a a b. The masks must partition
-	// the five glt bits of a global suboption, with b the lowest.
-	if GlobalB|GlobalAAMask|GlobalZMask != 0x1f ||
-		GlobalB&GlobalAAMask != 0 || GlobalB&GlobalZMask != 0 || GlobalAAMask&GlobalZMask != 0 {
+	// RFC 8547 §4.2, Figure 5: 0 0 0 z1 z2 z3 a b.
+	if GlobalB != 0x01 || GlobalA != 0x02 || GlobalZMask != 0x1c {
+		t.Fatalf("GlobalB=%#x GlobalA=%#x GlobalZMask=%#x, want 0x01 0x02 0x1c", GlobalB, GlobalA, GlobalZMask)
+	}
+	if GlobalB|GlobalA|GlobalZMask != 0x1f ||
+		GlobalB&GlobalA != 0 || GlobalB&GlobalZMask != 0 || GlobalA&GlobalZMask != 0 {
 		t.Fatal("global suboption masks do not partition bits 4..0")
 	}
 	tests := []struct {
 		global  byte
 		passive bool
-		aa      byte
+		aware   bool
 	}{
-		{0x00, false, 0},
-		{0x01, true, 0},
-		{0x02, false, 1},
-		{0x04, false, 2},
-		{0x07, true, 3},
-		{0x18, false, 0},
-		{0x1b, true, 1},
+		{0x00, false, false},
+		{0x01, true, false},
+		{0x02, false, true},
+		{0x03, true, true},
+		{0x04, false, false}, // z3: not part of a
+		{0x06, false, true},
+		{0x08, false, false},
+		{0x10, false, false},
+		{0x1c, false, false},
+		{0x1d, true, false},
+		{0x1e, false, true},
+		{0x1f, true, true},
 	}
 	for _, tt := range tests {
 		o, err := ParseSYNOption([]byte{69, 3, tt.global})
 		if err != nil {
 			t.Fatalf("global %#x: %v", tt.global, err)
 		}
-		if o.Passive() != tt.passive || o.ApplicationAware() != tt.aa {
-			t.Errorf("global %#x: Passive=%v ApplicationAware=%d, want %v %d",
-				tt.global, o.Passive(), o.ApplicationAware(), tt.passive, tt.aa)
+		if o.Passive() != tt.passive || o.ApplicationAware() != tt.aware {
+			t.Errorf("global %#x: Passive=%v ApplicationAware=%v, want %v %v",
+				tt.global, o.Passive(), o.ApplicationAware(), tt.passive, tt.aware)
 		}
+		if o.Global&GlobalZMask != 0 {
+			t.Errorf("global %#x: z bits kept: %#x", tt.global, o.Global)
+		}
+		// Accessors ignore z on a hand-built value too.
+		h := SYNOption{Global: tt.global, HasGlobal: true}
+		if h.Passive() != tt.passive || h.ApplicationAware() != tt.aware {
+			t.Errorf("hand-built global %#x: Passive=%v ApplicationAware=%v", tt.global, h.Passive(), h.ApplicationAware())
+		}
+	}
+	// RFC 8547 §4.2: without an explicit global suboption the global
+	// suboption is the implicit 0x00, whatever the Global field holds.
+	implicit := SYNOption{Global: GlobalA | GlobalB}
+	if implicit.Passive() || implicit.ApplicationAware() {
+		t.Fatal("an absent global suboption is not 0x00")
 	}
 	if NonSYNOption != [2]byte{OptionKind, 2} {
 		t.Fatalf("NonSYNOption = % x", NonSYNOption)

@@ -75,6 +75,7 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Ca
 			cache = endpoint.NewCache(sc.Size, sc.TTL)
 		}
 		ec.Cache = cache
+		ec.ResumeNonceLen = sc.NonceLen
 	}
 	bypass := cfg.Bypass()
 	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }

@@ -1,18 +1,25 @@
-// Session cache for tcpcrypt resumption (RFC 8548 §3.5; digest §2.7).
+// Session cache for tcpcrypt resumption (RFC 8548 §3.5).
 //
 // After a connection that used ss[i-1], both ends may keep ss[i] (with the
-// TEP and AEAD) for a short time, keyed by the peer, and use it once to open
-// a later connection without any public-key operation:
+// TEP, the AEAD and the role the host played in the original session) for
+// a short time, keyed by the peer, and use it once to open a later
+// connection without any public-key operation:
 //
-//  1. Both ends Put(peer, Entry{TEP, AEAD, Conn.NextSecret()}) when a
-//     connection ends.
-//  2. A, opening a new connection, calls TakeForPeer and offers the entry's
-//     TEP with the first 9 bytes of resume[i] as suboption data
-//     (OfferResume).
-//  3. B calls TakeByResumeID with those 9 bytes; on a hit it answers with
-//     the last 9 bytes (AnswerResume), which A checks (ResumeAnswerMatches).
+//  1. Both ends Put(peer, Conn.CacheEntry()) once the keys exist ("compute
+//     and cache ss[i+1] ... and then erase ss[i]").
+//  2. The active opener calls TakeForPeer and offers the entry with its
+//     half of resume[i] and a nonce (OfferResume).
+//  3. The passive opener calls TakeByResumeID with the offered half; on a
+//     hit it answers with its own half (AnswerResume), which the opener
+//     checks (ResumeAnswerMatches).
 //
-// Both takes remove the entry: each ss[i] is used at most once. The cache
+// Both takes remove the entry: each ss[i] is used at most once, in either
+// role ("a host MUST NOT resume with a session secret if it has ever
+// enabled encryption in the past with the same secret, in either role"); a
+// taken entry is gone whether or not the resumption then succeeds, so the
+// next offer from that chain can only be a later ss[i+1] (the "lowest
+// value of i that has not already been used"). Secrets live in memory only
+// ("SHOULD NOT write any session secrets to non-volatile storage"). The cache
 // lives in memory only, holds at most maxEntries entries (the oldest goes
 // first) and at most maxPerPeer per peer, and entries expire after ttl.
 // Because every entry lives for the same ttl and a take removes it, the
@@ -29,10 +36,12 @@ import (
 	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
 )
 
 // resumeHalfLen is how many bytes of resume[i] each side puts in its SYN:
-// A the first half, B the second (RFC 8548 §3.5; digest §2.7).
+// the first half if it played A in the original session, the second if B
+// (RFC 8548 §3.5).
 const resumeHalfLen = tcpcrypt.ResumeIDLen / 2
 
 // maxPerPeer bounds the entries kept for one peer. Several connections to
@@ -47,12 +56,16 @@ type Entry struct {
 	TEP    tcpcrypt.TEP
 	AEAD   tcpcrypt.AEADID
 	Secret tcpcrypt.SessionSecret
+	// OriginalRole is the role this host played in the session that
+	// produced ss[0]: it picks the half of resume[i] the host sends and
+	// the traffic keys it seals with in every resumed session (k_ab if A).
+	OriginalRole eno.Role
 }
 
 // Format prints the TEP, AEAD and secret index only, so that an Entry in a
 // log line never shows the secret.
 func (e Entry) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "Entry(%v, %v, ss[%d])", e.TEP, e.AEAD, e.Secret.Index())
+	fmt.Fprintf(f, "Entry(%v, %v, ss[%d], originally %v)", e.TEP, e.AEAD, e.Secret.Index(), e.OriginalRole)
 }
 
 // cacheNode is one entry in the cache's insertion-ordered list.
@@ -120,8 +133,8 @@ func (c *Cache) Put(peer string, e Entry) {
 	c.byPeer[peer] = append(c.byPeer[peer], n)
 }
 
-// TakeForPeer is A's lookup: it removes and returns the newest live entry
-// for peer.
+// TakeForPeer is the active opener's lookup: it removes and returns the
+// newest live entry for peer.
 func (c *Cache) TakeForPeer(peer string) (Entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -136,18 +149,19 @@ func (c *Cache) TakeForPeer(peer string) (Entry, bool) {
 	return e, true
 }
 
-// TakeByResumeID is B's lookup: it removes and returns the live entry for
-// peer whose resume[i] begins with idA, the 9 bytes A sent in its SYN
-// (RFC 8548 §3.5). An id of any other length matches nothing.
-func (c *Cache) TakeByResumeID(peer string, idA []byte) (Entry, bool) {
-	if len(idA) != resumeHalfLen {
+// TakeByResumeID is the passive opener's lookup: it removes and returns the
+// live entry for peer whose resume[i] has half as the peer's half (the
+// half of the role the peer played in the original session, RFC 8548
+// §3.5). A half of any other length matches nothing.
+func (c *Cache) TakeByResumeID(peer string, half []byte) (Entry, bool) {
+	if len(half) != resumeHalfLen {
 		return Entry{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.purgeLocked(c.now())
 	for _, n := range c.byPeer[peer] {
-		if subtle.ConstantTimeCompare(n.resumeID[:resumeHalfLen], idA) == 1 {
+		if subtle.ConstantTimeCompare(peerHalf(n.entry, &n.resumeID), half) == 1 {
 			e := n.entry
 			c.removeLocked(n)
 			return e, true

@@ -105,11 +105,12 @@ type Config struct {
 	// handshake.
 	Keys *tcpcrypt.KeyPool
 
-	// Resume, if non-nil, is the cached ss[i] both ends agreed on in the
-	// ENO exchange: no Init messages are sent. ResumeAEAD is the AEAD
-	// cached with it.
-	Resume     *tcpcrypt.SessionSecret
-	ResumeAEAD tcpcrypt.AEADID
+	// Resume, if non-nil, is the cached entry (ss[i], its AEAD and this
+	// host's role in the original session) both ends agreed on in the ENO
+	// exchange: no Init messages are sent (RFC 8548 §3.5). SessionNonce is
+	// then sn[i] = nonce_a | nonce_b (see SessionNonce).
+	Resume       *Entry
+	SessionNonce []byte
 
 	// RekeyBytes makes the own direction rekey after this many plaintext
 	// bytes under one key; 0 rekeys only at the AEAD's safety bound.
@@ -139,8 +140,12 @@ func (cfg *Config) check() (maxFrame int, err error) {
 		return 0, fmt.Errorf("tcpcrypt: config: MaxFrame %d outside 1..%d", cfg.MaxFrame, tcpcrypt.MaxFrameData)
 	}
 	if cfg.Resume != nil {
-		if !cfg.Resume.Valid() || !cfg.ResumeAEAD.Valid() {
-			return 0, errors.New("tcpcrypt: config: resumption needs a valid secret and AEAD")
+		r := cfg.Resume
+		if !r.Secret.Valid() || !r.AEAD.Valid() || r.TEP != cfg.TEP || r.OriginalRole != eno.RoleA && r.OriginalRole != eno.RoleB {
+			return 0, errors.New("tcpcrypt: config: resumption needs a valid secret, AEAD, TEP and original role")
+		}
+		if len(cfg.SessionNonce) > 2*tcpcrypt.MaxResumeNonceLen {
+			return 0, errors.New("tcpcrypt: config: session nonce longer than two resumption nonces")
 		}
 		return maxFrame, nil
 	}
@@ -160,13 +165,14 @@ func (cfg *Config) check() (maxFrame int, err error) {
 // from different goroutines at once; Close, CloseWrite and Rekey from any.
 // It implements net.Conn.
 type Conn struct {
-	conn      net.Conn
-	role      eno.Role
-	tep       tcpcrypt.TEP
-	aead      tcpcrypt.AEADID
-	secret    tcpcrypt.SessionSecret // ss[i] of this connection
-	sessionID []byte
-	resumed   bool
+	conn         net.Conn
+	role         eno.Role
+	originalRole eno.Role // role in the session that produced ss[0]: picks the traffic keys
+	tep          tcpcrypt.TEP
+	aead         tcpcrypt.AEADID
+	secret       tcpcrypt.SessionSecret // ss[i] of this connection
+	sessionID    []byte
+	resumed      bool
 
 	// Sending side, under wmu.
 	wmu           sync.Mutex
@@ -209,17 +215,18 @@ func Handshake(conn net.Conn, cfg Config) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{
-		conn:       conn,
-		role:       cfg.Role,
-		tep:        cfg.TEP,
-		maxFrame:   maxFrame,
-		rekeyBytes: cfg.RekeyBytes,
+		conn:         conn,
+		role:         cfg.Role,
+		originalRole: cfg.Role,
+		tep:          cfg.TEP,
+		maxFrame:     maxFrame,
+		rekeyBytes:   cfg.RekeyBytes,
 	}
 	switch {
 	case cfg.Resume != nil:
-		c.resumed = true
+		c.resumed, c.originalRole = true, cfg.Resume.OriginalRole
 		start := tcpcrypt.FirstFrameOffset(0)
-		err = c.start(*cfg.Resume, cfg.ResumeAEAD, start, start)
+		err = c.start(cfg.Resume.Secret, cfg.Resume.AEAD, cfg.SessionNonce, start, start)
 	case cfg.Role == eno.RoleA:
 		err = c.handshakeA(&cfg)
 	default:
@@ -264,7 +271,7 @@ func (c *Conn) handshakeA(cfg *Config) error {
 	}
 	ss := tcpcrypt.FullHandshakeSecret(cfg.TEP, cfg.Transcript, init1, init2, es, m1.NonceA[:])
 	clear(es)
-	return c.start(ss, m2.Cipher, tcpcrypt.FirstFrameOffset(len(init1)), tcpcrypt.FirstFrameOffset(len(init2)))
+	return c.start(ss, m2.Cipher, nil, tcpcrypt.FirstFrameOffset(len(init1)), tcpcrypt.FirstFrameOffset(len(init2)))
 }
 
 // handshakeB reads and checks all of Init1, then answers with Init2 (RFC
@@ -300,7 +307,7 @@ func (c *Conn) handshakeB(cfg *Config) error {
 	if _, err := c.conn.Write(init2); err != nil {
 		return fmt.Errorf("%w: sending Init2: %w", ErrHandshake, err)
 	}
-	return c.start(ss, cipher, tcpcrypt.FirstFrameOffset(len(init2)), tcpcrypt.FirstFrameOffset(len(init1)))
+	return c.start(ss, cipher, nil, tcpcrypt.FirstFrameOffset(len(init2)), tcpcrypt.FirstFrameOffset(len(init1)))
 }
 
 // keyPair takes a pair from pool, or makes a fresh one without a pool.
@@ -334,15 +341,17 @@ func readInit(conn net.Conn, magic uint32, tep tcpcrypt.TEP) ([]byte, error) {
 	return msg, nil
 }
 
-// start derives this connection's keys from ss (RFC 8548 §3.3, §3.4): A
-// sends under k_ab and receives under k_ba, B the reverse. sendStart and
-// recvStart are the stream offsets of the first frame each way.
-func (c *Conn) start(ss tcpcrypt.SessionSecret, aead tcpcrypt.AEADID, sendStart, recvStart uint64) error {
-	sealer, opener, err := tcpcrypt.NewSession(ss, aead, c.role == eno.RoleA)
+// start derives this connection's keys from ss and the session nonce sn
+// (RFC 8548 §3.3, §3.4, §3.5): the host that was A in the original session
+// sends under k_ab and receives under k_ba, the other the reverse.
+// sendStart and recvStart are the stream offsets of the first frame each
+// way.
+func (c *Conn) start(ss tcpcrypt.SessionSecret, aead tcpcrypt.AEADID, sn []byte, sendStart, recvStart uint64) error {
+	sealer, opener, err := tcpcrypt.NewSession(ss, aead, sn, c.originalRole == eno.RoleA)
 	if err != nil {
 		return err
 	}
-	c.aead, c.secret, c.sessionID = aead, ss, ss.SessionID(c.tep)
+	c.aead, c.secret, c.sessionID = aead, ss, ss.SessionID(SessionIDTEPByte(c.tep, c.resumed), sn)
 	c.sealer, c.sendOffset = sealer, sendStart
 	c.opener = opener
 	c.frames = tcpcrypt.NewFrameReader(opener, recvStart, recvBufferLimit)
@@ -407,9 +416,42 @@ func (c *Conn) sealLocked(flags byte, data []byte) {
 }
 
 func (c *Conn) rekeyLocked() {
-	c.sealer.Rekey()
+	if c.sealer.Rekey() {
+		c.rekeysSent.Add(1)
+	}
 	c.sinceRekey, c.framesThisKey, c.rekeyPending = 0, 0, false
-	c.rekeysSent.Add(1)
+}
+
+// answerRekey catches the local generation up with the peer's (RFC 8548
+// §3.8): "If the remote generation number is now greater than the local
+// generation number, the receiver MUST immediately increment its local
+// generation number to match. Moreover, if the receiver has not yet
+// transmitted a segment with the FIN flag set, it MUST immediately send a
+// frame (with empty application data if necessary) with rekey = 1." Each
+// increment needs a frame of its own (the peer counts one generation per
+// rekey = 1 frame), so each one sends an empty frame. It runs on its own
+// goroutine: Read must not wait for a Write blocked on a peer that is
+// itself blocked writing to us.
+func (c *Conn) answerRekey(remote uint32) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.writeErr != nil || c.writeClosed {
+		return
+	}
+	c.wbuf = c.wbuf[:0]
+	for c.sealer.Generation() < remote {
+		if c.sealer.RekeyPending() {
+			c.sealLocked(0, nil) // our own rekey, not yet on the wire
+		}
+		c.rekeyLocked()
+		c.sealLocked(0, nil)
+	}
+	if len(c.wbuf) == 0 {
+		return
+	}
+	if _, err := c.conn.Write(c.wbuf); err != nil {
+		c.writeErr = err
+	}
 }
 
 // Rekey moves the own direction to the next key (RFC 8548 §3.8) from the
@@ -538,11 +580,13 @@ func (c *Conn) fillLocked() {
 	}
 }
 
-// noteGenerationLocked counts the peer's rekeys as the opener follows them.
+// noteGenerationLocked counts the peer's rekeys as the opener follows them
+// and answers each one (answerRekey).
 func (c *Conn) noteGenerationLocked() {
 	if g := c.opener.Generation(); g != c.recvGen {
 		c.rekeysReceived.Add(uint64(g - c.recvGen))
 		c.recvGen = g
+		go c.answerRekey(g)
 	}
 }
 
@@ -608,9 +652,21 @@ func (c *Conn) RekeysReceived() uint64 { return c.rekeysReceived.Load() }
 // §3.5).
 func (c *Conn) NextSecret() tcpcrypt.SessionSecret { return c.secret.Next() }
 
-// CacheEntry is the entry both ends Put in their Cache for this peer.
+// CacheEntry is the entry both ends Put in their Cache for this peer: ss[i+1]
+// with the role this host played in the original session.
 func (c *Conn) CacheEntry() Entry {
-	return Entry{TEP: c.tep, AEAD: c.aead, Secret: c.NextSecret()}
+	return Entry{TEP: c.tep, AEAD: c.aead, Secret: c.NextSecret(), OriginalRole: c.originalRole}
+}
+
+// SessionIDTEPByte is the first byte of a session ID: the TEP byte host B
+// sent, v bit included (RFC 8548 §3.4). B answers a fresh key exchange with
+// v = 0 and a resumption with v = 1 (§3.5: "the first byte will always have
+// v = 1").
+func SessionIDTEPByte(tep tcpcrypt.TEP, resumed bool) byte {
+	if resumed {
+		return byte(tep) | 0x80
+	}
+	return byte(tep)
 }
 
 // NetConn is the underlying stream.

@@ -102,11 +102,8 @@ func BenchmarkFullHandshake(b *testing.B) {
 
 // benchEnd is one end's work after ss is known.
 func benchEnd(b *testing.B, tep TEP, ss SessionSecret, aead AEADID) {
-	_ = ss.SessionID(tep)
-	if _, err := NewSealer(aead, ss.KeyAB(aead)); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := NewOpener(aead, ss.KeyBA(aead)); err != nil {
+	_ = ss.SessionID(byte(tep), nil)
+	if _, _, err := NewSession(ss, aead, nil, true); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -1,20 +1,23 @@
-// Encryption frames and rekeying (RFC 8548 §3.6, §3.8, §4.2; digest §2.5,
-// §2.6).
+// Encryption frames and rekeying (RFC 8548 §3.6, §3.8, §4.2).
 //
 //	Frame      = control[1] | clen[2] | ciphertext[clen]
-//	ciphertext = AEAD-Seal(key, nonce, plaintext, associated data)  (tag included)
-//	plaintext  = flags[1] | urgent[2], only with URG | data
-//	nonce      = FRAME_NONCE_MAGIC[4] | offset[8]
+//	ciphertext = AEAD-Seal(K, N, plaintext, associated data)  (tag included)
+//	plaintext  = flags[1] | urgent[2], only with URGp | data
+//	N          = frame_ID XOR NR,  frame_ID = zero[4] | offset[8]
 //	AD         = control | clen
 //
+// K and NR are the two parts of the traffic key k_ab[j] or k_ba[j] of the
+// direction's current generation j (§3.6 Figure 4).
+//
 // Sealing, one direction's sender (Sealer):
-//  1. Write the header and the plaintext straight into dst.
+//  1. Write the header and the plaintext straight into dst; the control
+//     byte has rekey = 1 only on the first frame of a new generation.
 //  2. Seal the plaintext in place; the tag follows it.
 //
-// Opening, one direction's receiver (Opener):
+// Opening, one direction's receiver (Opener), frames in stream order:
 //  1. Check the header's length against the frame.
-//  2. Pick the key generation from the control byte's rekey bit and the
-//     frame's offset (current, next, or one step back).
+//  2. rekey = 1: the frame is the first of the sender's next generation
+//     (§3.8), opened with the next key set.
 //  3. Open in place; only an authenticated frame moves the generation on.
 //
 // Both cache their cipher.AEAD objects; sealing and opening allocate nothing.
@@ -31,10 +34,8 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Plaintext flags. Their bit positions are a [check] item of the digest
-// (§2.5); these two constants are the one place that fixes them: FIN is bit
-// 0, URG bit 1, the other bits are sent as zero and ignored on receipt
-// (RFC 8548 §4.2.1).
+// Plaintext flags (RFC 8548 §4.2.1): FINp is bit 0, URGp bit 1; the other
+// six bits (fres) are sent as zero and ignored on receipt.
 const (
 	FlagFIN byte = 0x01
 	FlagURG byte = 0x02
@@ -43,8 +44,8 @@ const (
 )
 
 // ControlRekey is the rekey bit of the control byte (RFC 8548 §3.8, §4.2):
-// it flips with every new key generation, so it equals generation & 1. The
-// other control bits are sent as zero and ignored (they are still
+// 1 on the first frame sealed under a new generation, 0 on every other. The
+// seven cres bits are sent as zero and ignored on receipt (they are still
 // authenticated, as part of the associated data).
 const ControlRekey byte = 0x01
 
@@ -55,7 +56,8 @@ const urgentLen = 2
 const minCiphertextLen = 1 + TagLen
 
 // MaxFrameData is the most data one frame can carry whatever its flags:
-// clen is 16 bits and covers flags, urgent pointer, data and tag.
+// clen is 16 bits and covers flags, urgent pointer, data and tag (§3.6:
+// the ciphertext "has length less than 2^16 bytes").
 const MaxFrameData = 0xffff - TagLen - 1 - urgentLen
 
 var (
@@ -64,31 +66,31 @@ var (
 	errFrameLength = errors.New("tcpcrypt: frame length differs from its clen")
 	errFrameAuth   = errors.New("tcpcrypt: frame failed authentication")
 	errFrameURG    = errors.New("tcpcrypt: URG frame without urgent pointer")
-	errKeyLength   = errors.New("tcpcrypt: key length does not match the AEAD")
+	errKeyLength   = errors.New("tcpcrypt: master key must be K_LEN bytes")
 	errUnknownAEAD = errors.New("tcpcrypt: unknown AEAD")
+	errKeysDir     = errors.New("tcpcrypt: traffic keys must be KeysAB or KeysBA")
 )
 
 // frameAssociatedData returns the associated data of a frame: its 3-byte
-// header control|clen. What the AD covers is a [check] item of the digest
-// (§2.5); this function is the one place that fixes it (RFC 8548 §4.2.2).
+// header control | clen (RFC 8548 §4.2.2).
 func frameAssociatedData(frame []byte) []byte { return frame[:FrameHeaderLen] }
 
-// putFrameNonce writes the frame ID used as AEAD nonce:
-// FRAME_NONCE_MAGIC | offset, big-endian (RFC 8548 §4.2.3).
-func putFrameNonce(nonce *[aeadNonceLen]byte, offset uint64) {
-	binary.BigEndian.PutUint32(nonce[:4], frameNonceMagic)
-	binary.BigEndian.PutUint64(nonce[4:], offset)
+// putFrameNonce writes N = frame_ID XOR NR, frame_ID being the 8-byte
+// big-endian offset left-padded with zeros to ae_nonce_len bytes (RFC 8548
+// §3.6, §4.2.3).
+func putFrameNonce(nonce *[NRLen]byte, nr *[NRLen]byte, offset uint64) {
+	*nonce = [NRLen]byte{}
+	binary.BigEndian.PutUint64(nonce[NRLen-8:], offset)
+	for i := range nonce {
+		nonce[i] ^= nr[i]
+	}
 }
 
 // FirstFrameOffset is the stream offset of the first frame after an Init
-// message of initLen bytes (0 when resuming, which sends no Init). The
-// offset origin is a [check] item of the digest (§2.5); this function is
-// the one place that fixes it: offset 0 is the first byte after the SYN,
-// and the Init message's bytes count (RFC 8548 §4.2.3).
+// message of initLen bytes (0 when resuming, which sends no Init): the frame
+// ID counts bytes "in the underlying TCP datastream", from the first byte
+// after the SYN, Init bytes included (RFC 8548 §3.6).
 func FirstFrameOffset(initLen int) uint64 { return uint64(initLen) }
-
-// rekeyBit is the control byte's rekey bit for generation gen.
-func rekeyBit(gen uint32) byte { return byte(gen&1) * ControlRekey }
 
 // FrameLen returns the whole length (FrameHeaderLen + clen) of the frame
 // that starts at hdr, need=true while fewer than 3 bytes are present, and an
@@ -104,24 +106,49 @@ func FrameLen(hdr []byte) (n int, need bool, err error) {
 	return FrameHeaderLen + clen, false, nil
 }
 
-// keyGeneration is one generation of one direction's traffic key. It is
-// immutable once made and always held hidden (hidden.go).
+// TrafficKeys names the traffic key of a key set a direction uses
+// (RFC 8548 §3.3): k_ab, sealed by the host that played A in the original
+// session, or k_ba.
+type TrafficKeys byte
+
+const (
+	KeysAB TrafficKeys = constKeyA // k_ab[j] = CPRF(mk[j], CONST_KEY_A, ...)
+	KeysBA TrafficKeys = constKeyB // k_ba[j] = CPRF(mk[j], CONST_KEY_B, ...)
+)
+
+// keyGeneration is one direction's key of generation gen: the AEAD keyed
+// with K and the nonce randomizer NR of k_ab[gen] or k_ba[gen], and mk[gen]
+// to derive the next generation. It is immutable once made and always held
+// hidden (hidden.go).
 type keyGeneration struct {
 	aead   AEADID
-	key    [32]byte // k[gen]; kept to derive k[gen+1]
+	keys   TrafficKeys
+	mk     [KeyLen]byte
+	nr     [NRLen]byte
 	cipher cipher.AEAD
 	gen    uint32
 }
 
-func newKeyGeneration(aead AEADID, key []byte, gen uint32) (hidden[keyGeneration], error) {
+// newKeyGeneration derives the traffic key of generation gen from mk[gen]
+// (RFC 8548 §3.3, §3.6 Figure 4).
+func newKeyGeneration(aead AEADID, mk []byte, keys TrafficKeys, gen uint32) (hidden[keyGeneration], error) {
 	if !aead.Valid() {
 		return hidden[keyGeneration]{}, errUnknownAEAD
 	}
-	if len(key) != aead.KeyLen() {
+	if len(mk) != KeyLen {
 		return hidden[keyGeneration]{}, errKeyLength
 	}
-	g := &keyGeneration{aead: aead, gen: gen}
-	copy(g.key[:], key)
+	if keys != KeysAB && keys != KeysBA {
+		return hidden[keyGeneration]{}, errKeysDir
+	}
+	g := &keyGeneration{aead: aead, keys: keys, gen: gen}
+	copy(g.mk[:], mk)
+	var tk [32 + NRLen]byte
+	defer clear(tk[:])
+	k := tk[:aead.KeyLen()+NRLen]
+	cprf(k, mk, byte(keys), nil)
+	key := k[:aead.KeyLen()]
+	copy(g.nr[:], k[aead.KeyLen():])
 	var err error
 	switch aead {
 	case AES128GCM, AES256GCM:
@@ -138,26 +165,27 @@ func newKeyGeneration(aead AEADID, key []byte, gen uint32) (hidden[keyGeneration
 	return hide(g), nil
 }
 
-// next derives generation gen+1: k_next = CPRF(k, CONST_REKEY, key_len)
-// (RFC 8548 §3.8).
+// next derives generation gen+1: mk[j+1] = CPRF(mk[j], CONST_REKEY, K_LEN)
+// (RFC 8548 §3.3, §3.8).
 func (g *keyGeneration) next() (hidden[keyGeneration], error) {
-	var k [32]byte
-	n := g.aead.KeyLen()
-	cprf(k[:n], g.key[:n], constRekey)
-	defer clear(k[:])
-	return newKeyGeneration(g.aead, k[:n], g.gen+1)
+	var mk [KeyLen]byte
+	defer clear(mk[:])
+	cprf(mk[:], g.mk[:], constRekey, nil)
+	return newKeyGeneration(g.aead, mk[:], g.keys, g.gen+1)
 }
 
-// Sealer is one direction's sending state. It is not safe for concurrent
-// use.
+// Sealer is one direction's sending state: the local generation of RFC
+// 8548 §3.8. It is not safe for concurrent use.
 type Sealer struct {
 	cur   hidden[keyGeneration]
-	nonce [aeadNonceLen]byte // scratch, kept here so SealFrame does not allocate
+	fresh bool        // cur is a new generation no frame has used yet: the next frame has rekey = 1
+	nonce [NRLen]byte // scratch, kept here so SealFrame does not allocate
 }
 
-// NewSealer starts a direction at generation 0 with key (k_ab or k_ba).
-func NewSealer(aead AEADID, key []byte) (*Sealer, error) {
-	g, err := newKeyGeneration(aead, key, 0)
+// NewSealer starts a direction at generation 0 from mk[0], sealing with the
+// traffic key keys names.
+func NewSealer(aead AEADID, mk0 []byte, keys TrafficKeys) (*Sealer, error) {
+	g, err := newKeyGeneration(aead, mk0, keys, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -194,27 +222,41 @@ func (s *Sealer) SealFrame(dst []byte, offset uint64, flags byte, urgent uint16,
 	}
 	pt[0] = flags
 	g := s.cur.get()
-	frame[0] = rekeyBit(g.gen)
+	frame[0] = 0
+	if s.fresh {
+		frame[0], s.fresh = ControlRekey, false
+	}
 	binary.BigEndian.PutUint16(frame[1:3], uint16(clen))
 
-	putFrameNonce(&s.nonce, offset)
+	putFrameNonce(&s.nonce, &g.nr, offset)
 	g.cipher.Seal(pt[:0], s.nonce[:], pt, frameAssociatedData(frame))
 	return dst[:start+FrameHeaderLen+clen]
 }
 
-// Rekey moves to the next generation: later frames use k_next and carry the
-// flipped rekey bit (RFC 8548 §3.8). Frames already sealed keep theirs.
-func (s *Sealer) Rekey() {
+// Rekey increments the local generation (RFC 8548 §3.8): the next frame
+// sealed uses the next key set and carries rekey = 1; frames already sealed
+// keep theirs. The receiver counts one generation per rekey = 1 frame, so
+// while no frame has used the new generation yet Rekey does nothing and
+// reports false.
+func (s *Sealer) Rekey() bool {
+	if s.fresh {
+		return false
+	}
 	g, err := s.cur.get().next()
 	if err != nil {
 		// Unreachable: the AEAD and key length were valid for the current
 		// generation and the derivation keeps both.
 		panic("tcpcrypt: rekey: " + err.Error())
 	}
-	s.cur = g
+	s.cur, s.fresh = g, true
+	return true
 }
 
-// Generation is the key generation of the next frame sealed (0 at start).
+// RekeyPending reports whether the next frame sealed will carry rekey = 1.
+func (s *Sealer) RekeyPending() bool { return s.fresh }
+
+// Generation is the local generation: that of the next frame sealed (0 at
+// start).
 func (s *Sealer) Generation() uint32 { return s.cur.get().gen }
 
 // AEAD is the direction's algorithm.
@@ -225,27 +267,21 @@ func (s *Sealer) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "Sealer(%v, generation %d)", s.AEAD(), s.Generation())
 }
 
-// Opener is one direction's receiving state. It keeps the current
-// generation, derives the next one when a frame shows the flipped rekey bit,
-// and keeps the previous generation one step back so that a frame sealed
-// before the sender's rekey but delivered after the switch still opens (the
-// offset tells the two apart: frames of the older generation lie before the
-// first frame of the current one). It is not safe for concurrent use.
+// Opener is one direction's receiving state: the remote generation of RFC
+// 8548 §3.8. Frames must be opened in stream order (the FrameReader and the
+// gateway's reassembly guarantee it): a frame with rekey = 1 is the first
+// of the sender's next generation, every other frame belongs to the
+// current one. It is not safe for concurrent use.
 type Opener struct {
-	cur  hidden[keyGeneration]
-	prev hidden[keyGeneration] // empty until the first switch
-	next hidden[keyGeneration] // derived on first sight of a flipped bit, cached until used
-	// switchOffset is the offset of the frame that moved the Opener to cur:
-	// the sender's generations never decrease along the stream, so a frame
-	// with the other rekey bit below it belongs to prev, at or above it to
-	// next.
-	switchOffset uint64
-	nonce        [aeadNonceLen]byte
+	cur   hidden[keyGeneration]
+	next  hidden[keyGeneration] // derived on the first rekey = 1 frame, kept if that frame fails
+	nonce [NRLen]byte
 }
 
-// NewOpener starts a direction at generation 0 with key (k_ab or k_ba).
-func NewOpener(aead AEADID, key []byte) (*Opener, error) {
-	g, err := newKeyGeneration(aead, key, 0)
+// NewOpener starts a direction at generation 0 from mk[0], opening with the
+// traffic key keys names.
+func NewOpener(aead AEADID, mk0 []byte, keys TrafficKeys) (*Opener, error) {
+	g, err := newKeyGeneration(aead, mk0, keys, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -271,30 +307,26 @@ func (o *Opener) OpenFrame(frame []byte, offset uint64) (flags byte, urgent uint
 	}
 
 	g := o.cur.get()
-	advance := false
-	if frame[0]&ControlRekey != rekeyBit(g.gen) {
-		switch {
-		case o.prev.ok() && offset < o.switchOffset:
-			g = o.prev.get()
-		default:
-			if !o.next.ok() {
-				if o.next, err = g.next(); err != nil {
-					return 0, 0, nil, err
-				}
+	advance := frame[0]&ControlRekey != 0
+	if advance {
+		if !o.next.ok() {
+			if o.next, err = g.next(); err != nil {
+				return 0, 0, nil, err
 			}
-			g, advance = o.next.get(), true
 		}
+		g = o.next.get()
 	}
 
-	putFrameNonce(&o.nonce, offset)
+	putFrameNonce(&o.nonce, &g.nr, offset)
 	ct := frame[FrameHeaderLen:]
 	pt, err := g.cipher.Open(ct[:0], o.nonce[:], ct, frameAssociatedData(frame))
 	if err != nil {
 		return 0, 0, nil, errFrameAuth
 	}
 	if advance {
-		o.prev, o.cur, o.next = o.cur, o.next, hidden[keyGeneration]{}
-		o.switchOffset = offset
+		// The older generation's key is dropped: frames are opened in
+		// order, so none will need it again (§3.8: delete older keys).
+		o.cur, o.next = o.next, hidden[keyGeneration]{}
 	}
 
 	flags = pt[0] & knownFlags
@@ -309,7 +341,7 @@ func (o *Opener) OpenFrame(frame []byte, offset uint64) (flags byte, urgent uint
 	return flags, urgent, data, nil
 }
 
-// Generation is the receiver's current key generation.
+// Generation is the remote generation: that of the last frame opened.
 func (o *Opener) Generation() uint32 { return o.cur.get().gen }
 
 // AEAD is the direction's algorithm.

@@ -29,11 +29,22 @@ func refAEAD(t testing.TB, aead AEADID, key []byte) cipher.AEAD {
 	return c
 }
 
-// refOpen opens a frame following the digest's layout literally.
-func refOpen(t testing.TB, aead AEADID, key, frame []byte, offset uint64) (plaintext []byte, err error) {
-	nonce := binary.BigEndian.AppendUint32(nil, 0x44415441)
-	nonce = binary.BigEndian.AppendUint64(nonce, offset)
-	return refAEAD(t, aead, key).Open(nil, nonce, frame[3:], frame[:3])
+// refTrafficKey is k_ab[0] = CPRF(mk, CONST_KEY_A, ae_key_len + 12)
+// through the standard library's HKDF (RFC 8548 §3.3).
+func refTrafficKey(t testing.TB, aead AEADID, mk []byte) []byte {
+	return refCPRF(t, mk, 0x04, aead.KeyLen()+12)
+}
+
+// refOpen opens a frame with traffic key tk = K | NR following RFC 8548
+// §3.6 and §4.2 literally: N = (zero[4] | offset[8]) XOR NR, AD = the
+// 3-byte header.
+func refOpen(t testing.TB, aead AEADID, tk, frame []byte, offset uint64) (plaintext []byte, err error) {
+	k, nr := tk[:aead.KeyLen()], tk[aead.KeyLen():]
+	nonce := binary.BigEndian.AppendUint64(make([]byte, 4), offset)
+	for i := range nonce {
+		nonce[i] ^= nr[i]
+	}
+	return refAEAD(t, aead, k).Open(nil, nonce, frame[3:], frame[:3])
 }
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -64,13 +75,13 @@ func TestFrameRoundTrip(t *testing.T) {
 				if fl, need, err := FrameLen(frame[:3]); fl != len(frame) || need || err != nil {
 					t.Fatalf("FrameLen = %d %v %v", fl, need, err)
 				}
-				// The digest's layout, checked independently.
-				pt, err := refOpen(t, aead, key, frame, offset)
+				// RFC 8548's layout, checked independently.
+				pt, err := refOpen(t, aead, refTrafficKey(t, aead, key), frame, offset)
 				if err != nil || pt[0] != flags {
 					t.Fatalf("%v: reference open: %v, flags %x", aead, err, pt)
 				}
 				if flags&FlagURG != 0 && binary.BigEndian.Uint16(pt[1:3]) != urgent {
-					t.Fatalf("%v: urgent pointer not where the digest puts it", aead)
+					t.Fatalf("%v: urgent pointer not where RFC 8548 §4.2.1 puts it", aead)
 				}
 				gotFlags, gotUrg, got, err := o.OpenFrame(frame, offset)
 				if err != nil || gotFlags != flags || !bytes.Equal(got, data) {
@@ -173,8 +184,8 @@ func TestOpenFrameMalformed(t *testing.T) {
 	// A frame that authenticates but claims URG without an urgent pointer.
 	g := s.cur.get()
 	hdr := []byte{0, 0, byte(1 + TagLen)}
-	var nonce [aeadNonceLen]byte
-	putFrameNonce(&nonce, 0)
+	var nonce [NRLen]byte
+	putFrameNonce(&nonce, &g.nr, 0)
 	urgFrame := g.cipher.Seal(hdr, nonce[:], []byte{FlagURG}, hdr)
 	if _, _, data, err := o.OpenFrame(urgFrame, 0); err == nil || data != nil {
 		t.Error("URG frame without urgent pointer accepted")
@@ -235,34 +246,57 @@ func TestSealFrameInPlaceAndAppend(t *testing.T) {
 func TestNewSealerRejects(t *testing.T) {
 	for _, c := range []struct {
 		aead AEADID
-		key  []byte
-	}{{AES128GCM, make([]byte, 32)}, {AES256GCM, make([]byte, 16)}, {ChaCha20Poly1305, nil}, {0x03, make([]byte, 16)}} {
-		if _, err := NewSealer(c.aead, c.key); err == nil {
-			t.Errorf("NewSealer(%v, %d bytes) accepted", c.aead, len(c.key))
+		mk   []byte
+		keys TrafficKeys
+	}{
+		{AES128GCM, make([]byte, 16), KeysAB}, // a master key is K_LEN bytes
+		{AES256GCM, make([]byte, 33), KeysBA},
+		{ChaCha20Poly1305, nil, KeysAB},
+		{0x03, make([]byte, 32), KeysAB},    // unknown AEAD
+		{AES128GCM, make([]byte, 32), 0x03}, // CONST_REKEY is no traffic key
+	} {
+		if _, err := NewSealer(c.aead, c.mk, c.keys); err == nil {
+			t.Errorf("NewSealer(%v, %d bytes, %x) accepted", c.aead, len(c.mk), c.keys)
 		}
-		if _, err := NewOpener(c.aead, c.key); err == nil {
-			t.Errorf("NewOpener(%v, %d bytes) accepted", c.aead, len(c.key))
+		if _, err := NewOpener(c.aead, c.mk, c.keys); err == nil {
+			t.Errorf("NewOpener(%v, %d bytes, %x) accepted", c.aead, len(c.mk), c.keys)
 		}
 	}
 }
 
-// TestRekey runs several rekeys in each direction and checks the derivation
-// k_next = CPRF(k, CONST_REKEY, key_len) against the reference HKDF.
+// TestRekey runs several rekeys in each direction and checks against the
+// reference HKDF: mk[j] = CPRF(mk[j-1], CONST_REKEY, 32), the traffic key
+// of each generation, and rekey = 1 on exactly the first frame of each new
+// generation (RFC 8548 §3.3, §3.8).
 func TestRekey(t *testing.T) {
 	for _, aead := range allAEADs {
-		ss := SessionSecretFromBytes(0, bytes.Repeat([]byte{3}, KeyLen))
-		for _, key := range [][]byte{ss.KeyAB(aead), ss.KeyBA(aead)} {
-			s := mustSealer(t, aead, key)
-			o := mustOpener(t, aead, key)
-			refKey := key
+		mk0 := bytes.Repeat([]byte{3}, KeyLen)
+		for _, dir := range []struct {
+			keys   TrafficKeys
+			const_ byte
+		}{{KeysAB, 0x04}, {KeysBA, 0x05}} {
+			s, err := NewSealer(aead, mk0, dir.keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := NewOpener(aead, mk0, dir.keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk := mk0
 			offset := uint64(100)
 			for gen := range 6 {
+				tk := refCPRF(t, mk, dir.const_, aead.KeyLen()+12)
 				for j := range 3 {
 					frame := s.SealFrame(nil, offset, 0, 0, []byte{byte(gen), byte(j)})
-					if frame[0] != byte(gen&1) {
-						t.Fatalf("generation %d: control %x", gen, frame[0])
+					wantRekey := byte(0)
+					if gen > 0 && j == 0 {
+						wantRekey = 1
 					}
-					if _, err := refOpen(t, aead, refKey, frame, offset); err != nil {
+					if frame[0] != wantRekey {
+						t.Fatalf("generation %d frame %d: control %x, want %x", gen, j, frame[0], wantRekey)
+					}
+					if _, err := refOpen(t, aead, tk, frame, offset); err != nil {
 						t.Fatalf("generation %d: not sealed under the reference key", gen)
 					}
 					_, _, data, err := o.OpenFrame(frame, offset)
@@ -274,19 +308,42 @@ func TestRekey(t *testing.T) {
 					}
 					offset += uint64(len(frame))
 				}
-				s.Rekey()
-				refKey = refCPRF(t, refKey, 0x03, aead.KeyLen())
+				if !s.Rekey() || !s.RekeyPending() {
+					t.Fatal("Rekey did not start a generation")
+				}
+				// A second Rekey before a frame has used the new
+				// generation would skip one the receiver cannot count.
+				if s.Rekey() || s.Generation() != uint32(gen+1) {
+					t.Fatalf("second Rekey moved the generation to %d", s.Generation())
+				}
+				mk = refCPRF(t, mk, 0x03, 32)
 			}
 		}
 	}
 }
 
-// TestRekeyReordering: a frame of the previous generation that arrives after
-// the receiver switched still opens (one generation back, by offset); two
-// generations back does not.
-func TestRekeyReordering(t *testing.T) {
+// TestRekeyEmptyFrame: the answer to a peer's rekey may be an empty frame
+// (RFC 8548 §3.8); it carries rekey = 1 and moves the receiver on.
+func TestRekeyEmptyFrame(t *testing.T) {
+	key := testKey(AES128GCM, "empty rekey")
+	s := mustSealer(t, AES128GCM, key)
+	o := mustOpener(t, AES128GCM, key)
+	s.Rekey()
+	f := s.SealFrame(nil, 0, 0, 0, nil)
+	if f[0] != ControlRekey || len(f) != FrameOverhead {
+		t.Fatalf("empty rekey frame %x", f)
+	}
+	if _, _, data, err := o.OpenFrame(f, 0); err != nil || len(data) != 0 || o.Generation() != 1 {
+		t.Fatalf("empty rekey frame: %v, generation %d", err, o.Generation())
+	}
+}
+
+// TestRekeyStreamOrder: frames are opened in stream order, so a frame of
+// the previous generation after the switch does not open, and a frame
+// without the rekey bit from the next generation does not either.
+func TestRekeyStreamOrder(t *testing.T) {
 	for _, aead := range allAEADs {
-		key := testKey(aead, "reorder")
+		key := testKey(aead, "order")
 		s := mustSealer(t, aead, key)
 		seal := func(off uint64, msg string) []byte { return s.SealFrame(nil, off, 0, 0, []byte(msg)) }
 		f0 := seal(100, "gen0 a")
@@ -294,32 +351,21 @@ func TestRekeyReordering(t *testing.T) {
 		s.Rekey()
 		f2 := seal(300, "gen1 a")
 		f3 := seal(400, "gen1 b")
-		s.Rekey()
-		f4 := seal(500, "gen2 a")
 
 		o := mustOpener(t, aead, key)
-		open := func(f []byte, off uint64, want string) {
-			t.Helper()
-			_, _, data, err := o.OpenFrame(append([]byte(nil), f...), off)
-			if err != nil || string(data) != want {
-				t.Fatalf("%v: frame at %d: %q %v", aead, off, data, err)
+		if _, _, _, err := o.OpenFrame(append([]byte(nil), f3...), 400); err == nil {
+			t.Fatalf("%v: a generation-1 frame without rekey opened under generation 0", aead)
+		}
+		for _, c := range []struct {
+			f   []byte
+			off uint64
+		}{{f0, 100}, {f1, 200}, {f2, 300}, {f3, 400}} {
+			if _, _, _, err := o.OpenFrame(append([]byte(nil), c.f...), c.off); err != nil {
+				t.Fatalf("%v: frame at %d: %v", aead, c.off, err)
 			}
 		}
-		open(f0, 100, "gen0 a")
-		open(f2, 300, "gen1 a") // switch to gen 1
-		open(f1, 200, "gen0 b") // one step back, before the switch point
-		if o.Generation() != 1 {
-			t.Fatalf("generation %d after an old frame, want 1", o.Generation())
-		}
-		open(f4, 500, "gen2 a") // switch to gen 2
-		open(f3, 400, "gen1 b") // one step back again
-		if o.Generation() != 2 {
-			t.Fatalf("generation %d, want 2", o.Generation())
-		}
-		// Two generations back: the rekey bit matches the current generation,
-		// the key does not.
-		if _, _, data, err := o.OpenFrame(append([]byte(nil), f1...), 200); err == nil || data != nil {
-			t.Fatalf("%v: frame two generations back accepted", aead)
+		if _, _, _, err := o.OpenFrame(append([]byte(nil), f1...), 200); err == nil || o.Generation() != 1 {
+			t.Fatalf("%v: old-generation frame opened after the switch", aead)
 		}
 	}
 }

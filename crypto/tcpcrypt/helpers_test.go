@@ -20,15 +20,18 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-// testKey is a fixed key for aead, different for each label.
-func testKey(aead AEADID, label string) []byte {
+// testKey is a fixed master key mk[0], different for each label. aead is
+// unused since master keys are K_LEN bytes whatever the AEAD.
+func testKey(_ AEADID, label string) []byte {
 	sum := sha256.Sum256([]byte("tcpcrypt test key " + label))
-	return sum[:aead.KeyLen()]
+	return sum[:]
 }
 
+// mustSealer seals with k_ab of mk0; mustOpener opens k_ab of the same
+// master key, so the two pair up.
 func mustSealer(t testing.TB, aead AEADID, key []byte) *Sealer {
 	t.Helper()
-	s, err := NewSealer(aead, key)
+	s, err := NewSealer(aead, key, KeysAB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +40,7 @@ func mustSealer(t testing.TB, aead AEADID, key []byte) *Sealer {
 
 func mustOpener(t testing.TB, aead AEADID, key []byte) *Opener {
 	t.Helper()
-	o, err := NewOpener(aead, key)
+	o, err := NewOpener(aead, key, KeysAB)
 	if err != nil {
 		t.Fatal(err)
 	}

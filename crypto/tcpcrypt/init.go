@@ -1,10 +1,13 @@
-// Key-exchange messages Init1 and Init2 (RFC 8548 §4.1; digest §2.4).
+// Key-exchange messages Init1 and Init2 (RFC 8548 §4.1).
 //
-//	Init1 = INIT1_MAGIC[4] | message_len[4] | nciphers[1] | sym_cipher[nciphers] |
-//	        N_A[32] | PK_A[PK_LEN] | ignored[...]
-//	Init2 = INIT2_MAGIC[4] | message_len[4] | sym_cipher[1] |
-//	        N_B[32] | PK_B[PK_LEN] | ignored[...]
+//	Init1 = INIT1_MAGIC[4] | message_len[4] | nciphers[1] = K | sym_cipher[2*K] |
+//	        N_A[32] | Pub_A | ignored[...]
+//	Init2 = INIT2_MAGIC[4] | message_len[4] | sym_cipher[2] |
+//	        N_B[32] | Pub_B | ignored[...]
 //
+// Senders add no ignored bytes: "Implementations ... MUST construct Init1
+// such that the ignored field has zero length" (and Init2 likewise);
+// receivers "MUST permit and ignore any bytes following Pub_A" (§4.1).
 // A receiver first learns the message length from the 8-byte header
 // (InitMessageLen) so it can wait for the whole message, then parses exactly
 // that many bytes. Malformed messages are errors; the caller aborts the
@@ -18,8 +21,9 @@ import (
 
 const (
 	initHeaderLen = 8                            // magic[4] | message_len[4]
-	init1FixedLen = initHeaderLen + 1 + NonceLen // before sym_cipher list and PK_A
-	init2FixedLen = initHeaderLen + 1 + NonceLen // magic, len, sym_cipher, N_B
+	init1FixedLen = initHeaderLen + 1 + NonceLen // magic, len, nciphers, N_A; then 2*K and Pub_A
+	init2FixedLen = initHeaderLen + 2 + NonceLen // magic, len, sym_cipher, N_B; then Pub_B
+	aeadIDLen     = 2                            // sym_cipher (RFC 8548 §4.1)
 )
 
 var (
@@ -35,51 +39,51 @@ var (
 type Init1 struct {
 	Ciphers   []AEADID       // A's AEADs, most preferred first; unknown ones are kept
 	NonceA    [NonceLen]byte // N_A
-	PublicKey []byte         // PK_A, wire form
-	Ignored   []byte         // trailing bytes receivers skip (room for extensions)
+	PublicKey []byte         // Pub_A, wire form (KeyPair.PublicKey)
+	Ignored   []byte         // bytes after Pub_A: received only, never sent
 }
 
 // Init2 is B's answer.
 type Init2 struct {
 	Cipher    AEADID         // sym_cipher chosen from Init1.Ciphers
 	NonceB    [NonceLen]byte // N_B
-	PublicKey []byte         // PK_B, wire form
-	Ignored   []byte
+	PublicKey []byte         // Pub_B, wire form
+	Ignored   []byte         // bytes after Pub_B: received only, never sent
 }
 
-// Len is the encoded length (message_len) of m.
+// Len is the encoded length (message_len) of m as Append writes it.
 func (m *Init1) Len() int {
-	return init1FixedLen + len(m.Ciphers) + len(m.PublicKey) + len(m.Ignored)
+	return init1FixedLen + aeadIDLen*len(m.Ciphers) + len(m.PublicKey)
 }
 
-// Append appends the encoded message to dst. The caller keeps it valid:
-// at most 255 ciphers, a public key of the TEP's length, Len() <= MaxInitLen;
-// otherwise the receiver's ParseInit1 rejects it.
+// Append appends the encoded message to dst, with no ignored bytes
+// (RFC 8548 §4.1: the message ends with Pub_A). The caller keeps it valid:
+// at most 255 ciphers and a public key of the TEP's length; otherwise the
+// receiver's ParseInit1 rejects it.
 func (m *Init1) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, Init1Magic)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Len()))
 	dst = append(dst, byte(len(m.Ciphers)))
 	for _, c := range m.Ciphers {
-		dst = append(dst, byte(c))
+		dst = binary.BigEndian.AppendUint16(dst, uint16(c))
 	}
 	dst = append(dst, m.NonceA[:]...)
-	dst = append(dst, m.PublicKey...)
-	return append(dst, m.Ignored...)
+	return append(dst, m.PublicKey...)
 }
 
-// Len is the encoded length (message_len) of m.
+// Len is the encoded length (message_len) of m as Append writes it.
 func (m *Init2) Len() int {
-	return init2FixedLen + len(m.PublicKey) + len(m.Ignored)
+	return init2FixedLen + len(m.PublicKey)
 }
 
-// Append appends the encoded message to dst (see Init1.Append).
+// Append appends the encoded message to dst, with no ignored bytes (see
+// Init1.Append).
 func (m *Init2) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, Init2Magic)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Len()))
-	dst = append(dst, byte(m.Cipher))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Cipher))
 	dst = append(dst, m.NonceB[:]...)
-	dst = append(dst, m.PublicKey...)
-	return append(dst, m.Ignored...)
+	return append(dst, m.PublicKey...)
 }
 
 // initMinLen is the smallest valid message_len for magic and tep: Init1 must
@@ -90,7 +94,7 @@ func initMinLen(magic uint32, tep TEP) (int, error) {
 	}
 	switch magic {
 	case Init1Magic:
-		return init1FixedLen + 1 + tep.PublicKeyLen(), nil
+		return init1FixedLen + aeadIDLen + tep.PublicKeyLen(), nil
 	case Init2Magic:
 		return init2FixedLen + tep.PublicKeyLen(), nil
 	}
@@ -142,15 +146,15 @@ func ParseInit1(tep TEP, msg []byte) (*Init1, error) {
 		return nil, errInitNoCiphers
 	}
 	pkLen := tep.PublicKeyLen()
-	if len(msg) < init1FixedLen+k+pkLen {
+	if len(msg) < init1FixedLen+aeadIDLen*k+pkLen {
 		return nil, errInitLen
 	}
 	m := &Init1{Ciphers: make([]AEADID, k)}
 	rest := msg[initHeaderLen+1:]
 	for i := range k {
-		m.Ciphers[i] = AEADID(rest[i])
+		m.Ciphers[i] = AEADID(binary.BigEndian.Uint16(rest[aeadIDLen*i:]))
 	}
-	rest = rest[k:]
+	rest = rest[aeadIDLen*k:]
 	copy(m.NonceA[:], rest)
 	rest = rest[NonceLen:]
 	m.PublicKey = append([]byte(nil), rest[:pkLen]...)
@@ -165,12 +169,12 @@ func ParseInit2(tep TEP, msg []byte) (*Init2, error) {
 	if err := checkInit(Init2Magic, tep, msg); err != nil {
 		return nil, err
 	}
-	m := &Init2{Cipher: AEADID(msg[initHeaderLen])}
+	m := &Init2{Cipher: AEADID(binary.BigEndian.Uint16(msg[initHeaderLen:]))}
 	if !m.Cipher.Valid() {
 		return nil, errInitCipher
 	}
 	pkLen := tep.PublicKeyLen()
-	rest := msg[initHeaderLen+1:]
+	rest := msg[initHeaderLen+aeadIDLen:]
 	copy(m.NonceB[:], rest)
 	rest = rest[NonceLen:]
 	m.PublicKey = append([]byte(nil), rest[:pkLen]...)
@@ -178,15 +182,15 @@ func ParseInit2(tep TEP, msg []byte) (*Init2, error) {
 	return m, nil
 }
 
-// ChooseCipher is B's choice of sym_cipher (RFC 8548 §3.2): the first AEAD
-// in A's list, in A's order of preference, that B finds acceptable.
-func ChooseCipher(offered []AEADID, acceptable []AEADID) (AEADID, bool) {
-	for _, c := range offered {
-		if !c.Valid() {
-			continue
-		}
-		for _, a := range acceptable {
-			if c == a {
+// ChooseCipher is B's choice of sym_cipher (RFC 8548 §3.3): of the AEADs
+// A offered, the one B prefers most. preference is B's acceptable AEADs,
+// most preferred first: §3.3 asks for a user-set "order of preference to
+// use when selecting an algorithm from those offered (when playing role
+// B)", which is the gateway's configured cipher list.
+func ChooseCipher(offered []AEADID, preference []AEADID) (AEADID, bool) {
+	for _, c := range preference {
+		for _, o := range offered {
+			if c == o && c.Valid() {
 				return c, true
 			}
 		}

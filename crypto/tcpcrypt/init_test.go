@@ -27,6 +27,14 @@ func testInit2(t testing.TB, tep TEP, ignored []byte) *Init2 {
 	return m
 }
 
+// withIgnored appends ignored bytes to an encoded Init message and fixes
+// its message_len, as a future extension of RFC 8548 might send them.
+func withIgnored(msg, ignored []byte) []byte {
+	msg = append(msg, ignored...)
+	binary.BigEndian.PutUint32(msg[4:], uint32(len(msg)))
+	return msg
+}
+
 func TestInitRoundTrip(t *testing.T) {
 	for _, tep := range allTEPs {
 		for _, ignored := range [][]byte{nil, {0xee}, bytes.Repeat([]byte("ext"), 100)} {
@@ -36,7 +44,11 @@ func TestInitRoundTrip(t *testing.T) {
 			if !bytes.Equal(enc[:len(prefix)], prefix) || len(enc)-len(prefix) != m1.Len() {
 				t.Fatalf("%v: Append clobbered dst or wrote %d bytes, Len %d", tep, len(enc)-len(prefix), m1.Len())
 			}
-			msg := enc[len(prefix):]
+			// RFC 8548 §4.1: a sender's message ends with Pub_A.
+			if len(enc)-len(prefix) != 8+1+2*len(m1.Ciphers)+NonceLen+tep.PublicKeyLen() {
+				t.Fatalf("%v: Init1 of %d bytes carries ignored bytes", tep, len(enc)-len(prefix))
+			}
+			msg := withIgnored(enc[len(prefix):], ignored)
 			if n, need, err := InitMessageLen(Init1Magic, tep, msg[:8]); err != nil || need || n != len(msg) {
 				t.Fatalf("%v: InitMessageLen = %d, %v, %v; want %d", tep, n, need, err, len(msg))
 			}
@@ -57,6 +69,10 @@ func TestInitRoundTrip(t *testing.T) {
 
 			m2 := testInit2(t, tep, ignored)
 			msg = m2.Append(nil)
+			if len(msg) != 8+2+NonceLen+tep.PublicKeyLen() || binary.BigEndian.Uint16(msg[8:]) != uint16(AES256GCM) {
+				t.Fatalf("%v: Init2 layout: %x", tep, msg[:10])
+			}
+			msg = withIgnored(msg, ignored)
 			if n, need, err := InitMessageLen(Init2Magic, tep, msg); err != nil || need || n != len(msg) {
 				t.Fatalf("%v: InitMessageLen(Init2) = %d, %v, %v", tep, n, need, err)
 			}
@@ -148,7 +164,7 @@ func TestInitMessageLenBounds(t *testing.T) {
 		for _, c := range []struct {
 			magic  uint32
 			minLen int
-		}{{Init1Magic, 8 + 1 + 1 + 32 + pk}, {Init2Magic, 8 + 1 + 32 + pk}} {
+		}{{Init1Magic, 8 + 1 + 2 + 32 + pk}, {Init2Magic, 8 + 2 + 32 + pk}} {
 			hdr := func(m uint32) []byte {
 				b := binary.BigEndian.AppendUint32(nil, c.magic)
 				return binary.BigEndian.AppendUint32(b, m)
@@ -189,7 +205,9 @@ func TestChooseCipher(t *testing.T) {
 		want                AEADID
 		ok                  bool
 	}{
-		{[]AEADID{ChaCha20Poly1305, AES128GCM}, []AEADID{AES128GCM, ChaCha20Poly1305}, ChaCha20Poly1305, true},
+		// B's order of preference decides (RFC 8548 §3.3).
+		{[]AEADID{ChaCha20Poly1305, AES128GCM}, []AEADID{AES128GCM, ChaCha20Poly1305}, AES128GCM, true},
+		{[]AEADID{ChaCha20Poly1305, AES128GCM}, []AEADID{ChaCha20Poly1305, AES128GCM}, ChaCha20Poly1305, true},
 		{[]AEADID{0x7f, AES256GCM}, []AEADID{AES128GCM, AES256GCM}, AES256GCM, true},
 		{[]AEADID{AES128GCM}, []AEADID{ChaCha20Poly1305}, 0, false},
 		{[]AEADID{0x7f}, []AEADID{0x7f}, 0, false}, // unknown AEADs are never chosen

@@ -2,7 +2,9 @@ package tcpcrypt
 
 import (
 	"bytes"
+	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -99,15 +101,21 @@ func TestInvalidPeerKeys(t *testing.T) {
 		}
 		switch tep {
 		case TEPP256, TEPP521:
-			offCurve := append([]byte(nil), good...)
-			offCurve[len(offCurve)-1] ^= 1 // y changed: not on the curve
-			bad["off curve"] = offCurve
+			bad["off curve"] = offCurveKey(t, tep, good)
 			wrongPrefix := append([]byte(nil), good...)
-			wrongPrefix[0] = 0x05
+			wrongPrefix[2] = 0x05
 			bad["prefix 05"] = wrongPrefix
-			tooBig := bytes.Repeat([]byte{0xff}, len(good)) // coordinates >= p
-			tooBig[0] = 0x04
-			bad["coordinates >= p"] = tooBig
+			uncompressed := append([]byte(nil), good...)
+			uncompressed[2] = 0x04
+			bad["prefix 04"] = uncompressed
+			tooBig := bytes.Repeat([]byte{0xff}, len(good)) // x >= p
+			copy(tooBig, good[:3])
+			bad["x >= p"] = tooBig
+			for _, l := range []int{0, 1, len(good) - 3, len(good) + 1, 0xffff} {
+				wrongLen := append([]byte(nil), good...)
+				binary.BigEndian.PutUint16(wrongLen, uint16(l))
+				bad[fmt.Sprintf("pubkey_len %d", l)] = wrongLen
+			}
 		case TEPCurve25519:
 			// Points of small order (u = 1, p-1, p, p+1, and the order-8
 			// points) whose X25519 output is all zero.
@@ -135,6 +143,53 @@ func TestInvalidPeerKeys(t *testing.T) {
 			if es, err := kp.SharedSecret(pk); err == nil {
 				t.Errorf("%v: %s peer key accepted, ES %x", tep, name, es)
 			}
+		}
+	}
+}
+
+// offCurveKey returns good with its x-coordinate changed to one for which
+// no point exists (x^3 - 3x + b is not a square mod p).
+func offCurveKey(t *testing.T, tep TEP, good []byte) []byte {
+	curve := elliptic.P256()
+	if tep == TEPP521 {
+		curve = elliptic.P521()
+	}
+	k := append([]byte(nil), good...)
+	for i := range 256 {
+		k[len(k)-1] = byte(i)
+		if x, _ := elliptic.UnmarshalCompressed(curve, k[2:]); x == nil {
+			return k
+		}
+	}
+	t.Fatal("no off-curve x found")
+	return nil
+}
+
+// TestNISTWireForm: a P-256/P-521 key is pubkey_len = the whole length (35
+// or 69) followed by the compressed point (RFC 8548 §5); a peer that
+// writes pubkey_len as the point's length alone (33 or 67) is understood
+// too, with the same ES.
+func TestNISTWireForm(t *testing.T) {
+	for _, tep := range []TEP{TEPP256, TEPP521} {
+		a, _ := GenerateKeyPair(tep, rand.Reader)
+		b, _ := GenerateKeyPair(tep, rand.Reader)
+		pub := b.PublicKey()
+		if int(binary.BigEndian.Uint16(pub)) != len(pub) || len(pub) != tep.PublicKeyLen() || pub[2] != 2 && pub[2] != 3 {
+			t.Fatalf("%v: wire form %x", tep, pub[:3])
+		}
+		es1, err := a.SharedSecret(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alt := append([]byte(nil), pub...)
+		binary.BigEndian.PutUint16(alt, uint16(len(pub)-2))
+		es2, err := a.SharedSecret(alt)
+		if err != nil || !bytes.Equal(es1, es2) {
+			t.Fatalf("%v: pubkey_len = point length: %v", tep, err)
+		}
+		es3, err := b.SharedSecret(a.PublicKey())
+		if err != nil || !bytes.Equal(es1, es3) {
+			t.Fatalf("%v: ends disagree", tep)
 		}
 	}
 }

@@ -1,16 +1,19 @@
-// Key schedule (RFC 8548 §3.3, §3.4, §3.5, §3.8; digest §2.4, §2.6, §2.7).
+// Key schedule (RFC 8548 §3.3, §3.4, §3.5, §3.8).
 //
-//	PRK     = Extract(N_A, eno_transcript | Init1 | Init2 | ES)
-//	ss[0]   = PRK
-//	ss[i]   = CPRF(ss[i-1], CONST_NEXTK, K_LEN)
-//	sid[i]  = TEP | CPRF(ss[i], CONST_SESSID, K_LEN)
-//	k_ab[i] = CPRF(ss[i], CONST_KEY_A, key_len), k_ba[i] = CPRF(ss[i], CONST_KEY_B, key_len)
+//	PRK       = Extract(N_A, eno_transcript | Init1 | Init2 | ES)
+//	ss[0]     = PRK
+//	ss[i]     = CPRF(ss[i-1], CONST_NEXTK, K_LEN)
+//	sid[i]    = TEP-byte | CPRF(ss[i], CONST_SESSID | sn[i], K_LEN)
+//	mk[0]     = CPRF(ss[i], CONST_REKEY | sn[i], K_LEN)
+//	mk[j]     = CPRF(mk[j-1], CONST_REKEY, K_LEN)                  (generation j)
+//	k_ab[j]   = CPRF(mk[j], CONST_KEY_A, ae_key_len + ae_nonce_len) = K | NR
+//	k_ba[j]   = CPRF(mk[j], CONST_KEY_B, ae_key_len + ae_nonce_len)
 //	resume[i] = CPRF(ss[i], CONST_RESUME, 18)
-//	k_next  = CPRF(k, CONST_REKEY, key_len)                 (rekey, frame.go)
 //
-// Extract is HKDF-Extract and CPRF is HKDF-Expand with a one-byte info, both
-// with SHA-256 (RFC 8548 §3.1, §5). Every output here is at most one
-// SHA-256 block long, so CPRF is a single HMAC.
+// sn[i] is the session nonce: empty for a fresh session, nonce_a | nonce_b
+// for a resumed one (§3.5). Extract is HKDF-Extract and CPRF is
+// HKDF-Expand, both with SHA-256 (§3.1 Figure 1, §5); CONST | sn is the
+// HKDF info, followed by the one-byte block counter.
 package tcpcrypt
 
 import (
@@ -34,9 +37,7 @@ type SessionSecret struct {
 }
 
 // extractPRK computes PRK = HKDF-Extract(salt = N_A, IKM = eno_transcript |
-// Init1 | Init2 | ES). The order of the IKM parts is a [check] item of the
-// digest (§2.4); this function is the one place that fixes it
-// (RFC 8548 §3.3).
+// Init1 | Init2 | ES) (RFC 8548 §3.3).
 func extractPRK(nonceA, transcript, init1, init2, es []byte) [KeyLen]byte {
 	mac := hmac.New(sha256.New, nonceA)
 	mac.Write(transcript)
@@ -48,19 +49,32 @@ func extractPRK(nonceA, transcript, init1, init2, es []byte) [KeyLen]byte {
 	return prk
 }
 
-// cprf is CPRF(K, CONST, L) = HKDF-Expand(K, info = CONST, L) for L <= 32
-// (RFC 8548 §3.1): the first L bytes of HMAC-SHA256(K, CONST | 0x01).
-// Every caller asks for L <= 32 (K_LEN, key_len, 18), one HKDF block.
-func cprf(dst, key []byte, constant byte) {
+// cprf fills dst with CPRF(key, constant | info, len(dst)): HKDF-Expand
+// with SHA-256 (RFC 8548 §3.1 Figure 1):
+//
+//	T(n) = HMAC-SHA256(key, T(n-1) | constant | info | n),  OKM = T(1) | T(2) | ...
+//
+// Traffic keys need up to 44 bytes, two blocks. len(dst) <= 255*32.
+func cprf(dst, key []byte, constant byte, info []byte) {
 	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte{constant, 0x01})
-	var out [sha256.Size]byte
-	copy(dst, mac.Sum(out[:0]))
+	var t [sha256.Size]byte
+	for n := byte(1); len(dst) > 0; n++ {
+		mac.Reset()
+		if n > 1 {
+			mac.Write(t[:])
+		}
+		mac.Write([]byte{constant})
+		mac.Write(info)
+		mac.Write([]byte{n})
+		mac.Sum(t[:0])
+		dst = dst[copy(dst, t[:]):]
+	}
+	clear(t[:])
 }
 
 // FullHandshakeSecret computes ss[0] for a full handshake (RFC 8548 §3.3):
 // init1 and init2 are the messages exactly as sent (ignored bytes
-// included), transcript is eno_transcript (RFC 8547 §4.7; digest §1.5), es
+// included), transcript is eno_transcript (RFC 8547 §4.8), es
 // the ECDH result and nonceA is N_A. tep selects the PRF; every TEP of RFC
 // 8548 §5 uses HKDF-SHA256, so an invalid TEP yields an invalid secret
 // (Valid false) rather than a guess.
@@ -71,9 +85,7 @@ func FullHandshakeSecret(tep TEP, transcript, init1, init2, es []byte, nonceA []
 	return firstSessionSecret(extractPRK(nonceA, transcript, init1, init2, es))
 }
 
-// firstSessionSecret fixes ss[0] = PRK, a [check] item of the digest
-// (§2.4): the PRK is used as ss[0] directly, not expanded first
-// (RFC 8548 §3.3).
+// firstSessionSecret: ss[0] = PRK (RFC 8548 §3.3).
 func firstSessionSecret(prk [KeyLen]byte) SessionSecret {
 	return SessionSecret{ss: hide(&prk), index: 0}
 }
@@ -111,36 +123,34 @@ func (s SessionSecret) Next() SessionSecret {
 		return s
 	}
 	b := new([KeyLen]byte)
-	cprf(b[:], s.ss.get()[:], constNextK)
+	cprf(b[:], s.ss.get()[:], constNextK, nil)
 	return SessionSecret{ss: hide(b), index: s.index + 1}
 }
 
-// SessionID is sid[i] = TEP | CPRF(ss[i], CONST_SESSID, K_LEN), 33 bytes
-// (RFC 8548 §3.4; RFC 8547 §5.1 requires the TEP byte first).
-func (s SessionSecret) SessionID(tep TEP) []byte {
+// SessionID is session_id[i] = TEP-byte | CPRF(ss[i], CONST_SESSID | sn[i],
+// K_LEN), 33 bytes (RFC 8548 §3.4). tepByte is the byte host B sent for
+// the negotiated TEP, v bit included: a resumed session's ID starts with
+// v = 1 (§3.5). sn is the session nonce (empty for a fresh session).
+func (s SessionSecret) SessionID(tepByte byte, sn []byte) []byte {
 	if !s.Valid() {
 		return nil
 	}
 	sid := make([]byte, 1+KeyLen)
-	sid[0] = byte(tep)
-	cprf(sid[1:], s.ss.get()[:], constSessID)
+	sid[0] = tepByte
+	cprf(sid[1:], s.ss.get()[:], constSessID, sn)
 	return sid
 }
 
-// KeyAB is k_ab[i] = CPRF(ss[i], CONST_KEY_A, key_len), the key of the
-// A-to-B direction (RFC 8548 §3.3); nil for an unknown AEAD.
-func (s SessionSecret) KeyAB(aead AEADID) []byte { return s.directionKey(aead, constKeyA) }
-
-// KeyBA is k_ba[i] = CPRF(ss[i], CONST_KEY_B, key_len), B to A.
-func (s SessionSecret) KeyBA(aead AEADID) []byte { return s.directionKey(aead, constKeyB) }
-
-func (s SessionSecret) directionKey(aead AEADID, constant byte) []byte {
-	if !s.Valid() || !aead.Valid() {
+// MasterKey is mk[0] = CPRF(ss[i], CONST_REKEY | sn[i], K_LEN) (RFC 8548
+// §3.3), the start of the chain of key sets; nil for an invalid secret.
+// The caller clears it once its Sealer and Opener exist.
+func (s SessionSecret) MasterKey(sn []byte) []byte {
+	if !s.Valid() {
 		return nil
 	}
-	k := make([]byte, aead.KeyLen())
-	cprf(k, s.ss.get()[:], constant)
-	return k
+	mk := make([]byte, KeyLen)
+	cprf(mk, s.ss.get()[:], constRekey, sn)
+	return mk
 }
 
 // ResumeID is resume[i] = CPRF(ss[i], CONST_RESUME, 18) (RFC 8548 §3.5): A
@@ -149,7 +159,7 @@ func (s SessionSecret) directionKey(aead AEADID, constant byte) []byte {
 func (s SessionSecret) ResumeID() [ResumeIDLen]byte {
 	var r [ResumeIDLen]byte
 	if s.Valid() {
-		cprf(r[:], s.ss.get()[:], constResume)
+		cprf(r[:], s.ss.get()[:], constResume, nil)
 	}
 	return r
 }
@@ -164,21 +174,25 @@ func (s SessionSecret) Format(f fmt.State, _ rune) {
 }
 
 // NewSession returns the sealer and opener of one end of a session keyed by
-// ss (RFC 8548 §3.3): A sends with k_ab and receives with k_ba, B the other
-// way round. The key bytes derived on the way are cleared.
-func NewSession(ss SessionSecret, aead AEADID, roleA bool) (*Sealer, *Opener, error) {
-	kab, kba := ss.KeyAB(aead), ss.KeyBA(aead)
-	defer clear(kab)
-	defer clear(kba)
-	send, recv := kab, kba
-	if !roleA {
-		send, recv = kba, kab
+// ss and the session nonce sn (RFC 8548 §3.3). sealAB says which traffic
+// keys this end seals with: k_ab[j] if it played A in the session that
+// produced ss[0], k_ba[j] otherwise. That holds for every session resumed
+// from the same ss[0], whatever role the host plays in it (§3.5: "a given
+// host MUST either encrypt with keys k_ab[j] for all sessions derived from
+// the same original session secret ss[0], or with keys k_ba[j]"). The
+// master key derived on the way is cleared.
+func NewSession(ss SessionSecret, aead AEADID, sn []byte, sealAB bool) (*Sealer, *Opener, error) {
+	mk := ss.MasterKey(sn)
+	defer clear(mk)
+	send, recv := KeysAB, KeysBA
+	if !sealAB {
+		send, recv = KeysBA, KeysAB
 	}
-	sealer, err := NewSealer(aead, send)
+	sealer, err := NewSealer(aead, mk, send)
 	if err != nil {
 		return nil, nil, err
 	}
-	opener, err := NewOpener(aead, recv)
+	opener, err := NewOpener(aead, mk, recv)
 	if err != nil {
 		return nil, nil, err
 	}

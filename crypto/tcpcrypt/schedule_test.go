@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// refCPRF is CPRF through the standard library's HKDF, an implementation
-// independent of cprf.
-func refCPRF(t testing.TB, key []byte, constant byte, n int) []byte {
-	out, err := hkdf.Expand(sha256.New, key, string([]byte{constant}), n)
+// refCPRF is CPRF(key, constant | info, n) through the standard library's
+// HKDF, an implementation independent of cprf.
+func refCPRF(t testing.TB, key []byte, constant byte, n int, info ...byte) []byte {
+	out, err := hkdf.Expand(sha256.New, key, string(append([]byte{constant}, info...)), n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,17 +39,13 @@ func TestScheduleMatchesHKDF(t *testing.T) {
 		if ss.Index() != uint32(i) || !bytes.Equal(ss.Bytes(), want) {
 			t.Fatalf("ss[%d] = %x (index %d), want %x", i, ss.Bytes(), ss.Index(), want)
 		}
-		sid := ss.SessionID(TEPP521)
-		if len(sid) != 33 || sid[0] != byte(TEPP521) || !bytes.Equal(sid[1:], refCPRF(t, want, 0x02, 32)) {
+		sn := []byte("nonce_a|nonce_b")[:i*3] // empty for i = 0, like a fresh session
+		sid := ss.SessionID(0xa2, sn)
+		if len(sid) != 33 || sid[0] != 0xa2 || !bytes.Equal(sid[1:], refCPRF(t, want, 0x02, 32, sn...)) {
 			t.Errorf("sid[%d] = %x", i, sid)
 		}
-		for _, aead := range allAEADs {
-			if !bytes.Equal(ss.KeyAB(aead), refCPRF(t, want, 0x04, aead.KeyLen())) {
-				t.Errorf("k_ab[%d] %v wrong", i, aead)
-			}
-			if !bytes.Equal(ss.KeyBA(aead), refCPRF(t, want, 0x05, aead.KeyLen())) {
-				t.Errorf("k_ba[%d] %v wrong", i, aead)
-			}
+		if mk := ss.MasterKey(sn); !bytes.Equal(mk, refCPRF(t, want, 0x03, 32, sn...)) {
+			t.Errorf("mk[0] of ss[%d] = %x", i, mk)
 		}
 		if r := ss.ResumeID(); !bytes.Equal(r[:], refCPRF(t, want, 0x06, 18)) {
 			t.Errorf("resume[%d] = %x", i, r)
@@ -98,16 +94,50 @@ func TestSessionSecretCacheForm(t *testing.T) {
 	}
 
 	for _, bad := range []SessionSecret{{}, SessionSecretFromBytes(0, raw[:31]), FullHandshakeSecret(0x20, nil, nil, nil, nil, nil)} {
-		if bad.Valid() || bad.Bytes() != nil || bad.KeyAB(AES128GCM) != nil || bad.KeyBA(AES128GCM) != nil ||
-			bad.SessionID(TEPCurve25519) != nil || bad.Next().Valid() || bad.ResumeID() != [ResumeIDLen]byte{} {
+		if bad.Valid() || bad.Bytes() != nil || bad.MasterKey(nil) != nil ||
+			bad.SessionID(0x23, nil) != nil || bad.Next().Valid() || bad.ResumeID() != [ResumeIDLen]byte{} {
 			t.Errorf("invalid secret %v derives something", bad)
 		}
-		if _, err := NewSealer(AES128GCM, bad.KeyAB(AES128GCM)); err == nil {
-			t.Error("NewSealer accepted the key of an invalid secret")
+		if _, _, err := NewSession(bad, AES128GCM, nil, true); err == nil {
+			t.Error("NewSession accepted an invalid secret")
 		}
 	}
-	if s.KeyAB(0x03) != nil {
-		t.Error("KeyAB for an unknown AEAD")
+	if _, _, err := NewSession(s, 0x03, nil, true); err == nil {
+		t.Error("NewSession accepted an unknown AEAD")
+	}
+}
+
+// TestNewSessionKeys: an end seals with k_ab when sealAB, and the other end
+// (sealAB false) opens it; sn changes every key (RFC 8548 §3.3, §3.5).
+func TestNewSessionKeys(t *testing.T) {
+	ss := SessionSecretFromBytes(1, bytes.Repeat([]byte{5}, KeyLen))
+	for _, aead := range allAEADs {
+		sn := []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+		sA, oA, err := NewSession(ss, aead, sn, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sB, oB, err := NewSession(ss, aead, sn, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tkAB := refCPRF(t, refCPRF(t, ss.Bytes(), 0x03, 32, sn...), 0x04, aead.KeyLen()+12)
+		fAB := sA.SealFrame(nil, 0, 0, 0, []byte("a to b"))
+		if _, err := refOpen(t, aead, tkAB, fAB, 0); err != nil {
+			t.Fatalf("%v: the original A does not seal with k_ab", aead)
+		}
+		if _, _, d, err := oB.OpenFrame(fAB, 0); err != nil || string(d) != "a to b" {
+			t.Fatalf("%v: B cannot open A's frame: %v", aead, err)
+		}
+		fBA := sB.SealFrame(nil, 0, 0, 0, []byte("b to a"))
+		if _, _, d, err := oA.OpenFrame(fBA, 0); err != nil || string(d) != "b to a" {
+			t.Fatalf("%v: A cannot open B's frame: %v", aead, err)
+		}
+		// Another session nonce: other keys.
+		_, o2, _ := NewSession(ss, aead, sn[:8], false)
+		if _, _, _, err := o2.OpenFrame(sA.SealFrame(nil, 100, 0, 0, nil), 100); err == nil {
+			t.Fatalf("%v: keys do not depend on sn", aead)
+		}
 	}
 }
 
@@ -120,7 +150,7 @@ func TestFullHandshake(t *testing.T) {
 			b, _ := GenerateKeyPair(tep, rand.Reader)
 			transcript := []byte{0x45, 0x04, byte(tep), 0x21, 0x45, 0x04, 0x01, byte(tep)}
 
-			i1 := &Init1{Ciphers: []AEADID{aead, AES128GCM}, PublicKey: a.PublicKey(), Ignored: []byte("A ext")}
+			i1 := &Init1{Ciphers: []AEADID{aead, AES128GCM}, PublicKey: a.PublicKey()}
 			rand.Read(i1.NonceA[:])
 			init1 := i1.Append(nil)
 
@@ -133,7 +163,7 @@ func TestFullHandshake(t *testing.T) {
 			if !ok || cipher != aead {
 				t.Fatalf("B chose %v, %v", cipher, ok)
 			}
-			i2 := &Init2{Cipher: cipher, PublicKey: b.PublicKey(), Ignored: []byte("B")}
+			i2 := &Init2{Cipher: cipher, PublicKey: b.PublicKey()}
 			rand.Read(i2.NonceB[:])
 			init2 := i2.Append(nil)
 			esB, err := b.SharedSecret(got1.PublicKey)
@@ -153,32 +183,36 @@ func TestFullHandshake(t *testing.T) {
 			}
 			ssA := FullHandshakeSecret(tep, transcript, init1, init2, esA, i1.NonceA[:])
 
-			if !bytes.Equal(ssA.Bytes(), ssB.Bytes()) || !bytes.Equal(ssA.SessionID(tep), ssB.SessionID(tep)) {
+			if !bytes.Equal(ssA.Bytes(), ssB.Bytes()) || !bytes.Equal(ssA.SessionID(byte(tep), nil), ssB.SessionID(byte(tep), nil)) {
 				t.Fatalf("%v/%v: ends disagree on ss[0] or session ID", tep, aead)
 			}
-			if bytes.Equal(ssA.KeyAB(aead), ssA.KeyBA(aead)) {
-				t.Fatalf("%v/%v: k_ab == k_ba", tep, aead)
+			sA, oA, err := NewSession(ssA, aead, nil, true)
+			if err != nil {
+				t.Fatal(err)
 			}
-
+			sB, oB, err := NewSession(ssB, aead, nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
 			// A -> B starts after Init1, B -> A after Init2.
-			exchange(t, ssA.KeyAB(aead), aead, FirstFrameOffset(len(init1)), "from A")
-			exchange(t, ssB.KeyBA(aead), aead, FirstFrameOffset(len(init2)), "from B")
+			exchange(t, sA, oB, FirstFrameOffset(len(init1)), "from A")
+			exchange(t, sB, oA, FirstFrameOffset(len(init2)), "from B")
 
 			// A man in the middle who changed the transcript gets other keys.
 			tampered := append([]byte(nil), transcript...)
 			tampered[2] ^= 1
 			ssM := FullHandshakeSecret(tep, tampered, init1, init2, esB, got1.NonceA[:])
-			if bytes.Equal(ssM.KeyAB(aead), ssA.KeyAB(aead)) {
+			_, oM, _ := NewSession(ssM, aead, nil, false)
+			if _, _, _, err := oM.OpenFrame(sA.SealFrame(nil, 9, 0, 0, nil), 9); err == nil {
 				t.Fatalf("%v/%v: transcript not bound into keys", tep, aead)
 			}
 		}
 	}
 }
 
-func exchange(t *testing.T, key []byte, aead AEADID, start uint64, msg string) {
+func exchange(t *testing.T, s *Sealer, o *Opener, start uint64, msg string) {
 	t.Helper()
-	s := mustSealer(t, aead, key)
-	o := mustOpener(t, aead, key)
+	aead := s.AEAD()
 	frame := s.SealFrame(nil, start, FlagFIN, 0, []byte(msg))
 	flags, _, data, err := o.OpenFrame(frame, start)
 	if err != nil || string(data) != msg || flags != FlagFIN {

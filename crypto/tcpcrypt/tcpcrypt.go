@@ -19,8 +19,7 @@
 // Nothing in this package writes secrets anywhere: types that hold private
 // keys or session secrets format themselves without them.
 //
-// Section numbers cite RFC 8548 as published; the project's working digest
-// (/work/shared/spec/tcpinc-digest.md) is cited as "digest §x".
+// Section numbers cite RFC 8548 as published.
 package tcpcrypt
 
 import (
@@ -30,29 +29,30 @@ import (
 )
 
 // TEP is a TCP-ENO encryption protocol identifier for one tcpcrypt key
-// agreement scheme (RFC 8548 §5, §7; digest §2.1).
+// agreement scheme (RFC 8548 §5, §7 Table 4).
 type TEP byte
 
 // The tcpcrypt TEPs (RFC 8548 §5). All four use HKDF-SHA256 (prfHash).
 const (
 	TEPP256       TEP = 0x21 // TCPCRYPT_ECDHE_P256
 	TEPP521       TEP = 0x22 // TCPCRYPT_ECDHE_P521
-	TEPCurve25519 TEP = 0x23 // TCPCRYPT_ECDHE_Curve25519, mandatory to implement (RFC 8548 §8.3)
+	TEPCurve25519 TEP = 0x23 // TCPCRYPT_ECDHE_Curve25519, REQUIRED (RFC 8548 §5 Table 2)
 	TEPCurve448   TEP = 0x24 // TCPCRYPT_ECDHE_Curve448
 )
 
 // Valid reports whether t is one of the four tcpcrypt TEPs.
 func (t TEP) Valid() bool { return t >= TEPP256 && t <= TEPCurve448 }
 
-// PublicKeyLen is the length of a public key on the wire (PK_LEN, RFC 8548
-// §5): X25519 and X448 send the u-coordinate, the NIST curves an
-// uncompressed point 04|X|Y. It is 0 for an invalid TEP.
+// PublicKeyLen is the length of Pub_A/Pub_B on the wire (RFC 8548 §5):
+// X25519 and X448 send the raw 32- or 56-byte u-coordinate; the NIST curves
+// send a two-byte pubkey_len followed by the compressed point (33 or 67
+// bytes), 35 or 69 bytes in all. It is 0 for an invalid TEP.
 func (t TEP) PublicKeyLen() int {
 	switch t {
 	case TEPP256:
-		return 65
+		return 2 + 33
 	case TEPP521:
-		return 133
+		return 2 + 67
 	case TEPCurve25519:
 		return 32
 	case TEPCurve448:
@@ -93,21 +93,22 @@ func ParseTEP(name string) (TEP, error) {
 }
 
 // AEADID identifies an AEAD algorithm in Init1's and Init2's sym_cipher
-// fields (RFC 8548 §6; digest §2.2).
-type AEADID byte
+// fields: two bytes on the wire (RFC 8548 §4.1, §7 Table 5).
+type AEADID uint16
 
-// The AEAD algorithms (RFC 8548 §6). All take a 12-byte nonce and produce a
-// 16-byte tag.
+// The AEAD algorithms (RFC 8548 §6 Table 3, §7 Table 5). All take a
+// 12-byte nonce (ae_nonce_len) and produce a 16-byte tag.
 const (
-	AES128GCM        AEADID = 0x01 // AEAD_AES_128_GCM, mandatory to implement
-	AES256GCM        AEADID = 0x02 // AEAD_AES_256_GCM
-	ChaCha20Poly1305 AEADID = 0x10 // AEAD_CHACHA20_POLY1305
+	AES128GCM        AEADID = 0x0001 // AEAD_AES_128_GCM, REQUIRED (§6)
+	AES256GCM        AEADID = 0x0002 // AEAD_AES_256_GCM
+	ChaCha20Poly1305 AEADID = 0x0010 // AEAD_CHACHA20_POLY1305
 )
 
 // Valid reports whether a is a known AEAD.
 func (a AEADID) Valid() bool { return a.KeyLen() != 0 }
 
-// KeyLen is the AEAD's key length (key_len in RFC 8548 §3.3), 0 if unknown.
+// KeyLen is the AEAD's key length (ae_key_len, RFC 8548 §6 Table 3), 0 if
+// unknown.
 func (a AEADID) KeyLen() int {
 	switch a {
 	case AES128GCM:
@@ -128,7 +129,7 @@ func (a AEADID) String() string {
 	case ChaCha20Poly1305:
 		return "chacha20poly1305"
 	}
-	return "aead(0x" + hexByte(byte(a)) + ")"
+	return "aead(0x" + hexByte(byte(a>>8)) + hexByte(byte(a)) + ")"
 }
 
 // ParseAEAD is the inverse of AEADID.String (case-insensitive).
@@ -144,7 +145,7 @@ func ParseAEAD(name string) (AEADID, error) {
 	return 0, errors.New("tcpcrypt: unknown AEAD " + strconv.Quote(name) + " (want aes128gcm, aes256gcm or chacha20poly1305)")
 }
 
-// Protocol constants (RFC 8548 §4.3; digest §2.3).
+// Protocol constants (RFC 8548 §4.3, §5).
 const (
 	KeyLen   = 32 // K_LEN: session secrets
 	NonceLen = 32 // N_A_LEN = N_B_LEN
@@ -154,18 +155,24 @@ const (
 	FrameOverhead  = FrameHeaderLen + 1 + TagLen // header, flags byte, tag: 20
 
 	// MaxInitLen bounds message_len of Init1/Init2. RFC 8548 §4.1 sets no
-	// limit; a receiver must buffer the whole message, so we refuse more
-	// than 64 KiB (digest §2.4: "a sane bound such as 64 KiB").
+	// limit; a receiver must buffer the whole message before it can answer,
+	// so a longer one is refused (the connection is aborted).
 	MaxInitLen = 65536
 
-	aeadNonceLen = 12 // FRAME_NONCE_MAGIC[4] | offset[8]
+	// NRLen is ae_nonce_len, the same for every AEAD of RFC 8548 §6: the
+	// length of the AEAD nonce and of the nonce randomizer NR that ends
+	// each traffic key (§3.6 Figure 4).
+	NRLen = 12
+
+	// MaxResumeNonceLen bounds the resumption nonce (RFC 8548 §3.5: 0 to 8
+	// bytes).
+	MaxResumeNonceLen = 8
 )
 
 // Magic numbers (RFC 8548 §4.3).
 const (
-	Init1Magic      uint32 = 0x15101a0e // INIT1_MAGIC
-	Init2Magic      uint32 = 0x097105e0 // INIT2_MAGIC
-	frameNonceMagic uint32 = 0x44415441 // FRAME_NONCE_MAGIC ("DATA")
+	Init1Magic uint32 = 0x15101a0e // INIT1_MAGIC
+	Init2Magic uint32 = 0x097105e0 // INIT2_MAGIC
 )
 
 // The one-byte CPRF constants (RFC 8548 §4.3).

@@ -121,7 +121,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
-	if e.feed(f, data, out) {
+	if e.feed(cfg, f, data, out) {
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
@@ -139,7 +139,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		} else {
 			qdata = nil
 		}
-		if len(qdata) > 0 && e.feed(f, qdata, out) {
+		if len(qdata) > 0 && e.feed(cfg, f, qdata, out) {
 			delivered = true
 		}
 		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
@@ -155,7 +155,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 
 // feed parses in-order C bytes into frames and delivers each authenticated
 // frame. It reports whether anything was delivered.
-func (e *Engine) feed(f *Flow, data []byte, out *Output) bool {
+func (e *Engine) feed(cfg *Config, f *Flow, data []byte, out *Output) bool {
 	d := &f.dec
 	delivered := false
 	for len(data) > 0 && f.State == StateEncrypted {
@@ -168,7 +168,7 @@ func (e *Engine) feed(f *Flow, data []byte, out *Output) bool {
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
 				d.cRcv += uint32(n)
-				if !e.openAndDeliver(f, data[:n], start, out) {
+				if !e.openAndDeliver(cfg, f, data[:n], start, out) {
 					return delivered
 				}
 				delivered = true
@@ -192,7 +192,7 @@ func (e *Engine) feed(f *Flow, data []byte, out *Output) bool {
 		d.cRcv += uint32(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
 			start := d.cRcv - uint32(need)
-			ok := e.openAndDeliver(f, d.partial, start, out)
+			ok := e.openAndDeliver(cfg, f, d.partial, start, out)
 			d.partial = d.partial[:0]
 			if !ok {
 				return delivered
@@ -205,7 +205,7 @@ func (e *Engine) feed(f *Flow, data []byte, out *Output) bool {
 
 // openAndDeliver authenticates one whole frame that starts at C sequence
 // cStart and sends its plaintext to the LAN host.
-func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Output) bool {
+func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint32, out *Output) bool {
 	d := &f.dec
 	if d.finFrame {
 		e.authFailed(f, "data after the FIN frame", out)
@@ -217,16 +217,7 @@ func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Outpu
 		e.authFailed(f, "frame failed authentication", out)
 		return false
 	}
-	if g := d.opener.Generation(); g != gen {
-		f.Stats.RekeysIn++
-		e.stats.RekeysIn.Add(1)
-		// RFC 8548 §3.9 (digest §2.6 [check]): a peer that starts a new
-		// generation is answered with one of ours, so a rekey also serves
-		// as an authenticated keep-alive.
-		if f.enc.sealer != nil && f.enc.sealer.Generation() < g {
-			e.rekeyOut(f)
-		}
-	}
+	rekeyed := d.opener.Generation() != gen
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
@@ -238,6 +229,15 @@ func (e *Engine) openAndDeliver(f *Flow, frame []byte, cStart uint32, out *Outpu
 	f.Stats.PlainBytesIn += uint64(len(pt))
 	if flags&tcpcrypt.FlagFIN != 0 {
 		d.finFrame, d.finC = true, cEnd
+	}
+	if rekeyed {
+		// RFC 8548 §3.8, §3.9: the peer's new generation is answered at
+		// once with ours, which also makes a rekey an authenticated
+		// keep-alive. After the frame's plaintext, so that the LAN
+		// host's data keeps its order.
+		f.Stats.RekeysIn++
+		e.stats.RekeysIn.Add(1)
+		e.answerRekey(cfg, f, d.opener.Generation(), out)
 	}
 	return true
 }

@@ -145,12 +145,11 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 			flags = tcpcrypt.FlagFIN
 		}
 		t := en.ring.tail(n + tcpcrypt.FrameOverhead)
-		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
-		if en.rekeyArmed { // the first frame under the new key: the rekey is on the wire
-			en.rekeyArmed = false
+		if en.sealer.RekeyPending() { // the first frame under the new key carries rekey = 1
 			f.Stats.RekeysOut++
 			e.stats.RekeysOut.Add(1)
 		}
+		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
 		en.ring.commit(len(fr))
 		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0}
 		en.recs.push(r)
@@ -172,19 +171,74 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 	return framed
 }
 
-// rekeyOut moves our direction to the next key (RFC 8548 §3.8): later
-// frames use it and flip the rekey bit; retransmissions keep the bytes
-// first sent. The receiver follows one generation per frame, so there is
-// at most one rekey between two frames.
+// rekeyOut increments our local generation (RFC 8548 §3.8): the next frame
+// uses the next key set and carries rekey = 1; retransmissions keep the
+// bytes first sent. The receiver counts one generation per rekey = 1
+// frame, so while no frame has used the new generation this does nothing
+// (Sealer.Rekey).
 func (e *Engine) rekeyOut(f *Flow) {
 	en := &f.enc
-	if en.sealer == nil || en.rekeyArmed {
+	if en.sealer == nil || !en.sealer.Rekey() {
 		return
 	}
-	en.sealer.Rekey()
-	en.rekeyArmed = true
 	en.sinceRekey = 0
 	en.lastRekey = e.now
+}
+
+// answerRekey catches our local generation up with the peer's (RFC 8548
+// §3.8): "If the remote generation number is now greater than the local
+// generation number, the receiver MUST immediately increment its local
+// generation number to match. Moreover, if the receiver has not yet
+// transmitted a segment with the FIN flag set, it MUST immediately send a
+// frame (with empty application data if necessary) with rekey = 1." The
+// LAN host has nothing to do with it, so the frame is empty and the
+// gateway's own: it has no P bytes, LAN retransmissions that reach its P
+// position re-send it, and Tick re-sends it while it is the unacknowledged
+// tail. Each generation needs a frame of its own.
+func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
+	en := &f.enc
+	if en.sealer == nil || en.finSent {
+		return
+	}
+	sent := false
+	for en.sealer.Generation() < remote {
+		if en.sealer.RekeyPending() { // our own rekey, not on the wire yet, goes first
+			if !e.frame(cfg, f, nil, false, out) {
+				return
+			}
+		}
+		e.rekeyOut(f)
+		if !e.frame(cfg, f, nil, false, out) {
+			return // buffer limits: the next data frame carries the rekey
+		}
+		sent = true
+	}
+	if sent && en.retxAt.IsZero() {
+		en.rto = initialInitRTO
+		en.retxAt = e.now.Add(en.rto)
+		e.pending = append(e.pending, f)
+	}
+}
+
+// ownTailUnacked reports whether the last unacknowledged frame is one of
+// the gateway's own empty frames (answerRekey): no LAN retransmission will
+// ever reach it, so Tick re-sends it.
+func (e *Engine) ownTailUnacked(f *Flow) bool {
+	en := &f.enc
+	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).own()
+}
+
+// resendOwnTail re-sends the gateway's own empty frames at the end of the
+// unacknowledged ones, exactly as first sent.
+func (e *Engine) resendOwnTail(f *Flow, out *Output) {
+	en := &f.enc
+	i := en.recs.len()
+	for i > 0 && en.recs.at(i-1).own() {
+		i--
+	}
+	for ; i < en.recs.len(); i++ {
+		e.sendFrame(f, en.recs.at(i), out)
+	}
 }
 
 // sendFrame sends one recorded frame, exactly as first sent.
@@ -203,7 +257,9 @@ func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
 		e.sendInit(f, out)
 	}
 	sent := false
-	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) })
+	// The first frame that reaches past from, or an empty frame of ours
+	// (answerRekey) that sits exactly at from.
+	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) || r.own() && r.pStart == from })
 	for ; i < en.recs.len(); i++ {
 		r := en.recs.at(i)
 		if !seqLT(r.pStart, to) {

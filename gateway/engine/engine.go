@@ -55,6 +55,10 @@ type Config struct {
 	// Cache holds the next session secret per peer for resumption (RFC
 	// 8548 §3.5); nil turns resumption off.
 	Cache *endpoint.Cache
+	// ResumeNonceLen is the length of our resumption nonces, 0..8 (RFC
+	// 8548 §3.5: the gateway cannot prevent the reuse of session secrets
+	// after a VM clone or snapshot, so the default must be 8).
+	ResumeNonceLen int
 
 	SYNFallbackRetries int           // LAN SYN retransmissions after which the SYN goes without ENO (0 = never)
 	InitTimeout        time.Duration // give up the Init exchange after this long
@@ -274,19 +278,28 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	cfg := e.cfg.Load()
 	kept := e.pending[:0]
 	for _, f := range e.pending {
-		if f.State != StateKeyExchange && f.State != StateEncrypted || f.enc.initAcked {
+		en := &f.enc
+		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
 		}
-		if now.Sub(f.enc.initStart) > cfg.InitTimeout {
+		if !en.initAcked && now.Sub(en.initStart) > cfg.InitTimeout {
 			e.stats.InitTimeouts.Add(1)
 			f.Reason = "init exchange timed out"
 			e.abort(f, out)
 			continue
 		}
-		if !now.Before(f.enc.retxAt) {
-			e.sendInit(f, out)
-			f.enc.rto = min(2*f.enc.rto, 4*time.Second)
-			f.enc.retxAt = now.Add(f.enc.rto)
+		if en.initAcked && !e.ownTailUnacked(f) {
+			en.retxAt = time.Time{}
+			continue
+		}
+		if !now.Before(en.retxAt) {
+			if !en.initAcked {
+				e.sendInit(f, out)
+			} else {
+				e.resendOwnTail(f, out)
+			}
+			en.rto = min(2*en.rto, 4*time.Second)
+			en.retxAt = now.Add(en.rto)
 		}
 		kept = append(kept, f)
 	}

@@ -38,6 +38,7 @@ func testConfig(t testing.TB, lan netip.Prefix) *Config {
 		IdleTimeout:      time.Hour,
 		ClosingTimeout:   time.Minute,
 		MaxBufferPerFlow: 1 << 20,
+		ResumeNonceLen:   8,
 	}
 }
 
@@ -163,13 +164,9 @@ func (c *pair) handshake() {
 		t.Fatal("gateway A did not add ENO to the SYN")
 	}
 	offer, err := eno.ParseSYNOption(o.ENO)
-	var plain []eno.Suboption
-	for _, sub := range offer.TEPs {
-		if !sub.HasData {
-			plain = append(plain, sub)
-		}
-	}
-	if err != nil || len(plain) != 2 || plain[0].TEP != byte(tcpcrypt.TEPCurve25519) {
+	// Both TEPs, in preference order; a resumption suboption goes last.
+	resuming := len(offer.TEPs) > 0 && offer.TEPs[len(offer.TEPs)-1].HasData
+	if err != nil || len(offer.TEPs) != 2 || !resuming && offer.TEPs[0].TEP != byte(tcpcrypt.TEPCurve25519) {
 		t.Fatalf("offer %+v err %v", offer, err)
 	}
 	srvSYN := one(t, c.b.process(wanSYN, c.now))
@@ -421,8 +418,16 @@ func TestResumption(t *testing.T) {
 	wanSYN := one(t, second.a.process(syn, second.now))
 	_, o := mustParse(t, wanSYN)
 	offer, _ := eno.ParseSYNOption(o.ENO)
-	if len(offer.TEPs) == 0 || !offer.TEPs[0].HasData {
-		t.Fatalf("second SYN does not offer resumption: %+v", offer)
+	// RFC 8548 §3.5: the resumption suboption (last, so without a length
+	// byte) is TEP|v=1, our half of resume[i], an 8-byte nonce; the
+	// resumed TEP is not offered a second time.
+	if len(offer.TEPs) == 0 || !offer.TEPs[len(offer.TEPs)-1].HasData || len(offer.TEPs[len(offer.TEPs)-1].Data) != 9+8 {
+		t.Fatalf("second SYN does not offer resumption with an 8-byte nonce: %+v", offer)
+	}
+	for _, sub := range offer.TEPs[:len(offer.TEPs)-1] {
+		if sub.TEP == offer.TEPs[len(offer.TEPs)-1].TEP {
+			t.Fatalf("resumed TEP offered twice: %+v", offer)
+		}
 	}
 	srvSYN := one(t, second.b.process(wanSYN, second.now))
 	p, _ := mustParse(t, srvSYN)
@@ -444,7 +449,7 @@ func TestResumption(t *testing.T) {
 	if !fa.Resumed || !fb.Resumed || fa.State != StateEncrypted || fb.State != StateEncrypted {
 		t.Fatalf("resumed: A %v/%v B %v/%v", fa.Resumed, fa.State, fb.Resumed, fb.State)
 	}
-	if !bytes.Equal(fa.sessionID, fb.sessionID) || bytes.Equal(fa.sessionID, sid1) {
+	if !bytes.Equal(fa.sessionID, fb.sessionID) || bytes.Equal(fa.sessionID, sid1) || fa.sessionID[0] != byte(fa.tep)|0x80 {
 		t.Fatalf("session ids: A %x B %x first %x", fa.sessionID, fb.sessionID, sid1)
 	}
 	// data flows under the resumed keys, first frame at offset 0

@@ -88,6 +88,9 @@ type Flow struct {
 	nonce          [tcpcrypt.NonceLen]byte
 	chosen         eno.Suboption   // role B: the TEP chosen from A's offer
 	resume         *endpoint.Entry // the cached secret offered (A) or accepted (B)
+	resumeNonce    []byte          // our resumption nonce, with resume (RFC 8548 §3.5)
+	sessionNonce   []byte          // sn[i] = nonce_a | nonce_b once resumption is agreed
+	originalRole   eno.Role        // our role in the session that produced ss[0]: picks our traffic keys
 	Resumed        bool            // the session started from a cached secret, no Init messages
 	accounted      int             // bytes this flow holds against the global budget
 	lanSynAcked    bool            // the LAN host has been sent an ACK (role B: of its SYN-ACK)
@@ -121,12 +124,11 @@ type encState struct {
 	sealer     *tcpcrypt.Sealer
 	sinceRekey int64
 	lastRekey  time.Time
-	rekeyArmed bool // Rekey was called and no frame has used the new key yet
 
 	initLen   int
 	initAcked bool
 	initStart time.Time
-	retxAt    time.Time
+	retxAt    time.Time     // next re-send of our own bytes (Init, empty rekey frames); zero: none due
 	rto       time.Duration
 	finSent   bool
 }

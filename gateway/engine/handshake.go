@@ -279,23 +279,32 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		why = "bypass rule"
 	case s.opts.ENO != nil:
 		why = "LAN host speaks ENO itself"
-	case len(s.Payload()) > 0 || s.opts.FastOpen:
-		why = "SYN carries data or Fast Open"
+	case len(s.Payload()) > 0 || s.opts.TFOCookie:
+		// RFC 8547 §4.7: a SYN+ENO segment MUST NOT carry data the SYN TEP
+		// does not define (tcpcrypt defines none) nor a non-empty TFO
+		// option. Dropping the data would change what the LAN host's TCP
+		// sent; passing the SYN without ENO keeps it exactly.
+		why = "SYN carries data or a Fast Open cookie"
 	case s.opts.MPTCP:
 		why = "MPTCP"
 	case s.has(packet.FlagURG):
 		why = "urgent data"
 	}
 	if why == "" {
-		// RFC 8548 §3.5: offer the cached secret first, with the ordinary
-		// TEPs after it so that the peer can fall back to a full handshake.
+		// RFC 8548 §3.5: offer the cached secret, the lowest unused i of
+		// its chain (the cache hands each ss[i] out once).
 		if cfg.Cache != nil {
 			if ent, ok := cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(cfg.TEPs, ent.TEP) && containsAEAD(cfg.Ciphers, ent.AEAD) {
 				f.resume = &ent
+				f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
 			}
 		}
-		for {
-			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f))
+		// Try the offer with every TEP, then the resumption suboption
+		// alone (it also offers a fresh key exchange with its TEP, RFC
+		// 8548 §3.2), then the TEPs without resumption: the first that
+		// fits beside the host's own options goes.
+		for _, withTEPs := range []bool{true, false} {
+			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f, withTEPs))
 			if err != nil {
 				why = "ENO offer: " + err.Error()
 				break
@@ -312,21 +321,36 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 				why = "no TCP option space for ENO"
 				break
 			}
-			f.resume = nil // no room for the resumption suboption: offer the TEPs alone
+			if !withTEPs {
+				f.resume, f.resumeNonce = nil, nil // no room even alone: offer the TEPs
+				if opt, err = eno.AppendSYNOption(nil, e.offer(cfg, f, true)); err == nil && e.emitSYN(s, opt, 0, out) {
+					f.offer, f.State = opt, StateSYNSent
+					return
+				}
+				why = "no TCP option space for ENO"
+			}
 		}
 	}
 	e.plain(f, why)
 	e.forward(s.Buf, out)
 }
 
-// offer lists the suboptions of our SYN's ENO option.
-func (e *Engine) offer(cfg *Config, f *Flow) eno.SYNOption {
+// offer lists the suboptions of our SYN's ENO option: the configured TEPs in
+// preference order and, when resuming, the resumption suboption last, where
+// its data needs no length byte (RFC 8547 §4.4). The resumed TEP is not
+// listed again without data: a resumption suboption already offers a fresh
+// key exchange with its TEP (RFC 8548 §3.2), and RFC 8548 defines no
+// meaning for the same TEP twice. withTEPs false leaves only the
+// resumption suboption.
+func (e *Engine) offer(cfg *Config, f *Flow, withTEPs bool) eno.SYNOption {
 	subs := make([]eno.Suboption, 0, len(cfg.TEPs)+1)
-	if f.resume != nil {
-		subs = append(subs, endpoint.OfferResume(*f.resume))
-	}
 	for _, t := range cfg.TEPs {
-		subs = append(subs, eno.Suboption{TEP: byte(t)})
+		if withTEPs && (f.resume == nil || t != f.resume.TEP) {
+			subs = append(subs, eno.Suboption{TEP: byte(t)})
+		}
+	}
+	if f.resume != nil {
+		subs = append(subs, endpoint.OfferResume(*f.resume, f.resumeNonce))
 	}
 	return eno.Offer(subs)
 }
@@ -335,8 +359,9 @@ func (e *Engine) offer(cfg *Config, f *Flow) eno.SYNOption {
 // front of it, the address of its gateway, which is the other end).
 func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 
-// lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §9: a middlebox may
-// drop SYNs with unknown options, so after some tries the SYN goes plain).
+// lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
+// middlebox may drop SYNs with unknown options, so after some tries the SYN
+// goes plain).
 func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.synRetries++
 	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries {
@@ -349,7 +374,7 @@ func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 	e.forward(s.Buf, out)
 }
 
-// wanSYNACK takes B's answer to our offer (RFC 8547 §4.4).
+// wanSYNACK takes B's answer to our offer (RFC 8547 §4.5, §4.6).
 func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 	if s.Ack != f.lanISN+1 {
 		e.forward(s.Buf, out)
@@ -368,6 +393,13 @@ func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 		e.forward(s.Buf, out)
 		return
 	}
+	if s.opts.ENOCount > 1 {
+		// RFC 8547 §4.1: more than one ENO option in a SYN segment is
+		// invalid, which means no ENO.
+		e.plain(f, "ENO negotiation failed: more than one ENO option")
+		e.emitSYN(s, nil, 0, out)
+		return
+	}
 	chosen, err := e.negotiated(f, s.opts.ENO)
 	if err != nil {
 		e.plain(f, "ENO negotiation failed: "+err.Error())
@@ -381,6 +413,11 @@ func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
 }
 
+// negotiated is A's reading of B's answer (RFC 8547 §4.5; RFC 8548 §3.2,
+// §3.5): the last TEP in B's SYN-ACK that we offered, whatever its v bit;
+// with v = 1 it counts only as the matching other half of our resumption
+// identifier, and a non-matching one is ignored. A resumption answer also
+// fixes sn[i].
 func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	offer, err := eno.ParseSYNOption(f.offer)
 	if err != nil {
@@ -390,15 +427,26 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	if err != nil {
 		return eno.Suboption{}, err
 	}
+	var peerNonce []byte
 	chosen, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
-		return f.resume != nil && offered.HasData && endpoint.ResumeAnswerMatches(*f.resume, answered)
+		if f.resume == nil || !offered.HasData {
+			return false
+		}
+		n, ok := endpoint.ResumeAnswerMatches(*f.resume, answered)
+		peerNonce = n
+		return ok
 	})
 	if err != nil {
 		return chosen, err
 	}
-	if f.resume != nil && !chosen.HasData {
-		f.resume = nil // the peer did not hold the secret: full handshake
-		e.stats.ResumeMisses.Add(1)
+	if f.resume != nil {
+		if chosen.HasData {
+			f.sessionNonce = endpoint.SessionNonce(*f.resume, f.resumeNonce, peerNonce)
+		} else {
+			f.resume = nil // the peer did not hold the secret: full handshake
+			e.stats.ResumeMisses.Add(1)
+		}
+		f.resumeNonce = nil
 	}
 	if !tcpcrypt.TEP(chosen.TEP).Valid() {
 		return chosen, fmt.Errorf("unsupported TEP 0x%02x", chosen.TEP)
@@ -414,18 +462,23 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	why := ""
 	var chosen eno.Suboption
 	var resume *endpoint.Entry
+	var peerNonce []byte
 	switch {
 	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
 		why = "bypass rule"
 	case s.opts.ENO == nil:
 		why = "peer did not offer ENO"
-	case len(s.Payload()) > 0 || s.opts.FastOpen:
-		why = "SYN carries data or Fast Open"
+	case s.opts.ENOCount > 1:
+		why = "malformed ENO offer: more than one ENO option" // RFC 8547 §4.1
 	case s.opts.MPTCP:
 		why = "MPTCP"
 	case s.has(packet.FlagURG):
 		why = "urgent data"
 	default:
+		// SYN data and a Fast Open option of a SYN+ENO are dropped on the
+		// way to the LAN host (emitSYN forwards neither): RFC 8547 §4.7
+		// requires discarding SYN data the negotiated TEP does not define,
+		// and acknowledging only the peer's ISN.
 		offer, err := eno.ParseSYNOption(s.opts.ENO)
 		if err != nil {
 			why = "malformed ENO offer: " + err.Error()
@@ -435,24 +488,30 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			why = "peer claims the passive role"
 			break
 		}
+		// RFC 8548 §3.5: resume when A names a secret we cached under the
+		// same TEP ("it SHOULD ... agree to resume"); each is taken once.
 		var ok bool
-		chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
-			if !containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+		if cfg.Cache != nil {
+			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
+				if !sub.HasData || !containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+					return false
+				}
+				ent, n, hit := endpoint.AcceptResume(cfg.Cache, peerKey(key.WAN), sub)
+				if hit && containsAEAD(cfg.Ciphers, ent.AEAD) {
+					resume, peerNonce = &ent, n
+					return true
+				}
 				return false
-			}
-			if !sub.HasData {
-				return true
-			}
-			if cfg.Cache == nil || resume != nil {
-				return false
-			}
-			// RFC 8548 §3.5: A offers a secret we cached; each is used once.
-			if ent, hit := endpoint.AcceptResume(cfg.Cache, peerKey(key.WAN), sub); hit && containsAEAD(cfg.Ciphers, ent.AEAD) {
-				resume = &ent
-				return true
-			}
-			return false
-		})
+			})
+		}
+		if !ok {
+			// A fresh key exchange with the first TEP of A's that we
+			// support, whatever its v bit: a resumption suboption we do not
+			// hold, or one with fewer than 9 data bytes, is an offer of
+			// fresh key exchange too (RFC 8548 §3.2, §3.5).
+			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool { return containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) })
+			chosen = eno.Suboption{TEP: chosen.TEP}
+		}
 		if !ok {
 			why = "no common TEP"
 		}
@@ -466,10 +525,13 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		return
 	}
 	f.offer = append([]byte(nil), s.opts.ENO...)
-	f.chosen = chosen
 	f.tep = tcpcrypt.TEP(chosen.TEP)
-	if chosen.HasData {
+	f.chosen = chosen
+	if resume != nil {
 		f.resume = resume
+		f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
+		f.sessionNonce = endpoint.SessionNonce(*resume, f.resumeNonce, peerNonce)
+		f.chosen = endpoint.AnswerResume(*resume, f.resumeNonce) // our half of resume[i]
 	}
 	f.State = StateSYNReceived
 	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
@@ -484,7 +546,7 @@ func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
 	return false
 }
 
-// lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.4:
+// lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
 // global suboption with b=1, then the chosen TEP).
 func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	if s.Ack != f.wanISN+1 {
@@ -501,11 +563,7 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	}
 	f.lanWin = s.Window >> f.lanWS
 	if f.answer == nil {
-		answer := f.chosen
-		if f.resume != nil {
-			answer = endpoint.AnswerResume(*f.resume) // B's half of resume[i]
-		}
-		opt, err := eno.AppendSYNOption(nil, eno.Answer(answer))
+		opt, err := eno.AppendSYNOption(nil, eno.Answer(f.chosen))
 		if err != nil {
 			e.plain(f, "ENO answer: "+err.Error())
 			e.forward(s.Buf, out)
@@ -521,9 +579,13 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	f.State = StateSYNACKSent
 }
 
-// emitSYN rewrites a SYN or SYN-ACK: every option but ENO is kept, enoOpt
-// (if any) is added, and the MSS is clamped to clamp (if > 0). It reports
-// false, sending nothing, when enoOpt does not fit.
+// emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
+// for: every option but ENO and Fast Open is kept (NOPs are packed away),
+// enoOpt (if any) is added, and the MSS is clamped to clamp (if > 0). SYN
+// data is not forwarded. It reports false, sending nothing, when enoOpt
+// does not fit. Fast Open goes because a SYN+ENO must not carry a non-empty
+// TFO option (RFC 8547 §4.7): a LAN host that never gets a cookie never
+// sends SYN data, so its later connections stay encryptable.
 func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool {
 	ow := &e.ow
 	ow.Reset()
@@ -536,7 +598,7 @@ func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool
 			mss = s.opts.MSS
 		}
 	}
-	ow.CopyExcept(s.Options(), mss, packet.OptENO)
+	ow.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
 	if enoOpt != nil && !ow.Raw(enoOpt) {
 		return false
 	}
@@ -739,7 +801,8 @@ func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
 }
 
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
-// k_ab[i], k_ba[i] and sid[i] directly, the first frame at offset 0.
+// keys and session ID from ss[i] and sn[i] directly, the first frame at
+// offset 0.
 func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
 	ent := f.resume
 	ss := ent.Secret
@@ -754,24 +817,35 @@ func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
 	return nil
 }
 
-// cacheNext keeps ss[i+1] for the next connection to the same peer; both
-// ends do the same, so they agree on it (RFC 8548 §3.5).
+// cacheNext keeps ss[i+1] for the next connection to the same peer, with
+// the role we played in the original session; both ends do the same, so
+// they agree on it (RFC 8548 §3.5: "compute and cache ss[i+1]").
 func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
 	if cfg.Cache != nil {
-		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next()})
+		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
 	}
 }
 
-// keysReady switches the flow to encrypted under ss (k_ab for A's
-// direction, k_ba for B's). The peer's Init becomes a
+// keysReady switches the flow to encrypted under ss. We seal with k_ab if
+// we played A in the original session (this one when fresh, the cached
+// entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
+// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
 // pseudo-frame of the C stream that the gateway itself acknowledges.
 func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
-	sealer, opener, err := tcpcrypt.NewSession(ss, aead, f.Role == RoleA)
+	f.originalRole = eno.RoleA
+	if f.Role == RoleB {
+		f.originalRole = eno.RoleB
+	}
+	if f.resume != nil {
+		f.originalRole = f.resume.OriginalRole
+	}
+	sealer, opener, err := tcpcrypt.NewSession(ss, aead, f.sessionNonce, f.originalRole == eno.RoleA)
 	if err != nil {
 		return err
 	}
 	f.aead = aead
-	f.sessionID = ss.SessionID(f.tep)
+	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
+	f.sessionNonce = nil
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = e.now
 	d := &f.dec

@@ -94,6 +94,10 @@ type frameRec struct {
 func (r *frameRec) cAfter() uint32 { return r.cEnd + b2u(r.fin) }
 func (r *frameRec) pAfter() uint32 { return r.pEnd + b2u(r.fin) }
 
+// own reports a frame the gateway sent of itself, carrying none of the LAN
+// host's bytes: an empty frame that answers the peer's rekey.
+func (r *frameRec) own() bool { return !r.init && !r.fin && r.pStart == r.pEnd }
+
 func b2u(b bool) uint32 {
 	if b {
 		return 1

@@ -41,8 +41,10 @@ type Options struct {
 	TSecr     uint32
 	NSACK     int
 	SACK      [4]SACKBlock
-	ENO       []byte // the whole ENO option (kind, length, contents) or nil
-	FastOpen  bool
+	ENO       []byte // the first ENO option (kind, length, contents) or nil
+	ENOCount  int    // how many ENO options: more than one in a SYN means no ENO (RFC 8547 §4.1)
+	FastOpen  bool   // a TCP Fast Open option (RFC 7413), empty or not
+	TFOCookie bool   // the Fast Open option carries a cookie (is non-empty)
 	MPTCP     bool
 }
 
@@ -92,8 +94,10 @@ func ParseOptions(opts []byte) (Options, error) {
 			if o.ENO == nil {
 				o.ENO = opts[i : i+l]
 			}
+			o.ENOCount++
 		case OptFastOpen:
 			o.FastOpen = true
+			o.TFOCookie = o.TFOCookie || l > 2
 		case OptMPTCP:
 			o.MPTCP = true
 		}
@@ -123,9 +127,12 @@ func (w *OptionWriter) Raw(opt []byte) bool {
 	return true
 }
 
-// CopyExcept appends every option of opts (NOPs included, so alignment is
-// kept) except those whose kind is in drop, and rewrites MSS to mss when
-// mss != 0. Options that no longer fit are left out.
+// CopyExcept appends every option of opts except NOPs and those whose kind
+// is in drop, and rewrites MSS to mss when mss != 0. Options that no longer
+// fit are left out. NOPs only align what follows them (RFC 9293 §3.1), and
+// a SYN's options are read once: packing them leaves room for ENO, whose
+// tcpcrypt resumption suboptions need up to 21 of the 40 bytes
+// (RFC 8548 §3.5).
 func (w *OptionWriter) CopyExcept(opts []byte, mss uint16, drop ...byte) {
 	for i := 0; i < len(opts); {
 		kind := opts[i]
@@ -133,10 +140,6 @@ func (w *OptionWriter) CopyExcept(opts []byte, mss uint16, drop ...byte) {
 			return
 		}
 		if kind == OptNOP {
-			if w.n < MaxTCPOption {
-				w.buf[w.n] = OptNOP
-				w.n++
-			}
 			i++
 			continue
 		}

@@ -48,7 +48,7 @@ func Start(ns *netns.NS, dir, filter string) (*Capture, error) {
 	}
 	c := &Capture{file: filepath.Join(dir, "wan.pcap"), log: filepath.Join(dir, "tcpdump.log")}
 	// -y LINUX_SLL: the classic cooked header, which pcapgo reads.
-	p, err := ns.Start(context.Background(), c.log, bin, "-i", "any", "-y", "LINUX_SLL", "--immediate-mode", "-U", "-s", "0", "-w", c.file, filter)
+	p, err := ns.Start(context.Background(), c.log, bin, "-i", "any", "-y", "LINUX_SLL", "--immediate-mode", "-U", "-B", "16384", "-s", "0", "-w", c.file, filter)
 	if err != nil {
 		return nil, err
 	}
@@ -132,4 +132,53 @@ func FactsFor(pkts []packet.Packet, port uint16, marker []byte) Facts {
 		}
 	}
 	return f
+}
+
+// StreamStart reassembles the first bytes of one direction of the first
+// connection to port that the capture shows: toPort picks the direction
+// of the connection's SYN (client to server), otherwise that of its
+// SYN-ACK. It returns up to max contiguous bytes from the first byte after
+// the SYN, and the stream offsets at which a segment with PSH ends. A
+// packet seen twice (on two interfaces) counts once.
+func StreamStart(pkts []packet.Packet, port uint16, toPort bool, max int) (data []byte, pshEnds map[int]bool) {
+	var isn uint32
+	var src, dst uint16
+	found := false
+	for i := range pkts {
+		p := &pkts[i]
+		syn, ack := p.Flags&packet.FlagSYN != 0, p.Flags&packet.FlagACK != 0
+		if syn && (toPort && !ack && p.DstPort == port || !toPort && ack && p.SrcPort == port) {
+			isn, src, dst, found = p.Seq, p.SrcPort, p.DstPort, true
+			break
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	buf := make([]byte, max)
+	have := make([]bool, max)
+	pshEnds = map[int]bool{}
+	for i := range pkts {
+		p := &pkts[i]
+		if p.SrcPort != src || p.DstPort != dst || p.Flags&packet.FlagSYN != 0 {
+			continue
+		}
+		off := int(p.Seq - isn - 1)
+		pay := p.Payload()
+		if off < 0 || off >= max || len(pay) == 0 {
+			continue
+		}
+		n := copy(buf[off:], pay)
+		for j := off; j < off+n; j++ {
+			have[j] = true
+		}
+		if p.Flags&packet.FlagPSH != 0 {
+			pshEnds[off+len(pay)] = true
+		}
+	}
+	n := 0
+	for n < max && have[n] {
+		n++
+	}
+	return buf[:n], pshEnds
 }

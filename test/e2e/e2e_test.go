@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/gateway/packet"
+	"tcpcrypt-gw/test/capture"
 	"tcpcrypt-gw/test/netns"
 )
 
@@ -34,6 +37,54 @@ func sendMarker(t *testing.T, l net.Listener, from *netns.NS, addr string) {
 	}
 }
 
+// checkInitOnWire parses the first bytes each way on the WAN by the figures
+// of RFC 8548 §4.1 with offsets written here, not with the project's codec:
+// Init1 = magic | message_len | nciphers = K | 2*K bytes of AEAD ids | N_A
+// (32) | Pub_A, Init2 = magic | message_len | sym_cipher (2) | N_B (32) |
+// Pub_B, nothing ignored; X25519 keys (the default TEP) are 32 bytes. The
+// segment with the last byte of each has PSH (§3.3).
+func checkInitOnWire(t *testing.T, pkts []packet.Packet, port uint16) {
+	t.Helper()
+	known := map[uint16]bool{0x0001: true, 0x0002: true, 0x0010: true} // §7 Table 5
+	i1, psh1 := capture.StreamStart(pkts, port, true, 512)
+	if len(i1) < 9 || binary.BigEndian.Uint32(i1) != 0x15101a0e {
+		t.Fatalf("client stream does not start with INIT1_MAGIC: %x", i1[:min(len(i1), 16)])
+	}
+	m1, k := int(binary.BigEndian.Uint32(i1[4:])), int(i1[8])
+	if k == 0 || m1 != 9+2*k+32+32 || len(i1) < m1 {
+		t.Fatalf("Init1: message_len %d, nciphers %d, %d bytes captured; want 9+2K+32+32", m1, k, len(i1))
+	}
+	offered := map[uint16]bool{}
+	for j := range k {
+		id := binary.BigEndian.Uint16(i1[9+2*j:])
+		if !known[id] {
+			t.Errorf("Init1 offers AEAD 0x%04x", id)
+		}
+		offered[id] = true
+	}
+	if !psh1[m1] {
+		t.Errorf("no PSH on the segment with the last byte of Init1 (offset %d): %v", m1, psh1)
+	}
+	i2, psh2 := capture.StreamStart(pkts, port, false, 512)
+	if len(i2) < 10 || binary.BigEndian.Uint32(i2) != 0x097105e0 {
+		t.Fatalf("server stream does not start with INIT2_MAGIC: %x", i2[:min(len(i2), 16)])
+	}
+	m2 := int(binary.BigEndian.Uint32(i2[4:]))
+	if m2 != 10+32+32 || !offered[binary.BigEndian.Uint16(i2[8:])] {
+		t.Fatalf("Init2: message_len %d, sym_cipher %x (offered %v)", m2, i2[8:10], offered)
+	}
+	if !psh2[m2] {
+		t.Errorf("no PSH on the segment with the last byte of Init2 (offset %d): %v", m2, psh2)
+	}
+	// The first frame follows each Init: control | clen, clen covering at
+	// least flags and a 16-byte tag (§4.2).
+	for _, s := range [][]byte{i1[m1:], i2[m2:]} {
+		if len(s) >= 3 && (s[0]&0xfe != 0 || binary.BigEndian.Uint16(s[1:]) < 17) {
+			t.Errorf("first frame header %x", s[:3])
+		}
+	}
+}
+
 // TestEncryptedThroughBothGateways is case a: HTTP and 64 MiB each way
 // through both gateways, equal session IDs, ENO on the SYNs and no
 // plaintext on the wire.
@@ -43,7 +94,8 @@ func TestEncryptedThroughBothGateways(t *testing.T) {
 	srv := fmt.Sprintf("%s:9000", e.topo.ServerAddr4)
 	l := listen(t, e.topo.Server, "0.0.0.0:9000")
 	sendMarker(t, l, e.topo.Client, srv)
-	facts := factsFor(cap.packets(), 9000, marker)
+	pkts := cap.packets()
+	facts := factsFor(pkts, 9000, marker)
 	if !facts.SYNWithENO || !facts.SYNACKWithENO {
 		t.Errorf("wan capture: ENO on SYN %v, on SYN-ACK %v; want both", facts.SYNWithENO, facts.SYNACKWithENO)
 	}
@@ -53,6 +105,7 @@ func TestEncryptedThroughBothGateways(t *testing.T) {
 	if facts.PayloadBytes < 64<<10 {
 		t.Errorf("wan capture saw only %d payload bytes", facts.PayloadBytes)
 	}
+	checkInitOnWire(t, pkts, 9000)
 
 	transfer(t, l, e.topo.Client, srv, 64<<20, 64<<20, 1)
 

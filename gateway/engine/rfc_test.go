@@ -1,0 +1,231 @@
+package engine
+
+// Engine behaviour that RFC 8547 and RFC 8548 fix on the wire: the answer
+// to a peer's rekey, SYN data and Fast Open, duplicate ENO options, fresh
+// key exchange for a resumption the gateway cannot serve.
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// split separates packets to the LAN host lanHost from those to the WAN.
+func split(t *testing.T, pkts [][]byte, lanHost netip.Addr) (toLAN, toWAN [][]byte) {
+	t.Helper()
+	for _, q := range pkts {
+		qp, _ := mustParse(t, q)
+		if qp.Dst == lanHost {
+			toLAN = append(toLAN, q)
+		} else {
+			toWAN = append(toWAN, q)
+		}
+	}
+	return toLAN, toWAN
+}
+
+// TestRekeyIsAnsweredAtOnce: a frame with rekey = 1 from the peer makes the
+// gateway move its own generation and send, at once and although the LAN
+// host has nothing to send, an empty frame with rekey = 1 (RFC 8548 §3.8).
+// The gateway re-sends that frame itself until it is acknowledged.
+func TestRekeyIsAnsweredAtOnce(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	fb := c.b.flow(t)
+	c.b.table.LockShard(0)
+	c.b.e.rekeyOut(fb) // gateway B starts generation 1
+	c.b.table.UnlockShard(0)
+
+	reply := []byte("rekeyed reply")
+	wan := one(t, c.b.process(c.server.seg(packet.FlagACK|packet.FlagPSH, reply, nil), c.now))
+	wp, _ := mustParse(t, wan)
+	if wp.Payload()[0] != tcpcrypt.ControlRekey {
+		t.Fatalf("first frame of generation 1 has control %x", wp.Payload()[0])
+	}
+	c.server.seq += uint32(len(reply))
+
+	toClient, toWAN := split(t, c.a.process(wan, c.now), c.client.addr.Addr())
+	if len(toClient) != 1 || len(toWAN) != 1 {
+		t.Fatalf("A after the rekey frame: %d to the client, %d to the WAN", len(toClient), len(toWAN))
+	}
+	cp, _ := mustParse(t, toClient[0])
+	if !bytes.Equal(cp.Payload(), reply) {
+		t.Fatalf("client got %q", cp.Payload())
+	}
+	ep, _ := mustParse(t, toWAN[0])
+	if len(ep.Payload()) != tcpcrypt.FrameOverhead || ep.Payload()[0] != tcpcrypt.ControlRekey {
+		t.Fatalf("answer: %d bytes, control %x; want an empty frame with rekey = 1", len(ep.Payload()), ep.Payload()[0])
+	}
+	fa := c.a.flow(t)
+	if fa.enc.sealer.Generation() != 1 || fa.dec.opener.Generation() != 1 || fa.Stats.RekeysOut != 1 || fa.Stats.RekeysIn != 1 {
+		t.Fatalf("A: local %d remote %d, out %d in %d", fa.enc.sealer.Generation(), fa.dec.opener.Generation(), fa.Stats.RekeysOut, fa.Stats.RekeysIn)
+	}
+
+	// Lost: the timer sends the same bytes again.
+	c.a.table.LockShard(0)
+	c.a.e.Tick(c.now.Add(time.Second), &c.a.out)
+	c.a.table.UnlockShard(0)
+	if c.a.out.N != 1 {
+		t.Fatalf("tick sent %d packets, want the empty frame again", c.a.out.N)
+	}
+	again := append([]byte(nil), c.a.out.Packets()[0][c.a.out.Offset:]...)
+	c.a.out.Reset()
+	gp, _ := mustParse(t, again)
+	if !bytes.Equal(gp.Payload(), ep.Payload()) || gp.Seq != ep.Seq {
+		t.Fatal("re-sent rekey frame differs")
+	}
+
+	// B opens it: generation 1 both ways, nothing goes to the server, and
+	// B does not answer again (its local generation is already 1).
+	outs := c.b.process(again, c.now)
+	for _, q := range outs {
+		qp, _ := mustParse(t, q)
+		if len(qp.Payload()) != 0 {
+			t.Fatalf("B sent %d payload bytes after the answer", len(qp.Payload()))
+		}
+	}
+	if fb.dec.opener.Generation() != 1 {
+		t.Fatalf("B's remote generation %d", fb.dec.opener.Generation())
+	}
+	// B's ACK covers it: no more re-sends.
+	c.server.ack = c.client.seq
+	ack := one(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now))
+	c.a.process(ack, c.now)
+	c.a.table.LockShard(0)
+	c.a.e.Tick(c.now.Add(10*time.Second), &c.a.out)
+	c.a.table.UnlockShard(0)
+	if c.a.out.N != 0 {
+		t.Fatalf("tick re-sent %d packets after the ACK", c.a.out.N)
+	}
+
+	// Client data after the rekey goes under generation 1 with rekey = 0,
+	// and reaches the server.
+	msg := []byte("after the rekey")
+	w2 := one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
+	w2p, _ := mustParse(t, w2)
+	if w2p.Payload()[0] != 0 {
+		t.Fatalf("second frame of generation 1 has control %x", w2p.Payload()[0])
+	}
+	got := one(t, c.b.process(w2, c.now))
+	gp2, _ := mustParse(t, got)
+	if !bytes.Equal(gp2.Payload(), msg) {
+		t.Fatalf("server got %q", gp2.Payload())
+	}
+}
+
+// TestLANSYNDataOrCookieIsPlain: a LAN SYN with data or a Fast Open cookie
+// leaves without ENO (RFC 8547 §4.7); an empty Fast Open option (a cookie
+// request) is removed and ENO added, with the options packed.
+func TestLANSYNDataOrCookieIsPlain(t *testing.T) {
+	tfo := func(cookie ...byte) []byte {
+		o := append(synOpts(1460), packet.OptNOP, packet.OptNOP, packet.OptFastOpen, byte(2+len(cookie)))
+		o = append(o, cookie...)
+		for len(o)%4 != 0 {
+			o = append(o, packet.OptEOL)
+		}
+		return o
+	}
+	for _, c := range []struct {
+		name    string
+		data    []byte
+		opts    []byte
+		wantENO bool
+	}{
+		{"syn data", []byte("hello"), synOpts(1460), false},
+		{"tfo cookie", nil, tfo(1, 2, 3, 4, 5, 6, 7, 8), false},
+		{"tfo cookie request", nil, tfo(), true},
+	} {
+		p := newPair(t)
+		out := one(t, p.a.process(p.client.seg(packet.FlagSYN, c.data, c.opts), p.now))
+		op, o := mustParse(t, out)
+		if (o.ENO != nil) != c.wantENO {
+			t.Errorf("%s: ENO %x", c.name, o.ENO)
+		}
+		if c.wantENO && (o.FastOpen || len(op.Payload()) != 0) {
+			t.Errorf("%s: a SYN+ENO carries Fast Open %v / %d data bytes", c.name, o.FastOpen, len(op.Payload()))
+		}
+		if !c.wantENO && (p.a.flow(t).State != StatePassthrough || !bytes.Equal(op.Payload(), c.data)) {
+			t.Errorf("%s: not passed unchanged (state %v)", c.name, p.a.flow(t).State)
+		}
+		if c.wantENO && len(op.Options()) > 40 {
+			t.Errorf("%s: options %d bytes", c.name, len(op.Options()))
+		}
+	}
+}
+
+// TestWANSYNDataIsDropped: a WAN SYN+ENO's data and Fast Open option never
+// reach the LAN server (RFC 8547 §4.7: discarded, the ISN alone
+// acknowledged), and ENO is still negotiated.
+func TestWANSYNDataIsDropped(t *testing.T) {
+	c := newPair(t)
+	syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+	p, o := mustParse(t, syn)
+	opts := append([]byte(nil), p.Options()...)
+	opts = append(opts, packet.OptFastOpen, 6, 9, 9, 9, 9)
+	for len(opts)%4 != 0 {
+		opts = append(opts, packet.OptEOL)
+	}
+	if len(opts) > 40 {
+		t.Skipf("no room for the test's TFO option beside ENO %x", o.ENO)
+	}
+	h := packet.HeaderFrom(&p)
+	h.Options, h.Payload = opts, []byte("early data")
+	withData := packet.Build(make([]byte, h.Len()), &h)
+	srv := one(t, c.b.process(withData, c.now))
+	sp, so := mustParse(t, srv)
+	if len(sp.Payload()) != 0 || so.FastOpen || so.ENO != nil {
+		t.Fatalf("server SYN: %d data bytes, TFO %v, ENO %x", len(sp.Payload()), so.FastOpen, so.ENO)
+	}
+	if c.b.flow(t).State != StateSYNReceived {
+		t.Fatalf("B state %v, want ENO negotiation to go on", c.b.flow(t).State)
+	}
+}
+
+// TestDuplicateENOIsNoENO: more than one ENO option in a SYN is invalid
+// (RFC 8547 §4.1): the flow is plain.
+func TestDuplicateENOIsNoENO(t *testing.T) {
+	c := newPair(t)
+	syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+	p, _ := mustParse(t, syn)
+	h := packet.HeaderFrom(&p)
+	h.Options = []byte{packet.OptMSS, 4, 5, 0xb4, eno.OptionKind, 3, 0x23, eno.OptionKind, 3, 0x21, packet.OptEOL, packet.OptEOL}
+	dup := packet.Build(make([]byte, h.Len()), &h)
+	c.b.process(dup, c.now)
+	if f := c.b.flow(t); f.State != StatePassthrough {
+		t.Fatalf("B state %v (%s), want plain", f.State, f.Reason)
+	}
+}
+
+// TestUnknownResumptionIsFreshExchange: a resumption suboption B cannot
+// serve, or one with fewer than 9 data bytes, is an offer of a fresh key
+// exchange with its TEP (RFC 8548 §3.2, §3.5); B answers that TEP with
+// v = 0.
+func TestUnknownResumptionIsFreshExchange(t *testing.T) {
+	for _, data := range [][]byte{bytes.Repeat([]byte{7}, 17), {1, 2, 3}} {
+		c := newPair(t)
+		syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+		p, _ := mustParse(t, syn)
+		opt, err := eno.AppendSYNOption(nil, eno.Offer([]eno.Suboption{{TEP: byte(tcpcrypt.TEPP256), Data: data, HasData: true}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := packet.HeaderFrom(&p)
+		h.Options = append([]byte{packet.OptMSS, 4, 5, 0xb4}, opt...)
+		for len(h.Options)%4 != 0 {
+			h.Options = append(h.Options, packet.OptEOL)
+		}
+		c.b.process(packet.Build(make([]byte, h.Len()), &h), c.now)
+		c.server.ack = c.client.seq + 1
+		out := one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now))
+		_, o := mustParse(t, out)
+		ans, err := eno.ParseSYNOption(o.ENO)
+		if err != nil || !ans.Passive() || len(ans.TEPs) != 1 || ans.TEPs[0].TEP != byte(tcpcrypt.TEPP256) || ans.TEPs[0].HasData {
+			t.Fatalf("data %d bytes: answer %+v (%v)", len(data), ans, err)
+		}
+	}
+}
