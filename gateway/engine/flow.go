@@ -128,7 +128,7 @@ type encState struct {
 	initLen   int
 	initAcked bool
 	initStart time.Time
-	retxAt    time.Time     // next re-send of our own bytes (Init, empty rekey frames); zero: none due
+	retxAt    time.Time // next re-send of our own bytes (Init, empty rekey frames); zero: none due
 	rto       time.Duration
 	finSent   bool
 }
