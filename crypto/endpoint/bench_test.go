@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
 )
 
 // benchListener accepts loopback connections for a whole benchmark.
@@ -90,10 +91,11 @@ func BenchmarkHandshake(b *testing.B) {
 func BenchmarkResume(b *testing.B) {
 	l := newBenchListener(b)
 	cacheA, cacheB := NewCache(16, time.Minute), NewCache(16, time.Minute)
-	hostA := enoHost{teps: []tcpcrypt.TEP{tcpcrypt.TEPCurve25519}, cache: cacheA, peer: "127.0.0.1"}
-	hostB := enoHost{teps: allTEPs, cache: cacheB, peer: "127.0.0.1"}
-	e := testEntry("bench")
+	hostA := enoHost{teps: []tcpcrypt.TEP{tcpcrypt.TEPCurve25519}, cache: cacheA, peer: "127.0.0.1", nonceLen: tcpcrypt.MaxResumeNonceLen}
+	hostB := enoHost{teps: allTEPs, cache: cacheB, peer: "127.0.0.1", nonceLen: tcpcrypt.MaxResumeNonceLen}
+	e := testEntry("bench") // A's: originally A
 	cacheA.Put(hostA.peer, e)
+	e.OriginalRole = eno.RoleB
 	cacheB.Put(hostB.peer, e)
 	for b.Loop() {
 		out := simulateENO(b, hostA, hostB)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
 )
 
 // fakeClock is a settable clock for the cache.
@@ -36,17 +37,34 @@ func newTestCache(maxEntries int, ttl time.Duration) (*Cache, *fakeClock) {
 	return c, clk
 }
 
-// testEntry is an entry with a secret that depends on label only.
+// testEntry is an entry with a secret that depends on label only, held by
+// the host that played A in the original session.
 func testEntry(label string) Entry {
 	b := bytes.Repeat([]byte(label), tcpcrypt.KeyLen/len(label)+1)[:tcpcrypt.KeyLen]
-	return Entry{TEP: tcpcrypt.TEPCurve25519, AEAD: tcpcrypt.AES128GCM, Secret: tcpcrypt.SessionSecretFromBytes(1, b)}
+	return Entry{TEP: tcpcrypt.TEPCurve25519, AEAD: tcpcrypt.AES128GCM, Secret: tcpcrypt.SessionSecretFromBytes(1, b), OriginalRole: eno.RoleA}
 }
 
 func sameSecret(a, b Entry) bool { return bytes.Equal(a.Secret.Bytes(), b.Secret.Bytes()) }
 
-func idA(e Entry) []byte {
+// peerID is the half of resume[i] the PEER of the host holding e sends
+// (RFC 8548 §3.5 Figures 2 and 3): resume[i]{9..17} if the holder was A in
+// the original session (so the peer was B), resume[i]{0..8} otherwise. It
+// is what TakeByResumeID must match.
+func peerID(e Entry) []byte {
 	id := e.Secret.ResumeID()
-	return id[:resumeHalfLen]
+	if e.OriginalRole == eno.RoleA {
+		return id[9:18]
+	}
+	return id[0:9]
+}
+
+// ownID is the half the holder of e sends itself.
+func ownID(e Entry) []byte {
+	id := e.Secret.ResumeID()
+	if e.OriginalRole == eno.RoleA {
+		return id[0:9]
+	}
+	return id[9:18]
 }
 
 func TestCacheSingleUse(t *testing.T) {
@@ -62,10 +80,10 @@ func TestCacheSingleUse(t *testing.T) {
 	}
 
 	c.Put("10.0.0.1", e)
-	if got, ok := c.TakeByResumeID("10.0.0.1", idA(e)); !ok || !sameSecret(got, e) {
+	if got, ok := c.TakeByResumeID("10.0.0.1", peerID(e)); !ok || !sameSecret(got, e) {
 		t.Fatal("TakeByResumeID missed the entry")
 	}
-	if _, ok := c.TakeByResumeID("10.0.0.1", idA(e)); ok {
+	if _, ok := c.TakeByResumeID("10.0.0.1", peerID(e)); ok {
 		t.Fatal("second TakeByResumeID found the entry again")
 	}
 	if c.Len() != 0 {
@@ -77,7 +95,7 @@ func TestCacheWrongID(t *testing.T) {
 	c, _ := newTestCache(16, time.Minute)
 	e := testEntry("two")
 	c.Put("peer", e)
-	id := idA(e)
+	id := peerID(e)
 
 	flipped := bytes.Clone(id)
 	flipped[8] ^= 0x01
@@ -87,7 +105,7 @@ func TestCacheWrongID(t *testing.T) {
 		id   []byte
 	}{
 		"flipped bit":  {"peer", flipped},
-		"B's half":     {"peer", full[resumeHalfLen:]},
+		"own half":     {"peer", ownID(e)},
 		"short":        {"peer", id[:8]},
 		"long":         {"peer", full[:]},
 		"empty":        {"peer", nil},
@@ -136,7 +154,7 @@ func TestCacheTTL(t *testing.T) {
 	if c.Len() != 0 {
 		t.Fatalf("Len = %d after purge", c.Len())
 	}
-	if _, ok := c.TakeByResumeID("c", idA(e)); ok {
+	if _, ok := c.TakeByResumeID("c", peerID(e)); ok {
 		t.Fatal("expired entry found by resume id")
 	}
 }
@@ -182,7 +200,7 @@ func TestCacheLRUBound(t *testing.T) {
 		t.Fatalf("Len = %d, want %d", c.Len(), maxEntries)
 	}
 	for i, e := range entries {
-		_, ok := c.TakeByResumeID("peer"+strconv.Itoa(i), idA(e))
+		_, ok := c.TakeByResumeID("peer"+strconv.Itoa(i), peerID(e))
 		if want := i >= len(entries)-maxEntries; ok != want {
 			t.Errorf("entry %d present = %v, want %v (the oldest go first)", i, ok, want)
 		}
@@ -203,7 +221,7 @@ func TestCachePerPeerBound(t *testing.T) {
 	if c.Len() != maxPerPeer+1 {
 		t.Fatalf("Len = %d, want %d", c.Len(), maxPerPeer+1)
 	}
-	if _, ok := c.TakeByResumeID("other", idA(other)); !ok {
+	if _, ok := c.TakeByResumeID("other", peerID(other)); !ok {
 		t.Fatal("a busy peer evicted another peer's entry")
 	}
 	// TakeForPeer hands out the newest first.
@@ -224,7 +242,7 @@ func TestCacheByIDAmongSeveral(t *testing.T) {
 	c.Put("p", a)
 	c.Put("p", b)
 	c.Put("p", d)
-	if got, ok := c.TakeByResumeID("p", idA(b)); !ok || !sameSecret(got, b) {
+	if got, ok := c.TakeByResumeID("p", peerID(b)); !ok || !sameSecret(got, b) {
 		t.Fatal("middle entry not found by its id")
 	}
 	if got, ok := c.TakeForPeer("p"); !ok || !sameSecret(got, d) {
@@ -271,7 +289,7 @@ func TestCacheConcurrent(t *testing.T) {
 				if i%2 == 0 {
 					got, ok = c.TakeForPeer(peer)
 				} else {
-					got, ok = c.TakeByResumeID(peer, idA(e))
+					got, ok = c.TakeByResumeID(peer, peerID(e))
 				}
 				if ok {
 					mu.Lock()
@@ -302,5 +320,37 @@ func TestCacheConcurrent(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("entry %x taken %d times", k[:4], n)
 		}
+	}
+}
+
+// TestCacheTakeByPeerHalf: the passive opener's cache matches the half of
+// resume[i] the peer sends, which depends on the role each host played in
+// the original session (RFC 8548 §3.5), not on who opens now.
+func TestCacheTakeByPeerHalf(t *testing.T) {
+	for _, orig := range []eno.Role{eno.RoleA, eno.RoleB} {
+		t.Run("originally "+orig.String(), func(t *testing.T) {
+			c, _ := newTestCache(16, time.Minute)
+			e := testEntry("half-" + orig.String())
+			e.OriginalRole = orig
+			id := e.Secret.ResumeID()
+			wantHalf, otherHalf := id[9:18], id[0:9] // the peer was B
+			if orig == eno.RoleB {
+				wantHalf, otherHalf = id[0:9], id[9:18] // the peer was A
+			}
+			c.Put("peer", e)
+			if _, ok := c.TakeByResumeID("peer", otherHalf); ok {
+				t.Fatal("the holder's own half matched")
+			}
+			got, ok := c.TakeByResumeID("peer", wantHalf)
+			if !ok || !sameSecret(got, e) || got.OriginalRole != orig {
+				t.Fatalf("peer's half: got %v, %v; want the entry, originally %v", got, ok, orig)
+			}
+			if c.Len() != 0 {
+				t.Fatalf("Len = %d after the take", c.Len())
+			}
+			if _, ok := c.TakeByResumeID("peer", wantHalf); ok {
+				t.Fatal("the entry was taken twice")
+			}
+		})
 	}
 }

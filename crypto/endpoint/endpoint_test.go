@@ -2,10 +2,12 @@ package endpoint
 
 import (
 	"bytes"
+	"crypto/elliptic"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"slices"
@@ -76,17 +78,25 @@ func TestTransferAllPairs(t *testing.T) {
 						if !isInit1(wireA.firstBytes()) {
 							t.Fatalf("A's stream does not start with Init1: %x", wireA.firstBytes())
 						}
-						checkSessionIDs(t, a, b, tep)
+						checkSessionIDs(t, a, b, byte(tep))
 
 						exchange(t, a, b, size, size, seed+uint64(size))
 
+						// Each end rekeys at least every rekeyBytes of its
+						// own data; it also answers the peer's rekeys (RFC
+						// 8548 §3.8), so it may rekey more often. Every
+						// rekey sent before the FIN frame is followed by
+						// the peer.
 						want := wantRekeys(size, rekeyBytes)
 						if size == big && want < 2 {
 							t.Fatalf("test bug: only %d rekeys in the big stream", want)
 						}
-						if a.RekeysSent() != want || b.RekeysReceived() != want || b.RekeysSent() != want || a.RekeysReceived() != want {
-							t.Errorf("rekeys: A sent %d, B received %d, B sent %d, A received %d; want %d each",
-								a.RekeysSent(), b.RekeysReceived(), b.RekeysSent(), a.RekeysReceived(), want)
+						if a.RekeysSent() < want || b.RekeysSent() < want {
+							t.Errorf("rekeys: A sent %d, B sent %d; want at least %d each", a.RekeysSent(), b.RekeysSent(), want)
+						}
+						if a.RekeysSent() != b.RekeysReceived() || b.RekeysSent() != a.RekeysReceived() {
+							t.Errorf("rekeys: A sent %d, B received %d, B sent %d, A received %d",
+								a.RekeysSent(), b.RekeysReceived(), b.RekeysSent(), a.RekeysReceived())
 						}
 						a.Close()
 						b.Close()
@@ -97,103 +107,177 @@ func TestTransferAllPairs(t *testing.T) {
 	}
 }
 
-func checkSessionIDs(t testing.TB, a, b *Conn, tep tcpcrypt.TEP) {
+// checkSessionIDs checks that both ends have the same session ID, the TEP
+// byte host B sent (first) followed by 32 bytes (RFC 8548 §3.4).
+func checkSessionIDs(t testing.TB, a, b *Conn, first byte) {
 	t.Helper()
 	sa, sb := a.SessionID(), b.SessionID()
-	if len(sa) != 1+tcpcrypt.KeyLen || sa[0] != byte(tep) {
-		t.Fatalf("session id %x: want the TEP byte and 32 bytes", sa)
+	if len(sa) != 1+tcpcrypt.KeyLen || sa[0] != first {
+		t.Fatalf("session id %x: want the TEP byte %#02x and 32 bytes", sa, first)
 	}
 	if !bytes.Equal(sa, sb) {
 		t.Fatalf("session ids differ: A %x, B %x", sa, sb)
 	}
 }
 
-// firstFrameOpens reports whether wire starts with a whole frame that
-// opens at stream offset 0 under key: what a resumed stream must send.
-func firstFrameOpens(t testing.TB, wire []byte, aead tcpcrypt.AEADID, key []byte) bool {
-	t.Helper()
-	n, need, err := tcpcrypt.FrameLen(wire)
-	if err != nil || need || n > len(wire) {
-		t.Logf("first bytes are no whole frame: n=%d need=%v err=%v have %d", n, need, err, len(wire))
-		return false
-	}
-	o, err := tcpcrypt.NewOpener(aead, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, _, err = o.OpenFrame(slices.Clone(wire[:n]), tcpcrypt.FirstFrameOffset(0))
-	return err == nil
+// resumeStep is one resumed connection of TestResume's chain.
+type resumeStep struct {
+	opener      eno.Role // the original role of the host that opens it (plays A now)
+	openerNonce int      // resumption nonce lengths
+	answerNonce int
 }
 
-// TestResume runs, for every TEP and AEAD, a full connection, then two
-// resumed ones chained through the caches (ss[1], then ss[2]).
+// resumeSteps cover both role layouts, 8-byte and empty nonces, and nonces
+// of different lengths at the two ends.
+var resumeSteps = []resumeStep{
+	{eno.RoleA, 8, 8},
+	{eno.RoleB, 8, 8}, // role swap: the original B opens
+	{eno.RoleA, 0, 0},
+	{eno.RoleB, 0, 0},
+	{eno.RoleB, 8, 0},
+	{eno.RoleA, 0, 8},
+}
+
+// TestResume runs, for every TEP and AEAD, a full connection between host
+// X (A) and host Y (B), then a chain of resumed ones (ss[1], ss[2], ...),
+// opened in turn by X (the original A) and by Y (the original B, a role
+// swap). Each end must send the half of resume[i] of its ORIGINAL role,
+// use sn[i] = nonce_a | nonce_b (nonce_a being the original A's), get the
+// session ID TEP|v=1 | CPRF(ss[i], CONST_SESSID | sn[i]) and seal with the
+// traffic keys of its original role: k_ab for X, k_ba for Y (RFC 8548
+// §3.3-§3.5).
 func TestResume(t *testing.T) {
 	for _, tep := range allTEPs {
 		for _, aead := range allAEADs {
 			t.Run(fmt.Sprintf("%v/%v", tep, aead), func(t *testing.T) {
 				t.Parallel()
-				cacheA, cacheB := NewCache(16, time.Minute), NewCache(16, time.Minute)
-				hostA := enoHost{teps: []tcpcrypt.TEP{tep}, cache: cacheA, peer: "127.0.0.1"}
-				hostB := enoHost{teps: allTEPs, cache: cacheB, peer: "127.0.0.1"}
+				cacheX, cacheY := NewCache(16, time.Minute), NewCache(16, time.Minute)
+				hostX := enoHost{teps: []tcpcrypt.TEP{tep}, cache: cacheX, peer: "host-y"}
+				hostY := enoHost{teps: allTEPs, cache: cacheY, peer: "host-x"}
 
-				out := simulateENO(t, hostA, hostB)
+				out := simulateENO(t, hostX, hostY)
 				if out.offeredA || out.resumeA != nil {
 					t.Fatal("resumption offered with an empty cache")
 				}
 				cfgA, cfgB := configs(out, aead)
 				rawA, rawB := tcpPair(t)
-				prevA, prevB := handshakePair(t, rawA, rawB, cfgA, cfgB)
-				exchange(t, prevA, prevB, 10_000, 20_000, 1)
-				prevA.Close()
-				prevB.Close()
+				prevX, prevY := handshakePair(t, rawA, rawB, cfgA, cfgB)
+				checkSessionIDs(t, prevX, prevY, byte(tep)) // fresh: v = 0
+				if prevX.CacheEntry().OriginalRole != eno.RoleA || prevY.CacheEntry().OriginalRole != eno.RoleB {
+					t.Fatalf("cache entries after the full handshake: X %v, Y %v", prevX.CacheEntry(), prevY.CacheEntry())
+				}
+				exchange(t, prevX, prevY, 10_000, 20_000, 1)
+				prevX.Close()
+				prevY.Close()
 
-				for i := uint32(1); i <= 2; i++ {
-					cacheA.Put(hostA.peer, prevA.CacheEntry())
-					cacheB.Put(hostB.peer, prevB.CacheEntry())
+				for i, step := range resumeSteps {
+					idx := uint32(i + 1)
+					cacheX.Put(hostX.peer, prevX.CacheEntry())
+					cacheY.Put(hostY.peer, prevY.CacheEntry())
+					opener, answerer := hostX, hostY
+					if step.opener == eno.RoleB {
+						opener, answerer = hostY, hostX
+					}
+					opener.nonceLen, answerer.nonceLen = step.openerNonce, step.answerNonce
+					name := fmt.Sprintf("connection %d (ss[%d], opened by the original %v, nonces %d/%d)",
+						i+2, idx, step.opener, step.openerNonce, step.answerNonce)
 
-					out := simulateENO(t, hostA, hostB)
+					out := simulateENO(t, opener, answerer)
 					if out.resumeA == nil {
-						t.Fatalf("connection %d: not resumed", i+1)
+						t.Fatalf("%s: not resumed", name)
 					}
-					if cacheA.Len() != 0 || cacheB.Len() != 0 {
-						t.Fatalf("cache entries left after resuming: A %d, B %d", cacheA.Len(), cacheB.Len())
+					if cacheX.Len() != 0 || cacheY.Len() != 0 {
+						t.Fatalf("%s: cache entries left after resuming: X %d, Y %d", name, cacheX.Len(), cacheY.Len())
 					}
-					e := *out.resumeA
-					if e.Secret.Index() != i || e.TEP != tep || e.AEAD != aead {
-						t.Fatalf("resumed %v, want ss[%d] %v/%v", e, i, tep, aead)
+					eA, eB := *out.resumeA, *out.resumeB
+					if eA.OriginalRole != step.opener || eB.OriginalRole == step.opener {
+						t.Fatalf("%s: entries originally %v (opener) and %v (answerer)", name, eA.OriginalRole, eB.OriginalRole)
 					}
+					for _, e := range []Entry{eA, eB} {
+						if e.Secret.Index() != idx || e.TEP != tep || e.AEAD != aead {
+							t.Fatalf("%s: resumed %v, want ss[%d] %v/%v", name, e, idx, tep, aead)
+						}
+					}
+					if !sameSecret(eA, eB) {
+						t.Fatalf("%s: the ends resumed different secrets", name)
+					}
+
+					// The suboptions: TEP | own half of resume[i] | nonce.
+					id := eA.Secret.ResumeID()
+					origA, origB := out.offer, out.answer // suboptions of the original A and B
+					if step.opener == eno.RoleB {
+						origA, origB = out.answer, out.offer
+					}
+					if !origA.HasData || !bytes.Equal(origA.Data[:9], id[0:9]) || len(origA.Data) > 17 {
+						t.Fatalf("%s: the original A sent %x, want resume[i]{0..8} = %x | nonce", name, origA.Data, id[0:9])
+					}
+					if !origB.HasData || !bytes.Equal(origB.Data[:9], id[9:18]) || len(origB.Data) > 17 {
+						t.Fatalf("%s: the original B sent %x, want resume[i]{9..17} = %x | nonce", name, origB.Data, id[9:18])
+					}
+					if len(out.offer.Data) != 9+step.openerNonce || len(out.answer.Data) != 9+step.answerNonce {
+						t.Fatalf("%s: suboption data of %d and %d bytes", name, len(out.offer.Data), len(out.answer.Data))
+					}
+					sn := append(slices.Clone(origA.Data[9:]), origB.Data[9:]...) // nonce_a | nonce_b
+					if !bytes.Equal(out.snA, sn) || !bytes.Equal(out.snB, sn) {
+						t.Fatalf("%s: sn[i] is %x at A and %x at B, want nonce_a | nonce_b = %x", name, out.snA, out.snB, sn)
+					}
+
 					cfgA, cfgB := configs(out, aead)
 					rawA, rawB := tcpPair(t)
 					wireA := &recordConn{TCPConn: rawA, limit: 4096}
 					wireB := &recordConn{TCPConn: rawB, limit: 4096}
 					a, b := handshakePair(t, wireA, wireB, cfgA, cfgB)
-					if !a.Resumed() || !b.Resumed() || a.AEAD() != aead || b.AEAD() != aead {
-						t.Fatalf("resumed = %v/%v, AEAD %v/%v", a.Resumed(), b.Resumed(), a.AEAD(), b.AEAD())
+					if !a.Resumed() || !b.Resumed() || a.AEAD() != aead || b.AEAD() != aead || a.Role() != eno.RoleA || b.Role() != eno.RoleB {
+						t.Fatalf("%s: resumed = %v/%v, AEAD %v/%v, roles %v/%v", name, a.Resumed(), b.Resumed(), a.AEAD(), b.AEAD(), a.Role(), b.Role())
 					}
-					checkSessionIDs(t, a, b, tep)
-					if bytes.Equal(a.SessionID(), prevA.SessionID()) {
-						t.Fatal("resumed session has the previous session id")
+					x, y, wireX, wireY := a, b, wireA, wireB
+					if step.opener == eno.RoleB {
+						x, y, wireX, wireY = b, a, wireB, wireA
 					}
-					if !bytes.Equal(a.SessionID(), e.Secret.SessionID(tep)) {
-						t.Fatal("resumed session id is not sid[i] of the cached secret")
+					checkSessionIDs(t, a, b, byte(tep)|0x80)
+					if want := eA.Secret.SessionID(byte(tep)|0x80, sn); !bytes.Equal(a.SessionID(), want) {
+						t.Fatalf("%s: session id %x, want TEP|v=1 | CPRF(ss[i], CONST_SESSID | sn[i]) = %x", name, a.SessionID(), want)
 					}
-					if bytes.Equal(a.secret.KeyAB(aead), prevA.secret.KeyAB(aead)) || bytes.Equal(a.secret.KeyBA(aead), prevA.secret.KeyBA(aead)) {
-						t.Fatal("resumed session reuses the previous keys")
+					if bytes.Equal(a.SessionID(), prevX.SessionID()) || bytes.Equal(x.secret.Bytes(), prevX.secret.Bytes()) {
+						t.Fatalf("%s: resumed session reuses the previous session's secret", name)
+					}
+					if x.CacheEntry().OriginalRole != eno.RoleA || y.CacheEntry().OriginalRole != eno.RoleB {
+						t.Fatalf("%s: original roles not kept: X %v, Y %v", name, x.CacheEntry(), y.CacheEntry())
 					}
 
 					exchange(t, a, b, 3000, 5000, uint64(i)<<4)
 
-					// No Init messages: each stream starts with a frame at
-					// offset 0 under ss[i]'s keys.
-					if w := wireA.firstBytes(); isInit1(w) || !firstFrameOpens(t, w, aead, e.Secret.KeyAB(aead)) {
-						t.Fatalf("A's resumed stream does not start with a frame under k_ab[%d]: %x", i, w[:min(16, len(w))])
-					}
-					if w := wireB.firstBytes(); !firstFrameOpens(t, w, aead, e.Secret.KeyBA(aead)) {
-						t.Fatalf("B's resumed stream does not start with a frame under k_ba[%d]: %x", i, w[:min(16, len(w))])
+					// No Init messages: each stream starts with frames at
+					// offset 0, X's under k_ab and Y's under k_ba of mk[0]
+					// = CPRF(ss[i], CONST_REKEY | sn[i]), whoever opened.
+					mk := eA.Secret.MasterKey(sn)
+					for _, w := range []struct {
+						host       string
+						wire       []byte
+						keys, not  tcpcrypt.TrafficKeys
+						keysString string
+					}{
+						{"X", wireX.firstBytes(), tcpcrypt.KeysAB, tcpcrypt.KeysBA, "k_ab"},
+						{"Y", wireY.firstBytes(), tcpcrypt.KeysBA, tcpcrypt.KeysAB, "k_ba"},
+					} {
+						if isInit1(w.wire) {
+							t.Fatalf("%s: %s sent Init1 in a resumed session", name, w.host)
+						}
+						if n, err := openFrames(w.wire, 0, aead, mk, w.keys); n < 2 || err != nil {
+							t.Fatalf("%s: %s's frames under %s: %d opened, %v", name, w.host, w.keysString, n, err)
+						}
+						if n, _ := openFrames(w.wire, 0, aead, mk, w.not); n != 0 {
+							t.Fatalf("%s: %s's first frame opens under the keys of its current role's peer", name, w.host)
+						}
+						if len(sn) > 0 {
+							if n, _ := openFrames(w.wire, 0, aead, eA.Secret.MasterKey(nil), w.keys); n != 0 {
+								t.Fatalf("%s: %s's first frame opens without the session nonce", name, w.host)
+							}
+						}
 					}
 					a.Close()
 					b.Close()
-					prevA, prevB = a, b
+					prevX, prevY = x, y
 				}
 			})
 		}
@@ -201,25 +285,29 @@ func TestResume(t *testing.T) {
 }
 
 // TestResumeCacheMiss: A offers a cached secret that B does not hold (B
-// forgot it, or holds another); B falls back to the ordinary TEP and both
-// run a full handshake.
+// forgot it, holds another, or holds the same secret but as the original A
+// too, so that A's half is not the half B expects from its peer); B falls
+// back to the ordinary TEP and both run a full handshake.
 func TestResumeCacheMiss(t *testing.T) {
 	tep, aead := tcpcrypt.TEPCurve25519, tcpcrypt.ChaCha20Poly1305
-	for _, bHolds := range []string{"nothing", "another secret"} {
+	for _, bHolds := range []string{"nothing", "another secret", "the secret as original A"} {
 		t.Run(bHolds, func(t *testing.T) {
 			cacheA, cacheB := NewCache(16, time.Minute), NewCache(16, time.Minute)
 			cacheA.Put("127.0.0.1", testEntry("cached-at-A"))
-			if bHolds != "nothing" {
+			switch bHolds {
+			case "another secret":
 				cacheB.Put("127.0.0.1", testEntry("cached-at-B"))
+			case "the secret as original A":
+				cacheB.Put("127.0.0.1", testEntry("cached-at-A"))
 			}
 			out := simulateENO(t,
-				enoHost{teps: []tcpcrypt.TEP{tep}, cache: cacheA, peer: "127.0.0.1"},
-				enoHost{teps: allTEPs, cache: cacheB, peer: "127.0.0.1"})
+				enoHost{teps: []tcpcrypt.TEP{tep}, cache: cacheA, peer: "127.0.0.1", nonceLen: 8},
+				enoHost{teps: allTEPs, cache: cacheB, peer: "127.0.0.1", nonceLen: 8})
 			if !out.offeredA {
 				t.Fatal("A did not offer resumption")
 			}
-			if out.resumeA != nil || out.resumeB != nil || out.tep != tep {
-				t.Fatalf("cache miss resumed anyway (tep %v)", out.tep)
+			if out.resumeA != nil || out.resumeB != nil || out.tep != tep || out.answer.HasData {
+				t.Fatalf("cache miss resumed anyway (tep %v, answer %+v)", out.tep, out.answer)
 			}
 			cfgA, cfgB := configs(out, aead)
 			rawA, rawB := tcpPair(t)
@@ -228,53 +316,277 @@ func TestResumeCacheMiss(t *testing.T) {
 			if a.Resumed() || b.Resumed() || !isInit1(wireA.firstBytes()) {
 				t.Fatalf("fallback is no full handshake: resumed %v/%v, wire %x", a.Resumed(), b.Resumed(), wireA.firstBytes())
 			}
-			checkSessionIDs(t, a, b, tep)
+			checkSessionIDs(t, a, b, byte(tep))
 			exchange(t, a, b, 1000, 1000, 7)
 		})
 	}
 }
 
-// TestResumeAnswerChecked: A accepts B's resumption answer only with the
-// right 9 bytes; a forged answer makes negotiation fail.
+// TestResumeShortOfferIsFresh: a suboption with v = 1 but fewer than 9
+// bytes of data is an offer of fresh key exchange with that TEP (RFC 8548
+// §3.5): B answers with v = 0 and both run a full handshake; the cached
+// entry B holds is not spent.
+func TestResumeShortOfferIsFresh(t *testing.T) {
+	tep, aead := tcpcrypt.TEPCurve448, tcpcrypt.AES128GCM
+	e := testEntry("short offer")
+	e.TEP, e.OriginalRole = tep, eno.RoleB // B's entry; A was the original A
+	for _, n := range []int{0, 1, 8} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			cacheB := NewCache(16, time.Minute)
+			cacheB.Put("peer", e)
+			id := e.Secret.ResumeID()
+			short := eno.Suboption{TEP: byte(tep), Data: slices.Clone(id[:n]), HasData: true}
+			if _, _, ok := AcceptResume(cacheB, "peer", short); ok {
+				t.Fatalf("%d bytes of data accepted as a resumption", n)
+			}
+			if cacheB.Len() != 1 {
+				t.Fatal("a short offer spent the cached entry")
+			}
+
+			// The whole exchange, A sending only the short suboption.
+			offer := eno.Offer([]eno.Suboption{short})
+			aOpt, err := eno.AppendSYNOption(nil, offer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen, err := eno.ParseSYNOption(aOpt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chosen, ok := eno.Choose(seen, func(s eno.Suboption) bool {
+				if s.HasData && len(s.Data) >= resumeHalfLen {
+					_, _, ok := AcceptResume(cacheB, "peer", s)
+					return ok
+				}
+				return slices.Contains(allTEPs, tcpcrypt.TEP(s.TEP))
+			})
+			if !ok || chosen.TEP != byte(tep) {
+				t.Fatalf("B chose %+v, %v", chosen, ok)
+			}
+			bOpt, err := eno.AppendSYNOption(nil, eno.Answer(eno.Suboption{TEP: chosen.TEP}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer, err := eno.ParseSYNOption(bOpt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := eno.Negotiated(offer, answer, nil)
+			if err != nil || got.HasData || got.TEP != byte(tep) {
+				t.Fatalf("A negotiated %+v, %v; want %v without data", got, err, tep)
+			}
+			if cacheB.Len() != 1 {
+				t.Fatal("the negotiation spent the cached entry")
+			}
+			out := enoOutcome{tep: tep, transcript: eno.Transcript(aOpt, bOpt)}
+			cfgA, cfgB := configs(out, aead)
+			rawA, rawB := tcpPair(t)
+			wireA := &recordConn{TCPConn: rawA, limit: 8}
+			a, b := handshakePair(t, wireA, rawB, cfgA, cfgB)
+			if a.Resumed() || b.Resumed() || !isInit1(wireA.firstBytes()) {
+				t.Fatalf("not a full handshake: resumed %v/%v", a.Resumed(), b.Resumed())
+			}
+			checkSessionIDs(t, a, b, byte(tep))
+			exchange(t, a, b, 100, 100, 9)
+		})
+	}
+}
+
+// TestResumeSuboptions: OfferResume and AnswerResume send TEP | v=1 | the
+// half of resume[i] of the host's original role | its nonce (RFC 8548
+// §3.5 Figures 2 and 3), whatever role the host plays now.
+func TestResumeSuboptions(t *testing.T) {
+	for _, orig := range []eno.Role{eno.RoleA, eno.RoleB} {
+		e := testEntry("suboptions")
+		e.OriginalRole = orig
+		id := e.Secret.ResumeID()
+		half := id[0:9]
+		if orig == eno.RoleB {
+			half = id[9:18]
+		}
+		for _, nonce := range [][]byte{nil, {1}, []byte("12345678")} {
+			for name, s := range map[string]eno.Suboption{"offer": OfferResume(e, nonce), "answer": AnswerResume(e, nonce)} {
+				want := append(slices.Clone(half), nonce...)
+				if s.TEP != byte(e.TEP) || !s.HasData || !bytes.Equal(s.Data, want) {
+					t.Errorf("originally %v, %s with nonce %x: %+v, want TEP %v data %x", orig, name, nonce, s, e.TEP, want)
+				}
+			}
+		}
+	}
+	for _, n := range []int{-1, 0, 3, 8, 9, 100} {
+		if got, want := len(NewResumeNonce(n)), min(max(n, 0), 8); got != want {
+			t.Errorf("NewResumeNonce(%d) has %d bytes, want %d", n, got, want)
+		}
+	}
+	if bytes.Equal(NewResumeNonce(8), NewResumeNonce(8)) {
+		t.Error("two 8-byte resumption nonces are equal: not random")
+	}
+}
+
+// TestSessionNonce: sn[i] = nonce_a | nonce_b, nonce_a being the nonce of
+// the host that was A in the original session, whichever end computes it
+// and whichever role it plays now (RFC 8548 §3.5).
+func TestSessionNonce(t *testing.T) {
+	na, nb := []byte("nonce-A!"), []byte("nonceB")
+	eA, eB := testEntry("sn"), testEntry("sn")
+	eB.OriginalRole = eno.RoleB
+	if got := SessionNonce(eA, na, nb); !bytes.Equal(got, []byte("nonce-A!nonceB")) {
+		t.Errorf("original A (own nonce first): %q", got)
+	}
+	if got := SessionNonce(eB, nb, na); !bytes.Equal(got, []byte("nonce-A!nonceB")) {
+		t.Errorf("original B (peer's nonce first): %q", got)
+	}
+	if got := SessionNonce(eA, nil, nil); len(got) != 0 {
+		t.Errorf("empty nonces: %x", got)
+	}
+	if got := SessionNonce(eB, nil, na); !bytes.Equal(got, na) {
+		t.Errorf("original B with an empty nonce: %q", got)
+	}
+	// The result does not alias the inputs.
+	own := []byte("own")
+	got := SessionNonce(eA, own, nil)
+	got[0] = 'X'
+	if own[0] != 'o' {
+		t.Error("SessionNonce aliases its input")
+	}
+}
+
+// TestResumeAnswerChecked: the active opener accepts the passive opener's
+// resumption answer only with the other half of resume[i] (that of the
+// peer's original role) under the same TEP and with 9..17 bytes of data; a
+// forged answer is ignored (RFC 8548 §3.5), which makes negotiation fail.
+// The peer's nonce comes back.
 func TestResumeAnswerChecked(t *testing.T) {
-	e := testEntry("answer")
-	offer := eno.Offer([]eno.Suboption{OfferResume(e), {TEP: byte(tcpcrypt.TEPCurve25519)}})
-	good := AnswerResume(e)
-	accept := func(offered, answered eno.Suboption) bool {
-		return offered.HasData && ResumeAnswerMatches(e, answered)
+	for _, orig := range []eno.Role{eno.RoleA, eno.RoleB} {
+		t.Run("opener originally "+orig.String(), func(t *testing.T) {
+			e := testEntry("answer")
+			e.OriginalRole = orig
+			peer := e
+			peer.OriginalRole = eno.RoleA + eno.RoleB - orig
+			nonce := []byte("peernonc")
+			offer := eno.Offer([]eno.Suboption{OfferResume(e, []byte("mynonce")), {TEP: byte(tcpcrypt.TEPCurve448)}})
+			good := AnswerResume(peer, nonce)
+			var gotNonce []byte
+			accept := func(offered, answered eno.Suboption) bool {
+				if !offered.HasData {
+					return false
+				}
+				n, ok := ResumeAnswerMatches(e, answered)
+				gotNonce = n
+				return ok
+			}
+			if got, err := eno.Negotiated(offer, eno.Answer(good), accept); err != nil || !got.HasData {
+				t.Fatalf("good answer rejected: %v", err)
+			}
+			if !bytes.Equal(gotNonce, nonce) {
+				t.Fatalf("peer nonce %x, want %x", gotNonce, nonce)
+			}
+			if n, ok := ResumeAnswerMatches(e, AnswerResume(peer, nil)); !ok || len(n) != 0 {
+				t.Fatalf("answer with an empty nonce: %x, %v", n, ok)
+			}
+			for i := range 9 {
+				bad := AnswerResume(peer, nonce)
+				bad.Data[i] ^= 0x80
+				if _, ok := ResumeAnswerMatches(e, bad); ok {
+					t.Fatalf("answer with byte %d of the half flipped accepted", i)
+				}
+				if _, err := eno.Negotiated(offer, eno.Answer(bad), accept); err == nil {
+					t.Fatal("forged resumption answer accepted")
+				}
+			}
+			// The opener's own half echoed back is no proof that the peer
+			// holds the secret.
+			if _, ok := ResumeAnswerMatches(e, OfferResume(e, nonce)); ok {
+				t.Fatal("own half accepted as the peer's answer")
+			}
+			other := AnswerResume(peer, nonce)
+			other.TEP = byte(tcpcrypt.TEPP256)
+			if _, ok := ResumeAnswerMatches(e, other); ok {
+				t.Fatal("answer under another TEP accepted")
+			}
+			long := AnswerResume(peer, []byte("123456789")) // 18 bytes of data
+			if _, ok := ResumeAnswerMatches(e, long); ok {
+				t.Fatal("answer with a 9-byte nonce accepted")
+			}
+			short := AnswerResume(peer, nil)
+			short.Data = short.Data[:8]
+			if _, ok := ResumeAnswerMatches(e, short); ok {
+				t.Fatal("answer with 8 bytes of data accepted")
+			}
+		})
 	}
-	if got, err := eno.Negotiated(offer, eno.Answer(good), accept); err != nil || !got.HasData {
-		t.Fatalf("good answer rejected: %v", err)
-	}
-	bad := AnswerResume(e)
-	bad.Data[0] ^= 0x80
-	if _, err := eno.Negotiated(offer, eno.Answer(bad), accept); err == nil {
-		t.Fatal("forged resumption answer accepted")
-	}
-	// A's own half echoed back is no proof that B holds the secret.
-	if ResumeAnswerMatches(e, OfferResume(e)) {
-		t.Fatal("A's half accepted as B's answer")
-	}
-	other := AnswerResume(e)
-	other.TEP = byte(tcpcrypt.TEPP256)
-	if ResumeAnswerMatches(e, other) {
-		t.Fatal("answer under another TEP accepted")
+}
+
+// TestAcceptResume: the passive opener resumes an offered secret only if
+// the offered half is the one its peer's original role sends, with 9..17
+// bytes of data; a matching entry is taken out of the cache (spent)
+// exactly once, and the peer's nonce comes back.
+func TestAcceptResume(t *testing.T) {
+	for _, orig := range []eno.Role{eno.RoleA, eno.RoleB} {
+		t.Run("passive opener originally "+orig.String(), func(t *testing.T) {
+			held := testEntry("accept")
+			held.OriginalRole = orig
+			offerer := held
+			offerer.OriginalRole = eno.RoleA + eno.RoleB - orig
+			nonce := []byte("ABCDEFGH")
+
+			c := NewCache(4, time.Minute)
+			c.Put("p", held)
+			if _, _, ok := AcceptResume(c, "p", OfferResume(held, nonce)); ok {
+				t.Fatal("the holder's own half accepted")
+			}
+			if _, _, ok := AcceptResume(c, "q", OfferResume(offerer, nonce)); ok {
+				t.Fatal("offer from another peer accepted")
+			}
+			short := OfferResume(offerer, nil)
+			short.Data = short.Data[:8]
+			if _, _, ok := AcceptResume(c, "p", short); ok {
+				t.Fatal("8 bytes of data accepted as a resumption")
+			}
+			long := OfferResume(offerer, []byte("123456789"))
+			if _, _, ok := AcceptResume(c, "p", long); ok {
+				t.Fatal("18 bytes of data accepted as a resumption")
+			}
+			if c.Len() != 1 {
+				t.Fatalf("a rejected offer spent the entry: Len %d", c.Len())
+			}
+			got, gotNonce, ok := AcceptResume(c, "p", OfferResume(offerer, nonce))
+			if !ok || !sameSecret(got, held) || got.OriginalRole != orig || !bytes.Equal(gotNonce, nonce) {
+				t.Fatalf("right offer: %v, nonce %x, %v", got, gotNonce, ok)
+			}
+			if c.Len() != 0 {
+				t.Fatal("the resumed entry is still cached")
+			}
+			if _, _, ok := AcceptResume(c, "p", OfferResume(offerer, nonce)); ok {
+				t.Fatal("the same secret resumed twice")
+			}
+			// An empty nonce is valid: exactly 9 bytes of data.
+			c.Put("p", held)
+			if _, n, ok := AcceptResume(c, "p", OfferResume(offerer, nil)); !ok || len(n) != 0 {
+				t.Fatalf("offer with an empty nonce: %x, %v", n, ok)
+			}
+		})
 	}
 }
 
 // TestAcceptResumeWrongTEP: B does not resume a secret that A offers under
-// another TEP than it was cached with.
+// another TEP than it was cached with, and the entry is spent anyway.
 func TestAcceptResumeWrongTEP(t *testing.T) {
 	c := NewCache(4, time.Minute)
-	e := testEntry("tep") // cached under curve25519
+	e := testEntry("tep") // cached under curve25519, originally A
+	offerer := e
+	offerer.OriginalRole = eno.RoleB
 	c.Put("p", e)
-	off := OfferResume(e)
+	off := OfferResume(offerer, nil)
 	off.TEP = byte(tcpcrypt.TEPP256)
-	if _, ok := AcceptResume(c, "p", off); ok {
+	if _, _, ok := AcceptResume(c, "p", off); ok {
 		t.Fatal("resumed under the wrong TEP")
 	}
+	if c.Len() != 0 {
+		t.Fatal("an entry offered under the wrong TEP stays usable")
+	}
 	c.Put("p", e)
-	if got, ok := AcceptResume(c, "p", OfferResume(e)); !ok || !sameSecret(got, e) {
+	if got, _, ok := AcceptResume(c, "p", OfferResume(offerer, nil)); !ok || !sameSecret(got, e) {
 		t.Fatal("right offer not accepted")
 	}
 }
@@ -506,6 +818,19 @@ func TestManualRekey(t *testing.T) {
 	if a.RekeysSent() != 3 || b.RekeysReceived() != 3 {
 		t.Fatalf("A sent %d rekeys, B followed %d; want 3", a.RekeysSent(), b.RekeysReceived())
 	}
+	// B, which has sent no FIN, answers each of A's rekeys with a frame of
+	// its own (RFC 8548 §3.8), the one carried by A's FIN frame included;
+	// A follows all three.
+	if !waitFor(5*time.Second, func() bool { return b.RekeysSent() == 3 }) {
+		t.Fatalf("B answered %d of A's 3 rekeys", b.RekeysSent())
+	}
+	b.CloseWrite()
+	if got, err := readAll(a); err != io.EOF || len(got) != 0 {
+		t.Fatalf("A read %q, %v; want io.EOF", got, err)
+	}
+	if a.RekeysReceived() != 3 {
+		t.Fatalf("A followed %d of B's rekey answers, want 3", a.RekeysReceived())
+	}
 }
 
 // TestReadDeadline: a read deadline is an ordinary, recoverable error.
@@ -639,10 +964,15 @@ func TestBadInit2(t *testing.T) {
 	good := validInit2(t, tep, tcpcrypt.AES128GCM)
 	badMagic := slices.Clone(good)
 	binary.BigEndian.PutUint32(badMagic, tcpcrypt.Init1Magic)
+	pkLen := tep.PublicKeyLen() // pubkey_len[2] | 02/03 | X[32]
 	offPoint := slices.Clone(good)
-	offPoint[len(offPoint)-1] ^= 1 // P-256 point no longer on the curve
+	copy(offPoint[len(good)-pkLen+2:], offCurveP256(t))
+	badPrefix := slices.Clone(good)
+	badPrefix[len(good)-pkLen+2] = 0x04 // uncompressed tag on 33 bytes
+	badLenField := slices.Clone(good)
+	binary.BigEndian.PutUint16(badLenField[len(good)-pkLen:], 34)
 	unknown := slices.Clone(good)
-	unknown[8] = 0x7e
+	binary.BigEndian.PutUint16(unknown[8:], 0x7e7e) // sym_cipher, 2 bytes
 	for _, tc := range []struct {
 		name string
 		send []byte
@@ -652,6 +982,8 @@ func TestBadInit2(t *testing.T) {
 		{"cipher not offered", validInit2(t, tep, tcpcrypt.ChaCha20Poly1305)},
 		{"unknown cipher", unknown},
 		{"point not on curve", offPoint},
+		{"point not compressed", badPrefix},
+		{"wrong pubkey_len", badLenField},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startHandshake(t, Config{Role: eno.RoleA, TEP: tep, Ciphers: []tcpcrypt.AEADID{tcpcrypt.AES128GCM}, Keys: testKeys})
@@ -661,6 +993,29 @@ func TestBadInit2(t *testing.T) {
 			p.wantHandshakeAbort(t)
 		})
 	}
+}
+
+// offCurveP256 is a compressed P-256 point (02 | X) whose X is no point's
+// x-coordinate: x^3 - 3x + b is not a square mod p. It is the smallest such
+// X, so the test is deterministic.
+func offCurveP256(t *testing.T) []byte {
+	t.Helper()
+	params := elliptic.P256().Params()
+	for x := int64(1); x < 1000; x++ {
+		bx := big.NewInt(x)
+		rhs := new(big.Int).Exp(bx, big.NewInt(3), params.P)
+		rhs.Sub(rhs, new(big.Int).Mul(bx, big.NewInt(3)))
+		rhs.Add(rhs, params.B)
+		rhs.Mod(rhs, params.P)
+		if new(big.Int).ModSqrt(rhs, params.P) == nil {
+			out := make([]byte, 33)
+			out[0] = 2
+			bx.FillBytes(out[1:])
+			return out
+		}
+	}
+	t.Fatal("no X off the curve below 1000")
+	return nil
 }
 
 // TestTranscriptBinding: ends that saw different ENO transcripts (an
@@ -688,23 +1043,50 @@ type panicConn struct{ net.Conn }
 
 func TestConfigErrors(t *testing.T) {
 	valid := Config{Role: eno.RoleA, TEP: tcpcrypt.TEPCurve25519, Ciphers: allAEADs}
-	bad := tcpcrypt.SessionSecret{}
+	resume := func(mutate func(*Entry)) func(*Config) {
+		return func(c *Config) {
+			e := testEntry("r")
+			mutate(&e)
+			c.Resume = &e
+		}
+	}
 	for name, mutate := range map[string]func(*Config){
-		"no role":          func(c *Config) { c.Role = 0 },
-		"bad TEP":          func(c *Config) { c.TEP = 0x30 },
-		"no ciphers":       func(c *Config) { c.Ciphers = nil },
-		"unknown cipher":   func(c *Config) { c.Ciphers = []tcpcrypt.AEADID{0x55} },
-		"256 ciphers":      func(c *Config) { c.Ciphers = slices.Repeat([]tcpcrypt.AEADID{tcpcrypt.AES128GCM}, 256) },
-		"negative rekey":   func(c *Config) { c.RekeyBytes = -1 },
-		"frame too big":    func(c *Config) { c.MaxFrame = tcpcrypt.MaxFrameData + 1 },
-		"negative frame":   func(c *Config) { c.MaxFrame = -5 },
-		"invalid resume":   func(c *Config) { c.Resume = &bad; c.ResumeAEAD = tcpcrypt.AES128GCM },
-		"resume w/o AEAD ": func(c *Config) { s := testEntry("r").Secret; c.Resume = &s },
+		"no role":                func(c *Config) { c.Role = 0 },
+		"bad TEP":                func(c *Config) { c.TEP = 0x30 },
+		"no ciphers":             func(c *Config) { c.Ciphers = nil },
+		"unknown cipher":         func(c *Config) { c.Ciphers = []tcpcrypt.AEADID{0x55} },
+		"256 ciphers":            func(c *Config) { c.Ciphers = slices.Repeat([]tcpcrypt.AEADID{tcpcrypt.AES128GCM}, 256) },
+		"negative rekey":         func(c *Config) { c.RekeyBytes = -1 },
+		"frame too big":          func(c *Config) { c.MaxFrame = tcpcrypt.MaxFrameData + 1 },
+		"negative frame":         func(c *Config) { c.MaxFrame = -5 },
+		"invalid resume secret":  resume(func(e *Entry) { e.Secret = tcpcrypt.SessionSecret{} }),
+		"resume without AEAD":    resume(func(e *Entry) { e.AEAD = 0 }),
+		"resume, unknown AEAD":   resume(func(e *Entry) { e.AEAD = 0x0003 }),
+		"resume, no orig. role":  resume(func(e *Entry) { e.OriginalRole = 0 }),
+		"resume, bad orig. role": resume(func(e *Entry) { e.OriginalRole = 3 }),
+		"resume under other TEP": resume(func(e *Entry) { e.TEP = tcpcrypt.TEPP256 }),
+		"session nonce too long": func(c *Config) {
+			resume(func(*Entry) {})(c)
+			c.SessionNonce = make([]byte, 2*tcpcrypt.MaxResumeNonceLen+1)
+		},
 	} {
 		cfg := valid
 		mutate(&cfg)
 		if c, err := Handshake(panicConn{}, cfg); err == nil || c != nil {
 			t.Errorf("%s: Handshake accepted the config", name)
+		}
+	}
+	// A valid resumption touches no stream either (no Init messages).
+	for _, role := range []eno.Role{eno.RoleA, eno.RoleB} {
+		for _, orig := range []eno.Role{eno.RoleA, eno.RoleB} {
+			cfg := valid
+			cfg.Role, cfg.Ciphers = role, nil
+			resume(func(e *Entry) { e.OriginalRole = orig })(&cfg)
+			cfg.SessionNonce = make([]byte, 2*tcpcrypt.MaxResumeNonceLen)
+			c, err := Handshake(panicConn{}, cfg)
+			if err != nil || c == nil || !c.Resumed() || c.Role() != role || c.CacheEntry().OriginalRole != orig {
+				t.Errorf("role %v, originally %v: valid resumption: %v", role, orig, err)
+			}
 		}
 	}
 }
@@ -716,7 +1098,7 @@ func TestFormatHidesSecrets(t *testing.T) {
 	rawA, rawB := tcpPair(t)
 	a, _ := handshakePair(t, rawA, rawB, cfgA, cfgB)
 	s := fmt.Sprintf("%v %+v %#v %s", a, a, a, a)
-	for _, secret := range [][]byte{a.secret.Bytes(), a.secret.KeyAB(a.AEAD()), a.secret.KeyBA(a.AEAD())} {
+	for _, secret := range [][]byte{a.secret.Bytes(), a.secret.MasterKey(nil), a.secret.Next().Bytes()} {
 		if bytes.Contains([]byte(s), []byte(fmt.Sprintf("%x", secret))) || bytes.Contains([]byte(s), secret) {
 			t.Fatalf("formatted Conn shows a secret: %s", s)
 		}

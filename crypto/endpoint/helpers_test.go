@@ -65,24 +65,32 @@ func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 
 // enoHost is one side of a simulated TCP-ENO SYN exchange.
 type enoHost struct {
-	teps  []tcpcrypt.TEP // supported, in order of preference
-	cache *Cache         // nil: no resumption
-	peer  string         // how this host names the other in its cache
+	teps     []tcpcrypt.TEP // supported, in order of preference
+	cache    *Cache         // nil: no resumption
+	peer     string         // how this host names the other in its cache
+	nonceLen int            // bytes of resumption nonce it sends (0..8)
 }
 
 // enoOutcome is what both ends learned from the SYN exchange.
 type enoOutcome struct {
 	transcript []byte
 	tep        tcpcrypt.TEP
-	resumeA    *Entry // A resumes this entry
-	resumeB    *Entry // B resumes this entry
+	resumeA    *Entry // A (the active opener) resumes this entry
+	resumeB    *Entry // B (the passive opener) resumes this entry
 	offeredA   bool   // A offered resumption
+	snA, snB   []byte // sn[i] as A and B computed it (resumption only)
+	offer      eno.Suboption
+	answer     eno.Suboption // B's chosen suboption, as sent
 }
 
 // simulateENO runs the SYN / SYN-ACK option exchange of RFC 8547 with the
 // eno codec, as the gateway does on packets: A offers a cached secret (if
-// any) ahead of its ordinary TEPs; B takes it out of its cache by the 9
-// bytes A sent, or falls back to an ordinary TEP; A checks B's 9 bytes.
+// any) with its half of resume[i] and a fresh nonce ahead of its ordinary
+// TEPs; B takes the entry out of its cache by that half (RFC 8548 §3.5) and
+// answers with its own half and nonce, or falls back to an ordinary TEP; A
+// checks B's half. Each end then computes sn[i] = nonce_a | nonce_b. A
+// resumption suboption with fewer than 9 bytes of data is, for B, an offer
+// of fresh key exchange with that TEP.
 func simulateENO(t testing.TB, a, b enoHost) enoOutcome {
 	t.Helper()
 	var out enoOutcome
@@ -90,10 +98,12 @@ func simulateENO(t testing.TB, a, b enoHost) enoOutcome {
 	// A's SYN.
 	var subs []eno.Suboption
 	var aEntry Entry
+	var aNonce []byte
 	if a.cache != nil {
 		if e, ok := a.cache.TakeForPeer(a.peer); ok {
-			aEntry, out.offeredA = e, true
-			subs = append(subs, OfferResume(e))
+			aEntry, aNonce, out.offeredA = e, NewResumeNonce(a.nonceLen), true
+			out.offer = OfferResume(e, aNonce)
+			subs = append(subs, out.offer)
 		}
 	}
 	for _, tep := range a.teps {
@@ -111,24 +121,33 @@ func simulateENO(t testing.TB, a, b enoHost) enoOutcome {
 		t.Fatalf("B parsing A's option: %v", err)
 	}
 	var bEntry Entry
+	var bPeerNonce []byte
 	var bResumes bool
 	chosen, ok := eno.Choose(offerSeen, func(s eno.Suboption) bool {
-		if s.HasData {
+		if s.HasData && len(s.Data) >= resumeHalfLen {
 			if b.cache == nil {
 				return false
 			}
-			bEntry, bResumes = AcceptResume(b.cache, b.peer, s)
+			bEntry, bPeerNonce, bResumes = AcceptResume(b.cache, b.peer, s)
 			return bResumes
 		}
+		// v = 0, or v = 1 with fewer than 9 bytes: fresh key exchange.
 		return slices.Contains(b.teps, tcpcrypt.TEP(s.TEP))
 	})
 	if !ok {
 		t.Fatal("B found no acceptable TEP")
 	}
-	if bResumes {
-		chosen = AnswerResume(bEntry)
+	var bNonce []byte
+	switch {
+	case bResumes:
+		bNonce = NewResumeNonce(b.nonceLen)
+		chosen = AnswerResume(bEntry, bNonce)
 		out.resumeB = &bEntry
+		out.snB = SessionNonce(bEntry, bNonce, bPeerNonce)
+	case chosen.HasData:
+		chosen = eno.Suboption{TEP: chosen.TEP} // fresh key exchange, v = 0
 	}
+	out.answer = chosen
 	bOpt, err := eno.AppendSYNOption(nil, eno.Answer(chosen))
 	if err != nil {
 		t.Fatalf("B's SYN-ACK option: %v", err)
@@ -139,14 +158,23 @@ func simulateENO(t testing.TB, a, b enoHost) enoOutcome {
 	if err != nil {
 		t.Fatalf("A parsing B's option: %v", err)
 	}
+	var aPeerNonce []byte
 	got, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
-		return out.offeredA && offered.HasData && ResumeAnswerMatches(aEntry, answered)
+		if !out.offeredA || !offered.HasData {
+			return false
+		}
+		n, ok := ResumeAnswerMatches(aEntry, answered)
+		if ok {
+			aPeerNonce = n
+		}
+		return ok
 	})
 	if err != nil {
 		t.Fatalf("A rejects B's answer: %v", err)
 	}
 	if got.HasData {
 		out.resumeA = &aEntry
+		out.snA = SessionNonce(aEntry, aNonce, aPeerNonce)
 	}
 	if (out.resumeA != nil) != (out.resumeB != nil) {
 		t.Fatalf("A resumes = %v but B resumes = %v", out.resumeA != nil, out.resumeB != nil)
@@ -157,7 +185,8 @@ func simulateENO(t testing.TB, a, b enoHost) enoOutcome {
 }
 
 // configs builds both ends' configurations from an ENO outcome: A offers
-// aead first (then the others), B accepts all.
+// every AEAD, aead first; B accepts all and prefers aead, so aead is chosen
+// (B picks by its own order of preference, RFC 8548 §3.3).
 func configs(out enoOutcome, aead tcpcrypt.AEADID) (cfgA, cfgB Config) {
 	offered := []tcpcrypt.AEADID{aead}
 	for _, x := range allAEADs {
@@ -166,10 +195,10 @@ func configs(out enoOutcome, aead tcpcrypt.AEADID) (cfgA, cfgB Config) {
 		}
 	}
 	cfgA = Config{Role: eno.RoleA, TEP: out.tep, Transcript: out.transcript, Ciphers: offered, Keys: testKeys}
-	cfgB = Config{Role: eno.RoleB, TEP: out.tep, Transcript: out.transcript, Ciphers: allAEADs, Keys: testKeys}
+	cfgB = Config{Role: eno.RoleB, TEP: out.tep, Transcript: out.transcript, Ciphers: slices.Clone(offered), Keys: testKeys}
 	if out.resumeA != nil {
-		cfgA.Resume, cfgA.ResumeAEAD = &out.resumeA.Secret, out.resumeA.AEAD
-		cfgB.Resume, cfgB.ResumeAEAD = &out.resumeB.Secret, out.resumeB.AEAD
+		cfgA.Resume, cfgA.SessionNonce = out.resumeA, out.snA
+		cfgB.Resume, cfgB.SessionNonce = out.resumeB, out.snB
 	}
 	return cfgA, cfgB
 }
@@ -362,4 +391,165 @@ func readAll(c *Conn) ([]byte, error) {
 			return out, err
 		}
 	}
+}
+
+// openFrames opens, in stream order from offset start, every whole frame at
+// the start of wire with a fresh Opener for the traffic keys keys of mk0
+// (RFC 8548 §3.3). It returns how many frames opened, and the first error.
+func openFrames(wire []byte, start uint64, aead tcpcrypt.AEADID, mk0 []byte, keys tcpcrypt.TrafficKeys) (int, error) {
+	o, err := tcpcrypt.NewOpener(aead, mk0, keys)
+	if err != nil {
+		return 0, err
+	}
+	wire = slices.Clone(wire)
+	off, opened := start, 0
+	for {
+		n, need, err := tcpcrypt.FrameLen(wire)
+		if err != nil {
+			return opened, err
+		}
+		if need || n > len(wire) {
+			return opened, nil
+		}
+		if _, _, _, err := o.OpenFrame(wire[:n], off); err != nil {
+			return opened, err
+		}
+		wire, off = wire[n:], off+uint64(n)
+		opened++
+	}
+}
+
+// framePeer plays one end of a resumed tcpcrypt session by hand over a raw
+// TCP connection: it seals and opens frames itself with a Sealer and an
+// Opener, so a test sees every frame of the other end, control byte
+// included.
+type framePeer struct {
+	t       testing.TB
+	conn    net.Conn
+	sealer  *tcpcrypt.Sealer
+	opener  *tcpcrypt.Opener
+	sendOff uint64
+	recvOff uint64
+}
+
+// peerFrame is one frame the framePeer received.
+type peerFrame struct {
+	control byte
+	flags   byte
+	data    []byte
+	gen     uint32 // the opener's generation after the frame
+}
+
+// send seals data (with flags) at the next offset and writes the frame.
+func (p *framePeer) send(flags byte, data []byte) {
+	p.t.Helper()
+	frame := p.sealer.SealFrame(nil, p.sendOff, flags, 0, data)
+	p.sendOff += uint64(len(frame))
+	if _, err := p.conn.Write(frame); err != nil {
+		p.t.Fatalf("raw peer write: %v", err)
+	}
+}
+
+// recv reads and opens the next frame, waiting at most wait. The error is
+// the stream's (a deadline, io.EOF) or the frame's.
+func (p *framePeer) recv(wait time.Duration) (peerFrame, error) {
+	p.conn.SetReadDeadline(time.Now().Add(wait))
+	defer p.conn.SetReadDeadline(time.Now().Add(testTimeout))
+	hdr := make([]byte, tcpcrypt.FrameHeaderLen)
+	if _, err := io.ReadFull(p.conn, hdr); err != nil {
+		return peerFrame{}, err
+	}
+	n, _, err := tcpcrypt.FrameLen(hdr)
+	if err != nil {
+		return peerFrame{}, err
+	}
+	frame := make([]byte, n)
+	copy(frame, hdr)
+	if _, err := io.ReadFull(p.conn, frame[len(hdr):]); err != nil {
+		return peerFrame{}, err
+	}
+	control := frame[0]
+	flags, _, data, err := p.opener.OpenFrame(frame, p.recvOff)
+	if err != nil {
+		return peerFrame{}, err
+	}
+	p.recvOff += uint64(n)
+	return peerFrame{control: control, flags: flags, data: slices.Clone(data), gen: p.opener.Generation()}, nil
+}
+
+// mustRecv is recv that fails the test on an error.
+func (p *framePeer) mustRecv(wait time.Duration) peerFrame {
+	p.t.Helper()
+	f, err := p.recv(wait)
+	if err != nil {
+		p.t.Fatalf("raw peer: no frame within %v: %v", wait, err)
+	}
+	return f
+}
+
+// noHalfClose hides the stream's CloseWrite: Conn.CloseWrite then sends
+// the FIN frame only and the stream stays open for writing, so that a frame
+// sent after the FIN frame would reach the peer.
+type noHalfClose struct{ net.Conn }
+
+// resumedWithPeer resumes a session from a fixed secret between a Conn
+// (original role connOrig, current TCP-ENO role connRole) and a framePeer
+// holding the other original role, over loopback TCP, with 16 bytes of
+// session nonce. Resumption sends no Init messages, so the frames start at
+// offset 0 both ways.
+func resumedWithPeer(t *testing.T, aead tcpcrypt.AEADID, connRole, connOrig eno.Role, wrap func(net.Conn) net.Conn) (*Conn, *framePeer) {
+	t.Helper()
+	e := testEntry("raw peer session")
+	e.AEAD, e.OriginalRole = aead, connOrig
+	sn := []byte("nonce-a|nonce-b|")
+	rawA, rawB := tcpPair(t)
+	own, other := net.Conn(rawB), net.Conn(rawA)
+	if connRole == eno.RoleA {
+		own, other = rawA, rawB
+	}
+	if wrap != nil {
+		own = wrap(own)
+	}
+	c, err := Handshake(own, Config{Role: connRole, TEP: e.TEP, Resume: &e, SessionNonce: sn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sealer, opener, err := tcpcrypt.NewSession(e.Secret, aead, sn, connOrig != eno.RoleA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &framePeer{t: t, conn: other, sealer: sealer, opener: opener}
+}
+
+// backgroundReader reads c until an error and hands every piece of data
+// to data; the error ends up in done.
+func backgroundReader(c *Conn) (data <-chan []byte, done <-chan error) {
+	d, e := make(chan []byte, 64), make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				d <- slices.Clone(buf[:n])
+			}
+			if err != nil {
+				e <- err
+				return
+			}
+		}
+	}()
+	return d, e
+}
+
+// waitFor polls cond until it holds or wait has passed.
+func waitFor(wait time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }

@@ -149,8 +149,27 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 	}
 	if d.ooo.len() > 0 && f.State == StateEncrypted {
 		e.ackWAN(f, out)
+	} else if !delivered && f.State == StateEncrypted && f.ackPartial() {
+		e.ackWAN(f, out)
 	}
 	return delivered
+}
+
+// ackPartial acknowledges to the WAN the bytes of a frame still being
+// gathered, once every frame before it is acknowledged by the LAN host. A
+// peer may send frames larger than its congestion window (RFC 8548 §3.6
+// allows up to 64 KiB); without an acknowledgment it would wait for one
+// that never comes. The frame's last byte is never acknowledged early: it
+// completes the frame, so its segment stays the sender's to retransmit,
+// and a retransmission makes the gateway deliver the whole frame again
+// (redeliver) if the LAN host lost it. It reports whether cAck moved.
+func (f *Flow) ackPartial() bool {
+	d := &f.dec
+	if len(d.partial) == 0 || d.recs.len() > 0 || !seqGT(d.cRcv, d.cAck) {
+		return false
+	}
+	d.cAck = d.cRcv
+	return true
 }
 
 // feed parses in-order C bytes into frames and delivers each authenticated
@@ -322,6 +341,7 @@ func (e *Engine) lanAck(f *Flow, ack uint32) {
 		d.cAck = seqMax(d.cAck, r.cAfter())
 		d.recs.pop()
 	}
+	f.ackPartial()
 	if seqGT(d.pAck, d.ring.seq) {
 		d.ring.trim(seqMin(d.pAck, d.ring.end()))
 	}

@@ -229,3 +229,48 @@ func TestUnknownResumptionIsFreshExchange(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeFrameIsAcknowledgedAsItArrives: a peer's frame spread over
+// several segments (RFC 8548 allows frames up to 64 KiB) is acknowledged
+// segment by segment up to, not including, its last segment; the last
+// segment is acknowledged only when the LAN host has acknowledged the
+// frame's plaintext, and the plaintext is delivered whole.
+func TestLargeFrameIsAcknowledgedAsItArrives(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	fb := c.b.flow(t)
+	data := bytes.Repeat([]byte("0123456789"), 300)
+	frame := fb.enc.sealer.SealFrame(nil, fb.enc.offNxt, 0, 0, data)
+	start := fb.enc.cNxt
+	seg := func(from, to int) []byte {
+		h := packet.Header{Src: serverAddr.Addr(), Dst: c.client.addr.Addr(), SrcPort: serverAddr.Port(), DstPort: c.client.addr.Port(),
+			Seq: start + uint32(from), Ack: fb.dec.cAck, Flags: packet.FlagACK, Window: 5000, TTL: 64, Payload: frame[from:to]}
+		return packet.Build(make([]byte, h.Len()), &h)
+	}
+	for _, end := range []int{1400, 2800} {
+		toClient, toWAN := split(t, c.a.process(seg(end-1400, end), c.now), c.client.addr.Addr())
+		if len(toClient) != 0 || len(toWAN) != 1 {
+			t.Fatalf("after %d bytes of the frame: %d to the client, %d to the WAN", end, len(toClient), len(toWAN))
+		}
+		if p, _ := mustParse(t, toWAN[0]); p.Ack != start+uint32(end) {
+			t.Fatalf("ACK %d after %d bytes, want %d", p.Ack-start, end, end)
+		}
+	}
+	toClient, toWAN := split(t, c.a.process(seg(2800, len(frame)), c.now), c.client.addr.Addr())
+	if len(toWAN) != 0 {
+		t.Fatalf("the frame's last segment was acknowledged before the LAN host had it")
+	}
+	var got []byte
+	for _, q := range toClient {
+		p, _ := mustParse(t, q)
+		got = append(got, p.Payload()...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("client got %d bytes", len(got))
+	}
+	c.client.ack = c.server.seq + uint32(len(data))
+	ack := one(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now))
+	if p, _ := mustParse(t, ack); p.Ack != start+uint32(len(frame)) {
+		t.Fatalf("client's ACK maps to %d, want the frame's end %d", p.Ack-start, len(frame))
+	}
+}
