@@ -170,7 +170,7 @@ type Conn struct {
 	originalRole eno.Role // role in the session that produced ss[0]: picks the traffic keys
 	tep          tcpcrypt.TEP
 	aead         tcpcrypt.AEADID
-	secret       tcpcrypt.SessionSecret // ss[i] of this connection
+	next         tcpcrypt.SessionSecret // ss[i+1]: ss[i] itself is dropped once the keys exist
 	sessionID    []byte
 	resumed      bool
 
@@ -351,7 +351,10 @@ func (c *Conn) start(ss tcpcrypt.SessionSecret, aead tcpcrypt.AEADID, sn []byte,
 	if err != nil {
 		return err
 	}
-	c.aead, c.secret, c.sessionID = aead, ss, ss.SessionID(SessionIDTEPByte(c.tep, c.resumed), sn)
+	// RFC 8548 §3.5: "After using the session secret ss[i] to compute
+	// mk[0], implementations SHOULD compute and cache ss[i+1] ... and then
+	// erase ss[i] from memory."
+	c.aead, c.next, c.sessionID = aead, ss.Next(), ss.SessionID(SessionIDTEPByte(c.tep, c.resumed), sn)
 	c.sealer, c.sendOffset = sealer, sendStart
 	c.opener = opener
 	c.frames = tcpcrypt.NewFrameReader(opener, recvStart, recvBufferLimit)
@@ -602,9 +605,10 @@ func (c *Conn) failReadLocked(err error) {
 // peer takes it promptly, then closes the stream.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		// A Write blocked on a peer that does not read holds wmu; do not
-		// wait for it: closing the stream below releases it.
-		if c.wmu.TryLock() {
+		// A Write blocked on a peer that does not read holds wmu; wait for
+		// it at most closeFINTimeout (closing the stream below releases
+		// it). A short Write, or a rekey answer, ends well before that.
+		if c.lockWriteWithin(closeFINTimeout) {
 			if !c.writeClosed && c.writeErr == nil {
 				c.conn.SetWriteDeadline(time.Now().Add(closeFINTimeout))
 				c.sendFINLocked()
@@ -614,6 +618,18 @@ func (c *Conn) Close() error {
 		c.closeErr = c.conn.Close()
 	})
 	return c.closeErr
+}
+
+// lockWriteWithin takes wmu if it becomes free within d.
+func (c *Conn) lockWriteWithin(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 // reset closes conn so that the peer sees a TCP RST: SO_LINGER 0 makes the
@@ -650,7 +666,7 @@ func (c *Conn) RekeysReceived() uint64 { return c.rekeysReceived.Load() }
 
 // NextSecret is ss[i+1], what both ends may cache to resume later (RFC 8548
 // §3.5).
-func (c *Conn) NextSecret() tcpcrypt.SessionSecret { return c.secret.Next() }
+func (c *Conn) NextSecret() tcpcrypt.SessionSecret { return c.next }
 
 // CacheEntry is the entry both ends Put in their Cache for this peer: ss[i+1]
 // with the role this host played in the original session.

@@ -238,7 +238,7 @@ func TestResume(t *testing.T) {
 					if want := eA.Secret.SessionID(byte(tep)|0x80, sn); !bytes.Equal(a.SessionID(), want) {
 						t.Fatalf("%s: session id %x, want TEP|v=1 | CPRF(ss[i], CONST_SESSID | sn[i]) = %x", name, a.SessionID(), want)
 					}
-					if bytes.Equal(a.SessionID(), prevX.SessionID()) || bytes.Equal(x.secret.Bytes(), prevX.secret.Bytes()) {
+					if bytes.Equal(a.SessionID(), prevX.SessionID()) || bytes.Equal(x.next.Bytes(), prevX.next.Bytes()) {
 						t.Fatalf("%s: resumed session reuses the previous session's secret", name)
 					}
 					if x.CacheEntry().OriginalRole != eno.RoleA || y.CacheEntry().OriginalRole != eno.RoleB {
@@ -1098,7 +1098,7 @@ func TestFormatHidesSecrets(t *testing.T) {
 	rawA, rawB := tcpPair(t)
 	a, _ := handshakePair(t, rawA, rawB, cfgA, cfgB)
 	s := fmt.Sprintf("%v %+v %#v %s", a, a, a, a)
-	for _, secret := range [][]byte{a.secret.Bytes(), a.secret.MasterKey(nil), a.secret.Next().Bytes()} {
+	for _, secret := range [][]byte{a.next.Bytes(), a.next.MasterKey(nil), a.next.Next().Bytes()} {
 		if bytes.Contains([]byte(s), []byte(fmt.Sprintf("%x", secret))) || bytes.Contains([]byte(s), secret) {
 			t.Fatalf("formatted Conn shows a secret: %s", s)
 		}
