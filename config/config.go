@@ -74,6 +74,7 @@ type TCPCrypt struct {
 	RekeyBytes         ByteSize      `yaml:"rekey_bytes"` // per direction; 0 = only at the AEAD limits
 	RekeyInterval      time.Duration `yaml:"rekey_interval"`
 	SessionCache       SessionCache  `yaml:"session_cache"`
+	ApplicationAware   AppAware      `yaml:"application_aware"`
 	SYNFallbackRetries int           `yaml:"syn_fallback_retries"`
 	InitTimeout        time.Duration `yaml:"init_timeout"`
 }
@@ -87,6 +88,16 @@ type SessionCache struct {
 	// stay 8 unless the reuse of session secrets is impossible (RFC 8548
 	// §3.5).
 	NonceLen int `yaml:"nonce_len"`
+}
+
+// AppAware sets TCP-ENO's application-aware bit a (RFC 8547 §4.2) for the
+// LAN applications behind the gateway, which cannot set it themselves: on
+// flows to or from Ports the gateway sends a = 1; on flows to or from
+// MandatoryPorts it also requires a = 1 from the peer (the RFC's
+// "mandatory application-aware mode") and leaves the flow plain without it.
+type AppAware struct {
+	Ports          []PortRange `yaml:"ports"`
+	MandatoryPorts []PortRange `yaml:"mandatory_ports"`
 }
 
 // BypassRules lists traffic the gateway passes through untouched. A flow is

@@ -30,23 +30,59 @@ func (c *Config) IsLAN(a netip.Addr) bool {
 // BypassMatcher decides whether a flow passes through untouched. It is
 // immutable and safe for concurrent use.
 type BypassMatcher struct {
-	ports *[65536 / 64]uint64 // bit p set: port p bypassed; nil when no ports
+	ports *portSet // nil when no ports
 	addrs addrSet
+}
+
+// portSet is a 65536-bit bitmap of ports: one load per lookup.
+type portSet [65536 / 64]uint64
+
+// newPortSet builds the set of ports in rs; nil when rs is empty.
+func newPortSet(rs []PortRange) *portSet {
+	if len(rs) == 0 {
+		return nil
+	}
+	s := new(portSet)
+	for _, r := range rs {
+		for p := int(r.Lo); p <= int(r.Hi); p++ {
+			s[p/64] |= 1 << (p % 64)
+		}
+	}
+	return s
+}
+
+// either reports whether a or b is in s; a nil set holds nothing.
+func (s *portSet) either(a, b uint16) bool {
+	return s != nil && (s[a/64]&(1<<(a%64)) != 0 || s[b/64]&(1<<(b%64)) != 0)
+}
+
+// AppAwareMatcher says, per flow, whether the gateway sets TCP-ENO's
+// application-aware bit and whether it requires it from the peer (RFC 8547
+// §4.2). It is immutable and safe for concurrent use.
+type AppAwareMatcher struct {
+	set, mandatory *portSet
+}
+
+// AppAware builds the matcher for tcpcrypt.application_aware.
+func (c *Config) AppAware() *AppAwareMatcher {
+	a := &c.TCPCrypt.ApplicationAware
+	return &AppAwareMatcher{set: newPortSet(append(slices.Clone(a.Ports), a.MandatoryPorts...)), mandatory: newPortSet(a.MandatoryPorts)}
+}
+
+// Match reports, for the flow between src and dst, whether to send a = 1
+// and whether to require a = 1 from the peer. A nil matcher sets nothing.
+func (m *AppAwareMatcher) Match(src, dst netip.AddrPort) (set, mandatory bool) {
+	if m == nil {
+		return false, false
+	}
+	return m.set.either(src.Port(), dst.Port()), m.mandatory.either(src.Port(), dst.Port())
 }
 
 // Bypass builds the matcher for the bypass section. Later changes to c do
 // not affect it.
 func (c *Config) Bypass() *BypassMatcher {
 	b := &c.BypassRules
-	m := &BypassMatcher{addrs: newAddrSet(b.Prefixes)}
-	if len(b.Ports) > 0 {
-		m.ports = new([65536 / 64]uint64)
-		for _, r := range b.Ports {
-			for p := int(r.Lo); p <= int(r.Hi); p++ {
-				m.ports[p/64] |= 1 << (p % 64)
-			}
-		}
-	}
+	m := &BypassMatcher{addrs: newAddrSet(b.Prefixes), ports: newPortSet(b.Ports)}
 	for _, h := range b.Hosts {
 		if h.IsValid() {
 			m.addrs.add(netip.PrefixFrom(h.Unmap(), h.Unmap().BitLen()))
@@ -63,14 +99,10 @@ func (m *BypassMatcher) Match(src, dst netip.AddrPort) bool {
 	if m == nil {
 		return false
 	}
-	if m.ports != nil && (m.portSet(src.Port()) || m.portSet(dst.Port())) {
+	if m.ports.either(src.Port(), dst.Port()) {
 		return true
 	}
 	return m.addrs.contains(src.Addr()) || m.addrs.contains(dst.Addr())
-}
-
-func (m *BypassMatcher) portSet(p uint16) bool {
-	return m.ports[p/64]&(1<<(p%64)) != 0
 }
 
 // addrSet is a set of addresses as sorted, disjoint, closed intervals per

@@ -241,3 +241,33 @@ func BenchmarkIsLAN(b *testing.B) {
 		c.IsLAN(a)
 	}
 }
+
+func TestAppAwareMatcher(t *testing.T) {
+	c := Default()
+	c.TCPCrypt.ApplicationAware = AppAware{Ports: []PortRange{{443, 443}}, MandatoryPorts: []PortRange{{8000, 8010}}}
+	m := c.AppAware()
+	ap := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port) }
+	for _, x := range []struct {
+		src, dst       uint16
+		set, mandatory bool
+	}{
+		{40000, 443, true, false},
+		{443, 40000, true, false},
+		{40000, 8005, true, true}, // mandatory implies set
+		{8010, 40000, true, true},
+		{40000, 80, false, false},
+		{40000, 8011, false, false},
+	} {
+		set, mand := m.Match(ap(x.src), ap(x.dst))
+		if set != x.set || mand != x.mandatory {
+			t.Errorf("%d -> %d: set %v mandatory %v, want %v %v", x.src, x.dst, set, mand, x.set, x.mandatory)
+		}
+	}
+	if set, mand := Default().AppAware().Match(ap(1), ap(443)); set || mand {
+		t.Error("the default configuration sets the application-aware bit (RFC 8547 §4.2: default 0)")
+	}
+	var nilM *AppAwareMatcher
+	if set, _ := nilM.Match(ap(1), ap(2)); set {
+		t.Error("nil matcher sets a")
+	}
+}

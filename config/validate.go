@@ -346,17 +346,15 @@ func (v *validator) tcpcrypt() {
 	v.intRange("tcpcrypt.session_cache.size", t.SessionCache.Size, 0, maxSessionCache)
 	v.durRange("tcpcrypt.session_cache.ttl", t.SessionCache.TTL, minSessionTTL, maxSessionTTL, t.SessionCache.Size == 0)
 	v.intRange("tcpcrypt.session_cache.nonce_len", t.SessionCache.NonceLen, 0, 8)
+	v.portList("tcpcrypt.application_aware.ports", t.ApplicationAware.Ports)
+	v.portList("tcpcrypt.application_aware.mandatory_ports", t.ApplicationAware.MandatoryPorts)
 	v.intRange("tcpcrypt.syn_fallback_retries", t.SYNFallbackRetries, 0, maxSYNFallback)
 	v.durRange("tcpcrypt.init_timeout", t.InitTimeout, minInitTimeout, maxInitTimeout, false)
 }
 
 func (v *validator) bypass() {
 	b := &v.c.BypassRules
-	if len(b.Ports) > maxBypassPorts {
-		v.add("bypass.ports", "%d entries, at most %d (use ranges)", len(b.Ports), maxBypassPorts)
-	} else {
-		v.ports(b.Ports)
-	}
+	v.portList("bypass.ports", b.Ports)
 	v.prefixes("bypass.prefixes", b.Prefixes, maxBypassPrefixes, false)
 	if len(b.Hosts) > maxBypassHosts {
 		v.add("bypass.hosts", "%d hosts, at most %d (use prefixes)", len(b.Hosts), maxBypassHosts)
@@ -386,7 +384,17 @@ func (v *validator) bypass() {
 }
 
 // ports checks port ranges: valid, and no two overlapping.
-func (v *validator) ports(rs []PortRange) {
+// portList checks a list of port ranges: bounded, each valid, none
+// overlapping another.
+func (v *validator) portList(field string, rs []PortRange) {
+	if len(rs) > maxBypassPorts {
+		v.add(field, "%d entries, at most %d (use ranges)", len(rs), maxBypassPorts)
+		return
+	}
+	v.ports(field, rs)
+}
+
+func (v *validator) ports(field string, rs []PortRange) {
 	type entry struct {
 		r PortRange
 		i int
@@ -394,7 +402,7 @@ func (v *validator) ports(rs []PortRange) {
 	good := make([]entry, 0, len(rs))
 	for i, r := range rs {
 		if r.Lo == 0 || r.Lo > r.Hi {
-			v.add(index("bypass.ports", i), "invalid port range %d-%d (want 1-65535, low <= high)", r.Lo, r.Hi)
+			v.add(index(field, i), "invalid port range %d-%d (want 1-65535, low <= high)", r.Lo, r.Hi)
 			continue
 		}
 		good = append(good, entry{r, i})
@@ -409,7 +417,7 @@ func (v *validator) ports(rs []PortRange) {
 	for _, e := range good[1:] {
 		if e.r.Lo <= far.r.Hi {
 			later, first := max(e.i, far.i), min(e.i, far.i)
-			v.add(index("bypass.ports", later), "%s overlaps %s (%s)", rs[later], rs[first], v.where(index("bypass.ports", first)))
+			v.add(index(field, later), "%s overlaps %s (%s)", rs[later], rs[first], v.where(index(field, first)))
 		}
 		if e.r.Hi > far.r.Hi {
 			far = e

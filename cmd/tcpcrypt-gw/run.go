@@ -79,6 +79,7 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Ca
 	}
 	bypass := cfg.Bypass()
 	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }
+	ec.AppAware = cfg.AppAware().Match
 	for _, name := range cfg.TCPCrypt.TEPs {
 		t, err := tcpcrypt.ParseTEP(name)
 		if err != nil {

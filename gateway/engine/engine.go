@@ -48,6 +48,10 @@ import (
 type Config struct {
 	IsLAN  func(netip.Addr) bool
 	Bypass func(lan, wan netip.AddrPort) bool
+	// AppAware says whether the gateway sends TCP-ENO's application-aware
+	// bit for a flow and whether it requires it from the peer (RFC 8547
+	// §4.2); nil: never.
+	AppAware func(lan, wan netip.AddrPort) (set, mandatory bool)
 
 	TEPs    []tcpcrypt.TEP    // offered in this order
 	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order

@@ -92,6 +92,9 @@ type Flow struct {
 	sessionNonce   []byte          // sn[i] = nonce_a | nonce_b once resumption is agreed
 	originalRole   eno.Role        // our role in the session that produced ss[0]: picks our traffic keys
 	Resumed        bool            // the session started from a cached secret, no Init messages
+	appAware       bool            // we send a = 1 (RFC 8547 §4.2)
+	appMandatory   bool            // and require a = 1 from the peer
+	PeerAppAware   bool            // the peer's SYN or SYN-ACK had a = 1
 	accounted      int             // bytes this flow holds against the global budget
 	lanSynAcked    bool            // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 
@@ -183,8 +186,11 @@ type Info struct {
 	Cipher    string
 	SessionID []byte
 	Resumed   bool
-	Stats     FlowStats
-	Seq       SeqInfo
+	// PeerAppAware is the application-aware bit of the peer's ENO option
+	// (RFC 8547 §4.2: applications must be able to examine it).
+	PeerAppAware bool
+	Stats        FlowStats
+	Seq          SeqInfo
 }
 
 // SeqInfo is the sequence bookkeeping of a flow, relative to the initial
@@ -203,7 +209,7 @@ type SeqInfo struct {
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
 	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed}
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware}
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}

@@ -290,6 +290,9 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 	case s.has(packet.FlagURG):
 		why = "urgent data"
 	}
+	if why == "" && cfg.AppAware != nil {
+		f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+	}
 	if why == "" {
 		// RFC 8548 §3.5: offer the cached secret, the lowest unused i of
 		// its chain (the cache hands each ss[i] out once).
@@ -352,7 +355,11 @@ func (e *Engine) offer(cfg *Config, f *Flow, withTEPs bool) eno.SYNOption {
 	if f.resume != nil {
 		subs = append(subs, endpoint.OfferResume(*f.resume, f.resumeNonce))
 	}
-	return eno.Offer(subs)
+	o := eno.Offer(subs)
+	if f.appAware {
+		o.Global, o.HasGlobal = eno.GlobalA, true // RFC 8547 §4.2
+	}
+	return o
 }
 
 // peerKey names a peer in the resumption cache: its address (with NAT in
@@ -406,6 +413,14 @@ func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 		e.emitSYN(s, nil, 0, out) // the LAN host never offered ENO: strip it
 		return
 	}
+	if f.appMandatory && !f.PeerAppAware {
+		// RFC 8547 §4.2: "a mandatory application-aware mode in which
+		// TCP-ENO is automatically disabled if the remote host does not set
+		// a = 1". Our ACK will carry no ENO, so the peer falls back too.
+		e.plain(f, "peer is not application-aware (mandatory application-aware port)")
+		e.emitSYN(s, nil, 0, out)
+		return
+	}
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.answer = append([]byte(nil), s.opts.ENO...)
 	f.State = StateACKPending
@@ -427,6 +442,7 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	if err != nil {
 		return eno.Suboption{}, err
 	}
+	f.PeerAppAware = answer.ApplicationAware()
 	var peerNonce []byte
 	chosen, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
 		if f.resume == nil || !offered.HasData {
@@ -486,6 +502,14 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		}
 		if offer.Passive() { // RFC 8547 §4.3: a SYN claiming role B is a simultaneous open we do not play
 			why = "peer claims the passive role"
+			break
+		}
+		f.PeerAppAware = offer.ApplicationAware()
+		if cfg.AppAware != nil {
+			f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+		}
+		if f.appMandatory && !f.PeerAppAware {
+			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
 			break
 		}
 		// RFC 8548 §3.5: resume when A names a secret we cached under the
@@ -563,7 +587,11 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	}
 	f.lanWin = s.Window >> f.lanWS
 	if f.answer == nil {
-		opt, err := eno.AppendSYNOption(nil, eno.Answer(f.chosen))
+		ans := eno.Answer(f.chosen)
+		if f.appAware {
+			ans.Global |= eno.GlobalA // RFC 8547 §4.2
+		}
+		opt, err := eno.AppendSYNOption(nil, ans)
 		if err != nil {
 			e.plain(f, "ENO answer: "+err.Error())
 			e.forward(s.Buf, out)

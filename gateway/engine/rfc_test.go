@@ -274,3 +274,53 @@ func TestLargeFrameIsAcknowledgedAsItArrives(t *testing.T) {
 		t.Fatalf("client's ACK maps to %d, want the frame's end %d", p.Ack-start, len(frame))
 	}
 }
+
+// TestApplicationAware: on configured ports the gateway sends a = 1 in its
+// offer and its answer, shows the peer's bit, and in mandatory mode leaves
+// a flow plain when the peer does not set a = 1 (RFC 8547 §4.2).
+func TestApplicationAware(t *testing.T) {
+	for _, c := range []struct {
+		name                  string
+		aSet, aMand           bool // gateway A's policy
+		bSet, bMand           bool // gateway B's policy
+		wantEncrypted, wantAB bool // result; wantAB: both saw the other's a = 1
+	}{
+		{"off", false, false, false, false, true, false},
+		{"both set", true, false, true, false, true, true},
+		{"A mandatory, B sets", false, true, true, false, true, true},
+		{"A mandatory, B does not", false, true, false, false, false, false},
+		{"B mandatory, A does not", false, false, false, true, false, false},
+		{"B mandatory, A sets", true, false, false, true, true, true},
+	} {
+		p := newPair(t)
+		p.a.e.cfg.Load().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.aSet || c.aMand, c.aMand }
+		p.b.e.cfg.Load().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.bSet || c.bMand, c.bMand }
+		syn := one(t, p.a.process(p.client.seg(packet.FlagSYN, nil, synOpts(1460)), p.now))
+		_, so := mustParse(t, syn)
+		offer, err := eno.ParseSYNOption(so.ENO)
+		if err != nil || offer.ApplicationAware() != (c.aSet || c.aMand) {
+			t.Fatalf("%s: offer %+v (%v)", c.name, offer, err)
+		}
+		srv := one(t, p.b.process(syn, p.now))
+		sp, _ := mustParse(t, srv)
+		p.client.seq++
+		p.server.ack = sp.Seq + 1
+		synack := one(t, p.b.process(p.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), p.now))
+		p.server.seq++
+		cli := one(t, p.a.process(synack, p.now))
+		cp, _ := mustParse(t, cli)
+		p.client.ack = cp.Seq + 1
+		ack := one(t, p.a.process(p.client.seg(packet.FlagACK, nil, nil), p.now))
+		_, ao := mustParse(t, ack)
+		fa, fb := p.a.flow(t), p.b.flow(t)
+		if c.wantEncrypted != (ao.ENO != nil) || c.wantEncrypted != (fa.State == StateKeyExchange) {
+			t.Fatalf("%s: A state %v (%s), ENO on the ACK %v", c.name, fa.State, fa.Reason, ao.ENO != nil)
+		}
+		if !c.wantEncrypted && fa.State != StatePassthrough && fb.State != StatePassthrough {
+			t.Fatalf("%s: neither gateway went plain: A %v, B %v", c.name, fa.State, fb.State)
+		}
+		if c.wantAB && (!fa.PeerAppAware || !fb.PeerAppAware) {
+			t.Fatalf("%s: peer bits A %v B %v", c.name, fa.PeerAppAware, fb.PeerAppAware)
+		}
+	}
+}

@@ -37,7 +37,8 @@ type FlowJSON struct {
 	TEP            string    `json:"tep,omitempty"`
 	Cipher         string    `json:"cipher,omitempty"`
 	SessionID      string    `json:"session_id,omitempty"`
-	Resumed        bool      `json:"resumed"` // started from a cached secret, no Init messages
+	Resumed        bool      `json:"resumed"`        // started from a cached secret, no Init messages
+	PeerAppAware   bool      `json:"peer_app_aware"` // the peer set TCP-ENO's application-aware bit (RFC 8547 §4.2)
 	PlainBytesOut  uint64    `json:"plain_bytes_out"`
 	PlainBytesIn   uint64    `json:"plain_bytes_in"`
 	CipherBytesOut uint64    `json:"cipher_bytes_out"`
@@ -155,7 +156,7 @@ func (r *flowRow) json(now time.Time) FlowJSON {
 	return FlowJSON{
 		ID: r.id, LAN: in.LAN.String(), WAN: in.WAN.String(), Direction: in.Role, State: in.State,
 		Encrypted: in.Encrypted, Reason: in.Reason, TEP: in.TEP, Cipher: in.Cipher,
-		SessionID: hex.EncodeToString(in.SessionID), Resumed: in.Resumed,
+		SessionID: hex.EncodeToString(in.SessionID), Resumed: in.Resumed, PeerAppAware: in.PeerAppAware,
 		PlainBytesOut: in.Stats.PlainBytesOut, PlainBytesIn: in.Stats.PlainBytesIn,
 		CipherBytesOut: in.Stats.CipherBytesOut, CipherBytesIn: in.Stats.CipherBytesIn,
 		PacketsOut: in.Stats.PacketsOut, PacketsIn: in.Stats.PacketsIn,
