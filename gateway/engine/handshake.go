@@ -306,8 +306,14 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		// alone (it also offers a fresh key exchange with its TEP, RFC
 		// 8548 §3.2), then the TEPs without resumption: the first that
 		// fits beside the host's own options goes.
-		for _, withTEPs := range []bool{true, false} {
-			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f, withTEPs))
+		for _, try := range [...]struct{ teps, resume bool }{{true, true}, {false, true}, {true, false}} {
+			if try.resume && f.resume == nil {
+				continue
+			}
+			if !try.resume {
+				f.resume, f.resumeNonce = nil, nil
+			}
+			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f, try.teps))
 			if err != nil {
 				why = "ENO offer: " + err.Error()
 				break
@@ -320,18 +326,7 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 				}
 				return
 			}
-			if f.resume == nil {
-				why = "no TCP option space for ENO"
-				break
-			}
-			if !withTEPs {
-				f.resume, f.resumeNonce = nil, nil // no room even alone: offer the TEPs
-				if opt, err = eno.AppendSYNOption(nil, e.offer(cfg, f, true)); err == nil && e.emitSYN(s, opt, 0, out) {
-					f.offer, f.State = opt, StateSYNSent
-					return
-				}
-				why = "no TCP option space for ENO"
-			}
+			why = "no TCP option space for ENO"
 		}
 	}
 	e.plain(f, why)
