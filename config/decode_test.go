@@ -77,7 +77,7 @@ var badCases = []struct {
 	{"flows max zero", "flows:\n  max: 0\n", 2, "flows.max", "0 out of range [1, 16777216]"},
 	{"session cache negative", "tcpcrypt:\n  session_cache:\n    size: -1\n", 3, "tcpcrypt.session_cache.size", "-1 out of range [0, 1048576]"},
 	{"syn fallback retries", "tcpcrypt:\n  syn_fallback_retries: 11\n", 2, "tcpcrypt.syn_fallback_retries", "11 out of range [0, 10]"},
-	{"keypair lifetime", "tcpcrypt:\n  keypair_lifetime: 25h\n", 2, "tcpcrypt.keypair_lifetime", "25h out of range [0s, 24h] or 0 to disable"},
+	{"keypair lifetime", "tcpcrypt:\n  keypair_lifetime: 2h\n", 2, "tcpcrypt.keypair_lifetime", "2h out of range [0s, 1h] or 0 to disable"},
 	{"duplicate key", "log:\n  level: info\n  level: debug\n", 3, "log.level", "duplicate key (first set on line 2)"},
 	{"list instead of mapping", "tcpcrypt: [p256]\n", 1, "tcpcrypt", "want a mapping of keys, got a list"},
 	{"scalar instead of list", "interfaces:\n  lan: br-lan\n", 2, "interfaces.lan", `want a list such as [a, b], got "br-lan"`},

@@ -34,9 +34,9 @@ const (
 	maxBypassPrefixes = 4096
 	maxBypassHosts    = 4096
 
-	maxKeypairLifetime  = 24 * time.Hour
-	minRekeyBytes       = MiB // smaller would rekey nearly every frame
-	maxRekeyBytes       = TiB // beyond this the AEAD limits decide anyway
+	maxKeypairLifetime  = time.Hour // RFC 8548 §3.3: ephemeral keys "MUST be refreshed frequently"
+	minRekeyBytes       = MiB       // smaller would rekey nearly every frame
+	maxRekeyBytes       = TiB       // beyond this the AEAD limits decide anyway
 	minRekeyInterval    = 10 * time.Second
 	maxRekeyInterval    = 30 * 24 * time.Hour
 	maxSessionCache     = 1 << 20

@@ -279,6 +279,10 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		why = "bypass rule"
 	case s.opts.ENO != nil:
 		why = "LAN host speaks ENO itself"
+	case s.opts.LegacyENO:
+		// RFC 8547 §11: a host must not carry both option 69 and the
+		// experimental option 253 with ExID 0x454E.
+		why = "LAN host speaks a pre-RFC ENO (option 253) itself"
 	case len(s.Payload()) > 0 || s.opts.TFOCookie:
 		// RFC 8547 §4.7: a SYN+ENO segment MUST NOT carry data the SYN TEP
 		// does not define (tcpcrypt defines none) nor a non-empty TFO
@@ -540,6 +544,13 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	}
 	if why != "" {
 		e.plain(f, why)
+		if s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen) {
+			// RFC 8547 §4.7: the data of a SYN+ENO is discarded when ENO
+			// fails, "even when ENO has been disabled by configuration":
+			// the LAN host gets the SYN without it (and without ENO).
+			e.emitSYN(s, nil, 0, out)
+			return
+		}
 		e.forward(s.Buf, out)
 		return
 	}
@@ -764,8 +775,12 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 	if err != nil {
 		return err
 	}
-	if !containsAEAD(cfg.Ciphers, m.Cipher) {
-		return fmt.Errorf("peer chose cipher 0x%02x we did not offer", byte(m.Cipher))
+	// RFC 8548 §3.3: a sym_cipher "not present in the sym_cipher_list it
+	// previously transmitted in Init1" aborts: checked against Init1 as
+	// sent, whatever a reload has changed since.
+	sent, err := tcpcrypt.ParseInit1(f.tep, f.ownInit)
+	if err != nil || !containsAEAD(sent.Ciphers, m.Cipher) {
+		return fmt.Errorf("peer chose cipher %v, which our Init1 did not offer", m.Cipher)
 	}
 	es, err := f.keyPair.SharedSecret(m.PublicKey)
 	if err != nil {

@@ -324,3 +324,35 @@ func TestApplicationAware(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyENOOptionIsLeftAlone: a LAN host that sends the experimental
+// ENO option (253 with ExID 0x454E) speaks a pre-RFC ENO: the gateway adds
+// no option 69 beside it (RFC 8547 §11) and passes the flow.
+func TestLegacyENOOptionIsLeftAlone(t *testing.T) {
+	c := newPair(t)
+	opts := append(synOpts(1460), packet.OptExp, 5, 0x45, 0x4e, 0x23, packet.OptEOL, packet.OptEOL, packet.OptEOL)
+	out := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, opts), c.now))
+	_, o := mustParse(t, out)
+	if o.ENO != nil || !o.LegacyENO || c.a.flow(t).State != StatePassthrough {
+		t.Fatalf("ENO %x, legacy option kept %v, state %v", o.ENO, o.LegacyENO, c.a.flow(t).State)
+	}
+}
+
+// TestPlainSYNENODataIsDropped: a WAN SYN+ENO the gateway does not
+// negotiate (here: no TEP in common) still loses its data before it reaches
+// the LAN host (RFC 8547 §4.7: discarded even when ENO is disabled).
+func TestPlainSYNENODataIsDropped(t *testing.T) {
+	c := newPair(t)
+	opt, err := eno.AppendSYNOption(nil, eno.Offer([]eno.Suboption{{TEP: 0x7e}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
+		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64,
+		Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL)...), Payload: []byte("early data")}
+	out := one(t, c.b.process(packet.Build(make([]byte, h.Len()), &h), c.now))
+	p, o := mustParse(t, out)
+	if len(p.Payload()) != 0 || o.ENO != nil || c.b.flow(t).State != StatePassthrough {
+		t.Fatalf("LAN server SYN: %d data bytes, ENO %x, state %v", len(p.Payload()), o.ENO, c.b.flow(t).State)
+	}
+}

@@ -21,7 +21,9 @@ const (
 	OptTimestamp = 8
 	OptMPTCP     = 30
 	OptFastOpen  = 34
-	OptENO       = 69 // RFC 8547 §4.1
+	OptENO       = 69  // RFC 8547 §4.1
+	OptExp       = 253 // RFC 6994 experimental option with a 16-bit ExID
+	expIDENO     = 0x454E
 )
 
 var ErrBadOptions = errors.New("packet: malformed TCP options")
@@ -43,6 +45,7 @@ type Options struct {
 	SACK      [4]SACKBlock
 	ENO       []byte // the first ENO option (kind, length, contents) or nil
 	ENOCount  int    // how many ENO options: more than one in a SYN means no ENO (RFC 8547 §4.1)
+	LegacyENO bool   // option 253 with ExID 0x454E: a pre-RFC ENO implementation (RFC 8547 §11)
 	FastOpen  bool   // a TCP Fast Open option (RFC 7413), empty or not
 	TFOCookie bool   // the Fast Open option carries a cookie (is non-empty)
 	MPTCP     bool
@@ -100,6 +103,10 @@ func ParseOptions(opts []byte) (Options, error) {
 			o.TFOCookie = o.TFOCookie || l > 2
 		case OptMPTCP:
 			o.MPTCP = true
+		case OptExp:
+			if len(v) >= 2 && binary.BigEndian.Uint16(v) == expIDENO {
+				o.LegacyENO = true
+			}
 		}
 		i += l
 	}
