@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -121,6 +122,13 @@ func cmdRun(args []string) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
+	// RFC 8547 §10, RFC 8548 §8: no ENO before the randomness behind the
+	// keys and nonces is good. crypto/rand reads getrandom(2), which blocks
+	// until the kernel's generator is seeded; reading once here keeps the
+	// traffic out of the gateway until then.
+	if _, err := rand.Read(make([]byte, 32)); err != nil {
+		return fmt.Errorf("randomness: %w", err)
+	}
 	params := netsetupParams(cfg)
 	setup, err := netsetup.Apply(params)
 	if err != nil {

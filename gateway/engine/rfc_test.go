@@ -6,7 +6,9 @@ package engine
 
 import (
 	"bytes"
+	"crypto/rand"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,5 +356,46 @@ func TestPlainSYNENODataIsDropped(t *testing.T) {
 	p, o := mustParse(t, out)
 	if len(p.Payload()) != 0 || o.ENO != nil || c.b.flow(t).State != StatePassthrough {
 		t.Fatalf("LAN server SYN: %d data bytes, ENO %x, state %v", len(p.Payload()), o.ENO, c.b.flow(t).State)
+	}
+}
+
+// TestInit2CipherNotOfferedAborts: an Init2 whose sym_cipher our Init1 did
+// not offer aborts the connection (RFC 8548 §3.3), even if the current
+// configuration would accept it.
+func TestInit2CipherNotOfferedAborts(t *testing.T) {
+	c := newPair(t)
+	syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+	srv := one(t, c.b.process(syn, c.now))
+	sp, _ := mustParse(t, srv)
+	c.client.seq++
+	c.server.ack = sp.Seq + 1
+	synack := one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now))
+	c.server.seq++
+	cp, _ := mustParse(t, one(t, c.a.process(synack, c.now)))
+	c.client.ack = cp.Seq + 1
+	one(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now)) // Init1, offering AES-128-GCM and ChaCha20-Poly1305
+	// A peer answers with AES-256-GCM, which A's configuration allows since
+	// a reload after Init1 left.
+	fa := c.a.flow(t)
+	kp, err := tcpcrypt.GenerateKeyPair(fa.tep, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := tcpcrypt.Init2{Cipher: tcpcrypt.AES256GCM, PublicKey: kp.PublicKey()}
+	c.a.e.cfg.Load().Ciphers = append(c.a.e.cfg.Load().Ciphers, tcpcrypt.AES256GCM)
+	h := packet.Header{Src: serverAddr.Addr(), Dst: c.client.addr.Addr(), SrcPort: serverAddr.Port(), DstPort: c.client.addr.Port(),
+		Seq: c.server.seq, Ack: fa.enc.cNxt, Flags: packet.FlagACK | packet.FlagPSH, Window: 5000, TTL: 64, Payload: m2.Append(nil)}
+	outs := c.a.process(packet.Build(make([]byte, h.Len()), &h), c.now)
+	if fa.State != StateReset || !strings.Contains(fa.Reason, "did not offer") {
+		t.Fatalf("A state %v (%s) after an Init2 choosing an AEAD it did not offer", fa.State, fa.Reason)
+	}
+	rsts := 0
+	for _, q := range outs {
+		if p, _ := mustParse(t, q); p.Flags&packet.FlagRST != 0 {
+			rsts++
+		}
+	}
+	if rsts != 2 {
+		t.Fatalf("%d resets, want one to each side", rsts)
 	}
 }
