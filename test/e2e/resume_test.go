@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 
 	"tcpcrypt-gw/test/netns"
@@ -134,5 +135,33 @@ func lossRules(t *testing.T, ns *netns.NS, pct int) {
 	rules := fmt.Sprintf("table inet tcgwloss {\n chain forward_loss { type filter hook forward priority 0; policy accept;\n  meta l4proto tcp numgen random mod 100 < %d drop\n }\n}\n", pct)
 	if out, err := ns.RunStdin(rules, "nft", "-f", "-"); err != nil {
 		t.Fatalf("nft: %v: %s", err, out)
+	}
+}
+
+// TestResumptionRoleSwap: after a full handshake client -> server (gateway
+// A plays role A), the server opens a connection back to the client through
+// A's port forward: gateway B now plays role A and resumes the session (RFC
+// 8548 §3.5: "either host MAY later initiate session resumption"), each
+// gateway naming it by the half of resume[i] of its ORIGINAL role and
+// sealing with its original keys. The data is exact and both gateways show
+// the same session ID, which starts with the TEP byte with v = 1.
+func TestResumptionRoleSwap(t *testing.T) {
+	e := newEnv(t, envOptions{portForward: true})
+	srv := listen(t, e.topo.Server, "0.0.0.0:9310")
+	transfer(t, srv, e.topo.Client, fmt.Sprintf("%s:9310", e.topo.ServerAddr4), 64<<10, 64<<10, 310)
+	cli := listen(t, e.topo.Client, "0.0.0.0:9090")
+	transfer(t, cli, e.topo.Server, fmt.Sprintf("%s:8080", e.topo.GwAWANAddr4), 1<<20, 1<<20, 311)
+
+	fa := flowWithPort(e.flows(e.topo.GwA), 9090)
+	fb := flowWithPort(e.flows(e.topo.GwB), 8080)
+	if fa == nil || fb == nil {
+		t.Fatal("flows of the second connection not found")
+	}
+	if fa.Direction != "inbound" || fb.Direction != "outbound" {
+		t.Fatalf("directions: A %s B %s", fa.Direction, fb.Direction)
+	}
+	if !fa.Resumed || !fb.Resumed || fa.SessionID != fb.SessionID || !strings.HasPrefix(fa.SessionID, "a3") {
+		t.Fatalf("second connection: A resumed=%v sid=%s, B resumed=%v sid=%s; want resumed at both, equal IDs starting a3 (curve25519 | v)",
+			fa.Resumed, fa.SessionID, fb.Resumed, fb.SessionID)
 	}
 }
