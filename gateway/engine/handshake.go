@@ -528,12 +528,17 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			})
 		}
 		if !ok {
-			// A fresh key exchange with the first TEP of A's that we
-			// support, whatever its v bit: a resumption suboption we do not
-			// hold, or one with fewer than 9 data bytes, is an offer of
-			// fresh key exchange too (RFC 8548 §3.2, §3.5).
-			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool { return containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) })
-			chosen = eno.Suboption{TEP: chosen.TEP}
+			// A fresh key exchange with the TEP we prefer among A's ("host A
+			// does not influence TEP priority", RFC 8547 §4.5), whatever its
+			// v bit: a resumption suboption we do not hold, or one with
+			// fewer than 9 data bytes, offers a fresh key exchange too (RFC
+			// 8548 §3.2, §3.5).
+			for _, t := range cfg.TEPs {
+				if _, ok = eno.Choose(offer, func(sub eno.Suboption) bool { return sub.TEP == byte(t) }); ok {
+					chosen = eno.Suboption{TEP: byte(t)}
+					break
+				}
+			}
 		}
 		if !ok {
 			why = "no common TEP"

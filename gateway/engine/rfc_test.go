@@ -399,3 +399,23 @@ func TestInit2CipherNotOfferedAborts(t *testing.T) {
 		t.Fatalf("%d resets, want one to each side", rsts)
 	}
 }
+
+// TestBChoosesByItsOwnPreference: as B the gateway answers with the TEP it
+// prefers among those A offered, whatever A's order ("host A does not
+// influence TEP priority", RFC 8547 §4.5).
+func TestBChoosesByItsOwnPreference(t *testing.T) {
+	c := newPair(t) // B prefers curve25519, then p256
+	opt, err := eno.AppendSYNOption(nil, eno.Offer([]eno.Suboption{{TEP: byte(tcpcrypt.TEPP256)}, {TEP: 0x7e}, {TEP: byte(tcpcrypt.TEPCurve25519)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
+		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64, Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL, packet.OptEOL, packet.OptEOL)...)}
+	c.b.process(packet.Build(make([]byte, h.Len()), &h), c.now)
+	c.server.ack = c.client.seq + 1
+	_, o := mustParse(t, one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now)))
+	ans, err := eno.ParseSYNOption(o.ENO)
+	if err != nil || len(ans.TEPs) != 1 || ans.TEPs[0].TEP != byte(tcpcrypt.TEPCurve25519) {
+		t.Fatalf("answer %+v (%v), want curve25519", ans, err)
+	}
+}
