@@ -9,12 +9,17 @@ import (
 	"tcpcrypt-gw/gateway/packet"
 )
 
-// tick runs the engine's timers at now.
-func (g *gw) tick(now time.Time) {
+// tick runs the engine's timers at now and returns copies of what they sent.
+func (g *gw) tick(now time.Time) [][]byte {
 	g.table.LockShard(0)
 	g.e.Tick(now, &g.out)
 	g.table.UnlockShard(0)
+	var res [][]byte
+	for _, b := range g.out.Packets() {
+		res = append(res, append([]byte(nil), b[g.out.Offset:]...))
+	}
 	g.out.Reset()
+	return res
 }
 
 // TestHalfOpenFlowsExpire: flows that saw only a SYN (outbound with our

@@ -69,14 +69,7 @@ func TestRekeyIsAnsweredAtOnce(t *testing.T) {
 	}
 
 	// Lost: the timer sends the same bytes again.
-	c.a.table.LockShard(0)
-	c.a.e.Tick(c.now.Add(time.Second), &c.a.out)
-	c.a.table.UnlockShard(0)
-	if c.a.out.N != 1 {
-		t.Fatalf("tick sent %d packets, want the empty frame again", c.a.out.N)
-	}
-	again := append([]byte(nil), c.a.out.Packets()[0][c.a.out.Offset:]...)
-	c.a.out.Reset()
+	again := one(t, c.a.tick(c.now.Add(time.Second)))
 	gp, _ := mustParse(t, again)
 	if !bytes.Equal(gp.Payload(), ep.Payload()) || gp.Seq != ep.Seq {
 		t.Fatal("re-sent rekey frame differs")
@@ -98,11 +91,8 @@ func TestRekeyIsAnsweredAtOnce(t *testing.T) {
 	c.server.ack = c.client.seq
 	ack := one(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now))
 	c.a.process(ack, c.now)
-	c.a.table.LockShard(0)
-	c.a.e.Tick(c.now.Add(10*time.Second), &c.a.out)
-	c.a.table.UnlockShard(0)
-	if c.a.out.N != 0 {
-		t.Fatalf("tick re-sent %d packets after the ACK", c.a.out.N)
+	if n := len(c.a.tick(c.now.Add(10 * time.Second))); n != 0 {
+		t.Fatalf("tick re-sent %d packets after the ACK", n)
 	}
 
 	// Client data after the rekey goes under generation 1 with rekey = 0,
