@@ -19,7 +19,7 @@
 // Sending (Write): data is cut into frames of at most MaxFrame bytes, each
 // sealed at its stream offset, and batched into few writes. The own
 // direction rekeys (RFC 8548 §3.8) every RekeyBytes plaintext bytes, and in
-// any case before safeFramesPerKey frames.
+// any case before tcpcrypt.SafeFramesPerKey frames.
 //
 // Receiving (Read): stream bytes go into a bounded tcpcrypt.FrameReader,
 // which opens whole frames in place. A frame that fails authentication (or
@@ -62,13 +62,6 @@ const (
 	// writeBatch is how many frame bytes Write gathers before handing them
 	// to the stream: fewer system calls, still bounded.
 	writeBatch = 64 << 10
-
-	// safeFramesPerKey bounds the frames sealed under one key, whatever
-	// RekeyBytes says: RFC 8548 §3.8 asks to rekey before an AEAD's safe
-	// usage limit; 2^24 frames stays far below the AES-GCM and
-	// ChaCha20-Poly1305 limits for frames of up to 64 KiB (as TLS 1.3 §5.5
-	// counts them).
-	safeFramesPerKey = 1 << 24
 
 	// closeFINTimeout bounds how long Close waits to send the FIN frame to
 	// a peer that does not read.
@@ -395,12 +388,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 // nextFrameLenLocked is the data length of the next frame for remaining
 // bytes of input. It rekeys first when Rekey asked for it or the current key
-// has carried RekeyBytes or safeFramesPerKey frames, and cuts frames at the
+// has carried RekeyBytes or tcpcrypt.SafeFramesPerKey frames, and cuts frames at the
 // RekeyBytes boundary, so that rekeys fall exactly every RekeyBytes bytes.
 // A rekey therefore always has a frame behind it: the receiver can follow
 // only one generation per frame (RFC 8548 §3.8, one rekey bit).
 func (c *Conn) nextFrameLenLocked(remaining int) int {
-	if c.rekeyPending || (c.rekeyBytes > 0 && c.sinceRekey >= c.rekeyBytes) || c.framesThisKey >= safeFramesPerKey {
+	if c.rekeyPending || (c.rekeyBytes > 0 && c.sinceRekey >= c.rekeyBytes) || c.framesThisKey >= tcpcrypt.SafeFramesPerKey {
 		c.rekeyLocked()
 	}
 	n := min(remaining, c.maxFrame)
@@ -551,7 +544,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if c.streamDone != nil {
 			// No whole frame left and the stream is over: a cut frame or
-			// no FIN frame at all (digest §2.5: truncation attack).
+			// no FIN frame at all (RFC 8548 §3.7: truncation attack).
 			if c.streamDone != io.EOF {
 				err := c.streamDone
 				c.streamDone = nil // a deadline or such may pass; read again next time
@@ -633,7 +626,7 @@ func (c *Conn) lockWriteWithin(d time.Duration) bool {
 }
 
 // reset closes conn so that the peer sees a TCP RST: SO_LINGER 0 makes the
-// kernel abort rather than send a FIN (digest §2.5: fail closed).
+// kernel abort rather than send a FIN (RFC 8548 §3.3: "abort" is RFC 793's Abort).
 func reset(conn net.Conn) error {
 	if l, ok := conn.(interface{ SetLinger(int) error }); ok {
 		l.SetLinger(0)

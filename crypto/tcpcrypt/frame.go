@@ -49,6 +49,14 @@ const (
 // authenticated, as part of the associated data).
 const ControlRekey byte = 0x01
 
+// SafeFramesPerKey bounds the frames a sender seals under one traffic key,
+// whatever its configured rekey policy: RFC 8548 §3.8 has rekeying serve
+// "AEAD ciphers that can securely encrypt only a bounded number of
+// messages under a given key"; 2^24 frames stays below the AES-GCM and
+// ChaCha20-Poly1305 limits for frames of up to 64 KiB as TLS 1.3 (RFC 8446
+// §5.5) counts them.
+const SafeFramesPerKey = 1 << 24
+
 // urgentLen is the size of the urgent pointer present with FlagURG.
 const urgentLen = 2
 

@@ -1,6 +1,6 @@
-// Frame reader: frames out of a received byte stream (RFC 8548 §4.2; digest
-// §2.5: TCP may cut or merge frames anywhere, so receivers reassemble the
-// byte stream before parsing frames).
+// Frame reader: frames out of a received byte stream (RFC 8548 §3.6, §4.2:
+// frames are delimited in the TCP data stream, which TCP may cut or merge
+// anywhere, so receivers reassemble the byte stream before parsing frames).
 //
 //  1. Write appends in-order stream bytes, however TCP cut them, to a
 //     bounded buffer.

@@ -1,6 +1,7 @@
-// Key pool: ephemeral key pairs generated ahead of need (digest §2.4, RFC
-// 8548 §3.3: a host may reuse one ephemeral key pair for several connections
-// for a short time, and must never write it to disk).
+// Key pool: ephemeral key pairs generated ahead of need (RFC 8548 §3.3:
+// ephemeral keys "MUST be refreshed frequently" and "SHOULD NOT ever be
+// written to persistent storage"; §8: reuse limited "as far as is
+// practical").
 //
 //  1. NewKeyPool starts one background goroutine and asks it to fill the
 //     spare queue of every listed TEP.

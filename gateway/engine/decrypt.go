@@ -1,5 +1,5 @@
 // WAN to LAN: the peer's ciphertext stream is reassembled and its frames
-// authenticated and delivered as plaintext (RFC 8548 §4.6); the WAN's
+// authenticated and delivered as plaintext (RFC 8548 §3.6, §4.2); the WAN's
 // acknowledgments of our frames are mapped back into the P space.
 //
 // For each WAN segment of an encrypted flow:
@@ -31,7 +31,7 @@ import (
 // wanSegment handles a WAN segment of a flow in key exchange or encrypted.
 func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	d := &f.dec
-	f.enoPending = false // RFC 8547 §4.5: B has sent a non-SYN segment
+	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
 	if s.opts.HasTS {
 		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
 	}
@@ -287,7 +287,7 @@ func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
 		return
 	}
 	if !d.finFrame || finSeq != d.finC || len(d.partial) != 0 {
-		// RFC 8548 §4.6 (digest §2.5): a FIN without an authenticated FIN
+		// RFC 8548 §3.7: a FIN without an authenticated FIN
 		// frame is a truncation attack; never turn it into an end of stream.
 		e.stats.Truncations.Add(1)
 		f.Reason = "TCP FIN without a FIN frame (truncation)"

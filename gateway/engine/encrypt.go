@@ -1,5 +1,5 @@
 // LAN to WAN: plaintext segments from the LAN host become frames on the
-// WAN (RFC 8548 §4.6), and the LAN host's acknowledgments of WAN data are
+// WAN (RFC 8548 §3.6, §4.2), and the LAN host's acknowledgments of WAN data are
 // mapped back into the C space.
 //
 // For each LAN segment of an encrypted flow:
@@ -119,7 +119,7 @@ func (f *Flow) maxFrameData() int {
 	}
 	if f.enoPending {
 		// The non-SYN ENO option (padded to 4 bytes) rides on every segment
-		// until B has sent one (RFC 8547 §4.5): a resumed flow sends frames
+		// until B has sent one (RFC 8547 §4.6): a resumed flow sends frames
 		// before that, and they must still fit the path.
 		n -= 4
 	}
@@ -162,7 +162,8 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 			en.finSent = true
 		}
 		en.sinceRekey += int64(n)
-		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes ||
+		en.framesThisKey++
+		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
 			cfg.RekeyInterval > 0 && e.now.Sub(en.lastRekey) >= cfg.RekeyInterval {
 			e.rekeyOut(f)
 		}
@@ -181,7 +182,7 @@ func (e *Engine) rekeyOut(f *Flow) {
 	if en.sealer == nil || !en.sealer.Rekey() {
 		return
 	}
-	en.sinceRekey = 0
+	en.sinceRekey, en.framesThisKey = 0, 0
 	en.lastRekey = e.now
 }
 

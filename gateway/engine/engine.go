@@ -6,7 +6,8 @@
 // The gateway does not terminate TCP. Each flow lives in two sequence
 // spaces: the plaintext space (P) the LAN host sees, and the ciphertext
 // space (C) on the WAN. Both start at the same initial sequence numbers; C
-// grows ahead of P by the Init message and 20 bytes per frame.
+// grows ahead of P by the Init message (none when resumed), 20 bytes per
+// frame, and the gateway's own empty frames that answer a peer's rekey.
 //
 // The flow of one packet through Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
@@ -25,7 +26,7 @@
 //  4. Every packet the engine sends is written to the Output batch.
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
-// Init messages and expires idle flows.
+// bytes (Init messages, empty rekey frames) and expires idle flows.
 //
 // Concurrency: an Engine belongs to one worker goroutine and one shard of
 // the flow table; the worker holds the shard's lock around Process and Tick.

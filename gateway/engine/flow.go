@@ -75,7 +75,7 @@ type Flow struct {
 	peerMSS        int // largest C payload the WAN peer accepts
 	lanMSS         int // largest P payload the LAN host accepts
 	sackOK, tsOK   bool
-	enoPending     bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.5)
+	enoPending     bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.6)
 	lanTSval       uint32 // last timestamp option values seen from each side (RFC 7323)
 	lanTSecr       uint32
 	wanTSval       uint32
@@ -116,17 +116,18 @@ type FlowStats struct {
 
 // encState is the LAN-to-WAN direction: plaintext in, ciphertext out.
 type encState struct {
-	ring       byteRing // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
-	recs       recRing  // frames (and our Init) not yet acknowledged by the WAN peer
-	held       byteRing // LAN plaintext that arrived before the keys existed
-	heldFIN    bool
-	pNxt       uint32 // next P byte expected from the LAN host
-	cNxt       uint32 // C sequence of the next frame
-	offNxt     uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §4.6 nonce)
-	pUna       uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
-	sealer     *tcpcrypt.Sealer
-	sinceRekey int64
-	lastRekey  time.Time
+	ring          byteRing // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
+	recs          recRing  // frames (and our Init) not yet acknowledged by the WAN peer
+	held          byteRing // LAN plaintext that arrived before the keys existed
+	heldFIN       bool
+	pNxt          uint32 // next P byte expected from the LAN host
+	cNxt          uint32 // C sequence of the next frame
+	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
+	pUna          uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
+	sealer        *tcpcrypt.Sealer
+	sinceRekey    int64
+	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey
+	lastRekey     time.Time
 
 	initLen   int
 	initAcked bool

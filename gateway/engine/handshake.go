@@ -1,5 +1,5 @@
 // The handshake of a flow: TCP-ENO negotiation on the SYN exchange (RFC 8547
-// §4) and the tcpcrypt key exchange that follows it (RFC 8548 §4.3).
+// §4) and the tcpcrypt key exchange that follows it (RFC 8548 §3.3, §4.1).
 //
 // Outbound (the gateway is role A):
 //  1. LAN SYN: add our ENO offer (TEPs in preference order), remember it as
@@ -144,7 +144,7 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 			break
 		}
 		if s.opts.ENO == nil {
-			// RFC 8547 §4.5: B's first non-SYN segment from A lacks ENO:
+			// RFC 8547 §4.6: B's first non-SYN segment from A lacks ENO:
 			// negotiation failed, plain TCP.
 			e.plain(f, "peer did not confirm ENO")
 			e.forwardPlain(f, s, out)
@@ -662,13 +662,13 @@ func (f *Flow) initDirections() {
 	d.recs.reset()
 }
 
-// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.5).
+// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.6).
 func (e *Engine) startKeyExchange(f *Flow) {
 	f.initDirections()
 	f.State = StateKeyExchange
 }
 
-// startInit sends Init1 as role A (RFC 8548 §4.3) on the LAN host's ACK of
+// startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
 // the SYN-ACK. It returns false when no key pair could be had: the ACK then
 // goes without ENO and both ends fall back to plain TCP.
 func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
@@ -774,7 +774,7 @@ func (e *Engine) initFailed(f *Flow, why string, out *Output) {
 	e.abort(f, out)
 }
 
-// gotInit2 completes role A's key exchange (RFC 8548 §4.3, §4.4).
+// gotInit2 completes role A's key exchange (RFC 8548 §3.3, §4.1).
 func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 	m, err := tcpcrypt.ParseInit2(f.tep, f.dec.initBuf)
 	if err != nil {
@@ -802,7 +802,7 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 	return nil
 }
 
-// gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §4.3, §4.4).
+// gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §3.3, §4.1).
 func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	m, err := tcpcrypt.ParseInit1(f.tep, f.dec.initBuf)
 	if err != nil {
@@ -908,7 +908,7 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	return nil
 }
 
-// abort resets both ends of an encrypted flow (RFC 8548 §4.6: fail closed
+// abort resets both ends of an encrypted flow (RFC 8548 §3.6, §3.7: fail closed
 // once encryption is on): RST to the LAN host at the P sequence it expects,
 // and to the WAN peer at the C sequence it expects.
 func (e *Engine) abort(f *Flow, out *Output) {
