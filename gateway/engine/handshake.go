@@ -103,9 +103,11 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
 		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
-			switch f.State {
-			case StateSYNReceived, StateSYNACKSent:
+			switch {
+			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
 				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			case s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen):
+				e.emitSYN(s, nil, 0, out) // RFC 8547 §4.7, as the first SYN (newInbound)
 			default:
 				e.forwardPlain(f, s, out)
 			}
@@ -597,6 +599,13 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 		f.lanWS = s.opts.WScale
 	}
 	f.lanWin = s.Window >> f.lanWS
+	if s.opts.ENO != nil || s.opts.LegacyENO {
+		// The LAN server speaks ENO itself (option 69 or the pre-RFC 253):
+		// one ENO option per SYN segment (RFC 8547 §4.1, §11).
+		e.plain(f, "LAN host speaks ENO itself")
+		e.forward(s.Buf, out)
+		return
+	}
 	if f.answer == nil {
 		ans := eno.Answer(f.chosen)
 		if f.appAware {

@@ -409,3 +409,43 @@ func TestBChoosesByItsOwnPreference(t *testing.T) {
 		t.Fatalf("answer %+v (%v), want curve25519", ans, err)
 	}
 }
+
+// TestRetransmittedPlainSYNENODataIsDropped: the retransmission of a WAN
+// SYN+ENO with data that went plain loses its data like the first one.
+func TestRetransmittedPlainSYNENODataIsDropped(t *testing.T) {
+	c := newPair(t)
+	opt, err := eno.AppendSYNOption(nil, eno.Offer([]eno.Suboption{{TEP: 0x7e}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
+		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64,
+		Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL)...), Payload: []byte("early data")}
+	syn := packet.Build(make([]byte, h.Len()), &h)
+	for i := range 2 {
+		p, o := mustParse(t, one(t, c.b.process(syn, c.now)))
+		if len(p.Payload()) != 0 || o.ENO != nil {
+			t.Fatalf("SYN %d to the LAN server: %d data bytes, ENO %x", i+1, len(p.Payload()), o.ENO)
+		}
+	}
+}
+
+// TestLANServerSpeaksENO: a LAN server whose SYN-ACK carries an ENO option
+// of its own (69, or the pre-RFC 253) gets no second one from the gateway
+// (RFC 8547 §4.1, §11): the flow is plain.
+func TestLANServerSpeaksENO(t *testing.T) {
+	for _, own := range [][]byte{{eno.OptionKind, 4, 0x01, 0x23}, {packet.OptExp, 5, 0x45, 0x4e, 0x23}} {
+		c := newPair(t)
+		syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+		sp, _ := mustParse(t, one(t, c.b.process(syn, c.now)))
+		c.server.ack = sp.Seq + 1
+		opts := append([]byte{packet.OptMSS, 4, 5, 0xb4}, own...)
+		for len(opts)%4 != 0 {
+			opts = append(opts, packet.OptEOL)
+		}
+		_, o := mustParse(t, one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, opts), c.now)))
+		if n := o.ENOCount + map[bool]int{true: 1}[o.LegacyENO]; n != 1 || c.b.flow(t).State != StatePassthrough {
+			t.Fatalf("option %d: %d ENO options on the SYN-ACK, state %v", own[0], n, c.b.flow(t).State)
+		}
+	}
+}
