@@ -66,7 +66,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	}
 	delivered := false
 	if len(data) > 0 || fin {
-		delivered = e.receive(cfg, f, seq, data, fin, out)
+		delivered = e.receive(cfg, f, seq, data, fin, s.has(packet.FlagPSH), out)
 	}
 	if f.State != StateEncrypted || delivered {
 		return
@@ -79,8 +79,10 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	}
 }
 
-// receive takes the C bytes [seq, seq+len(data)) (and a FIN after them).
-func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool, out *Output) bool {
+// receive takes the C bytes [seq, seq+len(data)) (and a FIN after them);
+// psh is the segment's PSH flag, passed on with the plaintext of the last
+// frame it completes.
+func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh bool, out *Output) bool {
 	d := &f.dec
 	end := seq + uint32(len(data))
 	delivered := false
@@ -121,7 +123,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
-	if e.feed(cfg, f, data, out) {
+	if e.feed(cfg, f, data, psh, out) {
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
@@ -139,7 +141,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin bool
 		} else {
 			qdata = nil
 		}
-		if len(qdata) > 0 && e.feed(cfg, f, qdata, out) {
+		if len(qdata) > 0 && e.feed(cfg, f, qdata, true, out) {
 			delivered = true
 		}
 		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
@@ -173,8 +175,9 @@ func (f *Flow) ackPartial() bool {
 }
 
 // feed parses in-order C bytes into frames and delivers each authenticated
-// frame. It reports whether anything was delivered.
-func (e *Engine) feed(cfg *Config, f *Flow, data []byte, out *Output) bool {
+// frame; the last frame to end with data gets PSH if psh. It reports
+// whether anything was delivered.
+func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) bool {
 	d := &f.dec
 	delivered := false
 	for len(data) > 0 && f.State == StateEncrypted {
@@ -187,7 +190,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, out *Output) bool {
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
 				d.cRcv += uint32(n)
-				if !e.openAndDeliver(cfg, f, data[:n], start, out) {
+				if !e.openAndDeliver(cfg, f, data[:n], start, psh && n == len(data), out) {
 					return delivered
 				}
 				delivered = true
@@ -211,7 +214,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, out *Output) bool {
 		d.cRcv += uint32(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
 			start := d.cRcv - uint32(need)
-			ok := e.openAndDeliver(cfg, f, d.partial, start, out)
+			ok := e.openAndDeliver(cfg, f, d.partial, start, psh && len(data) == 0, out)
 			d.partial = d.partial[:0]
 			if !ok {
 				return delivered
@@ -223,8 +226,9 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, out *Output) bool {
 }
 
 // openAndDeliver authenticates one whole frame that starts at C sequence
-// cStart and sends its plaintext to the LAN host.
-func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint32, out *Output) bool {
+// cStart and sends its plaintext to the LAN host, the last segment with PSH
+// if psh.
+func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint32, psh bool, out *Output) bool {
 	d := &f.dec
 	if d.finFrame {
 		e.authFailed(f, "data after the FIN frame", out)
@@ -243,7 +247,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	e.admit(f, len(pt))
 	d.ring.append(pt)
 	d.recs.push(r)
-	e.sendPlain(f, d.pRcv, pt, false, out)
+	e.sendPlain(f, d.pRcv, pt, false, psh, out)
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
 	if flags&tcpcrypt.FlagFIN != 0 {
@@ -261,8 +265,9 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	return true
 }
 
-// sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS.
-func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin bool, out *Output) {
+// sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS,
+// the last segment with PSH if psh or fin.
+func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *Output) {
 	maxSeg := f.lanMSS
 	if f.tsOK {
 		maxSeg -= 12
@@ -270,7 +275,10 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin bool, out *Output
 	maxSeg = max(maxSeg, 1)
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
-		flags := uint8(packet.FlagACK | packet.FlagPSH)
+		flags := uint8(packet.FlagACK)
+		if n == len(pt) && (psh || fin) {
+			flags |= packet.FlagPSH
+		}
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
@@ -295,7 +303,7 @@ func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
 		return
 	}
 	d.recs.push(frameRec{cStart: finSeq, cEnd: finSeq, pStart: d.pRcv, pEnd: d.pRcv, fin: true})
-	e.sendPlain(f, d.pRcv, nil, true, out)
+	e.sendPlain(f, d.pRcv, nil, true, true, out)
 	d.pRcv++
 	d.cRcv++
 	d.finDelivered = true
@@ -315,7 +323,7 @@ func (e *Engine) redeliver(f *Flow, from, to uint32, out *Output) bool {
 		if r.init {
 			continue
 		}
-		e.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, out)
+		e.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true, out)
 		sent = true
 	}
 	return sent
@@ -393,18 +401,28 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: f.winToLAN(), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
 	e.emit(&h, out)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true
 	}
 }
 
-// winToLAN scales the WAN peer's window (C bytes) to a P window the LAN host
-// cannot overrun once 20 bytes of framing are added to each segment.
-func (f *Flow) winToLAN() uint16 {
-	m := uint32(f.maxFrameData())
-	return uint16(uint32(f.wanWin) * m / (m + tcpcrypt.FrameOverhead))
+// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
+// scaled to P so that it cannot be overrun once 20 bytes of framing are
+// added to each segment, and at most what the gateway can hold of it.
+// Every frame the LAN host sends stays in the flow's ring until the WAN
+// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
+// so a window beyond the flow's buffer would make the gateway drop
+// segments and the LAN host time out. The cap is relative to the
+// acknowledgment the LAN host has, so its right edge never moves back.
+func (e *Engine) winToLAN(f *Flow) uint16 {
+	m := uint64(f.maxFrameData())
+	w := uint64(f.wanWin) << f.wanWS * m / (m + tcpcrypt.FrameOverhead)
+	if c := uint64(e.cfg.Load().MaxBufferPerFlow/2) * m / (m + tcpcrypt.FrameOverhead); w > c {
+		w = c
+	}
+	return uint16(min(w>>f.wanWS, 0xffff))
 }
 
 // authFailed resets the flow after a frame failed authentication (RFC 8548

@@ -75,7 +75,7 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 			e.hold(f, fresh, fin)
 			return
 		}
-		if e.frame(cfg, f, fresh, fin, out) {
+		if e.frame(cfg, f, fresh, fin, s.has(packet.FlagPSH), out) {
 			sent = true
 		}
 	}
@@ -104,7 +104,7 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) {
 		return
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
-	e.frame(cfg, f, data, en.heldFIN, out)
+	e.frame(cfg, f, data, en.heldFIN, true, out)
 	en.held.trim(en.held.end())
 	en.held.buf = nil
 	en.heldFIN = false
@@ -127,8 +127,11 @@ func (f *Flow) maxFrameData() int {
 }
 
 // frame seals data as new frames at the next P and C positions and sends
-// them. It reports false if nothing could be framed (buffer limits).
-func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output) bool {
+// them. The last of them carries PSH if psh (the LAN segment had it): PSH
+// only where it means something, so that the TUN device can coalesce runs
+// of frames into super-packets (GRO). It reports false if nothing could be
+// framed (buffer limits).
+func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Output) bool {
 	en := &f.enc
 	maxData := f.maxFrameData()
 	framed := false
@@ -151,7 +154,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin bool, out *Output)
 		}
 		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
 		en.ring.commit(len(fr))
-		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0}
+		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0, psh: last && (psh || fin)}
 		en.recs.push(r)
 		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
 		en.offNxt += uint64(len(fr))
@@ -204,12 +207,12 @@ func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
 	sent := false
 	for en.sealer.Generation() < remote {
 		if en.sealer.RekeyPending() { // our own rekey, not on the wire yet, goes first
-			if !e.frame(cfg, f, nil, false, out) {
+			if !e.frame(cfg, f, nil, false, true, out) {
 				return
 			}
 		}
 		e.rekeyOut(f)
-		if !e.frame(cfg, f, nil, false, out) {
+		if !e.frame(cfg, f, nil, false, true, out) {
 			return // buffer limits: the next data frame carries the rekey
 		}
 		sent = true
@@ -244,7 +247,10 @@ func (e *Engine) resendOwnTail(f *Flow, out *Output) {
 
 // sendFrame sends one recorded frame, exactly as first sent.
 func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
-	flags := uint8(packet.FlagACK | packet.FlagPSH)
+	flags := uint8(packet.FlagACK)
+	if r.psh {
+		flags |= packet.FlagPSH
+	}
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
@@ -343,6 +349,18 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 	return blocks
 }
 
+// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
+// the peer's C bytes can only undershoot) and at most what the gateway can
+// hold of it: delivered plaintext stays in the flow's ring until the LAN
+// host acknowledges it (redelivery on a WAN retransmission).
+func (e *Engine) winToWAN(f *Flow) uint16 {
+	w := uint64(f.lanWin) << f.lanWS
+	if c := uint64(e.cfg.Load().MaxBufferPerFlow / 2); w > c {
+		w = c
+	}
+	return uint16(min(w>>f.lanWS, 0xffff))
+}
+
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.
 func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
@@ -360,7 +378,7 @@ func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uin
 		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: f.lanWin, TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: e.winToWAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
 	}

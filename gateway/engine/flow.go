@@ -83,6 +83,7 @@ type Flow struct {
 	lanWin         uint16 // last raw window from the LAN host
 	wanWin         uint16 // last raw window from the WAN peer
 	lanWS          uint8  // the LAN host's window scale, when both sides use it
+	wanWS          uint8  // the WAN peer's window scale, when both sides use it
 	keyPair        *tcpcrypt.KeyPair
 	ownInit        []byte // role A: our Init1 as sent, until the keys exist
 	nonce          [tcpcrypt.NonceLen]byte

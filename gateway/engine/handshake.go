@@ -393,7 +393,9 @@ func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 	f.sackOK = f.sackOK && s.opts.SACKPerm
 	f.tsOK = f.tsOK && s.opts.HasTS
 	f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
-	if !s.opts.HasWScale {
+	if s.opts.HasWScale { // RFC 7323 §2.2: only sent when the SYN had it
+		f.wanWS = min(s.opts.WScale, 14)
+	} else {
 		f.lanWS = 0
 	}
 	if s.opts.ENO == nil {
@@ -476,6 +478,9 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	f := &Flow{Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
 		peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS,
 		wanTSval: s.opts.TSval}
+	if s.opts.HasWScale {
+		f.wanWS = min(s.opts.WScale, 14)
+	}
 	why := ""
 	var chosen eno.Suboption
 	var resume *endpoint.Entry
@@ -597,6 +602,8 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 	f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
 	if s.opts.HasWScale {
 		f.lanWS = s.opts.WScale
+	} else {
+		f.wanWS = 0 // window scaling is off: the LAN server did not answer it
 	}
 	f.lanWin = s.Window >> f.lanWS
 	if s.opts.ENO != nil || s.opts.LegacyENO {

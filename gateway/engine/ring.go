@@ -85,9 +85,9 @@ func (r *byteRing) trim(to uint32) int {
 // FIN follows it (at cEnd in C, pEnd in P). init marks the pseudo-frame of
 // an Init message, which has no P bytes.
 type frameRec struct {
-	cStart, cEnd uint32
-	pStart, pEnd uint32
-	fin, init    bool
+	cStart, cEnd   uint32
+	pStart, pEnd   uint32
+	fin, init, psh bool // psh: the segment that carries the frame has PSH (as the LAN host's did)
 }
 
 // cAfter and pAfter are the acknowledgment numbers that cover the frame.

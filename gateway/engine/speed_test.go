@@ -1,0 +1,64 @@
+package engine
+
+// What lets the TUN device coalesce and the LAN host keep sending: PSH only
+// where the sender put it, and windows no larger than the flow can hold.
+
+import (
+	"testing"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// TestPSHFollowsTheSender: a frame carries PSH exactly when the LAN
+// segment did, and plaintext delivered to a LAN host exactly when the WAN
+// segment did; segments without it can be coalesced into super-packets.
+func TestPSHFollowsTheSender(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	for _, psh := range []bool{false, true} {
+		flags := uint8(packet.FlagACK)
+		if psh {
+			flags |= packet.FlagPSH
+		}
+		msg := []byte("some data")
+		wan := one(t, c.a.process(c.client.seg(flags, msg, nil), c.now))
+		wp, _ := mustParse(t, wan)
+		if got := wp.Flags&packet.FlagPSH != 0; got != psh {
+			t.Fatalf("LAN PSH %v: frame PSH %v", psh, got)
+		}
+		c.client.seq += uint32(len(msg))
+		got := one(t, c.b.process(wan, c.now))
+		gp, _ := mustParse(t, got)
+		if gotPSH := gp.Flags&packet.FlagPSH != 0; gotPSH != psh || string(gp.Payload()) != string(msg) {
+			t.Fatalf("WAN PSH %v: server got PSH %v, %q", psh, gotPSH, gp.Payload())
+		}
+	}
+}
+
+// TestWindowsBoundedByTheFlowBuffer: a WAN peer (or LAN host) that offers
+// a huge window is passed on clamped to what the flow can hold, half the
+// per-flow buffer less framing, in the receiver's window scale.
+func TestWindowsBoundedByTheFlowBuffer(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	fa := c.a.flow(t)
+	if fa.wanWS != 7 || fa.lanWS != 7 {
+		t.Fatalf("window scales: LAN %d WAN %d, want 7 (synOpts)", fa.lanWS, fa.wanWS)
+	}
+	fa.wanWin = 0xffff // 8 MiB with scale 7
+	limit := c.a.e.Config().MaxBufferPerFlow / 2
+	m := fa.maxFrameData()
+	want := uint16(limit * m / (m + tcpcrypt.FrameOverhead) >> 7)
+	if got := c.a.e.winToLAN(fa); got != want {
+		t.Fatalf("window to the LAN host %d (x128), want %d", got, want)
+	}
+	fa.wanWin = 10 // small windows pass, scaled down by framing only
+	if got := c.a.e.winToLAN(fa); got != uint16(10*m/(m+tcpcrypt.FrameOverhead)) {
+		t.Fatalf("small window to the LAN host %d", got)
+	}
+	fa.lanWin = 0xffff
+	if got := c.a.e.winToWAN(fa); got != uint16(limit>>7) {
+		t.Fatalf("window to the WAN %d (x128), want %d", got, limit>>7)
+	}
+}
