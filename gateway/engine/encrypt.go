@@ -106,7 +106,6 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) {
 	data := en.held.slice(en.held.seq, en.held.end())
 	e.frame(cfg, f, data, en.heldFIN, true, out)
 	en.held.trim(en.held.end())
-	en.held.buf = nil
 	en.heldFIN = false
 }
 

@@ -170,7 +170,12 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	if n > 0 {
 		t.Release(n)
 	}
-	f.enc.ring.buf, f.enc.held.buf, f.dec.ring.buf, f.dec.partial = nil, nil, nil, nil
+	f.enc.ring.free()
+	f.enc.held.free()
+	f.dec.ring.free()
+	f.enc.recs.free()
+	f.dec.recs.free()
+	f.dec.partial = nil
 	f.dec.ooo.clear()
 	f.accounted = 0
 }
