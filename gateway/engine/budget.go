@@ -39,10 +39,13 @@ type oooSeg struct {
 	fin  bool
 }
 
-// oooQueue keeps out-of-order segments sorted by sequence number.
+// oooQueue keeps out-of-order segments sorted by sequence number, and the
+// sequence number of the last one that arrived (its island of data leads
+// the SACK blocks).
 type oooQueue struct {
-	segs  []oooSeg
-	bytes int
+	segs   []oooSeg
+	bytes  int
+	recent uint32
 }
 
 func (q *oooQueue) len() int       { return len(q.segs) }
@@ -62,6 +65,7 @@ func (q *oooQueue) clear() {
 
 // insert keeps a copy of data at seq; an exact duplicate is dropped.
 func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
+	q.recent = seq
 	i := 0
 	for i < len(q.segs) && seqLT(q.segs[i].seq, seq) {
 		i++
@@ -77,8 +81,14 @@ func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
 	q.bytes += len(data)
 }
 
-// blocks appends up to n SACK ranges (merged) of the queue, the highest first
-// (RFC 2018 §4 wants the most recent first; the highest is usually it).
+// blocks appends up to n SACK ranges (merged islands) of the queue: first
+// the island holding the segment that arrived last, then the others,
+// highest first. RFC 2018 §4: "The first SACK block ... MUST specify the
+// contiguous block of data containing the segment which triggered this
+// ACK". A sender that hears of a lower island only after higher ones
+// takes that for reordering (Linux raises its reordering metric and stops
+// retransmitting fast), so the newest island must never wait behind the
+// others.
 func (q *oooQueue) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
 	start := len(dst)
 	for i := 0; i < len(q.segs); {
@@ -92,11 +102,20 @@ func (q *oooQueue) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
 		dst = append(dst, packet.SACKBlock{Left: l, Right: r})
 		i = j
 	}
-	// highest first, keep n
-	for a, b := start, len(dst)-1; a < b; a, b = a+1, b-1 {
-		dst[a], dst[b] = dst[b], dst[a]
+	// highest first, then the recent island to the front
+	b := dst[start:]
+	for x, y := 0, len(b)-1; x < y; x, y = x+1, y-1 {
+		b[x], b[y] = b[y], b[x]
 	}
-	if len(dst)-start > n {
+	for k := range b {
+		if !seqLT(q.recent, b[k].Left) && seqLT(q.recent, b[k].Right) {
+			rec := b[k]
+			copy(b[1:k+1], b[:k])
+			b[0] = rec
+			break
+		}
+	}
+	if len(b) > n {
 		dst = dst[:start+n]
 	}
 	return dst

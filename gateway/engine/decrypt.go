@@ -368,18 +368,19 @@ func (e *Engine) ackWAN(f *Flow, out *Output) {
 	e.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0, out)
 }
 
-// sackToWAN describes, in C, what the gateway holds beyond the LAN host's
-// acknowledgment: the bytes past a hole, then what it has parsed.
+// sackToWAN describes, in C, the bytes the gateway holds past a hole, the
+// island of the segment that arrived last first (oooQueue.blocks). The
+// bytes before the hole that the LAN host has not acknowledged yet are not
+// reported: SACKing them below higher blocks would tell the sender they
+// arrived out of order, and Linux then raises its reordering estimate and
+// stops fast retransmission (seen as 200 ms timeouts under 1 % loss); the
+// LAN host's own acknowledgment covers them a moment later.
 func (e *Engine) sackToWAN(f *Flow) []packet.SACKBlock {
 	d := &f.dec
 	if d.ooo.len() == 0 {
 		return nil
 	}
-	blocks := d.ooo.blocks(e.sack[:0], 2)
-	if seqGT(d.cRcv, d.cAck) {
-		blocks = append(blocks, packet.SACKBlock{Left: d.cAck, Right: d.cRcv})
-	}
-	return blocks
+	return d.ooo.blocks(e.sack[:0], 3)
 }
 
 // toLAN sends a segment from the WAN peer's side of f to the LAN host.

@@ -62,3 +62,27 @@ func TestWindowsBoundedByTheFlowBuffer(t *testing.T) {
 		t.Fatalf("window to the WAN %d (x128), want %d", got, limit>>7)
 	}
 }
+
+// TestSACKBlocksLeadWithTheNewest: the first SACK block is the island of
+// the segment that arrived last (RFC 2018 §4), the others follow highest
+// first, and nothing below the hole is reported.
+func TestSACKBlocksLeadWithTheNewest(t *testing.T) {
+	var q oooQueue
+	q.insert(1000, make([]byte, 100), false)
+	q.insert(3000, make([]byte, 100), false)
+	q.insert(2000, make([]byte, 100), false) // newest, in the middle
+	q.insert(2100, make([]byte, 100), false) // extends it
+	got := q.blocks(nil, 3)
+	want := []packet.SACKBlock{{Left: 2000, Right: 2200}, {Left: 3000, Right: 3100}, {Left: 1000, Right: 1100}}
+	if len(got) != len(want) {
+		t.Fatalf("blocks %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("blocks %v, want %v", got, want)
+		}
+	}
+	if got := q.blocks(nil, 1); len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("one block: %v", got)
+	}
+}
