@@ -47,15 +47,18 @@ fuzz:
 	  done; done
 
 # bench: Go benchmarks (frame seal/open, handshakes, the engine's data path
-# with allocations), then iperf3 through the gateway pair next to plain
-# forwarding over the same namespaces, one run (root), also under 1% loss.
+# with allocations), then one run of test/bench (root) on one topology:
+# iperf3 with no loss and with 1% random loss on the wan, connections/s (16
+# in parallel, full handshake and resumed) and connect + echo latency, for
+# plain forwarding, the identity TUN forwarder, wireguard-go and the gateway
+# pair, with the ratios; then the memory of 10,000 idle encrypted flows.
+# docs/performance.md explains the output. More flags through BENCH_FLAGS,
+# for instance BENCH_FLAGS="-idle 100000" or BENCH_FLAGS="-profile /tmp/prof".
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	@if [ "$$(id -u)" = 0 ]; then \
-	  $(GO) run ./test/bench -gw $(BIN) -t 10; \
-	  $(GO) run ./test/bench -gw $(BIN) -t 10 -loss 1; \
-	  $(GO) run ./test/bench -gw $(BIN) -t 5 -conns; \
-	else echo "bench: iperf3 through the gateways needs root; skipped"; fi
+	  $(GO) run ./test/bench -gw $(BIN) -go $(GO) -t 5 -loss 1 $(BENCH_FLAGS); \
+	else echo "bench: the path measurements need root (network namespaces); skipped"; fi
 
 release:
 	bash scripts/release.sh

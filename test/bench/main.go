@@ -1,269 +1,133 @@
-// Command bench measures throughput through the gateway pair next to plain
-// kernel forwarding over the same namespaces, in one run (`make bench`).
+// Command bench measures the gateway pair side by side with the designs it
+// is judged against, in one run on one topology (`make bench`).
 //
-//  1. Build the standard topology (test/netns).
-//  2. iperf3 client -> server with no gateway running: plain forwarding.
-//  3. Start gateway A and gateway B; iperf3 again: every byte encrypted.
-//  4. Print both rates and their ratio.
+//  1. Build the standard topology (test/netns): client - gwa - wan - gwb -
+//     server. gwa and gwb are the two routers; wan is the link between them,
+//     where random loss is added (nftables numgen).
+//  2. For each path, set it up in gwa and gwb, measure, tear it down:
+//     (a) plain kernel forwarding;
+//     (b) the identity TUN forwarder (cmd/identity-tun: the gateway's
+//     routing set-up, then read a batch from the TUN, write it back);
+//     (c) a wireguard-go tunnel between gwa and gwb (the pinned module's
+//     main, configured with wg or, without it, its UAPI socket);
+//     (d) the tcpcrypt-gw pair, with full handshakes and with resumption.
+//     Each path gets: iperf3 throughput with no loss and with random loss on
+//     the wan, new connections per second with 16 in parallel, and connect +
+//     first echo latency one at a time.
+//  3. Open N idle encrypted connections through a fresh gateway pair and
+//     read gateway A's RSS before and after: bytes per idle flow.
+//  4. Print one table with the ratios of the gateway to each other path,
+//     and the goals of issue 10.
+//
+// Cleanup (namespaces, TUN devices inside them, processes, wireguard-go's
+// UAPI sockets, scratch files) runs on return, on error and on SIGINT or
+// SIGTERM. Every loop is bounded in time.
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"tcpcrypt-gw/test/netns"
+	"sync"
+	"syscall"
 )
 
+type options struct {
+	gw      string // gateway binary
+	goCmd   string // go command (builds identity-tun and wireguard-go)
+	secs    int    // seconds per iperf3 run
+	streams int    // iperf3 -P
+	loss    int    // percent random loss on the wan for the lossy pass
+	runs    int    // runs per throughput or connection-rate figure (median)
+	connSec int    // seconds per connection-rate run
+	par     int    // connections in parallel for the rate
+	latN    int    // latency samples
+	idle    int    // idle flows for the memory figure (0: skip)
+	paths   []string
+	profile string // folder for the gateways' CPU profiles ("" none)
+	conns   bool   // only the connection figures
+	wgUAPI  bool   // configure wireguard-go through its UAPI socket, not wg
+	verbose bool
+}
+
 func main() {
-	gw := flag.String("gw", "bin/tcpcrypt-gw", "gateway binary")
-	secs := flag.Int("t", 10, "seconds per iperf3 run")
-	streams := flag.Int("P", 1, "parallel iperf3 streams")
-	loss := flag.Int("loss", 0, "random loss in percent on the wan (nftables numgen), both directions")
-	conns := flag.Bool("conns", false, "measure new connections per second instead: plain, full handshakes, resumption")
+	var o options
+	var paths string
+	flag.StringVar(&o.gw, "gw", "bin/tcpcrypt-gw", "gateway binary")
+	flag.StringVar(&o.goCmd, "go", "go", "go command, to build identity-tun and wireguard-go")
+	flag.IntVar(&o.secs, "t", 5, "seconds per iperf3 run")
+	flag.IntVar(&o.streams, "P", 1, "parallel iperf3 streams")
+	flag.IntVar(&o.loss, "loss", 1, "random loss in percent on the wan (nftables numgen, both directions) for the second throughput pass; 0 skips it")
+	flag.BoolVar(&o.conns, "conns", false, "only the connection figures (connections/s and latency), no throughput or memory")
+	flag.IntVar(&o.runs, "runs", 3, "runs per throughput and connection-rate figure (the median is printed)")
+	flag.IntVar(&o.connSec, "ct", 3, "seconds per connection-rate run")
+	flag.IntVar(&o.par, "par", 16, "connections in parallel for the connection rate")
+	flag.IntVar(&o.latN, "lat", 200, "connect + echo samples per latency figure (one at a time, at most 10 s)")
+	flag.IntVar(&o.idle, "idle", 10000, "idle encrypted flows for the memory figure (e.g. 100000); 0 skips it")
+	flag.StringVar(&paths, "paths", "plain,identity,wireguard,gateway", "paths to measure, comma-separated")
+	flag.StringVar(&o.profile, "profile", "", "write the gateways' CPU profiles of the throughput runs to this folder and print their top functions")
+	flag.BoolVar(&o.wgUAPI, "wg-uapi", false, "configure wireguard-go through its UAPI socket instead of wg (no wireguard-tools needed)")
+	flag.BoolVar(&o.verbose, "v", os.Getenv("BENCH_VERBOSE") != "", "print each run")
 	flag.Parse()
-	if *conns {
-		if err := runConns(*gw, *secs); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+	for _, p := range strings.Split(paths, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case pathPlain, pathIdentity, pathWireGuard, pathGateway:
+			o.paths = append(o.paths, p)
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown path %q (want plain, identity, wireguard, gateway)\n", p)
+			os.Exit(2)
 		}
-		return
 	}
-	if err := run(*gw, *secs, *streams, *loss); err != nil {
+	if o.runs < 1 || o.secs < 1 || o.connSec < 1 || o.par < 1 || o.latN < 1 || o.idle < 0 || o.loss < 0 || o.loss > 100 {
+		fmt.Fprintln(os.Stderr, "bench: -runs, -t, -ct, -par, -lat must be >= 1, -idle >= 0, -loss in [0, 100]")
+		os.Exit(2)
+	}
+	if o.conns {
+		o.secs, o.idle = 0, 0
+	}
+	o.gw, _ = filepath.Abs(o.gw)
+	if o.profile != "" {
+		o.profile, _ = filepath.Abs(o.profile)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "bench: %v: cleaning up\n", s)
+		runCleanups()
+		os.Exit(1)
+	}()
+	err := run(&o)
+	runCleanups()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(gw string, secs, streams, loss int) error {
-	gw, _ = filepath.Abs(gw)
-	topo, dir, cleanup, err := newTopology()
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	if loss > 0 {
-		rules := fmt.Sprintf("table inet tcgwloss {\n chain forward_loss { type filter hook forward priority 0; policy accept;\n  meta l4proto tcp numgen random mod 100 < %d drop\n }\n}\n", loss)
-		if out, err := topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("nft: %v %s", err, out)
-		}
-	}
-	srv, err := topo.Server.Start(context.Background(), filepath.Join(dir, "iperf3-s.log"), "iperf3", "-s", "-p", "5201")
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	time.Sleep(300 * time.Millisecond)
+// Cleanups run once, in reverse order, on return or on a signal.
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
 
-	plain, err := iperf(topo, secs, streams)
-	if err != nil {
-		return fmt.Errorf("plain forwarding: %w", err)
-	}
-	stop, err := startGateways(topo, gw, dir, "")
-	if err != nil {
-		return err
-	}
-	defer stop()
-	enc, err := iperf(topo, secs, streams)
-	if err != nil {
-		return fmt.Errorf("through the gateways: %w", err)
-	}
-	lossNote := ""
-	if loss > 0 {
-		lossNote = fmt.Sprintf(", %d%% random loss on the wan", loss)
-	}
-	fmt.Printf("iperf3, %d s, %d stream(s)%s, one run:\n", secs, streams, lossNote)
-	fmt.Printf("  plain kernel forwarding:          %8.0f Mbit/s\n", plain/1e6)
-	fmt.Printf("  through the gateway pair (tcpcrypt): %6.0f Mbit/s\n", enc/1e6)
-	fmt.Printf("  ratio gateway/plain:              %8.3f\n", enc/plain)
-	return nil
+func atCleanup(f func()) {
+	cleanupMu.Lock()
+	cleanups = append(cleanups, f)
+	cleanupMu.Unlock()
 }
 
-func join(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
+func runCleanups() {
+	cleanupMu.Lock()
+	fs := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
 	}
-	return strings.Join(s, ", ")
-}
-
-func iperf(topo *netns.Topology, secs, streams int) (float64, error) {
-	out, err := topo.Client.Run(context.Background(), "iperf3", "-c", topo.ServerAddr4.String(), "-p", "5201",
-		"-t", fmt.Sprint(secs), "-P", fmt.Sprint(streams), "-J")
-	if err != nil {
-		return 0, fmt.Errorf("%v: %s", err, out)
-	}
-	var res struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			SumSent struct {
-				Retransmits int `json:"retransmits"`
-			} `json:"sum_sent"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, err
-	}
-	if os.Getenv("BENCH_VERBOSE") != "" {
-		fmt.Printf("  (retransmits %d)\n", res.End.SumSent.Retransmits)
-	}
-	return res.End.SumReceived.BitsPerSecond, nil
-}
-
-func waitPort(ns *netns.NS, addr string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := ns.Do(func() error {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		})
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// runConns measures connections per second (connect, one byte each way,
-// close) from the client to the server: with plain forwarding, through the
-// gateways with full handshakes (resumption off), and with resumption.
-func runConns(gw string, secs int) error {
-	gw, _ = filepath.Abs(gw)
-	topo, dir, cleanup, err := newTopology()
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	var l net.Listener
-	if err := topo.Server.Do(func() (err error) { l, err = net.Listen("tcp", ":5300"); return }); err != nil {
-		return err
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					c.Write(b)
-				}
-				c.Close()
-			}()
-		}
-	}()
-	addr := net.JoinHostPort(topo.ServerAddr4.String(), "5300")
-	rate := func() (float64, error) {
-		n := 0
-		start := time.Now()
-		err := topo.Client.Do(func() error {
-			for time.Since(start) < time.Duration(secs)*time.Second {
-				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-				if err != nil {
-					return err
-				}
-				c.Write([]byte{1})
-				b := make([]byte, 1)
-				_, err = c.Read(b)
-				c.Close()
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		return float64(n) / time.Since(start).Seconds(), err
-	}
-	plain, err := rate()
-	if err != nil {
-		return fmt.Errorf("plain: %w", err)
-	}
-	stop, err := startGateways(topo, gw, dir, "tcpcrypt:\n  session_cache: {size: 0}\n")
-	if err != nil {
-		return err
-	}
-	full, err := rate()
-	stop()
-	if err != nil {
-		return fmt.Errorf("full handshakes: %w", err)
-	}
-	stop, err = startGateways(topo, gw, dir, "")
-	if err != nil {
-		return err
-	}
-	resumed, err := rate()
-	stop()
-	if err != nil {
-		return fmt.Errorf("resumption: %w", err)
-	}
-	fmt.Printf("new connections per second (connect, 1 byte each way, close), %d s each, one run:\n", secs)
-	fmt.Printf("  plain kernel forwarding:              %8.0f /s\n", plain)
-	fmt.Printf("  gateways, full handshakes (curve25519): %6.0f /s\n", full)
-	fmt.Printf("  gateways, session resumption:         %8.0f /s\n", resumed)
-	return nil
-}
-
-// startGateways runs gateway A and B on embedded defaults plus extra YAML
-// and waits for their APIs; the returned func stops both.
-func startGateways(topo *netns.Topology, gw, dir, extra string) (func(), error) {
-	var procs []*netns.Proc
-	stop := func() {
-		for _, p := range procs {
-			p.Stop()
-		}
-	}
-	for _, g := range []struct {
-		ns   *netns.NS
-		name string
-		pfx  string
-	}{{topo.GwA, "gwa", join(topo.GwALANPrefixes)}, {topo.GwB, "gwb", join(topo.GwBLANPrefixes)}} {
-		cfg := filepath.Join(dir, g.name+".yaml")
-		yaml := fmt.Sprintf("interfaces: {lan: [lan0], wan: [wan0]}\nlan_prefixes: [%s]\n%s", g.pfx, extra)
-		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-			stop()
-			return nil, err
-		}
-		p, err := g.ns.Start(context.Background(), filepath.Join(dir, g.name+".log"), gw, "run", "-c", cfg)
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		procs = append(procs, p)
-		if err := waitPort(g.ns, "127.0.0.1:8473"); err != nil {
-			stop()
-			return nil, fmt.Errorf("%s: %w", g.name, err)
-		}
-	}
-	return stop, nil
-}
-
-// newTopology builds the standard topology and a scratch folder; cleanup
-// removes both.
-func newTopology() (*netns.Topology, string, func(), error) {
-	netns.RemoveOrphans("tcgwbench")
-	topo, err := netns.NewTopology("tcgwbench", netns.TopologyOptions{})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	dir, err := os.MkdirTemp("", "tcgw-bench")
-	if err != nil {
-		topo.Close()
-		return nil, "", nil, err
-	}
-	return topo, dir, func() { os.RemoveAll(dir); topo.Close() }, nil
 }

@@ -1,0 +1,272 @@
+// The run: one topology, each path in turn, then the idle-flow memory.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"tcpcrypt-gw/test/netns"
+)
+
+// The paths, in the order they are measured.
+const (
+	pathPlain     = "plain"
+	pathIdentity  = "identity"
+	pathWireGuard = "wireguard"
+	pathGateway   = "gateway"
+)
+
+// Ports of the bench's servers in the server namespace.
+const (
+	iperfPort = 5201
+	echoPort  = 5300
+	idlePort0 = 5400 // first port of the idle-flow listeners
+)
+
+// result is what one path measured; zero means not measured.
+type result struct {
+	path string
+	note string // why something is missing
+
+	tput, tputLoss float64 // bit/s, medians
+	lossSeen       lossCount
+	cpu            []float64 // per router process during the no-loss runs, share of one core
+
+	conns, connsResumed float64 // per second, medians (resumed: gateway only)
+	lat, latResumed     latency
+
+	// Gateway: gwa's counts of flows encrypted in the full-handshake start
+	// and of resumptions in the resumed start, and the connections the
+	// bench completed in each.
+	encrypted, resumed   uint64
+	resumeOffered        uint64
+	resumeMisses         uint64
+	madeFull, madeResume int64
+}
+
+// env is what every measurement needs.
+type env struct {
+	o    *options
+	topo *netns.Topology
+	dir  string        // scratch folder
+	echo string        // client -> server echo address
+	cur  []*netns.Proc // the processes of the path set up now, gwa's first
+}
+
+func run(o *options) error {
+	machine := describeMachine()
+	topo, dir, err := newTopology()
+	if err != nil {
+		return err
+	}
+	e := &env{o: o, topo: topo, dir: dir, echo: net.JoinHostPort(topo.ServerAddr4.String(), strconv.Itoa(echoPort))}
+	// Many short connections from one address: the whole port range, and
+	// a backlog large enough for the idle-flow burst.
+	if err := topo.Client.Sysctl("net.ipv4.ip_local_port_range", "1024 65535"); err != nil {
+		return err
+	}
+	if err := topo.Server.Sysctl("net.core.somaxconn", "65535"); err != nil {
+		return err
+	}
+	if err := topo.Server.Sysctl("net.ipv4.tcp_max_syn_backlog", "65535"); err != nil {
+		return err
+	}
+	l, err := startEcho(topo.Server, echoPort)
+	if err != nil {
+		return err
+	}
+	atCleanup(func() { l.Close() })
+	if o.secs > 0 {
+		srv, err := topo.Server.Start(context.Background(), "", "iperf3", "-s", "-p", strconv.Itoa(iperfPort))
+		if err != nil {
+			return err
+		}
+		atCleanup(func() { srv.Stop() })
+		if err := waitListen(topo.Server, iperfPort, 10*time.Second); err != nil {
+			return fmt.Errorf("iperf3 server: %w", err)
+		}
+	}
+	if err := waitEcho(topo.Client, e.echo, 10*time.Second); err != nil {
+		return fmt.Errorf("plain forwarding does not work: %w", err)
+	}
+
+	fmt.Printf("tcpcrypt-gw bench, one run on one topology (client - gwa - wan - gwb - server)\n%s\n", machine)
+	var results []*result
+	start := time.Now()
+	for _, p := range o.paths {
+		r := &result{path: p}
+		results = append(results, r)
+		var err error
+		switch p {
+		case pathPlain:
+			err = e.measure(r, false)
+		case pathIdentity:
+			err = e.measureIdentity(r)
+		case pathWireGuard:
+			err = e.measureWireGuard(r)
+		case pathGateway:
+			err = e.measureGateway(r)
+		}
+		if err != nil {
+			// A path that fails is reported and the run goes on; the
+			// others still compare.
+			r.note = err.Error()
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", p, err)
+		}
+		if o.verbose {
+			fmt.Printf("  (%s done, %.0f s so far)\n", p, time.Since(start).Seconds())
+		}
+	}
+	var idle *idleResult
+	if o.idle > 0 {
+		idle, err = e.measureIdle(o.idle)
+		if err != nil {
+			idle = &idleResult{err: err}
+		}
+	}
+	report(o, results, idle)
+	if o.verbose {
+		fmt.Printf("(total %.0f s)\n", time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// measure runs the figures of one path that is already set up: throughput
+// without and with loss, connection rate and latency. With resumed set it
+// fills the resumed connection figures instead (gateway only).
+func (e *env) measure(r *result, resumed bool) error {
+	if e.o.secs > 0 && !resumed {
+		if err := e.throughput(r); err != nil {
+			return err
+		}
+	}
+	return e.connFigures(r, resumed)
+}
+
+// throughput fills r.tput and, with loss, r.tputLoss.
+func (e *env) throughput(r *result) error {
+	cpu0, t0 := e.cpuTicks(), time.Now()
+	v, err := e.iperfMedian(r.path)
+	if err != nil {
+		return fmt.Errorf("iperf3: %w", err)
+	}
+	r.tput = v
+	if cpu1 := e.cpuTicks(); len(cpu1) == len(cpu0) {
+		for i := range cpu1 {
+			r.cpu = append(r.cpu, float64(cpu1[i]-cpu0[i])/clockTicks/time.Since(t0).Seconds())
+		}
+	}
+	if e.o.loss == 0 {
+		return nil
+	}
+	if err := e.addLoss(); err != nil {
+		return err
+	}
+	before, _ := e.lossCounters()
+	v, err = e.iperfMedian(r.path + fmt.Sprintf(", %d%% loss", e.o.loss))
+	after, _ := e.lossCounters()
+	r.lossSeen = after.sub(before)
+	if derr := e.removeLoss(); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("iperf3 with loss: %w", err)
+	}
+	r.tputLoss = v
+	return nil
+}
+
+// connFigures fills the connection rate and the latency.
+func (e *env) connFigures(r *result, resumed bool) error {
+	rate, err := e.connRateMedian(r.path)
+	if err != nil {
+		return fmt.Errorf("connections/s: %w", err)
+	}
+	lat, err := e.latency()
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	if resumed {
+		r.connsResumed, r.latResumed = rate, lat
+	} else {
+		r.conns, r.lat = rate, lat
+	}
+	return nil
+}
+
+func (e *env) measureIdentity(r *result) error {
+	stop, err := e.startIdentity()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return e.measure(r, false)
+}
+
+func (e *env) measureWireGuard(r *result) error {
+	stop, err := e.startWireGuard()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return e.measure(r, false)
+}
+
+// measureGateway measures the gateway pair in three starts: full handshakes
+// only (session cache off), throughput, and resumption (default
+// configuration); with -profile each start writes CPU profiles.
+func (e *env) measureGateway(r *result) error {
+	gws, err := e.startGateways("tcpcrypt:\n  session_cache: {size: 0}\n", "conns-full")
+	if err != nil {
+		return err
+	}
+	made := echoes.Load()
+	err = e.connFigures(r, false)
+	r.madeFull = echoes.Load() - made
+	if st, serr := gws.stats(e.topo.GwA); serr == nil {
+		r.encrypted = st.FlowsEncrypted
+	}
+	gws.stop()
+	gws.printProfiles("the full-handshake connection runs")
+	if err != nil {
+		return fmt.Errorf("full handshakes: %w", err)
+	}
+	if e.o.secs > 0 {
+		gws, err = e.startGateways("", "throughput")
+		if err != nil {
+			return err
+		}
+		err = e.throughput(r)
+		gws.stop()
+		gws.printProfiles("the throughput runs")
+		if err != nil {
+			return err
+		}
+	}
+	gws, err = e.startGateways("", "conns-resumed")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		gws.stop()
+		gws.printProfiles("the resumed connection runs")
+	}()
+	// One connection first, so that the others can resume its session.
+	if err := waitEcho(e.topo.Client, e.echo, 10*time.Second); err != nil {
+		return err
+	}
+	made = echoes.Load()
+	if err := e.connFigures(r, true); err != nil {
+		return fmt.Errorf("resumption: %w", err)
+	}
+	r.madeResume = echoes.Load() - made
+	if st, err := gws.stats(e.topo.GwA); err == nil {
+		r.resumed, r.resumeOffered, r.resumeMisses = st.Resumptions, st.ResumeOffered, st.ResumeMisses
+	}
+	return nil
+}
