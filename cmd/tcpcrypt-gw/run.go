@@ -146,7 +146,12 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	workers := max(1, runtime.GOMAXPROCS(0))
+	// One worker: the reader goroutine processes its own batches. Measured
+	// on 2 cores (make bench, docs/performance.md), handing batches to a
+	// worker per CPU cost 0.4-0.6 ms per connection and a third of the
+	// connection rate, for no gain in throughput; more cores are better
+	// used by more TUN queues than by hand-offs from one.
+	workers := 1
 	if w := os.Getenv("TCPCRYPT_GW_WORKERS"); w != "" { // for measurements
 		fmt.Sscan(w, &workers)
 		workers = max(1, min(workers, runtime.GOMAXPROCS(0)))
