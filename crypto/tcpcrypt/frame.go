@@ -126,14 +126,16 @@ const (
 
 // keyGeneration is one direction's key of generation gen: the AEAD keyed
 // with K and the nonce randomizer NR of k_ab[gen] or k_ba[gen], and mk[gen]
-// to derive the next generation. It is immutable once made and always held
-// hidden (hidden.go).
+// to derive the next generation. Only its cipher changes after it is made:
+// Release drops it while a flow is idle (an AEAD state is most of what an
+// idle connection holds) and the next frame builds it again from mk. It is
+// always held hidden (hidden.go).
 type keyGeneration struct {
 	aead   AEADID
 	keys   TrafficKeys
 	mk     [KeyLen]byte
 	nr     [NRLen]byte
-	cipher cipher.AEAD
+	cipher cipher.AEAD // nil after Release, until the next frame
 	gen    uint32
 }
 
@@ -151,14 +153,22 @@ func newKeyGeneration(aead AEADID, mk []byte, keys TrafficKeys, gen uint32) (hid
 	}
 	g := &keyGeneration{aead: aead, keys: keys, gen: gen}
 	copy(g.mk[:], mk)
+	if err := g.build(); err != nil {
+		return hidden[keyGeneration]{}, err
+	}
+	return hide(g), nil
+}
+
+// build derives k = K | NR from mk and keys the AEAD with K.
+func (g *keyGeneration) build() error {
 	var tk [32 + NRLen]byte
 	defer clear(tk[:])
-	k := tk[:aead.KeyLen()+NRLen]
-	cprf(k, mk, byte(keys), nil)
-	key := k[:aead.KeyLen()]
-	copy(g.nr[:], k[aead.KeyLen():])
+	k := tk[:g.aead.KeyLen()+NRLen]
+	cprf(k, g.mk[:], byte(g.keys), nil)
+	key := k[:g.aead.KeyLen()]
+	copy(g.nr[:], k[g.aead.KeyLen():])
 	var err error
-	switch aead {
+	switch g.aead {
 	case AES128GCM, AES256GCM:
 		var block cipher.Block
 		if block, err = aes.NewCipher(key); err == nil {
@@ -167,10 +177,18 @@ func newKeyGeneration(aead AEADID, mk []byte, keys TrafficKeys, gen uint32) (hid
 	case ChaCha20Poly1305:
 		g.cipher, err = chacha20poly1305.New(key)
 	}
-	if err != nil {
-		return hidden[keyGeneration]{}, err
+	return err
+}
+
+// aeadCipher returns the AEAD, built again if Release dropped it.
+func (g *keyGeneration) aeadCipher() cipher.AEAD {
+	if g.cipher == nil {
+		if err := g.build(); err != nil {
+			// Unreachable: the AEAD and key were valid when g was made.
+			panic("tcpcrypt: rebuilding a released key: " + err.Error())
+		}
 	}
-	return hide(g), nil
+	return g.cipher
 }
 
 // next derives generation gen+1: mk[j+1] = CPRF(mk[j], CONST_REKEY, K_LEN)
@@ -237,7 +255,7 @@ func (s *Sealer) SealFrame(dst []byte, offset uint64, flags byte, urgent uint16,
 	binary.BigEndian.PutUint16(frame[1:3], uint16(clen))
 
 	putFrameNonce(&s.nonce, &g.nr, offset)
-	g.cipher.Seal(pt[:0], s.nonce[:], pt, frameAssociatedData(frame))
+	g.aeadCipher().Seal(pt[:0], s.nonce[:], pt, frameAssociatedData(frame))
 	return dst[:start+FrameHeaderLen+clen]
 }
 
@@ -259,6 +277,13 @@ func (s *Sealer) Rekey() bool {
 	s.cur, s.fresh = g, true
 	return true
 }
+
+// Release drops the AEAD state until the next frame (an idle connection
+// need not keep it); keys and generation stay.
+func (s *Sealer) Release() { s.cur.get().cipher = nil }
+
+// Released reports whether the AEAD state is dropped (until the next frame).
+func (s *Sealer) Released() bool { return s.cur.get().cipher == nil }
 
 // RekeyPending reports whether the next frame sealed will carry rekey = 1.
 func (s *Sealer) RekeyPending() bool { return s.fresh }
@@ -327,7 +352,7 @@ func (o *Opener) OpenFrame(frame []byte, offset uint64) (flags byte, urgent uint
 
 	putFrameNonce(&o.nonce, &g.nr, offset)
 	ct := frame[FrameHeaderLen:]
-	pt, err := g.cipher.Open(ct[:0], o.nonce[:], ct, frameAssociatedData(frame))
+	pt, err := g.aeadCipher().Open(ct[:0], o.nonce[:], ct, frameAssociatedData(frame))
 	if err != nil {
 		return 0, 0, nil, errFrameAuth
 	}
@@ -347,6 +372,13 @@ func (o *Opener) OpenFrame(frame []byte, offset uint64) (flags byte, urgent uint
 		data = data[urgentLen:]
 	}
 	return flags, urgent, data, nil
+}
+
+// Release drops the AEAD state until the next frame (an idle connection
+// need not keep it), and the next generation if one was derived ahead.
+func (o *Opener) Release() {
+	o.cur.get().cipher = nil
+	o.next = hidden[keyGeneration]{}
 }
 
 // Generation is the remote generation: that of the last frame opened.

@@ -425,3 +425,30 @@ func TestSealOpenAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseRebuildsTheSameKey: after Release the next frame is sealed and
+// opened under the same key as before (the AEAD is rebuilt from mk).
+func TestReleaseRebuildsTheSameKey(t *testing.T) {
+	for _, aead := range allAEADs {
+		key := testKey(aead, "release")
+		s1, s2 := mustSealer(t, aead, key), mustSealer(t, aead, key)
+		o := mustOpener(t, aead, key)
+		s1.Release()
+		f1 := s1.SealFrame(nil, 7, 0, 0, []byte("after release"))
+		f2 := s2.SealFrame(nil, 7, 0, 0, []byte("after release"))
+		if !bytes.Equal(f1, f2) {
+			t.Fatalf("%v: a released sealer seals other bytes", aead)
+		}
+		s1.Rekey()
+		s2.Rekey()
+		g := s1.SealFrame(nil, 100, 0, 0, []byte("gen 1"))
+		o.Release()
+		if _, _, d, err := o.OpenFrame(append([]byte(nil), f1...), 7); err != nil || string(d) != "after release" {
+			t.Fatalf("%v: released opener: %v", aead, err)
+		}
+		o.Release()
+		if _, _, d, err := o.OpenFrame(g, 100); err != nil || string(d) != "gen 1" || o.Generation() != 1 {
+			t.Fatalf("%v: released opener across a rekey: %v", aead, err)
+		}
+	}
+}

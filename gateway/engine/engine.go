@@ -157,9 +157,10 @@ type Engine struct {
 	shard int
 	stats *Stats
 
-	now     time.Time
-	pending []*Flow // flows whose own Init bytes are not yet acknowledged
-	ow      packet.OptionWriter
+	now      time.Time
+	pending  []*Flow   // flows whose own Init bytes are not yet acknowledged
+	idleScan time.Time // when Tick last looked for idle flows (releaseIdle)
+	ow       packet.OptionWriter
 	sack    [4]packet.SACKBlock
 }
 
@@ -310,8 +311,38 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	}
 	clear(e.pending[len(kept):])
 	e.pending = kept
+	if now.Sub(e.idleScan) >= idleScanEvery {
+		e.idleScan = now
+		e.releaseIdle(now)
+	}
 	e.table.Expire(e.shard, now, func(en *flowtable.Entry[*Flow]) {
 		en.Value.release(e.table)
+	})
+}
+
+// An encrypted flow with nothing in flight that has seen no packet for
+// idleAfter gives back what it only needs while busy (releaseIdle).
+const (
+	idleAfter     = 10 * time.Second
+	idleScanEvery = 5 * time.Second
+)
+
+// releaseIdle drops the AEAD states and spare buffers of idle flows: an
+// idle connection then holds its Flow, its keys (master keys, nonce
+// randomizers) and its session ID. The next packet builds the AEAD again
+// (tcpcrypt.Sealer.Release). It visits every flow of the shard, once per
+// idleScanEvery.
+func (e *Engine) releaseIdle(now time.Time) {
+	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
+		f := en.Value
+		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.buffered() > 0 ||
+			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 {
+			return true
+		}
+		f.enc.sealer.Release()
+		f.dec.opener.Release()
+		f.dec.partial, f.dec.ooo.segs = nil, nil
+		return true
 	})
 }
 

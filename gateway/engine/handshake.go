@@ -905,6 +905,7 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.aead = aead
 	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
 	f.sessionNonce = nil
+	f.offer, f.answer, f.chosen = nil, nil, eno.Suboption{} // the transcript is used (RFC 8547 §4.8)
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = e.now
 	d := &f.dec

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"testing"
+	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/packet"
@@ -84,5 +85,39 @@ func TestSACKBlocksLeadWithTheNewest(t *testing.T) {
 	}
 	if got := q.blocks(nil, 1); len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("one block: %v", got)
+	}
+}
+
+// TestIdleFlowReleasesItsAEAD: an encrypted flow with nothing in flight
+// that has been quiet for idleAfter drops its AEAD states at the next scan,
+// and its next packets go through under the same keys.
+func TestIdleFlowReleasesItsAEAD(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	msg := []byte("before the pause")
+	wan := one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
+	c.client.seq += uint32(len(msg))
+	one(t, c.b.process(wan, c.now))
+	c.server.ack = c.client.seq
+	c.a.process(one(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now)), c.now)
+	fa := c.a.flow(t)
+	if fa.enc.sealer.Released() {
+		t.Fatal("released before any pause")
+	}
+	c.a.tick(c.now.Add(time.Second)) // a scan, but the flow is not idle yet
+	if fa.enc.sealer.Released() {
+		t.Fatal("released a flow active a second ago")
+	}
+	later := c.now.Add(idleAfter + idleScanEvery + time.Second)
+	c.a.tick(later)
+	if !fa.enc.sealer.Released() {
+		t.Fatal("an idle flow keeps its AEAD state")
+	}
+	c.now = later
+	msg = []byte("after the pause")
+	wan = one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
+	gp, _ := mustParse(t, one(t, c.b.process(wan, c.now)))
+	if string(gp.Payload()) != string(msg) || fa.enc.sealer.Released() {
+		t.Fatalf("after the pause the server got %q", gp.Payload())
 	}
 }

@@ -14,7 +14,9 @@
 //  3. Start the servers, then the clients (16 connections in parallel in
 //     all), and wait until every client says done (bounded: 30 s + 5 ms per
 //     flow).
-//  4. Wait 2 s, read RSS and the gateways' flow counts.
+//  4. Wait -idle-for (20 s: an encrypted flow quiet for 10 s gives back its
+//     AEAD states, engine.releaseIdle), read RSS and the gateways' flow
+//     counts.
 //  5. Stop the clients and servers, then the gateways.
 
 package main
@@ -73,7 +75,7 @@ const perPair = 15000
 
 var doneRE = regexp.MustCompile(`idle-conns: done opened (\d+) failed (\d+)`)
 
-func (e *env) measureIdle(n int) (*idleResult, error) {
+func (e *env) measureIdle(n int, idleFor time.Duration) (*idleResult, error) {
 	r := &idleResult{want: n}
 	bin, err := e.build("idle-conns", "tcpcrypt-gw/test/bench/cmd/idle-conns")
 	if err != nil {
@@ -145,7 +147,7 @@ func (e *env) measureIdle(n int) (*idleResult, error) {
 	}
 	r.openTime = time.Since(start)
 	// 4.
-	time.Sleep(2 * time.Second)
+	time.Sleep(idleFor)
 	if r.rssA1, err = rss(pidA); err != nil {
 		return nil, err
 	}

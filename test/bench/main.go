@@ -33,19 +33,21 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 type options struct {
-	gw      string // gateway binary
-	goCmd   string // go command (builds identity-tun and wireguard-go)
-	secs    int    // seconds per iperf3 run
-	streams int    // iperf3 -P
-	loss    int    // percent random loss on the wan for the lossy pass
-	runs    int    // runs per throughput or connection-rate figure (median)
-	connSec int    // seconds per connection-rate run
-	par     int    // connections in parallel for the rate
-	latN    int    // latency samples
-	idle    int    // idle flows for the memory figure (0: skip)
+	gw      string        // gateway binary
+	goCmd   string        // go command (builds identity-tun and wireguard-go)
+	secs    int           // seconds per iperf3 run
+	streams int           // iperf3 -P
+	loss    int           // percent random loss on the wan for the lossy pass
+	runs    int           // runs per throughput or connection-rate figure (median)
+	connSec int           // seconds per connection-rate run
+	par     int           // connections in parallel for the rate
+	latN    int           // latency samples
+	idle    int           // idle flows for the memory figure (0: skip)
+	idleFor time.Duration // how long the flows stay idle before RSS is read
 	paths   []string
 	profile string // folder for the gateways' CPU profiles ("" none)
 	conns   bool   // only the connection figures
@@ -67,6 +69,7 @@ func main() {
 	flag.IntVar(&o.par, "par", 16, "connections in parallel for the connection rate")
 	flag.IntVar(&o.latN, "lat", 200, "connect + echo samples per latency figure (one at a time, at most 10 s)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle encrypted flows for the memory figure (e.g. 100000); 0 skips it")
+	flag.DurationVar(&o.idleFor, "idle-for", 20*time.Second, "how long the idle flows stay idle before gateway A's RSS is read (the gateway releases an idle flow's AEAD states after 10 s)")
 	flag.StringVar(&paths, "paths", "plain,identity,wireguard,gateway", "paths to measure, comma-separated")
 	flag.StringVar(&o.profile, "profile", "", "write the gateways' CPU profiles of the throughput runs to this folder and print their top functions")
 	flag.BoolVar(&o.wgUAPI, "wg-uapi", false, "configure wireguard-go through its UAPI socket instead of wg (no wireguard-tools needed)")

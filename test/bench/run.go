@@ -124,7 +124,7 @@ func run(o *options) error {
 	}
 	var idle *idleResult
 	if o.idle > 0 {
-		idle, err = e.measureIdle(o.idle)
+		idle, err = e.measureIdle(o.idle, o.idleFor)
 		if err != nil {
 			idle = &idleResult{err: err}
 		}
