@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 
 	"tcpcrypt-gw/gateway/packet"
 )
@@ -62,4 +65,42 @@ func tcpcryptOverheadWithHeaders(seg []byte) int {
 
 func packetLen(b []byte) int {
 	return int(b[2])<<8 | int(b[3])
+}
+
+// BenchmarkIdleFlowMemory opens b.N encrypted flows through a gateway pair,
+// one request and its ACK each, lets them go idle (releaseIdle), and
+// reports the live heap each idle flow costs a gateway (both gateways'
+// growth, halved), after a GC. `make bench` reports the same as RSS.
+func BenchmarkIdleFlowMemory(b *testing.B) {
+	t := &testing.T{}
+	c := newPair(t)
+	c.a, c.b = newGWFlows(t, testConfig(t, lanA), b.N+16), newGWFlows(t, testConfig(t, lanB), b.N+16)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		port := uint16(1024 + i%60000)
+		c.client = &host{addr: netip.AddrPortFrom(clientAddr.Addr(), port), peer: serverAddr, seq: uint32(1000 + i)}
+		c.server = &host{addr: serverAddr, peer: c.client.addr, seq: uint32(5000 + i)}
+		c.a.client, c.b.client = c.client.addr, c.client.addr
+		c.handshake()
+		msg := []byte("x")
+		wan := one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
+		c.client.seq++
+		one(t, c.b.process(wan, c.now))
+		c.server.ack = c.client.seq
+		c.a.process(one(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now)), c.now)
+	}
+	b.StopTimer()
+	if t.Failed() {
+		b.Fatal("a handshake failed")
+	}
+	later := c.now.Add(idleAfter + idleScanEvery + time.Second)
+	c.a.tick(later)
+	c.b.tick(later)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N)/2, "heapB/flow")
+	runtime.KeepAlive(c)
 }

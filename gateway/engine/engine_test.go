@@ -50,8 +50,11 @@ type gw struct {
 	out    Output
 }
 
-func newGW(t testing.TB, cfg *Config) *gw {
-	tb := flowtable.New[*Flow](flowtable.Config{Shards: 1, MaxFlows: 1024, MaxBytesTotal: 64 << 20})
+func newGW(t testing.TB, cfg *Config) *gw { return newGWFlows(t, cfg, 1024) }
+
+// newGWFlows is newGW with room for maxFlows flows.
+func newGWFlows(t testing.TB, cfg *Config, maxFlows int) *gw {
+	tb := flowtable.New[*Flow](flowtable.Config{Shards: 1, MaxFlows: maxFlows, MaxBytesTotal: 64 << 20})
 	st := new(Stats)
 	return &gw{client: clientAddr, e: New(cfg, tb, 0, st), table: tb, stats: st, out: Output{Offset: 4}}
 }
