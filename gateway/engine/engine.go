@@ -161,7 +161,7 @@ type Engine struct {
 	pending  []*Flow   // flows whose own Init bytes are not yet acknowledged
 	idleScan time.Time // when Tick last looked for idle flows (releaseIdle)
 	ow       packet.OptionWriter
-	sack    [4]packet.SACKBlock
+	sack     [4]packet.SACKBlock
 }
 
 // New returns the engine of shard `shard` of table.

@@ -121,3 +121,39 @@ func TestIdleFlowReleasesItsAEAD(t *testing.T) {
 		t.Fatalf("after the pause the server got %q", gp.Payload())
 	}
 }
+
+// TestHoleReportedOnceTheLANHostCaughtUp: data beyond a hole is reported to
+// the sender (duplicate ACK with SACK) only when the LAN host has
+// acknowledged every frame delivered before the hole; until then the
+// sender would see a hole as wide as those frames and retransmit them all.
+func TestHoleReportedOnceTheLANHostCaughtUp(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	send := func(msg string) []byte {
+		w := one(t, c.a.process(c.client.seg(packet.FlagACK, []byte(msg), nil), c.now))
+		c.client.seq += uint32(len(msg))
+		return w
+	}
+	f1, f2, f3 := send("frame one"), send("frame two"), send("frame three")
+	one(t, c.b.process(f1, c.now)) // delivered to the server, not yet acknowledged
+	_ = f2                         // lost on the WAN
+	if outs := c.b.process(f3, c.now); len(outs) != 0 {
+		t.Fatalf("gateway B sent %d packets for data beyond a hole before the server caught up", len(outs))
+	}
+	// The server acknowledges frame one: its ACK, translated, reports the
+	// hole and the SACK block of frame three.
+	p1, _ := mustParse(t, f1)
+	c.server.ack = c.client.seq - uint32(len("frame two")+len("frame three")) // P: the end of frame one
+	ack := one(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now))
+	ap, ao := mustParse(t, ack)
+	p3, _ := mustParse(t, f3)
+	if ap.Ack != p1.Seq+uint32(len(p1.Payload())) || ao.NSACK != 1 || ao.SACK[0].Left != p3.Seq || ao.SACK[0].Right != p3.Seq+uint32(len(p3.Payload())) {
+		t.Fatalf("server's ACK on the WAN: ack %d, SACK %v; want ack %d and the block of frame three [%d, %d)",
+			ap.Ack, ao.SACK[:ao.NSACK], p1.Seq+uint32(len(p1.Payload())), p3.Seq, p3.Seq+uint32(len(p3.Payload())))
+	}
+	// Now the hole is reportable: more data beyond it gets a duplicate ACK.
+	f4 := send("frame four")
+	if outs := c.b.process(f4, c.now); len(outs) != 1 {
+		t.Fatalf("after the server caught up: %d packets, want a duplicate ACK with SACK", len(outs))
+	}
+}
