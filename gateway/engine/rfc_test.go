@@ -31,6 +31,18 @@ func split(t *testing.T, pkts [][]byte, lanHost netip.Addr) (toLAN, toWAN [][]by
 	return toLAN, toWAN
 }
 
+// wanSYN builds a SYN from the client to the server with an MSS option, the
+// given ENO option (padded) and payload, as a WAN peer would send it.
+func wanSYN(c *pair, enoOpt, payload []byte) []byte {
+	opts := append([]byte{packet.OptMSS, 4, 5, 0xb4}, enoOpt...)
+	for len(opts)%4 != 0 {
+		opts = append(opts, packet.OptEOL)
+	}
+	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
+		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64, Options: opts, Payload: payload}
+	return packet.Build(make([]byte, h.Len()), &h)
+}
+
 // TestRekeyIsAnsweredAtOnce: a frame with rekey = 1 from the peer makes the
 // gateway move its own generation and send, at once and although the LAN
 // host has nothing to send, an empty frame with rekey = 1 (RFC 8548 §3.8).
@@ -339,10 +351,7 @@ func TestPlainSYNENODataIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
-		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64,
-		Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL)...), Payload: []byte("early data")}
-	out := one(t, c.b.process(packet.Build(make([]byte, h.Len()), &h), c.now))
+	out := one(t, c.b.process(wanSYN(c, opt, []byte("early data")), c.now))
 	p, o := mustParse(t, out)
 	if len(p.Payload()) != 0 || o.ENO != nil || c.b.flow(t).State != StatePassthrough {
 		t.Fatalf("LAN server SYN: %d data bytes, ENO %x, state %v", len(p.Payload()), o.ENO, c.b.flow(t).State)
@@ -399,9 +408,7 @@ func TestBChoosesByItsOwnPreference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
-		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64, Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL, packet.OptEOL, packet.OptEOL)...)}
-	c.b.process(packet.Build(make([]byte, h.Len()), &h), c.now)
+	c.b.process(wanSYN(c, opt, nil), c.now)
 	c.server.ack = c.client.seq + 1
 	_, o := mustParse(t, one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now)))
 	ans, err := eno.ParseSYNOption(o.ENO)
@@ -418,10 +425,7 @@ func TestRetransmittedPlainSYNENODataIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := packet.Header{Src: c.client.addr.Addr(), Dst: serverAddr.Addr(), SrcPort: c.client.addr.Port(), DstPort: serverAddr.Port(),
-		Seq: c.client.seq, Flags: packet.FlagSYN, Window: 5000, TTL: 64,
-		Options: append([]byte{packet.OptMSS, 4, 5, 0xb4}, append(opt, packet.OptEOL)...), Payload: []byte("early data")}
-	syn := packet.Build(make([]byte, h.Len()), &h)
+	syn := wanSYN(c, opt, []byte("early data"))
 	for i := range 2 {
 		p, o := mustParse(t, one(t, c.b.process(syn, c.now)))
 		if len(p.Payload()) != 0 || o.ENO != nil {
