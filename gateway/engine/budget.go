@@ -23,8 +23,12 @@ func (f *Flow) held() int {
 	return f.enc.ring.len() + f.enc.held.len() + f.dec.ring.len() + len(f.dec.partial) + len(f.dec.initBuf) + f.dec.ooo.bytes
 }
 
-// settle returns to the budget what f no longer keeps.
+// settle returns to the budget what f no longer keeps, and drops the
+// handshake state of an encrypted flow.
 func (e *Engine) settle(f *Flow) {
+	if f.State == StateEncrypted {
+		f.handshake = nil // done with it (see Flow)
+	}
 	h := f.held()
 	if h < f.accounted {
 		e.table.Release(f.accounted - h)

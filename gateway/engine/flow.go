@@ -65,10 +65,12 @@ type Flow struct {
 	LAN    netip.AddrPort
 	WAN    netip.AddrPort
 
+	// *handshake holds what only the handshake needs; it is dropped once
+	// the flow is encrypted (Engine.settle), so an established flow is
+	// smaller. Plain flows keep it (a LAN host may still retransmit its SYN).
+	*handshake
+
 	lanISN, wanISN uint32
-	synRetries     int
-	offer          []byte // A's SYN ENO option as sent (first half of eno_transcript)
-	answer         []byte // B's SYN-ACK ENO option as sent
 	tep            tcpcrypt.TEP
 	aead           tcpcrypt.AEADID
 	sessionID      []byte
@@ -80,29 +82,37 @@ type Flow struct {
 	lanTSecr       uint32
 	wanTSval       uint32
 	wanTSecr       uint32
-	lanWin         uint16 // last raw window from the LAN host
-	wanWin         uint16 // last raw window from the WAN peer
-	lanWS          uint8  // the LAN host's window scale, when both sides use it
-	wanWS          uint8  // the WAN peer's window scale, when both sides use it
-	keyPair        *tcpcrypt.KeyPair
-	ownInit        []byte // role A: our Init1 as sent, until the keys exist
-	nonce          [tcpcrypt.NonceLen]byte
-	chosen         eno.Suboption   // role B: the TEP chosen from A's offer
-	resume         *endpoint.Entry // the cached secret offered (A) or accepted (B)
-	resumeNonce    []byte          // our resumption nonce, with resume (RFC 8548 §3.5)
-	sessionNonce   []byte          // sn[i] = nonce_a | nonce_b once resumption is agreed
-	originalRole   eno.Role        // our role in the session that produced ss[0]: picks our traffic keys
-	Resumed        bool            // the session started from a cached secret, no Init messages
-	appAware       bool            // we send a = 1 (RFC 8547 §4.2)
-	appMandatory   bool            // and require a = 1 from the peer
-	PeerAppAware   bool            // the peer's SYN or SYN-ACK had a = 1
-	accounted      int             // bytes this flow holds against the global budget
-	lanSynAcked    bool            // the LAN host has been sent an ACK (role B: of its SYN-ACK)
+	lanWin         uint16   // last raw window from the LAN host
+	wanWin         uint16   // last raw window from the WAN peer
+	lanWS          uint8    // the LAN host's window scale, when both sides use it
+	wanWS          uint8    // the WAN peer's window scale, when both sides use it
+	originalRole   eno.Role // our role in the session that produced ss[0]: picks our traffic keys
+	Resumed        bool     // the session started from a cached secret, no Init messages
+	appAware       bool     // we send a = 1 (RFC 8547 §4.2)
+	appMandatory   bool     // and require a = 1 from the peer
+	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
+	accounted      int      // bytes this flow holds against the global budget
+	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 
 	enc encState
 	dec decState
 
 	Stats FlowStats
+}
+
+// handshake is the part of a Flow that only the ENO handshake and the key
+// exchange use.
+type handshake struct {
+	synRetries   int
+	offer        []byte // A's SYN ENO option as sent (first half of eno_transcript)
+	answer       []byte // B's SYN-ACK ENO option as sent
+	keyPair      *tcpcrypt.KeyPair
+	ownInit      []byte // role A: our Init1 as sent, until the keys exist
+	nonce        [tcpcrypt.NonceLen]byte
+	chosen       eno.Suboption   // role B: the TEP chosen from A's offer
+	resume       *endpoint.Entry // the cached secret offered (A) or accepted (B)
+	resumeNonce  []byte          // our resumption nonce, with resume (RFC 8548 §3.5)
+	sessionNonce []byte          // sn[i] = nonce_a | nonce_b once resumption is agreed
 }
 
 // FlowStats counts a flow's traffic.

@@ -264,7 +264,7 @@ func mssOf(s *segment) int {
 
 // newOutbound starts a flow for a SYN from the LAN (role A).
 func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
+	f := &Flow{handshake: new(handshake), Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
 		lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
 		f.lanWS = s.opts.WScale
@@ -475,7 +475,7 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 
 // newInbound starts a flow for a SYN from the WAN (role B).
 func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
+	f := &Flow{handshake: new(handshake), Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
 		peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS,
 		wanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
