@@ -418,14 +418,9 @@ func (c *Conn) rekeyLocked() {
 	c.sinceRekey, c.framesThisKey, c.rekeyPending = 0, 0, false
 }
 
-// answerRekey catches the local generation up with the peer's (RFC 8548
-// §3.8): "If the remote generation number is now greater than the local
-// generation number, the receiver MUST immediately increment its local
-// generation number to match. Moreover, if the receiver has not yet
-// transmitted a segment with the FIN flag set, it MUST immediately send a
-// frame (with empty application data if necessary) with rekey = 1." Each
-// increment needs a frame of its own (the peer counts one generation per
-// rekey = 1 frame), so each one sends an empty frame. It runs on its own
+// answerRekey catches the local generation up with the peer's, one empty
+// frame per step (tcpcrypt.Sealer.CatchUp, RFC 8548 §3.8), unless the FIN
+// frame is sent. It runs on its own
 // goroutine: Read must not wait for a Write blocked on a peer that is
 // itself blocked writing to us.
 func (c *Conn) answerRekey(remote uint32) {
@@ -435,11 +430,11 @@ func (c *Conn) answerRekey(remote uint32) {
 		return
 	}
 	c.wbuf = c.wbuf[:0]
-	for c.sealer.Generation() < remote {
-		if c.sealer.RekeyPending() {
-			c.sealLocked(0, nil) // our own rekey, not yet on the wire
+	for gen := c.sealer.Generation(); c.sealer.CatchUp(remote); gen = c.sealer.Generation() {
+		if c.sealer.Generation() != gen {
+			c.rekeysSent.Add(1)
+			c.sinceRekey, c.framesThisKey, c.rekeyPending = 0, 0, false
 		}
-		c.rekeyLocked()
 		c.sealLocked(0, nil)
 	}
 	if len(c.wbuf) == 0 {

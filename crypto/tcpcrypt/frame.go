@@ -285,6 +285,27 @@ func (s *Sealer) Release() { s.cur.get().cipher = nil }
 // Released reports whether the AEAD state is dropped (until the next frame).
 func (s *Sealer) Released() bool { return s.cur.get().cipher == nil }
 
+// CatchUp is one step of answering the peer's rekey (RFC 8548 §3.8): "If
+// the remote generation number is now greater than the local generation
+// number, the receiver MUST immediately increment its local generation
+// number to match. Moreover, ... it MUST immediately send a frame (with
+// empty application data if necessary) with rekey = 1." It reports whether
+// the caller must seal one more frame (empty if it has no data) to get to
+// remote, starting the next generation first when needed. The peer counts
+// one generation per rekey = 1 frame, so a rekey of ours not yet on the
+// wire goes out first and each further generation needs its own frame:
+//
+//	for s.CatchUp(remote) { seal a frame }
+func (s *Sealer) CatchUp(remote uint32) bool {
+	if s.Generation() >= remote {
+		return false
+	}
+	if !s.fresh {
+		s.Rekey()
+	}
+	return true
+}
+
 // RekeyPending reports whether the next frame sealed will carry rekey = 1.
 func (s *Sealer) RekeyPending() bool { return s.fresh }
 

@@ -452,3 +452,33 @@ func TestReleaseRebuildsTheSameKey(t *testing.T) {
 		}
 	}
 }
+
+// TestCatchUp: answering a peer at generation remote takes one rekey = 1
+// frame per generation behind, a pending rekey of ours first, and nothing
+// when the local generation is already there (RFC 8548 §3.8).
+func TestCatchUp(t *testing.T) {
+	key := testKey(AES128GCM, "catch up")
+	count := func(s *Sealer, remote uint32) (frames int) {
+		for s.CatchUp(remote) {
+			if f := s.SealFrame(nil, 0, 0, 0, nil); f[0] != ControlRekey {
+				t.Fatalf("catch-up frame with control %x", f[0])
+			}
+			frames++
+		}
+		return frames
+	}
+	s := mustSealer(t, AES128GCM, key)
+	if n := count(s, 0); n != 0 {
+		t.Fatalf("level: %d frames", n)
+	}
+	if n := count(s, 2); n != 2 || s.Generation() != 2 {
+		t.Fatalf("two behind: %d frames, generation %d", n, s.Generation())
+	}
+	s.Rekey() // ours, generation 3, not on the wire
+	if n := count(s, 3); n != 0 || !s.RekeyPending() {
+		t.Fatalf("pending rekey at the remote generation: %d frames", n)
+	}
+	if n := count(s, 4); n != 2 || s.Generation() != 4 {
+		t.Fatalf("pending rekey one behind: %d frames, generation %d", n, s.Generation())
+	}
+}

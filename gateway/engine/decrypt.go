@@ -171,7 +171,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 // (redeliver) if the LAN host lost it. It reports whether cAck moved.
 func (f *Flow) ackPartial() bool {
 	d := &f.dec
-	if len(d.partial) == 0 || d.recs.len() > 0 || !seqGT(d.cRcv, d.cAck) {
+	if len(d.partial) == 0 || !f.lanCaughtUp() || !seqGT(d.cRcv, d.cAck) {
 		return false
 	}
 	d.cAck = d.cRcv
@@ -382,7 +382,11 @@ func (e *Engine) ackWAN(f *Flow, out *Output) {
 // The delivered bytes cannot be SACKed instead: Linux discards a SACK
 // block that starts at its snd_una. The LAN host's next ACK, translated,
 // carries the hole exactly and the SACK blocks (toWAN adds sackToWAN).
-func (f *Flow) holeReportable() bool { return f.dec.recs.len() == 0 }
+func (f *Flow) holeReportable() bool { return f.lanCaughtUp() }
+
+// lanCaughtUp reports whether the LAN host has acknowledged every frame
+// delivered to it.
+func (f *Flow) lanCaughtUp() bool { return f.dec.recs.len() == 0 }
 
 // sackToWAN describes, in C, the bytes the gateway holds past a hole, the
 // island of the segment that arrived last first (oooQueue.blocks), once the
@@ -431,11 +435,15 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 // acknowledgment the LAN host has, so its right edge never moves back.
 func (e *Engine) winToLAN(f *Flow) uint16 {
 	m := uint64(f.maxFrameData())
-	w := uint64(f.wanWin) << f.wanWS * m / (m + tcpcrypt.FrameOverhead)
-	if c := uint64(e.cfg.Load().MaxBufferPerFlow/2) * m / (m + tcpcrypt.FrameOverhead); w > c {
-		w = c
-	}
-	return uint16(min(w>>f.wanWS, 0xffff))
+	return e.cappedWindow(f.wanWin, f.wanWS, m, m+tcpcrypt.FrameOverhead)
+}
+
+// cappedWindow is the raw window win (in scale ws) times num/den, at most
+// half the per-flow buffer times num/den, in the same scale.
+func (e *Engine) cappedWindow(win uint16, ws uint8, num, den uint64) uint16 {
+	w := uint64(win) << ws
+	w = min(w, uint64(e.cfg.Load().MaxBufferPerFlow/2)) * num / den
+	return uint16(min(w>>ws, 0xffff))
 }
 
 // authFailed resets the flow after a frame failed authentication (RFC 8548

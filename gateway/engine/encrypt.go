@@ -188,29 +188,22 @@ func (e *Engine) rekeyOut(f *Flow) {
 	en.lastRekey = e.now
 }
 
-// answerRekey catches our local generation up with the peer's (RFC 8548
-// §3.8): "If the remote generation number is now greater than the local
-// generation number, the receiver MUST immediately increment its local
-// generation number to match. Moreover, if the receiver has not yet
-// transmitted a segment with the FIN flag set, it MUST immediately send a
-// frame (with empty application data if necessary) with rekey = 1." The
-// LAN host has nothing to do with it, so the frame is empty and the
-// gateway's own: it has no P bytes, LAN retransmissions that reach its P
-// position re-send it, and Tick re-sends it while it is the unacknowledged
-// tail. Each generation needs a frame of its own.
+// answerRekey catches our local generation up with the peer's, one frame
+// per step (tcpcrypt.Sealer.CatchUp, RFC 8548 §3.8), unless our FIN frame
+// is sent. The LAN host has nothing to do with it, so the frames are empty
+// and the gateway's own: they have no P bytes, LAN retransmissions that
+// reach their P position re-send them, and Tick re-sends them while they
+// are the unacknowledged tail.
 func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
 	en := &f.enc
 	if en.sealer == nil || en.finSent {
 		return
 	}
 	sent := false
-	for en.sealer.Generation() < remote {
-		if en.sealer.RekeyPending() { // our own rekey, not on the wire yet, goes first
-			if !e.frame(cfg, f, nil, false, true, out) {
-				return
-			}
+	for gen := en.sealer.Generation(); en.sealer.CatchUp(remote); gen = en.sealer.Generation() {
+		if en.sealer.Generation() != gen {
+			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, e.now
 		}
-		e.rekeyOut(f)
 		if !e.frame(cfg, f, nil, false, true, out) {
 			return // buffer limits: the next data frame carries the rekey
 		}
@@ -352,13 +345,7 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 // the peer's C bytes can only undershoot) and at most what the gateway can
 // hold of it: delivered plaintext stays in the flow's ring until the LAN
 // host acknowledges it (redelivery on a WAN retransmission).
-func (e *Engine) winToWAN(f *Flow) uint16 {
-	w := uint64(f.lanWin) << f.lanWS
-	if c := uint64(e.cfg.Load().MaxBufferPerFlow / 2); w > c {
-		w = c
-	}
-	return uint16(min(w>>f.lanWS, 0xffff))
-}
+func (e *Engine) winToWAN(f *Flow) uint16 { return e.cappedWindow(f.lanWin, f.lanWS, 1, 1) }
 
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.

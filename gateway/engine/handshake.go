@@ -106,8 +106,8 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 			switch {
 			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
 				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
-			case s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen):
-				e.emitSYN(s, nil, 0, out) // RFC 8547 §4.7, as the first SYN (newInbound)
+			case synENOWithData(s):
+				e.emitSYN(s, nil, 0, out) // as the first SYN (newInbound)
 			default:
 				e.forwardPlain(f, s, out)
 			}
@@ -556,11 +556,8 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	}
 	if why != "" {
 		e.plain(f, why)
-		if s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen) {
-			// RFC 8547 §4.7: the data of a SYN+ENO is discarded when ENO
-			// fails, "even when ENO has been disabled by configuration":
-			// the LAN host gets the SYN without it (and without ENO).
-			e.emitSYN(s, nil, 0, out)
+		if synENOWithData(s) {
+			e.emitSYN(s, nil, 0, out) // without its data, TFO and ENO
 			return
 		}
 		e.forward(s.Buf, out)
@@ -577,6 +574,14 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	}
 	f.State = StateSYNReceived
 	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+}
+
+// synENOWithData reports a WAN SYN+ENO with data or a Fast Open option:
+// RFC 8547 §4.7 has its data discarded when the TEP does not define SYN
+// data (tcpcrypt does not) and when ENO fails, "even when ENO has been
+// disabled by configuration", so it never reaches the LAN host as it is.
+func synENOWithData(s *segment) bool {
+	return s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen)
 }
 
 func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
@@ -904,8 +909,6 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	}
 	f.aead = aead
 	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
-	f.sessionNonce = nil
-	f.offer, f.answer, f.chosen = nil, nil, eno.Suboption{} // the transcript is used (RFC 8547 §4.8)
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = e.now
 	d := &f.dec
