@@ -208,13 +208,20 @@ func (c *Client) gateway(local netip.Addr) (string, error) {
 // when v6), read from /proc/net/route or /proc/net/ipv6_route (Linux).
 func DefaultGateway(v6 bool) (netip.Addr, error) {
 	if v6 {
-		return defaultGateway("/proc/net/ipv6_route", parseIPv6Route)
+		return defaultGateway("ipv6_route", parseIPv6Route)
 	}
-	return defaultGateway("/proc/net/route", parseIPv4Route)
+	return defaultGateway("route", parseIPv4Route)
 }
 
-func defaultGateway(path string, parse func(fields []string) (netip.Addr, bool)) (netip.Addr, error) {
+func defaultGateway(name string, parse func(fields []string) (netip.Addr, bool)) (netip.Addr, error) {
+	// The calling thread's network namespace (/proc/net is the process
+	// leader's, which differs for a thread that entered another one).
+	path := "/proc/thread-self/net/" + name
 	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		path = "/proc/net/" + name
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("sessionid: finding the gateway (set %s): %w", EnvGateway, err)
 	}
