@@ -323,3 +323,56 @@ func TestDowngradeBlock(t *testing.T) {
 		t.Fatalf("stats: %v %+v", err, st)
 	}
 }
+
+// TestDowngradeMemoryPersists: with downgrade.persist_file the memory of
+// tcpcrypt peers survives a restart of the gateway (addresses only).
+func TestDowngradeMemoryPersists(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "peers")
+	e := newEnv(t, envOptions{extraA: "downgrade:\n  persist_file: " + file + "\n"})
+	l := listen(t, e.topo.Server, "0.0.0.0:9720")
+	srv := fmt.Sprintf("%s:9720", e.topo.ServerAddr4)
+	transfer(t, l, e.topo.Client, srv, 16<<10, 16<<10, 972)
+	if err := e.gwA.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], e.topo.ServerAddr4.String()+" ") {
+		t.Fatalf("persisted memory:\n%s", b)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	yaml, err := os.ReadFile(filepath.Join(e.logs, "gwa.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gwA = e.startGateway(e.topo.GwA, "gwa", string(yaml))
+	stripENOFromSYNACKs(e)
+	transfer(t, l, e.topo.Client, srv, 16<<10, 16<<10, 973)
+	if f := flowWithPort(e.flows(e.topo.GwA), 9720); f == nil || !f.DowngradeSuspected {
+		t.Fatalf("after the restart the downgrade went unnoticed: %+v", f)
+	}
+}
+
+// TestSessionEndpointIPv6: the same over IPv6, where the client asks its
+// gateway's IPv6 LAN address.
+func TestSessionEndpointIPv6(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	srv := fmt.Sprintf("[%s]:9610", e.topo.ServerAddr6)
+	client, server := acceptedConn(t, listen(t, e.topo.Server, "[::]:9610"), e.topo.Client, srv)
+	cs, err := sessionCLI(t, e.topo.Client, client.LocalAddr(), client.RemoteAddr())
+	if err != nil {
+		t.Fatalf("client's lookup: %v", err)
+	}
+	ss, err := sessionCLI(t, e.topo.Server, server.LocalAddr(), server.RemoteAddr())
+	if err != nil {
+		t.Fatalf("server's lookup: %v", err)
+	}
+	if !cs.Encrypted || cs.SessionID == "" || cs.SessionID != ss.SessionID {
+		t.Fatalf("client sees %+v\nserver sees %+v", cs, ss)
+	}
+}
