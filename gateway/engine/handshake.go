@@ -62,7 +62,7 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return // the gateway reset this flow: nothing more from it
 	case StateSYNReceived, StateSYNACKSent:
 		if s.has(packet.FlagSYN) {
-			e.lanSYNACK(f, s, out)
+			e.lanSYNACK(cfg, f, s, out)
 		} else {
 			e.forwardPlain(f, s, out)
 		}
@@ -622,7 +622,7 @@ func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
 
 // lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
 // global suboption with b=1, then the chosen TEP).
-func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
+func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 	if s.Ack != f.wanISN+1 {
 		e.forward(s.Buf, out)
 		return
@@ -652,18 +652,27 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 		}
 		opt, err := eno.AppendSYNOption(nil, ans)
 		if err != nil {
-			e.plain(f, "ENO answer: "+err.Error())
-			e.forward(s.Buf, out)
+			e.lanSYNACKPlain(cfg, f, s, "ENO answer: "+err.Error(), out)
 			return
 		}
 		f.answer = opt
 	}
 	if !e.emitSYN(s, f.answer, 0, out) {
-		e.plain(f, "no TCP option space for ENO")
-		e.forward(s.Buf, out)
+		e.lanSYNACKPlain(cfg, f, s, "no TCP option space for ENO", out)
 		return
 	}
 	f.State = StateSYNACKSent
+}
+
+// lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
+// refuses a flow that must be encrypted (refuse.go).
+func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, out *Output) {
+	if mustEncrypt(cfg, f) {
+		e.refuseLANSYNACK(f, s, "encryption required: "+why, out)
+		return
+	}
+	e.plain(f, why)
+	e.forward(s.Buf, out)
 }
 
 // emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO

@@ -125,6 +125,16 @@ func (e *Engine) refuseUnconfirmed(f *Flow, s *segment, why string, out *Output)
 	e.refused(f, why)
 }
 
+// refuseLANSYNACK resets an inbound required flow whose LAN server's
+// SYN-ACK cannot carry our ENO answer: the server (SYN-RECEIVED) gets a RST
+// at the sequence it expects, the peer (SYN-SENT) one acknowledging its SYN.
+func (e *Engine) refuseLANSYNACK(f *Flow, s *segment, why string, out *Output) {
+	e.stats.RequiredResets.Add(1)
+	e.rst(f, true, s.Ack, 0, false, out)
+	e.rst(f, false, 0, s.Ack, true, out)
+	e.refused(f, why)
+}
+
 func (e *Engine) refused(f *Flow, why string) {
 	f.State = StateReset
 	f.Reason = why
