@@ -112,8 +112,8 @@ func (c *Client) LookupAddrs(ctx context.Context, local, remote netip.AddrPort) 
 	}
 	// From the connection's own address: that is whom the gateway answers.
 	hc := &http.Client{Transport: &http.Transport{
-		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.Addr().AsSlice(), Zone: local.Addr().Zone()}}).DialContext,
-		Proxy:       nil, DisableKeepAlives: false, MaxIdleConns: 1,
+		DialContext:  (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.Addr().AsSlice(), Zone: local.Addr().Zone()}}).DialContext,
+		MaxIdleConns: 1, // the polls reuse one connection; no proxy (the zero Transport uses none)
 	}}
 	defer hc.CloseIdleConnections()
 	u := "http://" + gw + "/session?" + url.Values{"local": {local.String()}, "remote": {remote.String()}}.Encode()
