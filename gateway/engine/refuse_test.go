@@ -209,3 +209,23 @@ func TestDowngradeByForcedSYNFallback(t *testing.T) {
 		t.Fatalf("downgrade %v reason %q count %d", f.Downgrade, f.Reason, c.a.stats.DowngradesSuspected.Load())
 	}
 }
+
+func TestRequiredInboundWithoutRoomForENOIsReset(t *testing.T) {
+	c := newPair(t)
+	c.b.e.Config().RequireEncryption = requirePort80
+	srvSYN := one(t, c.b.process(one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)), c.now))
+	p, _ := mustParse(t, srvSYN)
+	c.client.seq++
+	c.server.ack = p.Seq + 1
+	// The LAN server's SYN-ACK fills the 40 option bytes: no room for our
+	// ENO answer.
+	full := append(synOpts(1460), 254, 20)
+	full = append(full, make([]byte, 18)...)
+	got := rsts(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, full), c.now), serverAddr.Addr(), clientAddr.Addr())
+	if got[0].Seq != c.client.seq || got[1].Flags&packet.FlagACK == 0 || got[1].Ack != c.client.seq {
+		t.Errorf("RST to server seq %d, RST to client flags %#x ack %d; want both at %d", got[0].Seq, got[1].Flags, got[1].Ack, c.client.seq)
+	}
+	if f := c.b.flow(t); f.State != StateReset || f.Reason != "encryption required: no TCP option space for ENO" {
+		t.Fatalf("state %v reason %q", f.State, f.Reason)
+	}
+}
