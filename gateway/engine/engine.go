@@ -41,6 +41,7 @@ import (
 	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -53,6 +54,17 @@ type Config struct {
 	// bit for a flow and whether it requires it from the peer (RFC 8547
 	// §4.2); nil: never.
 	AppAware func(lan, wan netip.AddrPort) (set, mandatory bool)
+	// RequireEncryption says whether a flow must never be plain
+	// (require_encryption, refuse.go); nil: none must.
+	RequireEncryption func(lan, wan netip.AddrPort) bool
+	// Peers remembers the WAN peers that completed tcpcrypt with us as role
+	// A (downgrade detection, refuse.go); nil: no detection.
+	Peers *downgrade.Memory
+	// BlockDowngrade says whether a suspected downgrade towards a peer is
+	// reset (true) or only flagged; nil: only flagged.
+	BlockDowngrade func(wan netip.Addr) bool
+	// Warn logs a warning (a suspected downgrade); nil: none.
+	Warn func(msg string, args ...any)
 
 	TEPs    []tcpcrypt.TEP    // offered in this order
 	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order
@@ -97,6 +109,13 @@ type Stats struct {
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
 	WriteErrors      atomic.Uint64 // packets the TUN device refused
+	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
+	// peer answered without ENO; DowngradesBlocked those of them reset.
+	DowngradesSuspected atomic.Uint64
+	DowngradesBlocked   atomic.Uint64
+	// RequiredResets counts flows of require_encryption reset because they
+	// could not be encrypted.
+	RequiredResets atomic.Uint64
 	// Handshakes counts completed key exchanges by how long they took from
 	// the first SYN (bucket upper bounds in HandshakeBuckets).
 	Handshakes [len(HandshakeBuckets) + 1]atomic.Uint64
