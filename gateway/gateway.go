@@ -87,6 +87,10 @@ func (d *Dataplane) ResetAll() {
 	}
 }
 
+// Offloads reports whether the dataplane reads and writes whole packets
+// with virtio-net headers (super-packets, checksums left to the kernel).
+func (d *Dataplane) Offloads() bool { return d.vnet != nil }
+
 // Config is the policy in force.
 func (d *Dataplane) Config() *engine.Config { return d.currentConfig() }
 
