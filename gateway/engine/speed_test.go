@@ -113,6 +113,13 @@ func TestIdleFlowReleasesItsAEAD(t *testing.T) {
 	if !fa.enc.sealer.Released() {
 		t.Fatal("an idle flow keeps its AEAD state")
 	}
+	if n := c.a.stats.IdleReleases.Load(); n != 1 {
+		t.Fatalf("IdleReleases = %d after one flow went idle (the dataplane returns memory by it)", n)
+	}
+	c.a.tick(later.Add(idleScanEvery))
+	if n := c.a.stats.IdleReleases.Load(); n != 1 {
+		t.Fatalf("IdleReleases = %d: a flow released twice counts twice", n)
+	}
 	c.now = later
 	msg = []byte("after the pause")
 	wan = one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
