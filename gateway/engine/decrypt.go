@@ -36,7 +36,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
 	}
 	f.wanWin = s.Window
-	oldUna := f.enc.pUna
+	oldUna, initWasAcked := f.enc.pUna, f.enc.initAcked
 	if s.has(packet.FlagACK) {
 		e.wanAck(f, s.Ack)
 	}
@@ -72,8 +72,10 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		return
 	}
 	// Pass the acknowledgment on when it tells the LAN host something: a
-	// pure ACK (a duplicate ACK is a loss signal), or a new P ack.
-	if len(s.Payload()) == 0 && !fin || f.enc.pUna != oldUna {
+	// pure ACK (a duplicate ACK is a loss signal), or a new P ack. Not the
+	// ACK of our own Init message: the LAN host never sent those bytes.
+	ownInitAck := !initWasAcked && f.enc.initAcked && f.enc.pUna == oldUna
+	if len(s.Payload()) == 0 && !fin && !ownInitAck || f.enc.pUna != oldUna {
 		blocks := e.sackToLAN(f, s.opts)
 		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
 	}

@@ -97,16 +97,18 @@ func (e *Engine) hold(f *Flow, data []byte, fin bool) {
 	}
 }
 
-// flushHeld frames the plaintext held during the key exchange.
-func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) {
+// flushHeld frames the plaintext held during the key exchange. It reports
+// whether it sent a frame (which carries the acknowledgment too).
+func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 	en := &f.enc
 	if en.held.len() == 0 && !en.heldFIN {
-		return
+		return false
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
-	e.frame(cfg, f, data, en.heldFIN, true, out)
+	sent := e.frame(cfg, f, data, en.heldFIN, true, out)
 	en.held.trim(en.held.end())
 	en.heldFIN = false
+	return sent
 }
 
 // maxFrameData is the most plaintext one frame may carry so that the frame

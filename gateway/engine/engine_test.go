@@ -149,6 +149,11 @@ type pair struct {
 	a, b           *gw
 	client, server *host
 	now            time.Time
+	// held, if set, is sent by the client right after its ACK of the
+	// SYN-ACK, before the keys exist (handshake); initAck is what gateway
+	// A sent after Init2.
+	held    []byte
+	initAck []byte
 }
 
 func newPair(t *testing.T) *pair {
@@ -198,6 +203,11 @@ func (c *pair) handshake() {
 	c.client.ack = p.Seq + 1
 	ack := c.client.seg(packet.FlagACK, nil, nil)
 	init1 := one(t, c.a.process(ack, c.now))
+	if c.held != nil {
+		if held := c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, c.held, nil), c.now); len(held) != 0 {
+			t.Fatalf("data before the keys: %d packets sent", len(held))
+		}
+	}
 	p, o = mustParse(t, init1)
 	if o.ENO == nil || len(o.ENO) != 2 || len(p.Payload()) == 0 {
 		t.Fatalf("Init1 segment: ENO %x payload %d", o.ENO, len(p.Payload()))
@@ -235,6 +245,15 @@ func (c *pair) handshake() {
 	if ap.Dst != serverAddr.Addr() || ap.Ack != c.server.seq+uint32(len(ip.Payload())) {
 		t.Fatalf("A's ACK of Init2: dst %v ack %d", ap.Dst, ap.Ack)
 	}
+	want := 0 // a pure ACK, or the held data's frame, which acknowledges Init2 too
+	if c.held != nil {
+		want = len(c.held) + tcpcrypt.FrameOverhead
+		c.client.seq += uint32(len(c.held))
+	}
+	if len(ap.Payload()) != want {
+		t.Fatalf("A's only packet after Init2 carries %d bytes, want %d", len(ap.Payload()), want)
+	}
+	c.initAck = outs[0]
 	fa, fb := c.a.flow(t), c.b.flow(t)
 	if fa.State != StateEncrypted || fb.State != StateEncrypted {
 		t.Fatalf("states %v %v", fa.State, fb.State)

@@ -854,8 +854,9 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
 	e.cacheNext(cfg, f, ss)
-	e.flushHeld(cfg, f, out)
-	e.ackWAN(f, out)
+	if !e.flushHeld(cfg, f, out) {
+		e.ackWAN(f, out) // B's Init2 is acknowledged by the first frame, or here
+	}
 	return nil
 }
 
