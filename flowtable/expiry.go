@@ -98,8 +98,7 @@ func (t *Table[V]) Expire(i int, now time.Time, onExpire func(*Entry[V])) (more 
 				continue // the callback extended it; re-keyed when next on top
 			}
 		}
-		s.remove(e)
-		t.count.Add(-1)
+		t.unlink(s, e)
 	}
 	return false
 }
@@ -142,8 +141,7 @@ func (t *Table[V]) Evict(i int, victim func(*Entry[V]) bool) *Entry[V] {
 		}
 	}
 	if best != nil {
-		s.remove(best)
-		t.count.Add(-1)
+		t.unlink(s, best)
 	}
 	return best
 }

@@ -16,8 +16,13 @@
  *     shard's lock; an Entry's fields may only be read or written with its
  *     shard's lock held.
  *
- * Only three things are shared across shards, all atomics: the flow count
- * (for the global MaxFlows cap), the ID counter, and the byte budget.
+ * Only four things are shared across shards, all atomics: the flow count
+ * (for the global MaxFlows cap), the count of inbound flows (for the LAN
+ * reserve), the ID counter, and the byte budget.
+ *
+ * The LAN reserve: flows opened from the WAN (InsertInbound) may take at
+ * most MaxFlows-LANReserve entries, so that a WAN SYN flood, whatever its
+ * rate, cannot stop the LAN from opening connections.
  *
  * Inside a shard, flows live in a map by Key (lookup), a map by ID (for the
  * HTTP API), and a min-heap by deadline (expiry; see expiry.go).
@@ -39,13 +44,17 @@ const (
 	DefaultMaxBytesTotal  = 64 << 20
 	DefaultExpireBatch    = 4096
 	DefaultInitialTimeout = 10 * time.Second
+	// DefaultLANReserveShare: a quarter of the table is kept for flows
+	// opened from the LAN, unless Config.LANReserve says otherwise.
+	DefaultLANReserveShare = 4
 	// MaxShards bounds Config.Shards; more shards than this buys nothing on
 	// any router and only costs memory.
 	MaxShards = 1024
 )
 
 var (
-	// ErrFull is returned by Insert when the table holds MaxFlows entries.
+	// ErrFull is returned by Insert when the table holds MaxFlows entries,
+	// and by InsertInbound also when inbound flows fill their share.
 	ErrFull = errors.New("flowtable: flow table full")
 	// ErrExists is returned by Insert when the key is already present.
 	ErrExists = errors.New("flowtable: flow already exists")
@@ -70,6 +79,10 @@ type Config struct {
 	// InitialTimeout sets the Deadline of a new entry (now+InitialTimeout)
 	// until the engine calls Touch with its own.
 	InitialTimeout time.Duration
+	// LANReserve is the number of entries only Insert (flows opened from
+	// the LAN) may use; InsertInbound stops at MaxFlows-LANReserve. Default
+	// MaxFlows/DefaultLANReserveShare; at most MaxFlows-1.
+	LANReserve int
 }
 
 // Entry is one flow. Key, ID and Created never change. LastActive and
@@ -80,6 +93,7 @@ type Entry[V any] struct {
 	Key        Key
 	Value      V
 	ID         uint64 // unique, assigned in increasing order of insertion
+	Inbound    bool   // inserted by InsertInbound: counts against the inbound share
 	Created    time.Time
 	LastActive time.Time
 	Deadline   time.Time
@@ -112,11 +126,13 @@ type Table[V any] struct {
 	shards         []*shard[V]
 	maxFlows       int64
 	maxBytes       int64
+	maxInbound     int64
 	expireBatch    int
 	initialTimeout time.Duration
 	epoch          time.Time
 
 	count     atomic.Int64  // entries across all shards
+	inbound   atomic.Int64  // entries with Inbound set
 	nextID    atomic.Uint64 // last ID handed out
 	bytesUsed atomic.Int64  // bytes reserved across all flows
 }
@@ -139,9 +155,14 @@ func New[V any](cfg Config) *Table[V] {
 	if cfg.InitialTimeout <= 0 {
 		cfg.InitialTimeout = DefaultInitialTimeout
 	}
+	if cfg.LANReserve <= 0 {
+		cfg.LANReserve = cfg.MaxFlows / DefaultLANReserveShare
+	}
+	cfg.LANReserve = min(cfg.LANReserve, cfg.MaxFlows-1)
 	t := &Table[V]{
 		shards:         make([]*shard[V], cfg.Shards),
 		maxFlows:       int64(cfg.MaxFlows),
+		maxInbound:     int64(cfg.MaxFlows - cfg.LANReserve),
 		maxBytes:       cfg.MaxBytesTotal,
 		expireBatch:    cfg.ExpireBatch,
 		initialTimeout: cfg.InitialTimeout,
@@ -163,6 +184,12 @@ func (t *Table[V]) Shards() int { return len(t.shards) }
 
 // MaxFlows returns the global entry cap.
 func (t *Table[V]) MaxFlows() int { return int(t.maxFlows) }
+
+// MaxInbound returns the cap on inbound entries (MaxFlows - LANReserve).
+func (t *Table[V]) MaxInbound() int { return int(t.maxInbound) }
+
+// InboundLen returns the number of inbound entries. It takes no lock.
+func (t *Table[V]) InboundLen() int { return int(t.inbound.Load()) }
 
 // Shard returns the index of the shard (and worker) that owns k.
 func (t *Table[V]) Shard(k Key) int {
@@ -206,12 +233,24 @@ func (t *Table[V]) Get(i int, k Key) (*Entry[V], bool) {
 	return e, ok
 }
 
-// Insert adds a flow for k to shard i with value v, a fresh ID, and
-// Deadline now+Config.InitialTimeout. The caller holds shard i's lock, and
-// i must be t.Shard(k). It returns ErrFull when the table already holds
-// MaxFlows entries in total (the engine may then EvictOne and retry),
-// ErrExists when k is present, and ErrWrongShard for a misrouted key.
+// Insert adds a flow opened from the LAN for k to shard i with value v, a
+// fresh ID, and Deadline now+Config.InitialTimeout. The caller holds shard
+// i's lock, and i must be t.Shard(k). It returns ErrFull when the table
+// already holds MaxFlows entries in total (the engine may then Evict and
+// retry), ErrExists when k is present, and ErrWrongShard for a misrouted
+// key.
 func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
+	return t.insert(i, k, v, now, false)
+}
+
+// InsertInbound is Insert for a flow opened from the WAN: it also returns
+// ErrFull when inbound entries fill their share (MaxInbound), whatever room
+// the LAN reserve has left.
+func (t *Table[V]) InsertInbound(i int, k Key, v V, now time.Time) (*Entry[V], error) {
+	return t.insert(i, k, v, now, true)
+}
+
+func (t *Table[V]) insert(i int, k Key, v V, now time.Time, inbound bool) (*Entry[V], error) {
 	s := t.shardAt(i)
 	if s == nil || t.Shard(k) != i {
 		return nil, ErrWrongShard
@@ -219,10 +258,19 @@ func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
 	if _, ok := s.flows[k]; ok {
 		return nil, ErrExists
 	}
-	// Claim a slot first, so concurrent inserts on other shards can never
-	// push the total past the cap.
+	// Claim the slots first, so concurrent inserts on other shards can
+	// never push a total past its cap.
+	if inbound {
+		if t.inbound.Add(1) > t.maxInbound {
+			t.inbound.Add(-1)
+			return nil, ErrFull
+		}
+	}
 	if t.count.Add(1) > t.maxFlows {
 		t.count.Add(-1)
+		if inbound {
+			t.inbound.Add(-1)
+		}
 		return nil, ErrFull
 	}
 	deadline := now.Add(t.initialTimeout)
@@ -230,6 +278,7 @@ func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
 		Key:        k,
 		Value:      v,
 		ID:         t.nextID.Add(1),
+		Inbound:    inbound,
 		Created:    now,
 		LastActive: now,
 		Deadline:   deadline,
@@ -249,8 +298,16 @@ func (t *Table[V]) Delete(i int, e *Entry[V]) {
 	if s == nil || e == nil || e.owner != s {
 		return
 	}
+	t.unlink(s, e)
+}
+
+// unlink removes e from s and from the table's counts.
+func (t *Table[V]) unlink(s *shard[V], e *Entry[V]) {
 	s.remove(e)
 	t.count.Add(-1)
+	if e.Inbound {
+		t.inbound.Add(-1)
+	}
 }
 
 // remove unlinks e from all of s's indexes.
