@@ -20,6 +20,9 @@ func (e *Engine) admit(f *Flow, n int) bool {
 
 // held is what f really keeps now.
 func (f *Flow) held() int {
+	if f.streams == nil {
+		return 0
+	}
 	return f.enc.ring.len() + f.enc.held.len() + f.dec.ring.len() + len(f.dec.partial) + len(f.dec.initBuf) + f.dec.ooo.bytes
 }
 

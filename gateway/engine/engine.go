@@ -96,6 +96,9 @@ type Stats struct {
 	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
+	// Evictions counts flows evicted to make room for a new one, by kind
+	// (EvictHalfOpen, ...).
+	Evictions [NumEvictKinds]atomic.Uint64
 	// Handshakes counts completed key exchanges by how long they took from
 	// the first SYN (bucket upper bounds in HandshakeBuckets).
 	Handshakes [len(HandshakeBuckets) + 1]atomic.Uint64
@@ -271,6 +274,10 @@ func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
 		d = cfg.HandshakeTimeout
 	case StateClosed, StateReset:
 		d = cfg.ClosingTimeout
+	case StatePassthrough:
+		if !f.established { // half-open (trackOpen)
+			d = cfg.HandshakeTimeout
+		}
 	}
 	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
 		d = cfg.ClosingTimeout

@@ -93,11 +93,21 @@ type Flow struct {
 	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
 	accounted      int      // bytes this flow holds against the global budget
 	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
+	synAckSeen     bool     // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
+	established    bool     // the opener acknowledged that SYN-ACK: the three-way handshake is complete
 
-	enc encState
-	dec decState
+	// *streams is the data state of both directions. It exists from the
+	// start of the key exchange (initDirections) on: a half-open or plain
+	// flow, what a SYN flood creates, does without it.
+	*streams
 
 	Stats FlowStats
+}
+
+// streams is what a flow needs to rewrite data in both directions.
+type streams struct {
+	enc encState
+	dec decState
 }
 
 // handshake is the part of a Flow that only the ENO handshake and the key
@@ -180,6 +190,10 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	if n > 0 {
 		t.Release(n)
 	}
+	f.accounted = 0
+	if f.streams == nil {
+		return
+	}
 	f.enc.ring.free()
 	f.enc.held.free()
 	f.dec.ring.free()
@@ -187,7 +201,6 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	f.dec.recs.free()
 	f.dec.partial = nil
 	f.dec.ooo.clear()
-	f.accounted = 0
 }
 
 func (f *Flow) buffered() int { return f.accounted }
@@ -236,7 +249,7 @@ func (f *Flow) Snapshot() Info {
 	if f.sessionID != nil {
 		in.SessionID = append([]byte(nil), f.sessionID...)
 	}
-	if f.sessionID != nil {
+	if f.sessionID != nil && f.streams != nil {
 		l, w := f.lanISN, f.wanISN
 		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pUna - l,
 			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),

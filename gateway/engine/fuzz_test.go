@@ -310,6 +310,12 @@ func (r *fuzzRun) check() {
 		total := 0
 		g.table.Range(0, func(en *flowtable.Entry[*Flow]) bool {
 			fl := en.Value
+			if fl.streams == nil {
+				if fl.accounted != 0 {
+					r.t.Fatalf("flow %v %v without streams accounts for %d bytes", fl.State, fl.Role, fl.accounted)
+				}
+				return true
+			}
 			// The Init messages (ours until acknowledged, the peer's as it
 			// arrives) are protocol state of bounded size, outside the
 			// per-flow data limit.

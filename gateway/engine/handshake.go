@@ -95,6 +95,9 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	default:
 		e.forwardPlain(f, s, out)
 	}
+	if !f.established {
+		f.trackOpen(s, true)
+	}
 	e.settle(f)
 	e.touch(cfg, entry)
 }
@@ -172,8 +175,31 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	default:
 		e.forwardPlain(f, s, out)
 	}
+	if !f.established {
+		f.trackOpen(s, false)
+	}
 	e.settle(f)
 	e.touch(cfg, entry)
+}
+
+// trackOpen follows the three-way handshake (RFC 9293 §3.5) of a flow not
+// yet established: the responder's SYN-ACK, then the opener's ACK of it.
+// Until then the flow lives on the handshake timeout, whatever its state,
+// so that half-open flows a SYN flood creates (the LAN server answers each
+// spoofed SYN, the spoofed source never acknowledges) leave the table soon.
+// Only an ACK of the real ISN counts: a blind ACK cannot extend a flow.
+func (f *Flow) trackOpen(s *segment, fromLAN bool) {
+	opener := fromLAN == (f.Role == RoleA)
+	isn := &f.lanISN // the responder's ISN: the LAN server's for role B
+	if f.Role == RoleA {
+		isn = &f.wanISN
+	}
+	switch {
+	case s.has(packet.FlagSYN) && s.has(packet.FlagACK) && !opener:
+		*isn, f.synAckSeen = s.Seq, true
+	case !s.has(packet.FlagSYN) && s.has(packet.FlagACK) && opener && f.synAckSeen && s.Ack == *isn+1:
+		f.established = true
+	}
 }
 
 // resetUnknown answers a mid-connection segment of a flow the gateway has
@@ -222,13 +248,27 @@ func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
 }
 
 func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
-	entry, err := e.table.Insert(e.shard, key, f, e.now)
-	if err != nil {
-		// Under a flood, make room by dropping the oldest half-open flow.
-		if v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool { return en.Value.embryonic() }); v != nil {
-			v.Value.release(e.table)
-			entry, err = e.table.Insert(e.shard, key, f, e.now)
+	inbound := f.Role == RoleB
+	put := e.table.Insert
+	if inbound {
+		put = e.table.InsertInbound // within the inbound share: the LAN reserve stays free
+	}
+	entry, err := put(e.shard, key, f, e.now)
+	for kind := EvictHalfOpen; err == flowtable.ErrFull && kind < NumEvictKinds; {
+		// Under pressure, make room: first the half-open flows from the
+		// WAN and closing flows, then idle plain ones, then the LAN's own
+		// half-open ones, each time the one due soonest. A flow from the
+		// WAN only ever evicts another flow from the WAN.
+		v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool {
+			return (!inbound || en.Inbound) && en.Value.evictable(en, e.now) == kind
+		})
+		if v == nil {
+			kind++
+			continue
 		}
+		e.stats.Evictions[kind].Add(1)
+		v.Value.release(e.table)
+		entry, err = put(e.shard, key, f, e.now)
 	}
 	if err != nil {
 		e.stats.TableFull.Add(1)
@@ -241,6 +281,38 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 	// SYN flood would stay in the table for hours.)
 	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
 	return entry
+}
+
+// Kinds of flows evicted under pressure (Stats.Evictions), in the order
+// they are evicted.
+const (
+	EvictHalfOpen    = iota // opened from the WAN, three-way handshake not complete; or closed (RST seen or sent)
+	EvictIdlePlain          // plain, established, no packet for evictIdleAfter
+	EvictHalfOpenLAN        // opened from the LAN, three-way handshake not complete: a LAN host waits for it
+	NumEvictKinds
+	evictNever = NumEvictKinds
+)
+
+// evictIdleAfter: a plain flow this long without a packet may be evicted
+// for a new one when the table is full. Its endpoints, if they ever send
+// again, get a RST (resetUnknown) and reconnect.
+const evictIdleAfter = time.Minute
+
+// evictable says which kind of eviction victim the flow is, or evictNever.
+// Encrypted flows and flows in the key exchange are never evicted: their
+// keys cannot be rebuilt, and the LAN reserve, not eviction, keeps room
+// for the LAN.
+func (f *Flow) evictable(en *flowtable.Entry[*Flow], now time.Time) int {
+	halfOpen := f.embryonic() || f.State == StatePassthrough && !f.established
+	switch {
+	case halfOpen && f.Role == RoleA:
+		return EvictHalfOpenLAN
+	case halfOpen || f.State == StateClosed || f.State == StateReset:
+		return EvictHalfOpen
+	case f.State == StatePassthrough && now.Sub(en.LastActive) >= evictIdleAfter:
+		return EvictIdlePlain
+	}
+	return evictNever
 }
 
 // embryonic: a flow that has not completed its three-way handshake.
@@ -555,6 +627,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		return // table full: dropped, see newOutbound
 	}
 	if why != "" {
+		f.handshake = nil // a plain inbound flow never uses it: keep a flood's flows small
 		e.plain(f, why)
 		if synENOWithData(s) {
 			e.emitSYN(s, nil, 0, out) // without its data, TFO and ENO
@@ -671,6 +744,9 @@ func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool
 // initDirections sets both directions at the start of the key exchange:
 // P and C spaces start at the same initial sequence numbers.
 func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
 	en, d := &f.enc, &f.dec
 	s := f.lanISN + 1
 	en.pNxt, en.cNxt, en.pUna = s, s, s
@@ -933,6 +1009,10 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 // and to the WAN peer at the C sequence it expects.
 func (e *Engine) abort(f *Flow, out *Output) {
 	if f.State == StateReset {
+		return
+	}
+	if f.streams == nil { // no data was rewritten: nothing to fail closed on
+		f.State = StateReset
 		return
 	}
 	e.toLAN(f, f.dec.pRcv, f.enc.pUna, packet.FlagRST|packet.FlagACK, nil, 0, out)

@@ -88,6 +88,13 @@ type StatsJSON struct {
 	PacketsOut       uint64 `json:"packets_out"`
 	RekeysOut        uint64 `json:"rekeys_out"`
 	RekeysIn         uint64 `json:"rekeys_in"`
+	// Flows evicted to make room for new ones when the table was full,
+	// by kind (engine.EvictKinds).
+	EvictedHalfOpen    uint64 `json:"evicted_half_open"`
+	EvictedIdlePlain   uint64 `json:"evicted_idle_plain"`
+	EvictedHalfOpenLAN uint64 `json:"evicted_half_open_lan"`
+	InboundFlows       int    `json:"inbound_flows"`     // flows opened from the WAN, now
+	InboundFlowsMax    int    `json:"inbound_flows_max"` // their share of flows_max; the rest is kept for the LAN
 
 	BufferedBytes    int64 `json:"buffered_bytes"`
 	BufferedBytesMax int64 `json:"buffered_bytes_max"`
@@ -211,6 +218,8 @@ func (s *Source) StatsNow() StatsJSON {
 		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
 		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
+		EvictedHalfOpen: st.Evictions[engine.EvictHalfOpen].Load(), EvictedIdlePlain: st.Evictions[engine.EvictIdlePlain].Load(), EvictedHalfOpenLAN: st.Evictions[engine.EvictHalfOpenLAN].Load(),
+		InboundFlows: s.Table.InboundLen(), InboundFlowsMax: s.Table.MaxInbound(),
 		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
 		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
 		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,

@@ -45,6 +45,9 @@ var counterDefs = []counterDef{
 	counter("resume_offered_total", "Outbound SYNs that offered session resumption.", func(s *engine.Stats) uint64 { return s.ResumeOffered.Load() }),
 	counter("resume_misses_total", "Resumption offers the peer answered with a full key exchange.", func(s *engine.Stats) uint64 { return s.ResumeMisses.Load() }),
 	counter("table_full_total", "New connections not tracked (passed plain) because the flow table was full.", func(s *engine.Stats) uint64 { return s.TableFull.Load() }),
+	counter("flows_evicted_half_open_total", "Half-open flows from the WAN and closed flows evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictHalfOpen].Load() }),
+	counter("flows_evicted_idle_plain_total", "Plain flows idle for a minute or more evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictIdlePlain].Load() }),
+	counter("flows_evicted_half_open_lan_total", "Half-open flows from the LAN evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictHalfOpenLAN].Load() }),
 	counter("buffer_drops_total", "Segments dropped because a flow's or the global buffer budget was exhausted.", func(s *engine.Stats) uint64 { return s.BufferDrops.Load() }),
 }
 
