@@ -347,6 +347,17 @@ func (t *Table[V]) Range(i int, fn func(*Entry[V]) bool) {
 	}
 }
 
+// GetByID returns the entry of shard i with the given ID. The caller holds
+// shard i's lock. It does not allocate.
+func (t *Table[V]) GetByID(i int, id uint64) (*Entry[V], bool) {
+	s := t.shardAt(i)
+	if s == nil {
+		return nil, false
+	}
+	e, ok := s.byID[id]
+	return e, ok
+}
+
 // Lookup finds the entry with the given ID and calls fn on it with its
 // shard's lock held; fn must not keep e after it returns. It reports whether
 // the ID was found. The caller must hold no shard lock. Cost: one map lookup

@@ -205,6 +205,10 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 
 func (f *Flow) buffered() int { return f.accounted }
 
+// Encrypted reports whether the flow's keys were established; it stays so
+// after the flow closes. Call with the shard lock held.
+func (f *Flow) Encrypted() bool { return f.sessionID != nil }
+
 // Info is a snapshot of a flow for monitoring. It holds no secret.
 type Info struct {
 	Role      string
@@ -238,7 +242,7 @@ type SeqInfo struct {
 // Snapshot describes f. Call with the shard lock held.
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
-	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
+	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.Encrypted(),
 		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware}
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
