@@ -109,7 +109,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		return delivered
 	}
 	if seqGT(seq, d.cRcv) {
-		if d.ooo.bytes+len(data) <= cfg.MaxBufferPerFlow/2 && e.admit(f, len(data)) {
+		if e.admitIn(f, len(data)) {
 			d.ooo.insert(seq, data, fin)
 		} else {
 			e.stats.BufferDrops.Add(1)
@@ -119,9 +119,12 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		}
 		return delivered
 	}
-	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
-		// The LAN host has not acknowledged enough of what it was given:
-		// refuse the bytes; the sender retransmits them later.
+	if !e.admitIn(f, len(data)) {
+		// The LAN host has not acknowledged enough of what it was given,
+		// or the global budget is spent: refuse the bytes; the sender
+		// retransmits them later. (Reserved here for all the bytes can
+		// become, a frame being gathered or plaintext for the LAN host;
+		// settle returns the rest.)
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
@@ -248,8 +251,8 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
-	e.admit(f, len(pt))
-	d.ring.append(pt)
+	d.ring.append(pt) // reserved by receive
+
 	d.recs.push(r)
 	e.sendPlain(f, d.pRcv, pt, false, psh, out)
 	d.pRcv = r.pEnd
@@ -435,14 +438,14 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 // acknowledgment the LAN host has, so its right edge never moves back.
 func (e *Engine) winToLAN(f *Flow) uint16 {
 	m := uint64(f.maxFrameData())
-	return e.cappedWindow(f.wanWin, f.wanWS, m, m+tcpcrypt.FrameOverhead)
+	return e.cappedWindow(f.wanWin, f.wanWS, e.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
 }
 
-// cappedWindow is the raw window win (in scale ws) times num/den, at most
-// half the per-flow buffer times num/den, in the same scale.
-func (e *Engine) cappedWindow(win uint16, ws uint8, num, den uint64) uint16 {
+// cappedWindow is the raw window win (in scale ws), at most room (what the
+// direction may hold, budget.go), times num/den, in the same scale.
+func (e *Engine) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
 	w := uint64(win) << ws
-	w = min(w, uint64(e.cfg.Load().MaxBufferPerFlow/2)) * num / den
+	w = min(w, uint64(room)) * num / den
 	return uint16(min(w>>ws, 0xffff))
 }
 

@@ -91,7 +91,6 @@ type Flow struct {
 	appAware       bool     // we send a = 1 (RFC 8547 §4.2)
 	appMandatory   bool     // and require a = 1 from the peer
 	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
-	accounted      int      // bytes this flow holds against the global budget
 	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 	synAckSeen     bool     // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
 	established    bool     // the opener acknowledged that SYN-ACK: the three-way handshake is complete
@@ -156,6 +155,8 @@ type encState struct {
 	retxAt    time.Time // next re-send of our own bytes (Init, empty rekey frames); zero: none due
 	rto       time.Duration
 	finSent   bool
+
+	reserved int // bytes reserved for this direction (budget.go)
 }
 
 // decState is the WAN-to-LAN direction: ciphertext in, plaintext out.
@@ -176,6 +177,8 @@ type decState struct {
 	finFrame     bool   // a frame with the FIN flag was authenticated
 	finC         uint32 // C sequence of the TCP FIN that must follow it
 	finDelivered bool
+
+	reserved int // bytes reserved for this direction (budget.go)
 }
 
 // rewrites reports whether the engine rewrites this flow's packets (rather
@@ -190,10 +193,10 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	if n > 0 {
 		t.Release(n)
 	}
-	f.accounted = 0
 	if f.streams == nil {
 		return
 	}
+	f.enc.reserved, f.dec.reserved = 0, 0
 	f.enc.ring.free()
 	f.enc.held.free()
 	f.dec.ring.free()
@@ -203,7 +206,13 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	f.dec.ooo.clear()
 }
 
-func (f *Flow) buffered() int { return f.accounted }
+// buffered is what f has reserved against the budget (budget.go).
+func (f *Flow) buffered() int {
+	if f.streams == nil {
+		return 0
+	}
+	return f.enc.reserved + f.dec.reserved
+}
 
 // Encrypted reports whether the flow's keys were established; it stays so
 // after the flow closes. Call with the shard lock held.
@@ -259,7 +268,7 @@ func (f *Flow) Snapshot() Info {
 			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),
 			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAck - w, DecPAck: f.dec.pAck - w,
 			DecFrames: f.dec.recs.len(), DecRing: f.dec.ring.len(), DecPartial: len(f.dec.partial),
-			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.accounted}
+			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.buffered()}
 	}
 	return in
 }
