@@ -36,6 +36,16 @@ import (
 	"tcpcrypt-gw/gateway/packet"
 )
 
+// What a flow costs besides its buffers, in heap bytes with its share of
+// the flow table, as measured by BenchmarkHalfOpenFlowMemory and
+// BenchmarkIdleFlowMemory (active: the same flows before releaseIdle).
+// check-config prints the worst case of the configured limits from them.
+const (
+	HalfOpenFlowBytes = 700
+	IdleFlowBytes     = 1600
+	ActiveFlowBytes   = 3200
+)
+
 // maxFrameLen is the largest frame a peer may send: a 16-bit length field
 // (RFC 8548 §4.2).
 const maxFrameLen = 1<<16 - 1 + tcpcrypt.FrameHeaderLen
