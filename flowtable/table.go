@@ -22,7 +22,11 @@
  *
  * The LAN reserve: flows opened from the WAN (InsertInbound) may take at
  * most MaxFlows-LANReserve entries, so that a WAN SYN flood, whatever its
- * rate, cannot stop the LAN from opening connections.
+ * rate, cannot stop the LAN from opening connections. That share is split
+ * evenly between the shards and counted under each shard's lock: a slot an
+ * engine frees by evicting a flow is its own to reuse. (With one shared
+ * count, another worker would take it at once under a flood, and flows
+ * would drift out of one shard until it had no victim left.)
  *
  * Inside a shard, flows live in a map by Key (lookup), a map by ID (for the
  * HTTP API), and a min-heap by deadline (expiry; see expiry.go).
@@ -94,12 +98,12 @@ type Entry[V any] struct {
 	Value      V
 	ID         uint64 // unique, assigned in increasing order of insertion
 	Inbound    bool   // inserted by InsertInbound: counts against the inbound share
+	heapIdx    int32  // position in owner.heap; -1 once deleted (beside Inbound: one word for both)
 	Created    time.Time
 	LastActive time.Time
 	Deadline   time.Time
 
-	owner   *shard[V] // nil once deleted
-	heapIdx int       // position in owner.heap; -1 once deleted
+	owner *shard[V] // nil once deleted
 	// heapKey is the deadline the heap orders this entry by, as
 	// owner.tick(deadline); the heap slot holds a copy. Invariant:
 	// heapKey <= tick(Deadline). Touch moves the entry in the heap only when
@@ -116,6 +120,10 @@ type shard[V any] struct {
 	heap  []heapSlot[V]
 	// epoch is the origin of heap keys (see tick).
 	epoch time.Time
+	// inbound counts the entries with Inbound set, at most maxInbound.
+	inbound, maxInbound int
+	// spare is an entry given back by Recycle, for the next insert.
+	spare *Entry[V]
 	// evictFrontier is EvictOne's scratch space, kept to avoid allocating.
 	evictFrontier []int
 	_             [64]byte // keep neighbouring shards' locks off this cache line
@@ -132,7 +140,7 @@ type Table[V any] struct {
 	epoch          time.Time
 
 	count     atomic.Int64  // entries across all shards
-	inbound   atomic.Int64  // entries with Inbound set
+	inbound   atomic.Int64  // entries with Inbound set (the shards count their own)
 	nextID    atomic.Uint64 // last ID handed out
 	bytesUsed atomic.Int64  // bytes reserved across all flows
 }
@@ -170,6 +178,9 @@ func New[V any](cfg Config) *Table[V] {
 	}
 	for i := range t.shards {
 		t.shards[i] = &shard[V]{
+			// The inbound share, split evenly (the first shards take the
+			// remainder), so the shards' shares add up to MaxInbound.
+			maxInbound:    int(t.maxInbound)/len(t.shards) + b2i(i < int(t.maxInbound)%len(t.shards)),
 			epoch:         t.epoch,
 			flows:         make(map[Key]*Entry[V]),
 			byID:          make(map[uint64]*Entry[V]),
@@ -214,6 +225,13 @@ func (t *Table[V]) LockShard(i int) { t.shards[i].mu.Lock() }
 // UnlockShard releases shard i's lock.
 func (t *Table[V]) UnlockShard(i int) { t.shards[i].mu.Unlock() }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // shardAt returns shard i, or nil when i is out of range.
 func (t *Table[V]) shardAt(i int) *shard[V] {
 	if uint(i) >= uint(len(t.shards)) {
@@ -244,8 +262,8 @@ func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
 }
 
 // InsertInbound is Insert for a flow opened from the WAN: it also returns
-// ErrFull when inbound entries fill their share (MaxInbound), whatever room
-// the LAN reserve has left.
+// ErrFull when inbound entries fill shard i's part of their share
+// (MaxInbound), whatever room the LAN reserve has left.
 func (t *Table[V]) InsertInbound(i int, k Key, v V, now time.Time) (*Entry[V], error) {
 	return t.insert(i, k, v, now, true)
 }
@@ -260,21 +278,25 @@ func (t *Table[V]) insert(i int, k Key, v V, now time.Time, inbound bool) (*Entr
 	}
 	// Claim the slots first, so concurrent inserts on other shards can
 	// never push a total past its cap.
-	if inbound {
-		if t.inbound.Add(1) > t.maxInbound {
-			t.inbound.Add(-1)
-			return nil, ErrFull
-		}
+	if inbound && s.inbound >= s.maxInbound {
+		return nil, ErrFull
 	}
 	if t.count.Add(1) > t.maxFlows {
 		t.count.Add(-1)
-		if inbound {
-			t.inbound.Add(-1)
-		}
 		return nil, ErrFull
 	}
+	if inbound {
+		s.inbound++
+		t.inbound.Add(1)
+	}
 	deadline := now.Add(t.initialTimeout)
-	e := &Entry[V]{
+	e := s.spare
+	if e != nil {
+		s.spare = nil
+	} else {
+		e = new(Entry[V])
+	}
+	*e = Entry[V]{
 		Key:        k,
 		Value:      v,
 		ID:         t.nextID.Add(1),
@@ -301,11 +323,24 @@ func (t *Table[V]) Delete(i int, e *Entry[V]) {
 	t.unlink(s, e)
 }
 
+// Recycle gives back an entry removed from shard i (by Evict, Expire or
+// Delete), for the next insert into the shard to reuse: under a flood each
+// new flow then takes the memory of the one it evicted instead of leaving
+// it to the garbage collector. The caller holds shard i's lock and must not
+// use e afterwards; an entry still in a table is ignored.
+func (t *Table[V]) Recycle(i int, e *Entry[V]) {
+	if s := t.shardAt(i); s != nil && e != nil && e.owner == nil {
+		*e = Entry[V]{heapIdx: -1}
+		s.spare = e
+	}
+}
+
 // unlink removes e from s and from the table's counts.
 func (t *Table[V]) unlink(s *shard[V], e *Entry[V]) {
 	s.remove(e)
 	t.count.Add(-1)
 	if e.Inbound {
+		s.inbound--
 		t.inbound.Add(-1)
 	}
 }
@@ -314,7 +349,7 @@ func (t *Table[V]) unlink(s *shard[V], e *Entry[V]) {
 func (s *shard[V]) remove(e *Entry[V]) {
 	delete(s.flows, e.Key)
 	delete(s.byID, e.ID)
-	s.heapRemove(e.heapIdx)
+	s.heapRemove(int(e.heapIdx))
 	e.owner = nil
 	e.heapIdx = -1
 }

@@ -38,10 +38,11 @@ import (
 
 // What a flow costs besides its buffers, in heap bytes with its share of
 // the flow table, as measured by BenchmarkHalfOpenFlowMemory and
-// BenchmarkIdleFlowMemory (active: the same flows before releaseIdle).
+// BenchmarkIdleFlowMemory (active: the same flows before releaseIdle),
+// rounded up.
 // check-config prints the worst case of the configured limits from them.
 const (
-	HalfOpenFlowBytes = 700
+	HalfOpenFlowBytes = 600
 	IdleFlowBytes     = 1600
 	ActiveFlowBytes   = 3200
 )

@@ -162,6 +162,7 @@ type Engine struct {
 
 	now      time.Time
 	pending  []*Flow   // flows whose own Init bytes are not yet acknowledged
+	spare    *Flow     // an evicted flow's memory, for the next new one (recycle)
 	idleScan time.Time // when Tick last looked for idle flows (releaseIdle)
 	ow       packet.OptionWriter
 	sack     [4]packet.SACKBlock

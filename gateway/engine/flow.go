@@ -58,12 +58,14 @@ func (s State) String() string {
 
 // Flow is one TCP connection between a LAN host and a WAN host.
 type Flow struct {
-	Role   Role
-	State  State
-	Reason string // why the flow is plain or was reset
-	V6     bool
-	LAN    netip.AddrPort
-	WAN    netip.AddrPort
+	Role        Role
+	State       State
+	V6          bool
+	synAckSeen  bool   // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
+	established bool   // the opener acknowledged that SYN-ACK: the three-way handshake is complete
+	Reason      string // why the flow is plain or was reset
+	LAN         netip.AddrPort
+	WAN         netip.AddrPort
 
 	// *handshake holds what only the handshake needs; it is dropped once
 	// the flow is encrypted (Engine.settle), so an established flow is
@@ -71,29 +73,11 @@ type Flow struct {
 	*handshake
 
 	lanISN, wanISN uint32
-	tep            tcpcrypt.TEP
-	aead           tcpcrypt.AEADID
-	sessionID      []byte
-	peerMSS        int // largest C payload the WAN peer accepts
-	lanMSS         int // largest P payload the LAN host accepts
-	sackOK, tsOK   bool
-	enoPending     bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.6)
-	lanTSval       uint32 // last timestamp option values seen from each side (RFC 7323)
-	lanTSecr       uint32
-	wanTSval       uint32
-	wanTSecr       uint32
-	lanWin         uint16   // last raw window from the LAN host
-	wanWin         uint16   // last raw window from the WAN peer
-	lanWS          uint8    // the LAN host's window scale, when both sides use it
-	wanWS          uint8    // the WAN peer's window scale, when both sides use it
-	originalRole   eno.Role // our role in the session that produced ss[0]: picks our traffic keys
-	Resumed        bool     // the session started from a cached secret, no Init messages
-	appAware       bool     // we send a = 1 (RFC 8547 §4.2)
-	appMandatory   bool     // and require a = 1 from the peer
-	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
-	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
-	synAckSeen     bool     // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
-	established    bool     // the opener acknowledged that SYN-ACK: the three-way handshake is complete
+
+	// *connParams is what the gateway learns of the two endpoints and
+	// negotiates for them. A plain flow opened from the WAN, what a SYN
+	// flood creates, does without it (newInbound).
+	*connParams
 
 	// *streams is the data state of both directions. It exists from the
 	// start of the key exchange (initDirections) on: a half-open or plain
@@ -101,6 +85,33 @@ type Flow struct {
 	*streams
 
 	Stats FlowStats
+}
+
+// connParams are the TCP parameters of the two endpoints and what was
+// negotiated with the peer: all a flow needs to rewrite its packets, but
+// its data.
+type connParams struct {
+	tep          tcpcrypt.TEP
+	aead         tcpcrypt.AEADID
+	sessionID    []byte
+	peerMSS      int // largest C payload the WAN peer accepts
+	lanMSS       int // largest P payload the LAN host accepts
+	sackOK, tsOK bool
+	enoPending   bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.6)
+	lanTSval     uint32 // last timestamp option values seen from each side (RFC 7323)
+	lanTSecr     uint32
+	wanTSval     uint32
+	wanTSecr     uint32
+	lanWin       uint16   // last raw window from the LAN host
+	wanWin       uint16   // last raw window from the WAN peer
+	lanWS        uint8    // the LAN host's window scale, when both sides use it
+	wanWS        uint8    // the WAN peer's window scale, when both sides use it
+	originalRole eno.Role // our role in the session that produced ss[0]: picks our traffic keys
+	Resumed      bool     // the session started from a cached secret, no Init messages
+	appAware     bool     // we send a = 1 (RFC 8547 §4.2)
+	appMandatory bool     // and require a = 1 from the peer
+	PeerAppAware bool     // the peer's SYN or SYN-ACK had a = 1
+	lanSynAcked  bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 }
 
 // streams is what a flow needs to rewrite data in both directions.
@@ -216,7 +227,7 @@ func (f *Flow) buffered() int {
 
 // Encrypted reports whether the flow's keys were established; it stays so
 // after the flow closes. Call with the shard lock held.
-func (f *Flow) Encrypted() bool { return f.sessionID != nil }
+func (f *Flow) Encrypted() bool { return f.connParams != nil && f.sessionID != nil }
 
 // Info is a snapshot of a flow for monitoring. It holds no secret.
 type Info struct {
@@ -252,7 +263,11 @@ type SeqInfo struct {
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
 	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.Encrypted(),
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware}
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats}
+	if f.connParams == nil {
+		return in
+	}
+	in.Resumed, in.PeerAppAware = f.Resumed, f.PeerAppAware
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}

@@ -267,7 +267,7 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 			continue
 		}
 		e.stats.Evictions[kind].Add(1)
-		v.Value.release(e.table)
+		e.recycle(v)
 		entry, err = put(e.shard, key, f, e.now)
 	}
 	if err != nil {
@@ -281,6 +281,31 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 	// SYN flood would stay in the table for hours.)
 	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
 	return entry
+}
+
+// recycle releases an evicted flow and keeps its memory for the next new
+// flow (newFlow, Table.Recycle), so that a SYN flood, which evicts a flow
+// for each new one, makes little garbage. Only a bare flow (what the flood
+// makes: no handshake, parameters or streams, and so on no list of the
+// engine) is reused.
+func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
+	f := v.Value
+	f.release(e.table)
+	e.table.Recycle(e.shard, v)
+	if f.handshake == nil && f.connParams == nil && f.streams == nil {
+		e.spare = f
+	}
+}
+
+// newFlow returns a zero Flow, the spare one if there is one.
+func (e *Engine) newFlow() *Flow {
+	f := e.spare
+	if f == nil {
+		return new(Flow)
+	}
+	e.spare = nil
+	*f = Flow{}
+	return f
 }
 
 // Kinds of flows evicted under pressure (Stats.Evictions), in the order
@@ -337,7 +362,7 @@ func mssOf(s *segment) int {
 // newOutbound starts a flow for a SYN from the LAN (role A).
 func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
 	f := &Flow{handshake: new(handshake), Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
-		lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
+		connParams: &connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}}
 	if s.opts.HasWScale {
 		f.lanWS = s.opts.WScale
 	}
@@ -547,11 +572,15 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 
 // newInbound starts a flow for a SYN from the WAN (role B).
 func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{handshake: new(handshake), Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
-		peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS,
-		wanTSval: s.opts.TSval}
+	// The flow's parameters are gathered on the stack and allocated only
+	// if it is to be negotiated: a plain inbound flow, what a SYN flood
+	// creates, is only forwarded and needs neither them nor handshake
+	// state (BenchmarkHalfOpenFlowMemory).
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.wanISN = RoleB, s.V6, key.LAN, key.WAN, s.Seq
+	cp := connParams{peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, wanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
-		f.wanWS = min(s.opts.WScale, 14)
+		cp.wanWS = min(s.opts.WScale, 14)
 	}
 	why := ""
 	var chosen eno.Suboption
@@ -582,11 +611,11 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			why = "peer claims the passive role"
 			break
 		}
-		f.PeerAppAware = offer.ApplicationAware()
+		cp.PeerAppAware = offer.ApplicationAware()
 		if cfg.AppAware != nil {
-			f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+			cp.appAware, cp.appMandatory = cfg.AppAware(key.LAN, key.WAN)
 		}
-		if f.appMandatory && !f.PeerAppAware {
+		if cp.appMandatory && !cp.PeerAppAware {
 			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
 			break
 		}
@@ -627,7 +656,6 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		return // table full: dropped, see newOutbound
 	}
 	if why != "" {
-		f.handshake = nil // a plain inbound flow never uses it: keep a flood's flows small
 		e.plain(f, why)
 		if synENOWithData(s) {
 			e.emitSYN(s, nil, 0, out) // without its data, TFO and ENO
@@ -636,6 +664,8 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		e.forward(s.Buf, out)
 		return
 	}
+	f.handshake, f.connParams = new(handshake), new(connParams)
+	*f.connParams = cp
 	f.offer = append([]byte(nil), s.opts.ENO...)
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.chosen = chosen

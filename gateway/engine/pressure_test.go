@@ -205,3 +205,36 @@ func TestFloodHalfOpenPlainFlowsExpire(t *testing.T) {
 		t.Fatal("an established plain flow expired at the handshake timeout")
 	}
 }
+
+// TestFloodEvictionDoesNotAllocate: with the table full of a flood's
+// half-open flows, each new spoofed SYN (and the LAN server's SYN-ACK)
+// evicts the oldest and reuses its memory (recycle): the flood makes no
+// garbage for the collector to catch up with.
+func TestFloodEvictionDoesNotAllocate(t *testing.T) {
+	const max = 256
+	g, _ := floodGW(t, max)
+	now := time.Unix(1000, 0)
+	const n = 4 * max
+	pkts := make([][]byte, 0, 2*n)
+	for i := range n {
+		h := floodHost(i)
+		srv := &host{addr: serverAddr, peer: h.addr, seq: 5000, ack: h.seq + 1}
+		pkts = append(pkts, h.seg(packet.FlagSYN, nil, synOpts(1460)), srv.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)))
+	}
+	for _, p := range pkts[:2*max] { // fill the inbound share
+		g.e.Process(p, now, &g.out)
+		g.out.Reset()
+	}
+	next := 2 * max
+	allocs := testing.AllocsPerRun(2*max, func() {
+		g.e.Process(pkts[next], now, &g.out)
+		g.out.Reset()
+		next++
+	})
+	if ev := g.stats.Evictions[EvictHalfOpen].Load(); ev < max {
+		t.Fatalf("%d evictions: the table was not full", ev)
+	}
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per flood packet with the table full", allocs)
+	}
+}
