@@ -159,13 +159,13 @@ func (r *fuzzRun) step(in *fuzzInput) {
 	case opHostACK:
 		which := in.byte()
 		if which&1 != 0 {
-			if fl := r.flowOf(r.a); fl != nil && fl.dec.keyed {
+			if fl := r.flowOf(r.a); fl != nil && fl.streams != nil && fl.dec.keyed {
 				r.client.ack = fl.dec.pRcv
 			}
 			r.send(r.a, r.client.seg(packet.FlagACK, nil, nil))
 		}
 		if which&2 != 0 {
-			if fl := r.flowOf(r.b); fl != nil && fl.dec.keyed {
+			if fl := r.flowOf(r.b); fl != nil && fl.streams != nil && fl.dec.keyed {
 				r.server.ack = fl.dec.pRcv
 			}
 			r.send(r.b, r.server.seg(packet.FlagACK, nil, nil))
@@ -207,7 +207,7 @@ func (r *fuzzRun) segment(in *fuzzInput) {
 	}
 	var seq, ack uint32
 	switch fl := r.flowOf(g); {
-	case fl == nil || fl.dec.opener == nil && fl.enc.sealer == nil:
+	case fl == nil || fl.streams == nil || fl.dec.opener == nil && fl.enc.sealer == nil:
 		seq, ack = r.client.seq, r.client.ack
 		if src == serverAddr {
 			seq, ack = r.server.seq, r.server.ack
