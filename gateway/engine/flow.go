@@ -63,6 +63,7 @@ type Flow struct {
 	V6          bool
 	synAckSeen  bool   // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
 	established bool   // the opener acknowledged that SYN-ACK: the three-way handshake is complete
+	Downgrade   bool   // a remembered tcpcrypt peer answered without ENO (refuse.go)
 	Reason      string // why the flow is plain or was reset
 	LAN         netip.AddrPort
 	WAN         netip.AddrPort
@@ -243,8 +244,11 @@ type Info struct {
 	// PeerAppAware is the application-aware bit of the peer's ENO option
 	// (RFC 8547 §4.2: applications must be able to examine it).
 	PeerAppAware bool
-	Stats        FlowStats
-	Seq          SeqInfo
+	// Downgrade: a peer that completed tcpcrypt before answered this
+	// flow without ENO (a suspected downgrade attack).
+	Downgrade bool
+	Stats     FlowStats
+	Seq       SeqInfo
 }
 
 // SeqInfo is the sequence bookkeeping of a flow, relative to the initial
@@ -263,7 +267,7 @@ type SeqInfo struct {
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
 	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.Encrypted(),
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats}
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Downgrade: f.Downgrade}
 	if f.connParams == nil {
 		return in
 	}

@@ -44,10 +44,13 @@ var counterDefs = []counterDef{
 	counter("resumptions_total", "Connections keyed from a cached session secret (RFC 8548 §3.5), without Init messages.", func(s *engine.Stats) uint64 { return s.Resumptions.Load() }),
 	counter("resume_offered_total", "Outbound SYNs that offered session resumption.", func(s *engine.Stats) uint64 { return s.ResumeOffered.Load() }),
 	counter("resume_misses_total", "Resumption offers the peer answered with a full key exchange.", func(s *engine.Stats) uint64 { return s.ResumeMisses.Load() }),
-	counter("table_full_total", "New connections not tracked (passed plain) because the flow table was full.", func(s *engine.Stats) uint64 { return s.TableFull.Load() }),
+	counter("table_full_total", "SYNs dropped because the flow table was full and no flow could be evicted (the host retries).", func(s *engine.Stats) uint64 { return s.TableFull.Load() }),
 	counter("flows_evicted_half_open_total", "Half-open flows from the WAN and closed flows evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictHalfOpen].Load() }),
 	counter("flows_evicted_idle_plain_total", "Plain flows idle for a minute or more evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictIdlePlain].Load() }),
 	counter("flows_evicted_half_open_lan_total", "Half-open flows from the LAN evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictHalfOpenLAN].Load() }),
+	counter("downgrades_suspected_total", "Connections to a peer that completed tcpcrypt before, answered without TCP-ENO (a suspected downgrade attack).", func(s *engine.Stats) uint64 { return s.DowngradesSuspected.Load() }),
+	counter("downgrades_blocked_total", "Suspected downgrades reset under the block policy (downgrade.block).", func(s *engine.Stats) uint64 { return s.DowngradesBlocked.Load() }),
+	counter("required_resets_total", "Connections of require_encryption reset because they could not be encrypted.", func(s *engine.Stats) uint64 { return s.RequiredResets.Load() }),
 	counter("buffer_drops_total", "Segments dropped because a flow's or the global buffer budget was exhausted.", func(s *engine.Stats) uint64 { return s.BufferDrops.Load() }),
 }
 
