@@ -17,8 +17,9 @@
  *     shard's lock held.
  *
  * Only four things are shared across shards, all atomics: the flow count
- * (for the global MaxFlows cap), the count of inbound flows (for the LAN
- * reserve), the ID counter, and the byte budget.
+ * (for the global MaxFlows cap), the ID counter, the byte budget, and the
+ * count of inbound flows (for monitoring; the shards enforce their own
+ * parts of the inbound share, below).
  *
  * The LAN reserve: flows opened from the WAN (InsertInbound) may take at
  * most MaxFlows-LANReserve entries, so that a WAN SYN flood, whatever its

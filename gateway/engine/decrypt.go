@@ -252,7 +252,6 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
 	d.ring.append(pt) // reserved by receive
-
 	d.recs.push(r)
 	e.sendPlain(f, d.pRcv, pt, false, psh, out)
 	d.pRcv = r.pEnd
@@ -435,7 +434,8 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 // acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
 // so a window beyond the flow's buffer would make the gateway drop
 // segments and the LAN host time out. The cap is relative to the
-// acknowledgment the LAN host has, so its right edge never moves back.
+// acknowledgment the LAN host has, so its right edge moves back only when
+// the global budget shrinks under it (budget.go).
 func (e *Engine) winToLAN(f *Flow) uint16 {
 	m := uint64(f.maxFrameData())
 	return e.cappedWindow(f.wanWin, f.wanWS, e.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)

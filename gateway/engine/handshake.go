@@ -192,14 +192,16 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 // so that half-open flows a SYN flood creates (the LAN server answers each
 // spoofed SYN, the spoofed source never acknowledges) leave the table soon.
 // Only an ACK of the real ISN counts: a blind ACK cannot extend a flow.
+// Only a SYN-ACK that acknowledges the opener's SYN counts (RFC 9293
+// §3.10.7.3), so the ISN recorded is the one the handshake code takes too.
 func (f *Flow) trackOpen(s *segment, fromLAN bool) {
 	opener := fromLAN == (f.Role == RoleA)
-	isn := &f.lanISN // the responder's ISN: the LAN server's for role B
+	isn, openerISN := &f.lanISN, f.wanISN // role B: the LAN server responds
 	if f.Role == RoleA {
-		isn = &f.wanISN
+		isn, openerISN = &f.wanISN, f.lanISN
 	}
 	switch {
-	case s.has(packet.FlagSYN) && s.has(packet.FlagACK) && !opener:
+	case s.has(packet.FlagSYN) && s.has(packet.FlagACK) && !opener && s.Ack == openerISN+1:
 		*isn, f.synAckSeen = s.Seq, true
 	case !s.has(packet.FlagSYN) && s.has(packet.FlagACK) && opener && f.synAckSeen && s.Ack == *isn+1:
 		f.established = true
@@ -289,9 +291,9 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 
 // recycle releases an evicted flow and keeps its memory for the next new
 // flow (newFlow, Table.Recycle), so that a SYN flood, which evicts a flow
-// for each new one, makes little garbage. Only a bare flow (what the flood
-// makes: no handshake, parameters or streams, and so on no list of the
-// engine) is reused.
+// for each new one, makes little garbage. Only a bare flow is reused: what
+// a flood makes, without handshake, parameters or streams, so that no list
+// of the engine can still hold it.
 func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	f := v.Value
 	f.release(e.table)
