@@ -41,7 +41,12 @@ const initialInitRTO = 300 * time.Millisecond
 // fromLAN handles a packet from a LAN host.
 func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StatePassthrough) {
+		// A retransmission, also after the peer's SYN-ACK if that was lost
+		// on its way to the LAN host: the peer's answer belongs to our
+		// first offer, so the flow and its offer stay (a new flow would
+		// offer the next cached secret, RFC 8548 §3.5, and fail to match
+		// the peer's answer to the first).
+		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
 			e.lanSYNAgain(cfg, f, s, out)
 			e.touch(cfg, entry)
 			return
@@ -499,7 +504,7 @@ func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 			e.plain(f, why)
 		}
 	}
-	if f.State == StateSYNSent && e.emitSYN(s, f.offer, 0, out) {
+	if (f.State == StateSYNSent || f.State == StateACKPending) && e.emitSYN(s, f.offer, 0, out) {
 		return
 	}
 	e.forward(s.Buf, out)

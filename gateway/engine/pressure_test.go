@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"net/netip"
 	"runtime"
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
 )
@@ -237,4 +239,55 @@ func TestFloodEvictionDoesNotAllocate(t *testing.T) {
 	if allocs > 0 {
 		t.Fatalf("%.1f allocations per flood packet with the table full", allocs)
 	}
+}
+
+// TestFloodLostSYNACKKeepsResumptionOffer: under a flood the gateway's
+// queue drops packets; when the peer's SYN-ACK is lost on its way to the
+// LAN host, the host's SYN retransmission must go out with the first
+// offer, on the same flow. (A new flow offered the next cached secret,
+// the peer answered the first, and the connection went plain as a
+// suspected downgrade: found by TestSpoofedSYNFloodAtPortForward.)
+func TestFloodLostSYNACKKeepsResumptionOffer(t *testing.T) {
+	cacheA, cacheB := endpoint.NewCache(16, time.Minute), endpoint.NewCache(16, time.Minute)
+	mk := func(port uint16) *pair {
+		c := newPair(t)
+		c.a.e.cfg.Load().Cache, c.b.e.cfg.Load().Cache = cacheA, cacheB
+		c.client.addr = netip.AddrPortFrom(clientAddr.Addr(), port)
+		c.server.peer = c.client.addr
+		c.a.client, c.b.client = c.client.addr, c.client.addr
+		return c
+	}
+	mk(40001).handshake() // fills both caches
+	c := mk(40002)
+	syn := c.client.seg(packet.FlagSYN, nil, synOpts(1460))
+	wanSYN := one(t, c.a.process(syn, c.now))
+	_, o1 := mustParse(t, wanSYN)
+	id := flowID(t, c.a)
+	p, _ := mustParse(t, one(t, c.b.process(wanSYN, c.now)))
+	c.server.ack = p.Seq + 1
+	synack := c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460))
+	c.a.process(one(t, c.b.process(synack, c.now)), c.now) // the SYN-ACK to the client is lost
+	again := one(t, c.a.process(syn, c.now))
+	_, o2 := mustParse(t, again)
+	if !bytes.Equal(o1.ENO, o2.ENO) || flowID(t, c.a) != id {
+		t.Fatalf("retransmitted SYN: ENO %x, first %x; flow %d, first %d", o2.ENO, o1.ENO, flowID(t, c.a), id)
+	}
+	c.b.process(again, c.now) // B passes it to the server, which answers again
+	toClient := one(t, c.a.process(one(t, c.b.process(synack, c.now)), c.now))
+	cp, _ := mustParse(t, toClient)
+	c.client.seq++
+	c.client.ack = cp.Seq + 1
+	c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now)
+	if f := c.a.flow(t); f.State == StatePassthrough || f.Downgrade || !f.Resumed {
+		t.Fatalf("after the lost SYN-ACK: state %v, downgrade %v, resumed %v, reason %q", f.State, f.Downgrade, f.Resumed, f.Reason)
+	}
+}
+
+func flowID(t *testing.T, g *gw) uint64 {
+	t.Helper()
+	en, ok := g.table.Get(0, flowtable.Key{LAN: g.lanEnd(), WAN: g.wanEnd()})
+	if !ok {
+		t.Fatal("no flow")
+	}
+	return en.ID
 }

@@ -118,7 +118,9 @@ func TestSpoofedSYNFloodAtPortForward(t *testing.T) {
 	// Every LAN connection was encrypted: gateway B, in front of the
 	// server, lists them all (closing, within closing_timeout).
 	if all, enc := flowCount(t, e, e.topo.GwB, "host=:9311"), flowCount(t, e, e.topo.GwB, "host=:9311&encrypted=true"); all != spoofLANConns || enc != spoofLANConns {
-		t.Fatalf("gateway B has %d flows to :9311, %d encrypted; want %d encrypted", all, enc, spoofLANConns)
+		b, _ := e.api(e.topo.GwB, "/api/flows?limit=5&host=:9311&encrypted=false")
+		a, _ := e.api(e.topo.GwA, "/api/flows?limit=5&host=:9311&encrypted=false")
+		t.Fatalf("gateway B has %d flows to :9311, %d encrypted; want %d encrypted; not encrypted at B: %s; at A: %s", all, enc, spoofLANConns, b, a)
 	}
 	hwm := vmHWM(t, e.gwA.Pid())
 	t.Logf("gateway A VmHWM: %d KiB before the flood, %d KiB peak", hwmBefore>>10, hwm>>10)
