@@ -89,8 +89,8 @@ type Flow struct {
 }
 
 // connParams are the TCP parameters of the two endpoints and what was
-// negotiated with the peer: all a flow needs to rewrite its packets, but
-// its data.
+// negotiated with the peer: what a flow needs to rewrite its packets,
+// besides the data state of its streams.
 type connParams struct {
 	tep          tcpcrypt.TEP
 	aead         tcpcrypt.AEADID
