@@ -147,7 +147,7 @@ type Engine struct {
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
 	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
-	spare     *Flow          // an evicted flow's memory, for the next new one (recycle)
+	spare     spares         // an evicted flow's memory, for the next new ones (recycle)
 	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
 	ow        packet.OptionWriter
 	sack      [4]packet.SACKBlock

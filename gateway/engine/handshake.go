@@ -295,28 +295,66 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 }
 
 // recycle releases an evicted flow and keeps its memory for the next new
-// flow (newFlow, Table.Recycle), so that a SYN flood, which evicts a flow
-// for each new one, makes little garbage. Only a bare flow is reused: what
-// a flood makes, without handshake, parameters or streams, so that no list
-// of the engine can still hold it.
+// flows (newFlow, newHandshake, newConnParams, Table.Recycle), so that a
+// SYN flood, which evicts a flow for each new one, makes little garbage.
+// Only a flow without streams is reused: no list of the engine (pending)
+// can hold it.
 func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	f := v.Value
 	f.release(e.table)
 	e.table.Recycle(e.shard, v)
-	if f.handshake == nil && f.connParams == nil && f.streams == nil {
-		e.spare = f
+	if f.streams != nil {
+		return
 	}
+	e.spare.flow = f
+	if f.handshake != nil {
+		e.spare.handshake = f.handshake
+	}
+	if f.connParams != nil {
+		e.spare.connParams = f.connParams
+	}
+}
+
+// spares are the parts of an evicted flow kept for reuse (recycle).
+type spares struct {
+	flow       *Flow
+	handshake  *handshake
+	connParams *connParams
 }
 
 // newFlow returns a zero Flow, the spare one if there is one.
 func (e *Engine) newFlow() *Flow {
-	f := e.spare
+	f := e.spare.flow
 	if f == nil {
 		return new(Flow)
 	}
-	e.spare = nil
+	e.spare.flow = nil
 	*f = Flow{}
 	return f
+}
+
+// newHandshake returns a zero handshake, the spare one if there is one.
+func (e *Engine) newHandshake() *handshake {
+	h := e.spare.handshake
+	if h == nil {
+		return new(handshake)
+	}
+	e.spare.handshake = nil
+	*h = handshake{}
+	return h
+}
+
+// newConnParams returns cp in a connParams of its own, the spare one if
+// there is one.
+func (e *Engine) newConnParams(cp connParams) *connParams {
+	p := e.spare.connParams
+	if p == nil {
+		p = new(connParams)
+	} else {
+		e.spare.connParams = nil
+	}
+	*p = cp
+	return p
 }
 
 // Kinds of flows evicted under pressure (Stats.Evictions), in the order
@@ -372,8 +410,10 @@ func mssOf(s *segment) int {
 
 // newOutbound starts a flow for a SYN from the LAN (role A).
 func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{handshake: new(handshake), Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
-		connParams: &connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}}
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
+	f.handshake = e.newHandshake()
+	f.connParams = e.newConnParams(connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval})
 	if s.opts.HasWScale {
 		f.lanWS = s.opts.WScale
 	}
@@ -698,8 +738,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		e.forward(s.Buf, out)
 		return
 	}
-	f.handshake, f.connParams = new(handshake), new(connParams)
-	*f.connParams = cp
+	f.handshake, f.connParams = e.newHandshake(), e.newConnParams(cp)
 	f.offer = append([]byte(nil), s.opts.ENO...)
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.chosen = chosen
