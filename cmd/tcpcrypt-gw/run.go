@@ -204,7 +204,7 @@ func cmdRun(args []string) error {
 			reload(*path, cfg, dp, keys, log)
 		}
 	}()
-	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers)
+	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers, "offloads", dp.Offloads())
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
 	return err
