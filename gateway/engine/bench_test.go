@@ -74,7 +74,7 @@ func packetLen(b []byte) int {
 func BenchmarkIdleFlowMemory(b *testing.B) {
 	t := &testing.T{}
 	c := newPair(t)
-	c.a, c.b = newGWFlows(t, testConfig(t, lanA), b.N+16), newGWFlows(t, testConfig(t, lanB), b.N+16)
+	c.a, c.b = newGWFlows(t, testConfig(t, lanA), 2*b.N+16), newGWFlows(t, testConfig(t, lanB), 2*b.N+16) // inbound flows get 3/4 of a table
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -111,7 +111,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		return delivered
 	}
 	if seqGT(seq, d.cRcv) {
-		if d.ooo.bytes+len(data) <= cfg.MaxBufferPerFlow/2 && e.admit(f, len(data)) {
+		if e.admitIn(f, len(data)) {
 			d.ooo.insert(seq, data, fin)
 		} else {
 			e.stats.BufferDrops.Add(1)
@@ -121,9 +121,12 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		}
 		return delivered
 	}
-	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
-		// The LAN host has not acknowledged enough of what it was given:
-		// refuse the bytes; the sender retransmits them later.
+	if !e.admitIn(f, len(data)) {
+		// The LAN host has not acknowledged enough of what it was given,
+		// or the global budget is spent: refuse the bytes; the sender
+		// retransmits them later. (Reserved here for all the bytes can
+		// become, a frame being gathered or plaintext for the LAN host;
+		// settle returns the rest.)
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
@@ -250,8 +253,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
-	e.admit(f, len(pt))
-	d.ring.append(pt)
+	d.ring.append(pt) // reserved by receive
 	d.recs.push(r)
 	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
@@ -439,17 +441,18 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 // acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
 // so a window beyond the flow's buffer would make the gateway drop
 // segments and the LAN host time out. The cap is relative to the
-// acknowledgment the LAN host has, so its right edge never moves back.
+// acknowledgment the LAN host has, so its right edge moves back only when
+// the global budget shrinks under it (budget.go).
 func (e *Engine) winToLAN(f *Flow) uint16 {
 	m := uint64(f.maxFrameData())
-	return e.cappedWindow(f.wanWin, f.wanWS, m, m+tcpcrypt.FrameOverhead)
+	return e.cappedWindow(f.wanWin, f.wanWS, e.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
 }
 
-// cappedWindow is the raw window win (in scale ws) times num/den, at most
-// half the per-flow buffer times num/den, in the same scale.
-func (e *Engine) cappedWindow(win uint16, ws uint8, num, den uint64) uint16 {
+// cappedWindow is the raw window win (in scale ws), at most room (what the
+// direction may hold, budget.go), times num/den, in the same scale.
+func (e *Engine) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
 	w := uint64(win) << ws
-	w = min(w, uint64(e.cfg.Load().MaxBufferPerFlow/2)) * num / den
+	w = min(w, uint64(room)) * num / den
 	return uint16(min(w>>ws, 0xffff))
 }
 

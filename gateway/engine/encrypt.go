@@ -88,7 +88,7 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 
 // hold keeps LAN plaintext until the keys exist.
 func (e *Engine) hold(f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !e.admit(f, len(data)) {
+	if len(data) > 0 && !e.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	f.enc.held.append(data)
@@ -105,6 +105,9 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 		return false
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
+	// The held bytes become frames: their reservation passes to them.
+	e.table.Release(len(data))
+	en.reserved -= len(data)
 	sent := e.frame(cfg, f, data, en.heldFIN, true, out)
 	en.held.trim(en.held.end())
 	en.heldFIN = false
@@ -140,7 +143,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Ou
 		n := min(len(data), maxData)
 		chunk := data[:n]
 		last := n == len(data)
-		if !e.admit(f, n+tcpcrypt.FrameOverhead) {
+		if !e.admitOut(f, n+tcpcrypt.FrameOverhead) {
 			e.stats.BufferDrops.Add(1)
 			return framed
 		}
@@ -347,7 +350,9 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 // the peer's C bytes can only undershoot) and at most what the gateway can
 // hold of it: delivered plaintext stays in the flow's ring until the LAN
 // host acknowledges it (redelivery on a WAN retransmission).
-func (e *Engine) winToWAN(f *Flow) uint16 { return e.cappedWindow(f.lanWin, f.lanWS, 1, 1) }
+func (e *Engine) winToWAN(f *Flow) uint16 {
+	return e.cappedWindow(f.lanWin, f.lanWS, e.room(f.dec.reserved), 1, 1)
+}
 
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.

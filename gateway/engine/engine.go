@@ -108,8 +108,11 @@ type Stats struct {
 	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
-	WriteErrors      atomic.Uint64 // packets the TUN device refused
-	IdleReleases     atomic.Uint64 // flows that gave back their AEAD states when they went idle
+	// Evictions counts flows evicted to make room for a new one, by kind
+	// (EvictHalfOpen, ...).
+	Evictions    [NumEvictKinds]atomic.Uint64
+	WriteErrors  atomic.Uint64 // packets the TUN device refused
+	IdleReleases atomic.Uint64 // flows that gave back their AEAD states when they went idle
 	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
 	// peer answered without ENO; DowngradesBlocked those of them reset.
 	DowngradesSuspected atomic.Uint64
@@ -145,6 +148,7 @@ type Engine struct {
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
 	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
+	spare     spares         // an evicted flow's memory, for the next new ones (recycle)
 	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
 	ow        packet.OptionWriter
 	sack      [4]packet.SACKBlock
@@ -258,6 +262,10 @@ func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
 		d = cfg.HandshakeTimeout
 	case StateClosed, StateReset:
 		d = cfg.ClosingTimeout
+	case StatePassthrough:
+		if !f.established { // half-open (trackOpen)
+			d = cfg.HandshakeTimeout
+		}
 	}
 	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
 		d = cfg.ClosingTimeout

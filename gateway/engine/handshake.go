@@ -41,7 +41,12 @@ const initialInitRTO = 300 * time.Millisecond
 // fromLAN handles a packet from a LAN host.
 func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StatePassthrough) {
+		// A retransmission, also after the peer's SYN-ACK if that was lost
+		// on its way to the LAN host: the peer's answer belongs to our
+		// first offer, so the flow and its offer stay (a new flow would
+		// offer the next cached secret, RFC 8548 §3.5, and fail to match
+		// the peer's answer to the first).
+		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
 			e.lanSYNAgain(cfg, f, s, out)
 			e.touch(cfg, entry)
 			return
@@ -94,6 +99,9 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		e.lanSegment(cfg, f, s, out)
 	default:
 		e.forwardPlain(f, s, out)
+	}
+	if !f.established {
+		f.trackOpen(s, true)
 	}
 	e.settle(f)
 	e.touch(cfg, entry)
@@ -176,8 +184,33 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	default:
 		e.forwardPlain(f, s, out)
 	}
+	if !f.established {
+		f.trackOpen(s, false)
+	}
 	e.settle(f)
 	e.touch(cfg, entry)
+}
+
+// trackOpen follows the three-way handshake (RFC 9293 §3.5) of a flow not
+// yet established: the responder's SYN-ACK, then the opener's ACK of it.
+// Until then the flow lives on the handshake timeout, whatever its state,
+// so that half-open flows a SYN flood creates (the LAN server answers each
+// spoofed SYN, the spoofed source never acknowledges) leave the table soon.
+// Only an ACK of the real ISN counts: a blind ACK cannot extend a flow.
+// Only a SYN-ACK that acknowledges the opener's SYN counts (RFC 9293
+// §3.10.7.3), so the ISN recorded is the one the handshake code takes too.
+func (f *Flow) trackOpen(s *segment, fromLAN bool) {
+	opener := fromLAN == (f.Role == RoleA)
+	isn, openerISN := &f.lanISN, f.wanISN // role B: the LAN server responds
+	if f.Role == RoleA {
+		isn, openerISN = &f.wanISN, f.lanISN
+	}
+	switch {
+	case s.has(packet.FlagSYN) && s.has(packet.FlagACK) && !opener && s.Ack == openerISN+1:
+		*isn, f.synAckSeen = s.Seq, true
+	case !s.has(packet.FlagSYN) && s.has(packet.FlagACK) && opener && f.synAckSeen && s.Ack == *isn+1:
+		f.established = true
+	}
 }
 
 // resetUnknown answers a mid-connection segment of a flow the gateway has
@@ -226,13 +259,27 @@ func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
 }
 
 func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
-	entry, err := e.table.Insert(e.shard, key, f, e.now)
-	if err != nil {
-		// Under a flood, make room by dropping the oldest half-open flow.
-		if v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool { return en.Value.embryonic() }); v != nil {
-			v.Value.release(e.table)
-			entry, err = e.table.Insert(e.shard, key, f, e.now)
+	inbound := f.Role == RoleB
+	put := e.table.Insert
+	if inbound {
+		put = e.table.InsertInbound // within the inbound share: the LAN reserve stays free
+	}
+	entry, err := put(e.shard, key, f, e.now)
+	for kind := EvictHalfOpen; err == flowtable.ErrFull && kind < NumEvictKinds; {
+		// Under pressure, make room: first the half-open flows from the
+		// WAN and closing flows, then idle plain ones, then the LAN's own
+		// half-open ones, each time the one due soonest. A flow from the
+		// WAN only ever evicts another flow from the WAN.
+		v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool {
+			return (!inbound || en.Inbound) && en.Value.evictable(en, e.now) == kind
+		})
+		if v == nil {
+			kind++
+			continue
 		}
+		e.stats.Evictions[kind].Add(1)
+		e.recycle(v)
+		entry, err = put(e.shard, key, f, e.now)
 	}
 	if err != nil {
 		e.stats.TableFull.Add(1)
@@ -245,6 +292,101 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 	// SYN flood would stay in the table for hours.)
 	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
 	return entry
+}
+
+// recycle releases an evicted flow and keeps its memory for the next new
+// flows (newFlow, newHandshake, newConnParams, Table.Recycle), so that a
+// SYN flood, which evicts a flow for each new one, makes little garbage.
+// Only a flow without streams is reused: no list of the engine (pending)
+// can hold it.
+func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
+	f := v.Value
+	f.release(e.table)
+	e.table.Recycle(e.shard, v)
+	if f.streams != nil {
+		return
+	}
+	e.spare.flow = f
+	if f.handshake != nil {
+		e.spare.handshake = f.handshake
+	}
+	if f.connParams != nil {
+		e.spare.connParams = f.connParams
+	}
+}
+
+// spares are the parts of an evicted flow kept for reuse (recycle).
+type spares struct {
+	flow       *Flow
+	handshake  *handshake
+	connParams *connParams
+}
+
+// newFlow returns a zero Flow, the spare one if there is one.
+func (e *Engine) newFlow() *Flow {
+	f := e.spare.flow
+	if f == nil {
+		return new(Flow)
+	}
+	e.spare.flow = nil
+	*f = Flow{}
+	return f
+}
+
+// newHandshake returns a zero handshake, the spare one if there is one.
+func (e *Engine) newHandshake() *handshake {
+	h := e.spare.handshake
+	if h == nil {
+		return new(handshake)
+	}
+	e.spare.handshake = nil
+	*h = handshake{}
+	return h
+}
+
+// newConnParams returns cp in a connParams of its own, the spare one if
+// there is one.
+func (e *Engine) newConnParams(cp connParams) *connParams {
+	p := e.spare.connParams
+	if p == nil {
+		p = new(connParams)
+	} else {
+		e.spare.connParams = nil
+	}
+	*p = cp
+	return p
+}
+
+// Kinds of flows evicted under pressure (Stats.Evictions), in the order
+// they are evicted.
+const (
+	EvictHalfOpen    = iota // opened from the WAN, three-way handshake not complete; or closed (RST seen or sent)
+	EvictIdlePlain          // plain, established, no packet for evictIdleAfter
+	EvictHalfOpenLAN        // opened from the LAN, three-way handshake not complete: a LAN host waits for it
+	NumEvictKinds
+	evictNever = NumEvictKinds
+)
+
+// evictIdleAfter: a plain flow this long without a packet may be evicted
+// for a new one when the table is full. Its endpoints, if they ever send
+// again, get a RST (resetUnknown) and reconnect.
+const evictIdleAfter = time.Minute
+
+// evictable says which kind of eviction victim the flow is, or evictNever.
+// Encrypted flows and flows in the key exchange are never evicted: their
+// keys cannot be rebuilt, and the LAN reserve, not eviction, keeps room
+// for the LAN.
+func (f *Flow) evictable(en *flowtable.Entry[*Flow], now time.Time) int {
+	halfOpen := f.embryonic() || f.State == StatePassthrough && !f.established
+	switch {
+	case halfOpen && f.Role == RoleA:
+		return EvictHalfOpenLAN
+	case halfOpen || f.State == StateClosed || f.State == StateReset:
+		return EvictHalfOpen
+	case f.State == StatePassthrough && now.Sub(en.LastActive) >= evictIdleAfter:
+		return EvictIdlePlain
+	}
+	return evictNever
 }
 
 // embryonic: a flow that has not completed its three-way handshake.
@@ -268,8 +410,10 @@ func mssOf(s *segment) int {
 
 // newOutbound starts a flow for a SYN from the LAN (role A).
 func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{handshake: new(handshake), Role: RoleA, V6: s.V6, LAN: key.LAN, WAN: key.WAN, lanISN: s.Seq,
-		lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
+	f.handshake = e.newHandshake()
+	f.connParams = e.newConnParams(connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval})
 	if s.opts.HasWScale {
 		f.lanWS = s.opts.WScale
 	}
@@ -400,7 +544,7 @@ func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 			e.plain(f, why)
 		}
 	}
-	if f.State == StateSYNSent && e.emitSYN(s, f.offer, 0, out) {
+	if (f.State == StateSYNSent || f.State == StateACKPending) && e.emitSYN(s, f.offer, 0, out) {
 		return
 	}
 	e.forward(s.Buf, out)
@@ -498,11 +642,15 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 
 // newInbound starts a flow for a SYN from the WAN (role B).
 func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := &Flow{handshake: new(handshake), Role: RoleB, V6: s.V6, LAN: key.LAN, WAN: key.WAN, wanISN: s.Seq,
-		peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS,
-		wanTSval: s.opts.TSval}
+	// The flow's parameters are gathered on the stack and allocated only
+	// if it is to be negotiated: a plain inbound flow, what a SYN flood
+	// creates, is only forwarded and needs neither them nor handshake
+	// state (BenchmarkHalfOpenFlowMemory).
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.wanISN = RoleB, s.V6, key.LAN, key.WAN, s.Seq
+	cp := connParams{peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, wanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
-		f.wanWS = min(s.opts.WScale, 14)
+		cp.wanWS = min(s.opts.WScale, 14)
 	}
 	why := ""
 	var chosen eno.Suboption
@@ -533,11 +681,11 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			why = "peer claims the passive role"
 			break
 		}
-		f.PeerAppAware = offer.ApplicationAware()
+		cp.PeerAppAware = offer.ApplicationAware()
 		if cfg.AppAware != nil {
-			f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+			cp.appAware, cp.appMandatory = cfg.AppAware(key.LAN, key.WAN)
 		}
-		if f.appMandatory && !f.PeerAppAware {
+		if cp.appMandatory && !cp.PeerAppAware {
 			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
 			break
 		}
@@ -590,6 +738,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		e.forward(s.Buf, out)
 		return
 	}
+	f.handshake, f.connParams = e.newHandshake(), e.newConnParams(cp)
 	f.offer = append([]byte(nil), s.opts.ENO...)
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.chosen = chosen
@@ -707,6 +856,9 @@ func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool
 // initDirections sets both directions at the start of the key exchange:
 // P and C spaces start at the same initial sequence numbers.
 func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
 	en, d := &f.enc, &f.dec
 	s := f.lanISN + 1
 	en.pNxt, en.cNxt, en.pUna = s, s, s
@@ -975,6 +1127,10 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 // and to the WAN peer at the C sequence it expects.
 func (e *Engine) abort(f *Flow, out *Output) {
 	if f.State == StateReset {
+		return
+	}
+	if f.streams == nil { // no data was rewritten: nothing to fail closed on
+		f.State = StateReset
 		return
 	}
 	e.toLAN(f, f.dec.pRcv, f.enc.pUna, packet.FlagRST|packet.FlagACK, nil, 0, out)
