@@ -145,6 +145,10 @@ type Engine struct {
 	stats *Stats
 
 	now       time.Time
+	// Flush, if set, writes and empties an Output that has grown to
+	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
+	Flush func(*Output)
+
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
 	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
@@ -279,6 +283,7 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	cfg := e.cfg.Load()
 	kept := e.pending[:0]
 	for _, f := range e.pending {
+		e.spill(out)
 		en := &f.enc
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
@@ -353,6 +358,7 @@ func (e *Engine) ResetAll(now time.Time, out *Output) {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"
 			e.abort(en.Value, out)
+			e.spill(out)
 		}
 		return true
 	})

@@ -525,3 +525,35 @@ func TestResetAllAtShutdown(t *testing.T) {
 		t.Fatalf("RST to client %v, to WAN %v, state %v", toClient, toWAN, c.a.flow(t).State)
 	}
 }
+
+// TestResetAllSpillsItsOutput: a shutdown with many encrypted flows hands
+// its output to Engine.Flush every SpillAt packets instead of holding two
+// RSTs per flow at once, and still resets every flow.
+func TestResetAllSpillsItsOutput(t *testing.T) {
+	c := newPair(t)
+	const flows = 300 // 600 RSTs: more than two spills
+	for i := 0; i < flows; i++ {
+		c.client = &host{addr: netip.AddrPortFrom(clientAddr.Addr(), uint16(20000+i)), peer: serverAddr, seq: 1000}
+		c.server = &host{addr: serverAddr, peer: c.client.addr, seq: 5000}
+		c.a.client, c.b.client = c.client.addr, c.client.addr
+		c.handshake()
+	}
+	rsts, spills, most := 0, 0, 0
+	count := func(o *Output) {
+		most = max(most, o.N)
+		for _, b := range o.Packets() {
+			if p, _ := mustParse(t, b[o.Offset:]); p.Flags&packet.FlagRST != 0 {
+				rsts++
+			}
+		}
+		o.Reset()
+	}
+	c.a.e.Flush = func(o *Output) { spills++; count(o) }
+	c.a.table.LockShard(0)
+	c.a.e.ResetAll(c.now, &c.a.out)
+	c.a.table.UnlockShard(0)
+	count(&c.a.out)
+	if rsts != 2*flows || spills < 2 || most > SpillAt {
+		t.Fatalf("%d RSTs for %d flows, %d spills, at most %d packets held (SpillAt %d)", rsts, flows, spills, most, SpillAt)
+	}
+}
