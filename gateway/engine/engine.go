@@ -144,7 +144,7 @@ type Engine struct {
 	shard int
 	stats *Stats
 
-	now       time.Time
+	now time.Time
 	// Flush, if set, writes and empties an Output that has grown to
 	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
 	Flush func(*Output)
