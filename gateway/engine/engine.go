@@ -12,10 +12,11 @@
 // The flow of one packet through Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
+//     A GSO super-packet is one segment with a large payload (output.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
-//  3. By the flow's state:
-//     - handshake (handshake.go): add, check and strip TCP-ENO, clamp MSS,
-//     start the key exchange, consume the peer's Init message;
+//  3. By the flow's state (dispatch.go):
+//     - handshake (syn.go, keyexchange.go): add, check and strip TCP-ENO,
+//     clamp MSS, start the key exchange, consume the peer's Init message;
 //     - LAN to WAN (encrypt.go): new plaintext becomes one frame per segment,
 //     a LAN retransmission re-sends the frames first sent, ACKs and SACKs
 //     for WAN data are mapped from P to C;
@@ -23,7 +24,8 @@
 //     are authenticated and delivered as plaintext, ACKs and SACKs for LAN
 //     data are mapped from C to P;
 //     - passthrough: forwarded as it is.
-//  4. Every packet the engine sends is written to the Output batch.
+//  4. Every packet the engine sends is written to the Output batch, runs of
+//     segments of one flow joined into super-packets (output.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
