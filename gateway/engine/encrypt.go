@@ -19,7 +19,6 @@ package engine
 
 import (
 	"tcpcrypt-gw/crypto/tcpcrypt"
-	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -291,8 +290,8 @@ func (e *Engine) pToC(f *Flow, p uint32) uint32 {
 			break
 		}
 	}
-	if seqLT(p, en.pUna) { // keep-alive probes sit just before snd_una
-		return cUna - (en.pUna - p)
+	if seqLT(p, en.pAcked) { // keep-alive probes sit just before snd_una
+		return cUna - (en.pAcked - p)
 	}
 	i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.pStart, p) })
 	if i < en.recs.len() && en.recs.at(i).pStart == p && !en.recs.at(i).init {
@@ -318,7 +317,7 @@ func (e *Engine) wanAck(f *Flow, ack uint32) {
 		if r.init {
 			en.initAcked = true
 		}
-		en.pUna = seqMax(en.pUna, r.pAfter())
+		en.pAcked = seqMax(en.pAcked, r.pAfter())
 		en.recs.pop()
 	}
 	if en.recs.len() > 0 {
@@ -344,36 +343,4 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 		}
 	}
 	return blocks
-}
-
-// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
-// the peer's C bytes can only undershoot) and at most what the gateway can
-// hold of it: delivered plaintext stays in the flow's ring until the LAN
-// host acknowledges it (redelivery on a WAN retransmission).
-func (e *Engine) winToWAN(f *Flow) uint16 {
-	return e.cappedWindow(f.lanWin, f.lanWS, e.room(f.dec.reserved), 1, 1)
-}
-
-// toWAN sends a segment from the LAN host's side of f to the WAN peer, with
-// the current acknowledgment and window of the decrypting direction.
-func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
-	ow := &e.ow
-	ow.Reset()
-	if f.enoPending {
-		ow.Raw(eno.NonSYNOption[:])
-	}
-	if f.tsOK {
-		ow.Timestamp(f.lanTSval, f.lanTSecr)
-	}
-	if f.sackOK && flags&packet.FlagRST == 0 {
-		// SACK blocks only where the segment still fits the path: a full
-		// frame leaves room for the timestamp option alone.
-		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
-	}
-	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: e.winToWAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
-	if flags&packet.FlagACK == 0 {
-		h.Ack = 0
-	}
-	e.emit(&h, out)
 }

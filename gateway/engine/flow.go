@@ -155,7 +155,7 @@ type encState struct {
 	pNxt          uint32 // next P byte expected from the LAN host
 	cNxt          uint32 // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
-	pUna          uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
+	pAcked        uint32 // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
 	sealer        *tcpcrypt.Sealer
 	sinceRekey    int64
 	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey
@@ -183,7 +183,7 @@ type decState struct {
 	recs    recRing  // frames delivered, not yet acknowledged by the LAN host
 	pRcv    uint32   // next P byte to deliver
 	pAck    uint32   // highest acknowledgment from the LAN host
-	cAck    uint32   // C acknowledgment given to the WAN peer
+	cAcked  uint32   // the acknowledgment given to this direction's sender, the WAN peer, in C: the end of the last frame the LAN host acknowledged whole (enc.pAcked is its counterpart)
 	opener  *tcpcrypt.Opener
 
 	finFrame     bool   // a frame with the FIN flag was authenticated
@@ -283,9 +283,9 @@ func (f *Flow) Snapshot() Info {
 	}
 	if f.sessionID != nil && f.streams != nil {
 		l, w := f.lanISN, f.wanISN
-		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pUna - l,
+		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pAcked - l,
 			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),
-			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAck - w, DecPAck: f.dec.pAck - w,
+			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAcked - w, DecPAck: f.dec.pAck - w,
 			DecFrames: f.dec.recs.len(), DecRing: f.dec.ring.len(), DecPartial: len(f.dec.partial),
 			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.buffered()}
 	}

@@ -35,12 +35,12 @@ func (f *Flow) initDirections() {
 	}
 	en, d := &f.enc, &f.dec
 	s := f.lanISN + 1
-	en.pNxt, en.cNxt, en.pUna = s, s, s
+	en.pNxt, en.cNxt, en.pAcked = s, s, s
 	en.ring.reset(s)
 	en.held.reset(s)
 	en.recs.reset()
 	w := f.wanISN + 1
-	d.cRcv, d.pRcv, d.pAck, d.cAck = w, w, w, w
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = w, w, w, w
 	d.ring.reset(w)
 	d.recs.reset()
 }
@@ -307,7 +307,7 @@ func (e *Engine) abort(f *Flow, out *Output) {
 		f.State = StateReset
 		return
 	}
-	e.toLAN(f, f.dec.pRcv, f.enc.pUna, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	e.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0, out)
 	e.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0, out)
 	f.State = StateReset
 }
