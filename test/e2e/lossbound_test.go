@@ -119,13 +119,21 @@ func TestWithoutOffloads(t *testing.T) {
 	}
 }
 
-// requireLog fails t unless both gateways' logs contain s.
+// requireLog fails t unless both gateways' logs contain s within 5 s (the
+// API answers a moment before the start-up line is written).
 func requireLog(t *testing.T, e *env, s string) {
 	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for _, name := range []string{"gwa.log", "gwb.log"} {
-		b, err := os.ReadFile(filepath.Join(e.logs, name))
-		if err != nil || !bytes.Contains(b, []byte(s)) {
-			t.Fatalf("%s does not say %s: %v\n%s", name, s, err, b)
+		for {
+			b, err := os.ReadFile(filepath.Join(e.logs, name))
+			if err == nil && bytes.Contains(b, []byte(s)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not say %s: %v\n%s", name, s, err, b)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
