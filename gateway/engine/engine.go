@@ -145,12 +145,11 @@ type Engine struct {
 	table *flowtable.Table[*Flow]
 	shard int
 	stats *Stats
-
-	now time.Time
 	// Flush, if set, writes and empties an Output that has grown to
 	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
 	Flush func(*Output)
 
+	now       time.Time
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
 	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
