@@ -403,7 +403,7 @@ func runConcurrent(t *testing.T, l net.Listener, from *netns.NS, addr string, n 
 // TestRandomLoss is case f: 2% random loss on the wan, both directions.
 func TestRandomLoss(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	addWANLoss(t, e, 2)
+	lossRules(t, e.topo.Wan, 2)
 	addr := fmt.Sprintf("%s:9004", e.topo.ServerAddr4)
 	l := listen(t, e.topo.Server, "0.0.0.0:9004")
 	transfer(t, l, e.topo.Client, addr, 16<<20, 16<<20, 40)

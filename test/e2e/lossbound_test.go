@@ -33,7 +33,7 @@ const (
 func TestLossRecoveryBound(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	requireLog(t, e, "offloads=true") // the default path: super-packets, no checksums
-	addWANLoss(t, e, 1)
+	lossRules(t, e.topo.Wan, 1)
 	const size = 64 << 20
 	run := func(port int, seed uint64) (time.Duration, uint64) {
 		addr := fmt.Sprintf("%s:%d", e.topo.ServerAddr4, port)
@@ -96,7 +96,7 @@ func TestWithoutOffloads(t *testing.T) {
 	t.Setenv("TCPCRYPT_GW_OFFLOAD", "0")
 	e := newEnv(t, envOptions{})
 	requireLog(t, e, "offloads=false")
-	addWANLoss(t, e, 1)
+	lossRules(t, e.topo.Wan, 1)
 	addr := fmt.Sprintf("%s:9403", e.topo.ServerAddr4)
 	l := listen(t, e.topo.Server, "0.0.0.0:9403")
 	transfer(t, l, e.topo.Client, addr, 16<<20, 16<<20, 84)
@@ -121,19 +121,5 @@ func requireLog(t *testing.T, e *env, s string) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-	}
-}
-
-// addWANLoss drops pct percent of the TCP packets the wan router forwards,
-// at random, both ways (nftables numgen; the test's own namespace).
-func addWANLoss(t *testing.T, e *env, pct int) {
-	t.Helper()
-	rules := fmt.Sprintf(`table inet tcgwloss {
-  chain forward_loss { type filter hook forward priority 0; policy accept;
-    meta l4proto tcp numgen random mod 100 < %d drop
-  }
-}`, pct)
-	if out, err := e.topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
 	}
 }
