@@ -129,6 +129,8 @@ type oooSeg struct {
 	fin  bool
 }
 
+func (s *oooSeg) end() uint32 { return s.seq + uint32(len(s.data)) }
+
 // oooQueue keeps out-of-order segments sorted by sequence number, and the
 // sequence number of the last one that arrived (its island of data leads
 // the SACK blocks).
@@ -153,32 +155,58 @@ func (q *oooQueue) clear() {
 	q.segs, q.bytes = q.segs[:0], 0
 }
 
-// insert keeps a copy of data at seq; an exact duplicate is dropped.
-func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
-	q.recent = seq
-	i := 0
-	for i < len(q.segs) && seqLT(q.segs[i].seq, seq) {
-		i++
+// newBytes counts the bytes of [seq, seq+n) that no queued segment holds
+// (queued segments never overlap: insert merges them).
+func (q *oooQueue) newBytes(seq uint32, n int) int {
+	end := seq + uint32(n)
+	for _, s := range q.segs {
+		lo, hi := seqMax(seq, s.seq), seqMin(end, s.end())
+		if seqLT(lo, hi) {
+			n -= int(hi - lo)
+		}
 	}
-	if i < len(q.segs) && q.segs[i].seq == seq && len(q.segs[i].data) >= len(data) {
-		q.segs[i].fin = q.segs[i].fin || fin && len(q.segs[i].data) == len(data)
-		return
-	}
-	s := oooSeg{seq: seq, data: append([]byte(nil), data...), fin: fin}
-	q.segs = append(q.segs, oooSeg{})
-	copy(q.segs[i+1:], q.segs[i:])
-	q.segs[i] = s
-	q.bytes += len(data)
+	return n
 }
 
-// blocks appends up to n SACK ranges (merged islands) of the queue: first
-// the island holding the segment that arrived last, then the others,
-// highest first. RFC 2018 §4: "The first SACK block ... MUST specify the
-// contiguous block of data containing the segment which triggered this
-// ACK". A sender that hears of a lower island only after higher ones
-// takes that for reordering (Linux raises its reordering metric and stops
-// retransmitting fast), so the newest island must never wait behind the
-// others.
+// insert queues [seq, seq+len(data)), merged with every queued segment it
+// overlaps or touches into one: a retransmission that covers queued bytes
+// (a sender's super-packet spans several islands) is held once, so that
+// bytes counts each byte once and the reservation (newBytes) matches it.
+// A retransmission carries the same bytes (RFC 8548 §3.6), so which copy
+// is kept does not matter.
+func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
+	q.recent = seq
+	end := seq + uint32(len(data))
+	i := 0
+	for i < len(q.segs) && seqLT(q.segs[i].end(), seq) {
+		i++
+	}
+	j := i
+	for j < len(q.segs) && seqLEQ(q.segs[j].seq, end) {
+		j++
+	}
+	if i == j { // touches nothing: a segment of its own
+		q.segs = append(q.segs, oooSeg{})
+		copy(q.segs[i+1:], q.segs[i:])
+		q.segs[i] = oooSeg{seq: seq, data: append([]byte(nil), data...), fin: fin}
+		q.bytes += len(data)
+		return
+	}
+	lo, hi := seqMin(seq, q.segs[i].seq), seqMax(end, q.segs[j-1].end())
+	merged := oooSeg{seq: lo, data: make([]byte, int(hi-lo))}
+	for _, s := range q.segs[i:j] {
+		copy(merged.data[s.seq-lo:], s.data)
+		merged.fin = merged.fin || s.fin && s.end() == hi
+		q.bytes -= len(s.data)
+	}
+	copy(merged.data[seq-lo:], data)
+	merged.fin = merged.fin || fin && end == hi
+	q.bytes += len(merged.data)
+	q.segs[i] = merged
+	q.segs = append(q.segs[:i+1], q.segs[j:]...)
+	clear(q.segs[len(q.segs) : len(q.segs)+j-i-1])
+}
+
 func (q *oooQueue) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
 	start := len(dst)
 	for i := 0; i < len(q.segs); {

@@ -132,3 +132,38 @@ func TestBudgetDirectionsDoNotWaitForEachOther(t *testing.T) {
 		t.Fatalf("after the client acknowledged: %d reserved WAN to LAN, %d in use, %d LAN to WAN", fa.dec.reserved, c.a.table.BytesInUse(), fa.enc.reserved)
 	}
 }
+
+// TestBudgetQueueHoldsEachByteOnce: segments beyond a hole that overlap or
+// touch merge, so the queue's byte count (what is reserved) is the size of
+// their union, newBytes counts only what is not held, and the bytes and
+// the FIN come out as sent.
+func TestBudgetQueueHoldsEachByteOnce(t *testing.T) {
+	stream := make([]byte, 100)
+	for i := range stream {
+		stream[i] = byte(i)
+	}
+	var q oooQueue
+	put := func(from, to int, fin bool) { q.insert(uint32(1000+from), stream[from:to], fin) }
+	put(10, 20, false)
+	put(40, 50, false)
+	if n := q.newBytes(1000+15, 30); n != 20 { // of [15,45) only [20,40) is not held
+		t.Fatalf("newBytes([15,45)) = %d, want 20", n)
+	}
+	put(15, 45, false) // bridges both: one segment [10,50)
+	put(50, 60, true)  // touches it: merged, with the FIN at its end
+	put(70, 80, false)
+	if q.len() != 2 || q.bytes != 50+10 {
+		t.Fatalf("%d segments, %d bytes; want 2 segments, 60 bytes", q.len(), q.bytes)
+	}
+	s := q.first()
+	if s.seq != 1010 || !bytes.Equal(s.data, stream[10:60]) || !s.fin {
+		t.Fatalf("first segment at %d, %d bytes, fin %v", s.seq, len(s.data), s.fin)
+	}
+	if n := q.newBytes(1000+5, 90); n != 90-60 {
+		t.Fatalf("newBytes([5,95)) = %d, want 30", n)
+	}
+	put(0, 100, false) // covers everything: one segment, each byte once
+	if q.len() != 1 || q.bytes != 100 || !bytes.Equal(q.first().data, stream) || q.first().fin {
+		t.Fatalf("%d segments, %d bytes, fin %v", q.len(), q.bytes, q.first().fin)
+	}
+}

@@ -111,15 +111,22 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		return delivered
 	}
 	if seqGT(seq, d.cRcv) {
-		if e.admitIn(f, len(data)) {
-			d.ooo.insert(seq, data, fin)
-		} else {
-			e.stats.BufferDrops.Add(1)
-		}
+		e.queueBeyondHole(f, seq, data, fin)
 		if f.holeReportable() {
 			e.ackWAN(f, out)
 		}
 		return delivered
+	}
+	if d.ooo.len() > 0 && seqGT(end, d.ooo.first().seq) {
+		// The segment fills the hole and runs on into bytes already
+		// queued beyond it (a retransmitted super-packet): what lies
+		// beyond the hole joins the queue, where only bytes not held
+		// yet are reserved. Reserving it all again here could exceed
+		// the direction's limit and drop the hole's only repair, for
+		// good.
+		cut := int(d.ooo.first().seq - seq)
+		e.queueBeyondHole(f, seq+uint32(cut), data[cut:], fin)
+		data, fin = data[:cut], false
 	}
 	if !e.admitIn(f, len(data)) {
 		// The LAN host has not acknowledged enough of what it was given,
@@ -164,6 +171,17 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		e.ackWAN(f, out)
 	}
 	return delivered
+}
+
+// queueBeyondHole keeps C bytes that arrived beyond a hole, reserving only
+// those not queued already.
+func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
+	d := &f.dec
+	if n := d.ooo.newBytes(seq, len(data)); n > 0 && !e.admitIn(f, n) {
+		e.stats.BufferDrops.Add(1)
+		return
+	}
+	d.ooo.insert(seq, data, fin)
 }
 
 // ackPartial acknowledges to the WAN the bytes of a frame still being
