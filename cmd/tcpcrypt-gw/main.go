@@ -4,15 +4,13 @@
 //	tcpcrypt-gw check-config -c config.yaml   report every problem of a config file
 //	tcpcrypt-gw flows [--json] [-api URL]     show the current flows of a running gateway
 //	tcpcrypt-gw demo [--wait]                 the gateway's main job in network namespaces
-//	tcpcrypt-gw version
+//	tcpcrypt-gw version                       (also --version)
 package main
 
 import (
 	"fmt"
 	"os"
 )
-
-var version = "0.1.0-dev"
 
 const usage = `usage: tcpcrypt-gw <command> [flags]
 
@@ -22,7 +20,7 @@ commands:
   flows [--json] [--api URL] [--token-file F]
                            show the flows of a running gateway
   demo [--wait]            build a namespace topology and show encryption at work (root)
-  version                  print the version
+  version, --version       print the version and build information
 `
 
 func main() {
@@ -42,7 +40,7 @@ func main() {
 	case "demo":
 		err = cmdDemo(args)
 	case "version", "--version", "-v":
-		fmt.Println("tcpcrypt-gw", version)
+		printVersion(os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
