@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -37,6 +36,7 @@ import (
 	"tcpcrypt-gw/gateway/engine"
 	"tcpcrypt-gw/gateway/monitor"
 	"tcpcrypt-gw/gateway/netsetup"
+	"tcpcrypt-gw/gateway/smallhttp"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -234,7 +234,7 @@ func interfaceExists(name string) bool {
 	return err == nil
 }
 
-func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.Server, error) {
+func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*smallhttp.Server, error) {
 	token := ""
 	if cfg.HTTP.TokenFile != "" {
 		b, err := os.ReadFile(cfg.HTTP.TokenFile)
@@ -250,9 +250,14 @@ func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	srv := &http.Server{Handler: monitor.Handler(src, token), ReadHeaderTimeout: 10 * time.Second}
+	// smallhttp rather than net/http's Server: the latter links TLS, which
+	// a plain-HTTP status API does not need (docs/deploy.md, flash).
+	srv := &smallhttp.Server{
+		Handler:  monitor.Handler(src, token),
+		ErrorLog: func(err error) { log.Error("http", "err", err) },
+	}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, smallhttp.ErrServerClosed) {
 			log.Error("http", "err", err)
 		}
 	}()
