@@ -39,6 +39,7 @@ type Config struct {
 	Flows       Flows          `yaml:"flows"`
 	HTTP        HTTP           `yaml:"http"`
 	Log         Log            `yaml:"log"`
+	Memory      Memory         `yaml:"memory"` // memory.go
 
 	file  string         // name given to Parse, for Problems
 	lines map[string]int // dotted field path -> line where the file set it

@@ -17,7 +17,7 @@ var badCases = []struct {
 }{
 	{"unknown top-level key", "lan_prefix: [10.0.0.0/8]\n", 1, "lan_prefix", `unknown key, did you mean "lan_prefixes"? (valid keys here: interfaces, routing, lan_prefixes`},
 	{"misspelt key", "flows:\n  idel_timeout: 1h\n", 2, "flows.idel_timeout", `did you mean "idle_timeout"?`},
-	{"unrelated key", "colour: blue\n", 1, "colour", "unknown key (valid keys here: interfaces, routing, lan_prefixes, tcpcrypt, bypass, flows, http, log)"},
+	{"unrelated key", "colour: blue\n", 1, "colour", "unknown key (valid keys here: interfaces, routing, lan_prefixes, tcpcrypt, bypass, flows, http, log, memory)"},
 	{"unknown nested key", "tcpcrypt:\n  teps: [p256]\n  tepz: [p256]\n", 3, "tcpcrypt.tepz", `unknown key, did you mean "teps"?`},
 	{"unknown deep key", "tcpcrypt:\n  session_cache:\n    entries: 10\n", 3, "tcpcrypt.session_cache.entries", "valid keys here: size, ttl, nonce_len"},
 	{"app-aware ports overlap", "tcpcrypt:\n  application_aware:\n    ports: [443, 400-500]\n", 3, "tcpcrypt.application_aware.ports[1]", "overlaps 443"},

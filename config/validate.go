@@ -82,6 +82,7 @@ func (c *Config) Validate() []Problem {
 	v.http()
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
+	v.memory()
 	sortProblems(v.probs)
 	return v.probs
 }

@@ -36,5 +36,12 @@ func cmdCheckConfig(args []string) error {
 		}
 	}
 	fmt.Printf("%s: ok\n", *path)
+	// What the runtime will be held to (config/memory.go), and whether this
+	// machine can give it.
+	plan := cfg.MemoryPlan()
+	fmt.Printf("memory: %s\n", plan)
+	for _, w := range decideMemory(plan, memTotal(), "", "").warnings {
+		fmt.Printf("memory: warning: %s\n", w)
+	}
 	return nil
 }

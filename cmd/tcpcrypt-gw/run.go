@@ -112,6 +112,7 @@ func cmdRun(args []string) error {
 		return &config.Error{Problems: probs}
 	}
 	log := newLogger(cfg)
+	mem := applyMemory(cfg, log)
 	if prof := os.Getenv("TCPCRYPT_GW_CPUPROFILE"); prof != "" {
 		// For measurements only: a CPU profile of the whole run.
 		f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid()))
@@ -184,7 +185,8 @@ func cmdRun(args []string) error {
 			reload(*path, cfg, dp, keys, log)
 		}
 	}()
-	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers)
+	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
+		"memory_limit", mem.limit, "gogc", mem.gogc)
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
 	return err
