@@ -7,7 +7,7 @@ import (
 
 func TestMemoryPlan(t *testing.T) {
 	for _, c := range []struct {
-		name, yaml string
+		name, yaml        string
 		live, limit, peak ByteSize
 	}{
 		// 16 MiB + 65536 × 2 KiB + 64 MiB + 4096 × 256 B = 209 MiB; + 1/4 = 261.25 -> 262 MiB

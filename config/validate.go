@@ -253,6 +253,9 @@ func (v *validator) routing() {
 	}
 	v.intRange("routing.rule_priority", r.RulePriority, 1, maxRulePrio)
 	v.oneOf("routing.conntrack_bypass", r.ConntrackBypass, conntrackModes)
+	if r.UCIFirewall != "" && !filepath.IsAbs(r.UCIFirewall) {
+		v.add("routing.uci_firewall", "%q is not an absolute path", r.UCIFirewall)
+	}
 }
 
 // prefixes checks a prefix list: bounded, each prefix valid and canonical,

@@ -2,12 +2,17 @@
 //
 //  1. Load the configuration (embedded defaults without -c) and check that
 //     the named interfaces exist.
-//  2. Clean up what a crashed earlier run left, then create the TUN device,
-//     the policy routing rules and the conntrack bypass (netsetup).
+//  2. Refuse to start while flow offloading could bypass the gateway
+//     (gateway/offload); clean up what a crashed earlier run left, then
+//     create the TUN device, the policy routing rules and the conntrack
+//     bypass (netsetup).
 //  3. Start the key pool, the flow table, the data plane workers and the
 //     HTTP API.
 //  4. SIGHUP reloads the policy (a bad file is rejected, the old one kept);
 //     SIGINT/SIGTERM stop the data plane and remove exactly what step 2 added.
+//  5. On SIGHUP and every offloadCheckInterval the offloading check runs
+//     again: offloading switched on meanwhile stops the gateway with an
+//     error naming the setting, as at start.
 
 package main
 
@@ -25,6 +30,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +42,7 @@ import (
 	"tcpcrypt-gw/gateway/engine"
 	"tcpcrypt-gw/gateway/monitor"
 	"tcpcrypt-gw/gateway/netsetup"
+	"tcpcrypt-gw/gateway/offload"
 	"tcpcrypt-gw/gateway/smallhttp"
 )
 
@@ -130,6 +137,9 @@ func cmdRun(args []string) error {
 	if _, err := rand.Read(make([]byte, 32)); err != nil {
 		return fmt.Errorf("randomness: %w", err)
 	}
+	if err := offload.Check(cfg.Routing.UCIFirewall); err != nil {
+		return err
+	}
 	params := netsetupParams(cfg)
 	setup, err := netsetup.Apply(params)
 	if err != nil {
@@ -168,28 +178,75 @@ func cmdRun(args []string) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		// Encrypted connections cannot outlive the gateway: once its
+		// rules are gone the kernel would hand their ciphertext to LAN
+		// hosts. Reset them while the TUN device still works.
+		dp.ResetAll()
+		setup.Device.Close()
+	})
+	recheck := make(chan struct{}, 1)
+	offloadErr := make(chan error, 1)
+	go watchOffload(ctx, cfg.Routing.UCIFirewall, recheck, func(err error) {
+		log.Error("stopping: flow offloading was switched on", "err", err)
+		offloadErr <- err
+		stop()
+	})
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		for sig := range sigs {
 			if sig != syscall.SIGHUP {
 				log.Info("stopping", "signal", sig.String())
-				cancel()
-				// Encrypted connections cannot outlive the gateway: once its
-				// rules are gone the kernel would hand their ciphertext to LAN
-				// hosts. Reset them while the TUN device still works.
-				dp.ResetAll()
-				setup.Device.Close()
+				stop()
 				return
 			}
 			reload(*path, cfg, dp, keys, log)
+			select {
+			case recheck <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
 		"memory_limit", mem.limit, "gogc", mem.gogc)
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
+	select {
+	case oerr := <-offloadErr:
+		return oerr
+	default:
+	}
 	return err
+}
+
+// offloadCheckInterval is how often a running gateway looks for flow
+// offloading again (OpenWrt's firewall may be reconfigured at any time). A
+// check reads the UCI file and dumps the nftables rules: cheap at this rate.
+const offloadCheckInterval = 30 * time.Second
+
+// watchOffload runs the offloading check every offloadCheckInterval and on
+// each recheck, until ctx ends; the first finding goes to found (once). A
+// check that fails for another reason is logged by found's caller only when
+// it is an *offload.Error; other errors (a transient netlink failure) are
+// retried at the next tick.
+func watchOffload(ctx context.Context, uciPath string, recheck <-chan struct{}, found func(error)) {
+	t := time.NewTicker(offloadCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-recheck:
+		}
+		var oe *offload.Error
+		if err := offload.Check(uciPath); errors.As(err, &oe) {
+			found(err)
+			return
+		}
+	}
 }
 
 // reload applies a new policy on SIGHUP; the interfaces and the TUN device
