@@ -279,14 +279,14 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 	maxSeg = max(maxSeg, 1)
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
-		flags := uint8(packet.FlagACK)
+		flags := packet.FlagACK | e.ecnToLAN
 		if n == len(pt) && (psh || fin) {
 			flags |= packet.FlagPSH
 		}
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], 0, out)
+		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], e.tosToLAN, out)
 		seq += uint32(n)
 		pt = pt[n:]
 	}

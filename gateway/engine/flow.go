@@ -131,6 +131,7 @@ type encState struct {
 	recs          recRing  // frames (and our Init) not yet acknowledged by the WAN peer
 	held          byteRing // LAN plaintext that arrived before the keys existed
 	heldFIN       bool
+	heldTOS       uint8  // the TOS of the held data's segment (Engine.tosToWAN)
 	pNxt          uint32 // next P byte expected from the LAN host
 	cNxt          uint32 // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
