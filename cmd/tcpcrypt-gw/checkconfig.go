@@ -40,7 +40,7 @@ func cmdCheckConfig(args []string) error {
 	// machine can give it.
 	plan := cfg.MemoryPlan()
 	fmt.Printf("memory: %s\n", plan)
-	for _, w := range decideMemory(plan, memTotal(), "", "").warnings {
+	for _, w := range decideMemory(plan, memTotal(), cgroupMemoryMax(), "", "").warnings {
 		fmt.Printf("memory: warning: %s\n", w)
 	}
 	return nil

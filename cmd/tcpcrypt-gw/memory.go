@@ -4,8 +4,10 @@
 //     applied it; the operator's choice wins and is only logged.
 //  2. Otherwise the configured plan, with the limit capped at half of the
 //     machine's memory (MemTotal): a router also runs its own daemons, and
-//     a limit above what exists would not prevent the OOM killer. A cap is
-//     logged with the keys to lower.
+//     a limit above what exists would not prevent the OOM killer; and at
+//     nine tenths of the service's cgroup limit (cgroup v2 memory.max, e.g.
+//     systemd's MemoryMax=), which is the gateway's alone. A cap is logged
+//     with the keys to lower.
 //  3. runtime/debug.SetMemoryLimit and SetGCPercent apply the result.
 
 package main
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 
@@ -29,8 +32,9 @@ type memorySettings struct {
 	warnings []string
 }
 
-// decideMemory applies the rules above. memTotal is 0 when unknown.
-func decideMemory(plan config.MemoryPlan, memTotal config.ByteSize, envLimit, envGOGC string) memorySettings {
+// decideMemory applies the rules above. memTotal and cgroupMax are 0 when
+// unknown (or, for the cgroup, unlimited).
+func decideMemory(plan config.MemoryPlan, memTotal, cgroupMax config.ByteSize, envLimit, envGOGC string) memorySettings {
 	var s memorySettings
 	if envGOGC == "" {
 		s.gogc = plan.GOGC
@@ -42,19 +46,27 @@ func decideMemory(plan config.MemoryPlan, memTotal config.ByteSize, envLimit, en
 		return s
 	}
 	s.limit = plan.Limit
-	if half := memTotal / 2; s.limit > 0 && half > 0 && s.limit > half {
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"the configured limits can need %s (memory limit %s) but this machine has %s: limit set to half of it, %s; "+
-				"lower flows.max or flows.max_buffer_total (docs/deploy.md, Memory)",
-			plan.Live, plan.Limit, memTotal, half))
-		s.limit = half
+	for _, c := range []struct {
+		cap  config.ByteSize
+		what string
+	}{
+		{memTotal / 2, fmt.Sprintf("this machine has %s: limit set to half of it", memTotal)},
+		{cgroupMax / 10 * 9, fmt.Sprintf("the service's cgroup allows %s: limit set to nine tenths of it", cgroupMax)},
+	} {
+		if s.limit > 0 && c.cap > 0 && s.limit > c.cap {
+			s.warnings = append(s.warnings, fmt.Sprintf(
+				"the configured limits can need %s (memory limit %s) but %s, %s; "+
+					"lower flows.max or flows.max_buffer_total (docs/deploy.md, Memory)",
+				plan.Live, plan.Limit, c.what, c.cap))
+			s.limit = c.cap
+		}
 	}
 	return s
 }
 
 // applyMemory decides and applies; it returns the settings for logging.
 func applyMemory(cfg *config.Config, log *slog.Logger) memorySettings {
-	s := decideMemory(cfg.MemoryPlan(), memTotal(), os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"))
+	s := decideMemory(cfg.MemoryPlan(), memTotal(), cgroupMemoryMax(), os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"))
 	for _, w := range s.warnings {
 		log.Warn("memory", "note", w)
 	}
@@ -88,4 +100,27 @@ func parseMemTotal(b []byte) config.ByteSize {
 		}
 	}
 	return 0
+}
+
+// cgroupMemoryMax is memory.max of the process's cgroup (cgroup v2: the
+// one line "0::/path" of /proc/self/cgroup), 0 when there is none, it is
+// "max", or it cannot be read.
+func cgroupMemoryMax() config.ByteSize {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0
+	}
+	path, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte("0::"))
+	if !ok || bytes.ContainsAny(path, "\n") {
+		return 0
+	}
+	m, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", string(path), "memory.max"))
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseInt(string(bytes.TrimSpace(m)), 10, 64)
+	if err != nil || v <= 0 {
+		return 0 // "max": no limit
+	}
+	return config.ByteSize(v)
 }

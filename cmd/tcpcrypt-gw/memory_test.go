@@ -15,30 +15,40 @@ import (
 func TestDecideMemory(t *testing.T) {
 	plan := config.MemoryPlan{Live: 49 * config.MiB, Limit: 62 * config.MiB, GOGC: 100, Peak: 62 * config.MiB}
 
-	s := decideMemory(plan, 512*config.MiB, "", "")
+	s := decideMemory(plan, 512*config.MiB, 0, "", "")
 	if s.limit != 62*config.MiB || s.gogc != 100 || len(s.warnings) != 0 {
 		t.Errorf("plain: %+v", s)
 	}
 	// A 96 MB machine cannot give 62 MiB to the gateway: half of it, warned.
-	s = decideMemory(plan, 96*config.MiB, "", "")
+	s = decideMemory(plan, 96*config.MiB, 0, "", "")
 	if s.limit != 48*config.MiB || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "flows.max") {
 		t.Errorf("capped: %+v", s)
 	}
+	// A service cgroup of 60 MiB: nine tenths of it (54 MiB, rounded down
+	// to the cgroup's granularity of tenths).
+	s = decideMemory(plan, 512*config.MiB, 60*config.MiB, "", "")
+	if s.limit != 60*config.MiB/10*9 || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "cgroup") {
+		t.Errorf("cgroup: %+v", s)
+	}
+	// Both caps: the smaller wins.
+	if s = decideMemory(plan, 64*config.MiB, 60*config.MiB, "", ""); s.limit != 32*config.MiB || len(s.warnings) != 1 {
+		t.Errorf("both caps: %+v", s)
+	}
 	// Unknown machine memory: the plan as is.
-	if s = decideMemory(plan, 0, "", ""); s.limit != 62*config.MiB {
+	if s = decideMemory(plan, 0, 0, "", ""); s.limit != 62*config.MiB {
 		t.Errorf("unknown memory: %+v", s)
 	}
 	// The environment wins, each variable on its own.
-	s = decideMemory(plan, 96*config.MiB, "80MiB", "")
+	s = decideMemory(plan, 96*config.MiB, 0, "80MiB", "")
 	if s.limit != 0 || s.gogc != 100 || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "GOMEMLIMIT=80MiB") {
 		t.Errorf("env GOMEMLIMIT: %+v", s)
 	}
-	s = decideMemory(plan, 512*config.MiB, "", "200")
+	s = decideMemory(plan, 512*config.MiB, 0, "", "200")
 	if s.limit != 62*config.MiB || s.gogc != 0 || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "GOGC=200") {
 		t.Errorf("env GOGC: %+v", s)
 	}
 	// memory.limit: off
-	if s = decideMemory(config.MemoryPlan{Live: 49 * config.MiB, GOGC: 50}, 96*config.MiB, "", ""); s.limit != 0 || s.gogc != 50 {
+	if s = decideMemory(config.MemoryPlan{Live: 49 * config.MiB, GOGC: 50}, 96*config.MiB, 0, "", ""); s.limit != 0 || s.gogc != 50 {
 		t.Errorf("off: %+v", s)
 	}
 }
