@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test deps lint fuzz bench demo clean release
+.PHONY: all build test deps lint fuzz bench demo clean release package
 
 all: build
 
@@ -65,6 +65,15 @@ bench: build
 
 release:
 	bash scripts/release.sh
+
+# package: the static binaries (as release) and the installable packages in
+# dist/: .deb for amd64 and arm64 (systemd unit, /etc/tcpcrypt-gw/config.yaml
+# as a conffile) and OpenWrt .ipk for mipsel_24kc, aarch64_cortex-a53,
+# arm_cortex-a7_neon-vfpv4 and x86_64, built with nfpm (go run, pinned in
+# scripts/package.sh). PKG_TARGETS="deb:linux/amd64 ..." picks others. The
+# OpenWrt feed package (also .apk for OpenWrt 25) is deploy/openwrt/Makefile.
+package:
+	bash scripts/package.sh
 
 # The demo drives the test harness, so it lives in a binary of its own
 # (-tags demo); the router binary (build, release, package) leaves it out.

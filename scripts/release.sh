@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 PKG=./cmd/tcpcrypt-gw
-DIST=dist
+DIST=${DIST:-dist}
 NAME=tcpcrypt-gw
 
 # os/arch[/variant]: the variant is GOARM for arm and GOMIPS for mips*.
