@@ -38,6 +38,9 @@ type Config struct {
 	BypassRules BypassRules    `yaml:"bypass"`
 	Flows       Flows          `yaml:"flows"`
 	HTTP        HTTP           `yaml:"http"`
+	SessionAPI  SessionAPI     `yaml:"session_api"`
+	Require     Require        `yaml:"require_encryption"`
+	Downgrade   Downgrade      `yaml:"downgrade"`
 	Log         Log            `yaml:"log"`
 	Memory      Memory         `yaml:"memory"` // memory.go
 
@@ -126,6 +129,34 @@ type Flows struct {
 type HTTP struct {
 	Listen    string `yaml:"listen"`     // host:port
 	TokenFile string `yaml:"token_file"` // file holding the bearer token; required off loopback
+}
+
+// SessionAPI configures the LAN endpoint that tells a LAN host the session
+// ID of its own connections (gateway/lanapi, docs/authentication.md).
+type SessionAPI struct {
+	// Listen lists "host:port" addresses (IP literals), or "lan:PORT" for
+	// every address of the interfaces.lan interfaces; empty: off.
+	Listen []string `yaml:"listen"`
+}
+
+// SessionAPILAN is the host part of a session_api.listen entry that stands
+// for every address of the LAN interfaces.
+const SessionAPILAN = "lan"
+
+// Require lists the flows that must never be plain: a flow matches when
+// either end is in Prefixes or uses one of Ports.
+type Require struct {
+	Ports    []PortRange    `yaml:"ports"`
+	Prefixes []netip.Prefix `yaml:"prefixes"`
+}
+
+// Downgrade configures the memory of WAN peers that completed tcpcrypt and
+// what happens when one of them later answers without TCP-ENO.
+type Downgrade struct {
+	MemorySize  int            `yaml:"memory_size"` // peers remembered; 0: no detection
+	MemoryTTL   time.Duration  `yaml:"memory_ttl"`  // how long a peer stays remembered
+	Block       []netip.Prefix `yaml:"block"`       // peers where a suspected downgrade is reset, not only flagged
+	PersistFile string         `yaml:"persist_file"`
 }
 
 // Log configures logging.

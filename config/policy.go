@@ -92,6 +92,21 @@ func (c *Config) Bypass() *BypassMatcher {
 	return m
 }
 
+// RequireEncryption builds the matcher for require_encryption: a flow
+// matches when either end uses one of its ports or lies in one of its
+// prefixes (the same rule as bypass).
+func (c *Config) RequireEncryption() *BypassMatcher {
+	r := &c.Require
+	return &BypassMatcher{addrs: newAddrSet(r.Prefixes), ports: newPortSet(r.Ports)}
+}
+
+// DowngradeBlock reports whether a suspected downgrade towards the peer a
+// is blocked (a inside downgrade.block) rather than only flagged.
+func (c *Config) DowngradeBlock() func(a netip.Addr) bool {
+	s := newAddrSet(c.Downgrade.Block)
+	return s.contains
+}
+
 // Match reports whether the flow between src and dst is bypassed: either
 // port is a bypass port, or either address is a bypass host or inside a
 // bypass prefix. A nil matcher matches nothing.

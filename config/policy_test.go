@@ -271,3 +271,26 @@ func TestAppAwareMatcher(t *testing.T) {
 		t.Error("nil matcher sets a")
 	}
 }
+
+func TestRequireEncryptionAndDowngradeBlock(t *testing.T) {
+	c, err := Parse([]byte("require_encryption:\n  ports: [5432]\n  prefixes: [203.0.113.0/24]\ndowngrade:\n  block: [198.51.100.0/24, 2001:db8::/32]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := c.RequireEncryption()
+	lan := netip.MustParseAddrPort("192.168.1.2:40000")
+	for wan, want := range map[string]bool{"198.51.100.1:5432": true, "203.0.113.9:443": true, "198.51.100.1:443": false} {
+		if got := req.Match(lan, netip.MustParseAddrPort(wan)); got != want {
+			t.Errorf("require %s: %v, want %v", wan, got, want)
+		}
+	}
+	block := c.DowngradeBlock()
+	for a, want := range map[string]bool{"198.51.100.200": true, "2001:db8::1": true, "203.0.113.9": false, "::ffff:198.51.100.1": true} {
+		if got := block(netip.MustParseAddr(a)); got != want {
+			t.Errorf("block %s: %v, want %v", a, got, want)
+		}
+	}
+	if Default().RequireEncryption().Match(lan, netip.MustParseAddrPort("198.51.100.1:5432")) || Default().DowngradeBlock()(netip.MustParseAddr("198.51.100.1")) {
+		t.Error("the defaults require or block something")
+	}
+}

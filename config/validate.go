@@ -55,6 +55,10 @@ const (
 	minBufferPerFlow    = 64 * KiB // one unscaled TCP window
 	maxBufferPerFlow    = GiB      // also keeps int(MaxBufferPerFlow) safe on 32-bit
 	maxBufferTotal      = TiB
+	maxSessionListen    = 16 // listeners of the session API
+	maxDowngradeMemory  = 1 << 20
+	minDowngradeTTL     = time.Minute
+	maxDowngradeTTL     = 365 * 24 * time.Hour
 )
 
 // The accepted values of the enumerated string keys.
@@ -80,6 +84,10 @@ func (c *Config) Validate() []Problem {
 	v.bypass()
 	v.flows()
 	v.http()
+	v.sessionAPI()
+	v.portList("require_encryption.ports", c.Require.Ports)
+	v.prefixes("require_encryption.prefixes", c.Require.Prefixes, maxBypassPrefixes, false)
+	v.downgrade()
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.memory()
@@ -482,4 +490,54 @@ func listenLoopback(listen string) (loopback bool, problem string) {
 		return false, fmt.Sprintf("address %q: host %q must be an IP address or localhost", listen, host)
 	}
 	return a.Unmap().IsLoopback(), ""
+}
+
+func (v *validator) sessionAPI() {
+	l := v.c.SessionAPI.Listen
+	if len(l) > maxSessionListen {
+		v.add("session_api.listen", "%d addresses, at most %d", len(l), maxSessionListen)
+		return
+	}
+	seen := make(map[string]int, len(l))
+	for i, addr := range l {
+		field := index("session_api.listen", i)
+		if problem := sessionListenProblem(addr); problem != "" {
+			v.add(field, "%s", problem)
+			continue
+		}
+		if first, dup := seen[addr]; dup {
+			v.add(field, "duplicate of %q (%s)", addr, v.where(index("session_api.listen", first)))
+			continue
+		}
+		seen[addr] = i
+	}
+}
+
+// sessionListenProblem checks one session_api.listen entry: "lan:PORT" or
+// an IP literal with a port (no host names: no DNS at start-up).
+func sessionListenProblem(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Sprintf("invalid address %q (want lan:PORT or IP:PORT, e.g. \"lan:8474\")", listen)
+	}
+	if _, err := parsePort(port); err != nil {
+		return fmt.Sprintf("address %q: %v", listen, err)
+	}
+	if host == SessionAPILAN {
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Sprintf("address %q: host %q must be %q (the LAN interfaces' addresses) or an IP address", listen, host, SessionAPILAN)
+	}
+	return ""
+}
+
+func (v *validator) downgrade() {
+	d := &v.c.Downgrade
+	v.intRange("downgrade.memory_size", d.MemorySize, 0, maxDowngradeMemory)
+	v.durRange("downgrade.memory_ttl", d.MemoryTTL, minDowngradeTTL, maxDowngradeTTL, d.MemorySize == 0)
+	v.prefixes("downgrade.block", d.Block, maxBypassPrefixes, false)
+	if d.PersistFile != "" && !filepath.IsAbs(d.PersistFile) {
+		v.add("downgrade.persist_file", "%q is not an absolute path", d.PersistFile)
+	}
 }

@@ -3,14 +3,17 @@
 // and written back into the TUN device.
 //
 // The flow of a batch:
-//  1. The reader goroutine reads a batch from the TUN device (the kernel's
-//     offloads are split into MTU-sized packets by the tun package).
+//  1. The reader goroutine reads a batch from the TUN device: whole
+//     packets with their virtio-net headers, GSO super-packets unsplit
+//     (vnet.go), or, on a device without those headers, through the tun
+//     package.
 //  2. For each packet it finds the flow key and so the shard, and copies the
 //     packet into that shard's pending batch. Packets of one flow always go
 //     to the same worker, in order.
 //  3. Each worker takes its batch, holds its shard's lock while the engine
 //     processes the packets into an output batch, and writes the output
-//     batch into the TUN device (the tun package coalesces it, GRO).
+//     batch into the TUN device (the engine has built super-packets where
+//     it could; without virtio-net headers, the tun package coalesces).
 //  4. Every worker also ticks: it retransmits the gateway's own Init
 //     messages and expires flows of its shard.
 package gateway
@@ -36,13 +39,14 @@ import (
 const (
 	// headroom before each packet: the TUN device's virtio-net header.
 	headroom  = 16
-	bufSize   = headroom + engine.MaxPacket
+	bufSize   = headroom + engine.MaxPacket + 40 // an IPv6 super-packet
 	tickEvery = 50 * time.Millisecond
 )
 
 // Dataplane moves packets between a TUN device and the engines.
 type Dataplane struct {
 	dev     tun.Device
+	vnet    *vnetIO // nil: read and write through the tun package
 	table   *flowtable.Table[*engine.Flow]
 	engines []*engine.Engine
 	Stats   *engine.Stats
@@ -54,7 +58,7 @@ type Dataplane struct {
 
 // NewDataplane prepares one engine per shard of table.
 func NewDataplane(dev tun.Device, table *flowtable.Table[*engine.Flow], cfg *engine.Config, workers int, log *slog.Logger) *Dataplane {
-	d := &Dataplane{dev: dev, table: table, Stats: new(engine.Stats), log: log, cfg: cfg}
+	d := &Dataplane{dev: dev, vnet: newVnetIO(dev), table: table, Stats: new(engine.Stats), log: log, cfg: cfg}
 	for i := 0; i < workers; i++ {
 		d.engines = append(d.engines, engine.New(cfg, table, i, d.Stats))
 	}
@@ -74,7 +78,7 @@ func (d *Dataplane) SetConfig(cfg *engine.Config) {
 // ResetAll resets every encrypted flow, before the gateway stops (see
 // engine.ResetAll).
 func (d *Dataplane) ResetAll() {
-	out := &engine.Output{Offset: headroom}
+	out := d.newOutput()
 	for i, e := range d.engines {
 		d.table.LockShard(i)
 		e.ResetAll(time.Now(), out)
@@ -89,25 +93,49 @@ func (d *Dataplane) Config() *engine.Config { return d.currentConfig() }
 // Table is the flow table (for monitoring).
 func (d *Dataplane) Table() *flowtable.Table[*engine.Flow] { return d.table }
 
+// newOutput returns an empty output batch for this device.
+func (d *Dataplane) newOutput() *engine.Output {
+	return &engine.Output{Offset: headroom, Offload: d.vnet != nil}
+}
+
+// batchSize is how many packets one read takes at most.
+func (d *Dataplane) batchSize() int {
+	if d.vnet != nil {
+		return vnetBatch
+	}
+	return d.dev.BatchSize()
+}
+
+// readBufs returns the buffers of one read.
+func (d *Dataplane) readBufs() (bufs [][]byte, sizes []int, offs []packet.Offload) {
+	bs := d.batchSize()
+	bufs = make([][]byte, bs)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	return bufs, make([]int, bs), make([]packet.Offload, bs)
+}
+
 // batch is a set of packets for one worker.
 type batch struct {
 	bufs [][]byte
+	offs []packet.Offload
 	n    int
 }
 
 // Run processes packets until ctx ends or the device fails.
 func (d *Dataplane) Run(ctx context.Context) error {
 	nw := len(d.engines)
-	bs := d.dev.BatchSize()
+	bs := d.batchSize()
 	work := make([]chan *batch, nw)
 	free := make([]chan *batch, nw)
 	for i := range work {
 		work[i] = make(chan *batch, 4)
 		free[i] = make(chan *batch, 4)
 		for j := 0; j < 4; j++ {
-			b := &batch{bufs: make([][]byte, bs)}
+			b := &batch{bufs: make([][]byte, bs), offs: make([]packet.Offload, bs)}
 			for k := range b.bufs {
-				b.bufs[k] = make([]byte, engine.MaxPacket)
+				b.bufs[k] = make([]byte, bufSize-headroom)
 			}
 			free[i] <- b
 		}
@@ -139,15 +167,10 @@ func (d *Dataplane) Run(ctx context.Context) error {
 
 // read is the reader goroutine's loop (steps 1 and 2).
 func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
-	bs := d.dev.BatchSize()
-	bufs := make([][]byte, bs)
-	sizes := make([]int, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, bufSize)
-	}
+	bufs, sizes, offs := d.readBufs()
 	pend := make([]*batch, len(work))
 	for {
-		n, err := d.readBatch(ctx, bufs, sizes)
+		n, err := d.readBatch(ctx, bufs, sizes, offs)
 		if err != nil || n < 0 {
 			return err
 		}
@@ -165,6 +188,7 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 				pend[w] = b
 			}
 			b.bufs[b.n] = b.bufs[b.n][:copy(b.bufs[b.n][:cap(b.bufs[b.n])], pkt)]
+			b.offs[b.n] = offs[i]
 			b.n++
 			if b.n == len(b.bufs) {
 				work[w] <- b
@@ -183,8 +207,14 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 // readBatch reads one batch from the TUN device. It returns n < 0 with a nil
 // error when the device was closed on purpose, and n == 0 for a batch
 // to skip.
-func (d *Dataplane) readBatch(ctx context.Context, bufs [][]byte, sizes []int) (int, error) {
-	n, err := d.dev.Read(bufs, sizes, headroom)
+func (d *Dataplane) readBatch(ctx context.Context, bufs [][]byte, sizes []int, offs []packet.Offload) (int, error) {
+	var n int
+	var err error
+	if d.vnet != nil {
+		n, err = d.vnet.read(bufs, sizes, offs)
+	} else {
+		n, err = d.dev.Read(bufs, sizes, headroom)
+	}
 	switch {
 	case err == nil:
 		return n, nil
@@ -221,7 +251,7 @@ func (d *Dataplane) shardOf(cfg *engine.Config, pkt []byte) int {
 func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free chan<- *batch) {
 	runtime.LockOSThread() // hand-offs to a thread of its own are cheaper than Go scheduler wake-ups here (measured)
 	e := d.engines[i]
-	out := &engine.Output{Offset: headroom}
+	out := d.newOutput()
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	for {
@@ -232,7 +262,7 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			now := time.Now()
 			d.table.LockShard(i)
 			for k := 0; k < b.n; k++ {
-				e.Process(b.bufs[k], now, out)
+				e.ProcessOffload(b.bufs[k], b.offs[k], now, out)
 			}
 			d.table.UnlockShard(i)
 			b.n = 0
@@ -256,7 +286,7 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		out := &engine.Output{Offset: headroom}
+		out := d.newOutput()
 		tick := time.NewTicker(tickEvery)
 		defer tick.Stop()
 		for {
@@ -273,22 +303,17 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 			}
 		}
 	}()
-	bs := d.dev.BatchSize()
-	bufs := make([][]byte, bs)
-	sizes := make([]int, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, bufSize)
-	}
-	out := &engine.Output{Offset: headroom}
+	bufs, sizes, offs := d.readBufs()
+	out := d.newOutput()
 	for {
-		n, err := d.readBatch(ctx, bufs, sizes)
+		n, err := d.readBatch(ctx, bufs, sizes, offs)
 		if err != nil || n < 0 {
 			return err
 		}
 		now := time.Now()
 		d.table.LockShard(0)
 		for i := 0; i < n; i++ {
-			e.Process(bufs[i][headroom:headroom+sizes[i]], now, out)
+			e.ProcessOffload(bufs[i][headroom:headroom+sizes[i]], offs[i], now, out)
 		}
 		d.table.UnlockShard(0)
 		d.flush(out)
@@ -299,7 +324,13 @@ func (d *Dataplane) flush(out *engine.Output) {
 	if out.N == 0 {
 		return
 	}
-	if _, err := d.dev.Write(out.Packets(), headroom); err != nil && !errors.Is(err, os.ErrClosed) {
+	if d.vnet != nil {
+		out.EncodeOffloads()
+		if refused, last, _ := d.vnet.write(out.Packets()); refused > 0 {
+			d.Stats.WriteErrors.Add(uint64(refused))
+			d.log.Debug("tun write", "refused", refused, "err", last)
+		}
+	} else if _, err := d.dev.Write(out.Packets(), headroom); err != nil && !errors.Is(err, os.ErrClosed) {
 		d.log.Debug("tun write", "err", err)
 	}
 	out.Reset()

@@ -3,6 +3,7 @@
 //	tcpcrypt-gw run [-c config.yaml]          run the gateway (embedded defaults without -c)
 //	tcpcrypt-gw check-config -c config.yaml   report every problem of a config file
 //	tcpcrypt-gw flows [--json] [-api URL]     show the current flows of a running gateway
+//	tcpcrypt-gw session LOCAL REMOTE          on a LAN host: the session ID of one of its connections
 //	tcpcrypt-gw demo [--wait]                 the gateway's main job in network namespaces
 //	tcpcrypt-gw version                       (also --version)
 package main
@@ -19,6 +20,9 @@ commands:
   check-config -c FILE     check a config file and report every problem
   flows [--json] [--api URL] [--token-file F]
                            show the flows of a running gateway
+  session [--gateway H:P] [--json] LOCAL-IP:PORT REMOTE-IP:PORT
+                           on a LAN host: the tcpcrypt session ID of one of its
+                           connections, from the gateway's session endpoint
   demo [--wait]            build a namespace topology and show encryption at work (root)
   version, --version       print the version and build information
 `
@@ -37,6 +41,8 @@ func main() {
 		err = cmdCheckConfig(args)
 	case "flows":
 		err = cmdFlows(args)
+	case "session":
+		err = cmdSession(args)
 	case "demo":
 		err = cmdDemo(args)
 	case "version", "--version", "-v":

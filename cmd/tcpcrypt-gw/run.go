@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,7 +38,9 @@ import (
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/engine"
+	"tcpcrypt-gw/gateway/lanapi"
 	"tcpcrypt-gw/gateway/monitor"
 	"tcpcrypt-gw/gateway/netsetup"
 	"tcpcrypt-gw/gateway/offload"
@@ -64,11 +65,15 @@ func newLogger(cfg *config.Config) *slog.Logger {
 }
 
 // engineConfig maps the YAML policy onto the engine's.
-// The resumption cache is kept across reloads (nil: a new one when enabled).
-func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache) (*engine.Config, error) {
+// The resumption cache is kept across reloads (nil: a new one when enabled),
+// and so is the memory of tcpcrypt peers (made once at start).
+func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, log *slog.Logger) (*engine.Config, error) {
 	ec := &engine.Config{
 		IsLAN:              cfg.IsLAN,
 		Keys:               keys,
+		Peers:              peers,
+		BlockDowngrade:     cfg.DowngradeBlock(),
+		Warn:               log.Warn,
 		SYNFallbackRetries: cfg.TCPCrypt.SYNFallbackRetries,
 		InitTimeout:        cfg.TCPCrypt.InitTimeout,
 		HandshakeTimeout:   cfg.Flows.HandshakeTimeout,
@@ -88,6 +93,7 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Ca
 	bypass := cfg.Bypass()
 	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }
 	ec.AppAware = cfg.AppAware().Match
+	ec.RequireEncryption = cfg.RequireEncryption().Match
 	for _, name := range cfg.TCPCrypt.TEPs {
 		t, err := tcpcrypt.ParseTEP(name)
 		if err != nil {
@@ -120,15 +126,11 @@ func cmdRun(args []string) error {
 	}
 	log := newLogger(cfg)
 	mem := applyMemory(cfg, log)
-	if prof := os.Getenv("TCPCRYPT_GW_CPUPROFILE"); prof != "" {
-		// For measurements only: a CPU profile of the whole run.
-		f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid()))
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startCPUProfile(log) // profile.go
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	// RFC 8547 §10, RFC 8548 §8: no ENO before the randomness behind the
 	// keys and nonces is good. crypto/rand reads getrandom(2), which blocks
@@ -153,7 +155,12 @@ func cmdRun(args []string) error {
 
 	keys := tcpcrypt.NewKeyPool(parseTEPs(cfg), cfg.TCPCrypt.KeypairLifetime)
 	defer keys.Close()
-	ec, err := engineConfig(cfg, keys, nil)
+	peers, err := startPeerMemory(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer peers.stop()
+	ec, err := engineConfig(cfg, keys, nil, peers.mem, log)
 	if err != nil {
 		return err
 	}
@@ -175,6 +182,13 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer srv.Close()
+	sessionSrv, err := startSessionAPI(cfg, table, log)
+	if err != nil {
+		return err
+	}
+	if sessionSrv != nil {
+		defer sessionSrv.Close()
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -261,7 +275,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
 	}
-	ec, err := engineConfig(cfg, keys, dp.Config().Cache)
+	ec, err := engineConfig(cfg, keys, dp.Config().Cache, dp.Config().Peers, log)
 	if err != nil {
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
@@ -321,4 +335,114 @@ func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*small
 		}
 	}()
 	return srv, nil
+}
+
+// startSessionAPI serves the LAN session endpoint (gateway/lanapi) on the
+// addresses of session_api.listen, "lan:PORT" standing for every address of
+// the LAN interfaces now. Nil when the list is empty.
+func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], log *slog.Logger) (*smallhttp.Server, error) {
+	var addrs []string
+	for _, l := range cfg.SessionAPI.Listen {
+		host, port, _ := net.SplitHostPort(l) // validated
+		if host != config.SessionAPILAN {
+			addrs = append(addrs, l)
+			continue
+		}
+		for _, name := range cfg.Interfaces.LAN {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return nil, fmt.Errorf("session_api.listen: %w", err)
+			}
+			ips, err := ifi.Addrs()
+			if err != nil {
+				return nil, fmt.Errorf("session_api.listen: %s: %w", name, err)
+			}
+			for _, ip := range ips {
+				pfx, err := netip.ParsePrefix(ip.String())
+				if err != nil {
+					continue
+				}
+				a := pfx.Addr()
+				if a.IsLinkLocalUnicast() {
+					a = a.WithZone(name)
+				}
+				addrs = append(addrs, net.JoinHostPort(a.String(), port))
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		if len(cfg.SessionAPI.Listen) > 0 {
+			log.Warn("session_api: the LAN interfaces have no address; the session endpoint is off")
+		}
+		return nil, nil
+	}
+	srv := lanapi.NewServer(&lanapi.Source{Table: table})
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("session_api.listen: %w", err)
+		}
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, smallhttp.ErrServerClosed) {
+				log.Error("session api", "err", err)
+			}
+		}()
+	}
+	log.Info("session endpoint", "listen", addrs)
+	return srv, nil
+}
+
+// peerMemory is the memory of tcpcrypt peers with its persistence.
+type peerMemory struct {
+	mem  *downgrade.Memory
+	file string
+	log  *slog.Logger
+	done chan struct{}
+}
+
+// persistEvery is how often a changed peer memory is written to
+// downgrade.persist_file.
+const persistEvery = time.Minute
+
+// startPeerMemory makes the memory of downgrade (nil when memory_size is
+// 0), loads it from persist_file and saves it there periodically.
+func startPeerMemory(cfg *config.Config, log *slog.Logger) (*peerMemory, error) {
+	d := cfg.Downgrade
+	p := &peerMemory{mem: downgrade.New(d.MemorySize, d.MemoryTTL), file: d.PersistFile, log: log, done: make(chan struct{})}
+	if p.mem == nil || p.file == "" {
+		return p, nil
+	}
+	if err := p.mem.Load(p.file, time.Now()); err != nil {
+		return nil, fmt.Errorf("downgrade.persist_file: %w", err)
+	}
+	log.Info("downgrade memory loaded", "file", p.file, "peers", p.mem.Len())
+	go func() {
+		t := time.NewTicker(persistEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+				p.save()
+			}
+		}
+	}()
+	return p, nil
+}
+
+func (p *peerMemory) save() {
+	if err := p.mem.Save(p.file, time.Now()); err != nil {
+		p.log.Error("downgrade.persist_file", "err", err)
+	}
+}
+
+// stop ends the periodic saving and saves a last time.
+func (p *peerMemory) stop() {
+	if p.mem == nil || p.file == "" {
+		return
+	}
+	close(p.done)
+	p.save()
 }

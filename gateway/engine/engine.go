@@ -41,6 +41,7 @@ import (
 	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -53,6 +54,17 @@ type Config struct {
 	// bit for a flow and whether it requires it from the peer (RFC 8547
 	// §4.2); nil: never.
 	AppAware func(lan, wan netip.AddrPort) (set, mandatory bool)
+	// RequireEncryption says whether a flow must never be plain
+	// (require_encryption, refuse.go); nil: none must.
+	RequireEncryption func(lan, wan netip.AddrPort) bool
+	// Peers remembers the WAN peers that completed tcpcrypt with us as role
+	// A (downgrade detection, refuse.go); nil: no detection.
+	Peers *downgrade.Memory
+	// BlockDowngrade says whether a suspected downgrade towards a peer is
+	// reset (true) or only flagged; nil: only flagged.
+	BlockDowngrade func(wan netip.Addr) bool
+	// Warn logs a warning (a suspected downgrade); nil: none.
+	Warn func(msg string, args ...any)
 
 	TEPs    []tcpcrypt.TEP    // offered in this order
 	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order
@@ -96,6 +108,14 @@ type Stats struct {
 	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
+	WriteErrors      atomic.Uint64 // packets the TUN device refused
+	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
+	// peer answered without ENO; DowngradesBlocked those of them reset.
+	DowngradesSuspected atomic.Uint64
+	DowngradesBlocked   atomic.Uint64
+	// RequiredResets counts flows of require_encryption reset because they
+	// could not be encrypted.
+	RequiredResets atomic.Uint64
 	// Handshakes counts completed key exchanges by how long they took from
 	// the first SYN (bucket upper bounds in HandshakeBuckets).
 	Handshakes [len(HandshakeBuckets) + 1]atomic.Uint64
@@ -113,43 +133,6 @@ func (s *Stats) observeHandshake(d time.Duration) {
 	s.Handshakes[i].Add(1)
 }
 
-// Output collects the packets an engine sends. Each buffer has Offset bytes
-// of headroom (the TUN device's virtio header) before the IP packet.
-type Output struct {
-	Bufs   [][]byte
-	N      int
-	Offset int
-}
-
-// MaxPacket is the largest packet the engine builds.
-const MaxPacket = 65535
-
-// next returns room for one more packet.
-func (o *Output) next() []byte {
-	if o.N == len(o.Bufs) {
-		o.Bufs = append(o.Bufs, make([]byte, o.Offset+MaxPacket))
-	}
-	b := o.Bufs[o.N]
-	return b[o.Offset:cap(b)]
-}
-
-// commit records that the packet just built in next() is n bytes long.
-func (o *Output) commit(n int) {
-	o.Bufs[o.N] = o.Bufs[o.N][:o.Offset+n]
-	o.N++
-}
-
-// Reset empties the batch, keeping its buffers.
-func (o *Output) Reset() {
-	for i := 0; i < o.N; i++ {
-		o.Bufs[i] = o.Bufs[i][:cap(o.Bufs[i])]
-	}
-	o.N = 0
-}
-
-// Packets returns the packets of the batch (with headroom).
-func (o *Output) Packets() [][]byte { return o.Bufs[:o.N] }
-
 // Engine processes the packets of one shard of the flow table.
 type Engine struct {
 	cfg   atomic.Pointer[Config]
@@ -157,11 +140,13 @@ type Engine struct {
 	shard int
 	stats *Stats
 
-	now      time.Time
-	pending  []*Flow   // flows whose own Init bytes are not yet acknowledged
-	idleScan time.Time // when Tick last looked for idle flows (releaseIdle)
-	ow       packet.OptionWriter
-	sack     [4]packet.SACKBlock
+	now       time.Time
+	rxOffload packet.Offload // of the packet being processed (forward keeps it)
+	rxSegs    uint64         // the segments it stands for
+	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
+	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
+	ow        packet.OptionWriter
+	sack      [4]packet.SACKBlock
 
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
 	// and CWR flags (§6.1) of the segment being processed, given to the
@@ -204,9 +189,19 @@ func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok boo
 	return k, false, false
 }
 
-// Process handles one packet read from the TUN device. It never keeps b.
+// Process handles one packet read from the TUN device, with a complete
+// checksum and no offload header. It never keeps b.
 func (e *Engine) Process(b []byte, now time.Time, out *Output) {
+	e.ProcessOffload(b, packet.Offload{}, now, out)
+}
+
+// ProcessOffload handles one packet read from the TUN device with its
+// virtio-net header: a GSO super-packet is handled as one segment whose
+// payload is all of its segments', and a checksum the kernel vouches for is
+// not verified again. It never keeps b.
+func (e *Engine) ProcessOffload(b []byte, off packet.Offload, now time.Time, out *Output) {
 	e.now = now
+	e.rxOffload, e.rxSegs = off, 1
 	e.stats.PacketsIn.Add(1)
 	cfg := e.cfg.Load()
 	p, err := packet.Parse(b)
@@ -220,6 +215,12 @@ func (e *Engine) Process(b []byte, now time.Time, out *Output) {
 			e.stats.Malformed.Add(1)
 		}
 		return
+	}
+	if off.GSOType != packet.GSONone && off.GSOSize > 0 {
+		// Counters count segments: a super-packet counts as the
+		// segments it stands for.
+		e.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
+		e.stats.PacketsIn.Add(e.rxSegs - 1)
 	}
 	key, fromLAN, ok := KeyOf(cfg, &p)
 	if !ok {
@@ -239,7 +240,7 @@ func (e *Engine) Process(b []byte, now time.Time, out *Output) {
 		}
 		return
 	}
-	if f != nil && f.rewrites() && !p.VerifyChecksum() {
+	if f != nil && f.rewrites() && !off.ChecksumTrusted() && !p.VerifyChecksum() {
 		// A segment TCP itself would discard: never encrypt or
 		// authenticate it (line noise must not reset the connection).
 		e.stats.BadChecksum.Add(1)
@@ -263,21 +264,6 @@ type segment struct {
 }
 
 func (s *segment) has(flag uint8) bool { return s.Flags&flag != 0 }
-
-// forward copies a packet to the output unchanged.
-func (e *Engine) forward(b []byte, out *Output) {
-	dst := out.next()
-	out.commit(copy(dst, b))
-	e.stats.PacketsOut.Add(1)
-}
-
-// emit builds one packet from h into the output.
-func (e *Engine) emit(h *packet.Header, out *Output) {
-	dst := out.next()
-	pkt := packet.Build(dst, h)
-	out.commit(len(pkt))
-	e.stats.PacketsOut.Add(1)
-}
 
 // touch refreshes a flow's expiry deadline according to its state.
 func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {

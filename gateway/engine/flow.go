@@ -91,6 +91,7 @@ type Flow struct {
 	appAware       bool     // we send a = 1 (RFC 8547 §4.2)
 	appMandatory   bool     // and require a = 1 from the peer
 	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
+	Downgrade      bool     // a remembered tcpcrypt peer answered without ENO (refuse.go)
 	accounted      int      // bytes this flow holds against the global budget
 	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 
@@ -207,8 +208,11 @@ type Info struct {
 	// PeerAppAware is the application-aware bit of the peer's ENO option
 	// (RFC 8547 §4.2: applications must be able to examine it).
 	PeerAppAware bool
-	Stats        FlowStats
-	Seq          SeqInfo
+	// Downgrade: a peer that completed tcpcrypt before answered this
+	// flow without ENO (a suspected downgrade attack).
+	Downgrade bool
+	Stats     FlowStats
+	Seq       SeqInfo
 }
 
 // SeqInfo is the sequence bookkeeping of a flow, relative to the initial
@@ -227,7 +231,8 @@ type SeqInfo struct {
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
 	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware}
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware,
+		Downgrade: f.Downgrade}
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -95,6 +96,11 @@ func newFuzzRun(t *testing.T, encrypted bool) *fuzzRun {
 	for _, g := range []*gw{r.a, r.b} {
 		cfg := *g.e.Config()
 		cfg.MaxBufferPerFlow = fuzzFlowMax
+		// The paths of refuse.go too: odd ports must be encrypted, every
+		// peer is remembered, and downgrades of odd addresses are blocked.
+		cfg.RequireEncryption = func(lan, wan netip.AddrPort) bool { return lan.Port()%2 == 1 || wan.Port()%2 == 1 }
+		cfg.Peers = downgrade.New(64, time.Hour)
+		cfg.BlockDowngrade = func(a netip.Addr) bool { return a.As16()[15]%2 == 1 }
 		g.e.SetConfig(&cfg)
 	}
 	return r

@@ -62,7 +62,7 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return // the gateway reset this flow: nothing more from it
 	case StateSYNReceived, StateSYNACKSent:
 		if s.has(packet.FlagSYN) {
-			e.lanSYNACK(f, s, out)
+			e.lanSYNACK(cfg, f, s, out)
 		} else {
 			e.forwardPlain(f, s, out)
 		}
@@ -130,7 +130,7 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return
 	case StateSYNSent:
 		if s.has(packet.FlagSYN) {
-			e.wanSYNACK(f, s, out)
+			e.wanSYNACK(cfg, f, s, out)
 		} else {
 			e.forwardPlain(f, s, out)
 		}
@@ -143,6 +143,10 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 	case StateSYNACKSent:
 		if s.has(packet.FlagSYN) || s.has(packet.FlagRST) {
 			e.forwardPlain(f, s, out)
+			break
+		}
+		if s.opts.ENO == nil && mustEncrypt(cfg, f) {
+			e.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO", out)
 			break
 		}
 		if s.opts.ENO == nil {
@@ -276,15 +280,16 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 		return
 	}
 	why := ""
+	mayPass := false // plain by the LAN host's or the policy's choice: passes even when encryption is required
 	switch {
 	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
-		why = "bypass rule"
+		why, mayPass = "bypass rule", true
 	case s.opts.ENO != nil:
-		why = "LAN host speaks ENO itself"
+		why, mayPass = "LAN host speaks ENO itself", true
 	case s.opts.LegacyENO:
 		// RFC 8547 §11: a host must not carry both option 69 and the
 		// experimental option 253 with ExID 0x454E.
-		why = "LAN host speaks a pre-RFC ENO (option 253) itself"
+		why, mayPass = "LAN host speaks a pre-RFC ENO (option 253) itself", true
 	case len(s.Payload()) > 0 || s.opts.TFOCookie:
 		// RFC 8547 §4.7: a SYN+ENO segment MUST NOT carry data the SYN TEP
 		// does not define (tcpcrypt defines none) nor a non-empty TFO
@@ -335,6 +340,10 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 			why = "no TCP option space for ENO"
 		}
 	}
+	if !mayPass && mustEncrypt(cfg, f) {
+		e.refuseLANSYN(f, s, "encryption required: "+why, out)
+		return
+	}
 	e.plain(f, why)
 	e.forward(s.Buf, out)
 }
@@ -372,9 +381,24 @@ func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 // goes plain).
 func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.synRetries++
-	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries {
-		e.stats.SYNFallbacks.Add(1)
-		e.plain(f, fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries))
+	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries && !mustEncrypt(cfg, f) {
+		why := fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries)
+		if when, ok := e.rememberedPeer(cfg, f); ok {
+			// SYNs with ENO dropped on the way to a peer that speaks it:
+			// an attacker may be forcing the fallback (refuse.go). Under
+			// the block policy the SYN keeps its ENO.
+			block := cfg.BlockDowngrade != nil && cfg.BlockDowngrade(f.WAN.Addr())
+			if !f.Downgrade {
+				why = e.downgrade(cfg, f, why, when, block)
+			}
+			if !block {
+				e.stats.SYNFallbacks.Add(1)
+				e.plain(f, why)
+			}
+		} else {
+			e.stats.SYNFallbacks.Add(1)
+			e.plain(f, why)
+		}
 	}
 	if f.State == StateSYNSent && e.emitSYN(s, f.offer, 0, out) {
 		return
@@ -383,7 +407,7 @@ func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
 }
 
 // wanSYNACK takes B's answer to our offer (RFC 8547 §4.5, §4.6).
-func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
+func (e *Engine) wanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 	if s.Ack != f.lanISN+1 {
 		e.forward(s.Buf, out)
 		return
@@ -398,30 +422,29 @@ func (e *Engine) wanSYNACK(f *Flow, s *segment, out *Output) {
 	} else {
 		f.lanWS = 0
 	}
+	// Each failure below is plain TCP by RFC 8547 §4.6, unless the flow
+	// must be encrypted or the peer is known to speak tcpcrypt (noENO). A
+	// stripped ENO is never passed to the LAN host, which never offered it.
 	if s.opts.ENO == nil {
-		e.plain(f, "peer did not answer ENO")
-		e.forward(s.Buf, out)
+		e.noENO(cfg, f, s, "peer did not answer ENO", false, out)
 		return
 	}
 	if s.opts.ENOCount > 1 {
 		// RFC 8547 §4.1: more than one ENO option in a SYN segment is
 		// invalid, which means no ENO.
-		e.plain(f, "ENO negotiation failed: more than one ENO option")
-		e.emitSYN(s, nil, 0, out)
+		e.noENO(cfg, f, s, "ENO negotiation failed: more than one ENO option", true, out)
 		return
 	}
 	chosen, err := e.negotiated(f, s.opts.ENO)
 	if err != nil {
-		e.plain(f, "ENO negotiation failed: "+err.Error())
-		e.emitSYN(s, nil, 0, out) // the LAN host never offered ENO: strip it
+		e.noENO(cfg, f, s, "ENO negotiation failed: "+err.Error(), true, out)
 		return
 	}
 	if f.appMandatory && !f.PeerAppAware {
 		// RFC 8547 §4.2: "a mandatory application-aware mode in which
 		// TCP-ENO is automatically disabled if the remote host does not set
 		// a = 1". Our ACK will carry no ENO, so the peer falls back too.
-		e.plain(f, "peer is not application-aware (mandatory application-aware port)")
-		e.emitSYN(s, nil, 0, out)
+		e.noENO(cfg, f, s, "peer is not application-aware (mandatory application-aware port)", true, out)
 		return
 	}
 	f.tep = tcpcrypt.TEP(chosen.TEP)
@@ -554,6 +577,10 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	if e.insert(cfg, key, f) == nil {
 		return // table full: dropped, see newOutbound
 	}
+	if why != "" && why != "bypass rule" && mustEncrypt(cfg, f) {
+		e.refuseWANSYN(f, s, "encryption required: "+why, out)
+		return
+	}
 	if why != "" {
 		e.plain(f, why)
 		if synENOWithData(s) {
@@ -595,7 +622,7 @@ func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
 
 // lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
 // global suboption with b=1, then the chosen TEP).
-func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
+func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 	if s.Ack != f.wanISN+1 {
 		e.forward(s.Buf, out)
 		return
@@ -625,18 +652,27 @@ func (e *Engine) lanSYNACK(f *Flow, s *segment, out *Output) {
 		}
 		opt, err := eno.AppendSYNOption(nil, ans)
 		if err != nil {
-			e.plain(f, "ENO answer: "+err.Error())
-			e.forward(s.Buf, out)
+			e.lanSYNACKPlain(cfg, f, s, "ENO answer: "+err.Error(), out)
 			return
 		}
 		f.answer = opt
 	}
 	if !e.emitSYN(s, f.answer, 0, out) {
-		e.plain(f, "no TCP option space for ENO")
-		e.forward(s.Buf, out)
+		e.lanSYNACKPlain(cfg, f, s, "no TCP option space for ENO", out)
 		return
 	}
 	f.State = StateSYNACKSent
+}
+
+// lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
+// refuses a flow that must be encrypted (refuse.go).
+func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, out *Output) {
+	if mustEncrypt(cfg, f) {
+		e.refuseLANSYNACK(f, s, "encryption required: "+why, out)
+		return
+	}
+	e.plain(f, why)
+	e.forward(s.Buf, out)
 }
 
 // emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
@@ -923,6 +959,11 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	e.lanAck(f, d.pAck)
 	f.State = StateEncrypted
 	f.Stats.HandshakeDone = e.now
+	if f.Role == RoleA {
+		// A peer we connected to speaks tcpcrypt: a later answer without
+		// ENO from it is a suspected downgrade (refuse.go).
+		e.cfg.Load().Peers.Remember(f.WAN.Addr(), e.now)
+	}
 	e.stats.FlowsEncrypted.Add(1)
 	e.stats.observeHandshake(e.now.Sub(f.Stats.Started))
 	return nil

@@ -27,29 +27,32 @@ const (
 
 // FlowJSON is one flow as the API shows it.
 type FlowJSON struct {
-	ID             uint64    `json:"id"`
-	LAN            string    `json:"lan"`
-	WAN            string    `json:"wan"`
-	Direction      string    `json:"direction"`
-	State          string    `json:"state"`
-	Encrypted      bool      `json:"encrypted"`
-	Reason         string    `json:"reason,omitempty"`
-	TEP            string    `json:"tep,omitempty"`
-	Cipher         string    `json:"cipher,omitempty"`
-	SessionID      string    `json:"session_id,omitempty"`
-	Resumed        bool      `json:"resumed"`        // started from a cached secret, no Init messages
-	PeerAppAware   bool      `json:"peer_app_aware"` // the peer set TCP-ENO's application-aware bit (RFC 8547 §4.2)
-	PlainBytesOut  uint64    `json:"plain_bytes_out"`
-	PlainBytesIn   uint64    `json:"plain_bytes_in"`
-	CipherBytesOut uint64    `json:"cipher_bytes_out"`
-	CipherBytesIn  uint64    `json:"cipher_bytes_in"`
-	PacketsOut     uint64    `json:"packets_out"`
-	PacketsIn      uint64    `json:"packets_in"`
-	RekeysOut      uint64    `json:"rekeys_out"`
-	RekeysIn       uint64    `json:"rekeys_in"`
-	Started        time.Time `json:"started"`
-	LastActive     time.Time `json:"last_active"`
-	AgeSeconds     float64   `json:"age_seconds"`
+	ID           uint64 `json:"id"`
+	LAN          string `json:"lan"`
+	WAN          string `json:"wan"`
+	Direction    string `json:"direction"`
+	State        string `json:"state"`
+	Encrypted    bool   `json:"encrypted"`
+	Reason       string `json:"reason,omitempty"`
+	TEP          string `json:"tep,omitempty"`
+	Cipher       string `json:"cipher,omitempty"`
+	SessionID    string `json:"session_id,omitempty"`
+	Resumed      bool   `json:"resumed"`        // started from a cached secret, no Init messages
+	PeerAppAware bool   `json:"peer_app_aware"` // the peer set TCP-ENO's application-aware bit (RFC 8547 §4.2)
+	// DowngradeSuspected: a peer that completed tcpcrypt before answered
+	// this flow without TCP-ENO.
+	DowngradeSuspected bool      `json:"downgrade_suspected"`
+	PlainBytesOut      uint64    `json:"plain_bytes_out"`
+	PlainBytesIn       uint64    `json:"plain_bytes_in"`
+	CipherBytesOut     uint64    `json:"cipher_bytes_out"`
+	CipherBytesIn      uint64    `json:"cipher_bytes_in"`
+	PacketsOut         uint64    `json:"packets_out"`
+	PacketsIn          uint64    `json:"packets_in"`
+	RekeysOut          uint64    `json:"rekeys_out"`
+	RekeysIn           uint64    `json:"rekeys_in"`
+	Started            time.Time `json:"started"`
+	LastActive         time.Time `json:"last_active"`
+	AgeSeconds         float64   `json:"age_seconds"`
 
 	Seq *engine.SeqInfo `json:"seq,omitempty"` // only in /api/flows/{id}
 }
@@ -88,6 +91,10 @@ type StatsJSON struct {
 	PacketsOut       uint64 `json:"packets_out"`
 	RekeysOut        uint64 `json:"rekeys_out"`
 	RekeysIn         uint64 `json:"rekeys_in"`
+
+	DowngradesSuspected uint64 `json:"downgrades_suspected"`
+	DowngradesBlocked   uint64 `json:"downgrades_blocked"`
+	RequiredResets      uint64 `json:"required_resets"`
 
 	BufferedBytes    int64 `json:"buffered_bytes"`
 	BufferedBytesMax int64 `json:"buffered_bytes_max"`
@@ -157,7 +164,8 @@ func (r *flowRow) json(now time.Time) FlowJSON {
 		ID: r.id, LAN: in.LAN.String(), WAN: in.WAN.String(), Direction: in.Role, State: in.State,
 		Encrypted: in.Encrypted, Reason: in.Reason, TEP: in.TEP, Cipher: in.Cipher,
 		SessionID: hex.EncodeToString(in.SessionID), Resumed: in.Resumed, PeerAppAware: in.PeerAppAware,
-		PlainBytesOut: in.Stats.PlainBytesOut, PlainBytesIn: in.Stats.PlainBytesIn,
+		DowngradeSuspected: in.Downgrade,
+		PlainBytesOut:      in.Stats.PlainBytesOut, PlainBytesIn: in.Stats.PlainBytesIn,
 		CipherBytesOut: in.Stats.CipherBytesOut, CipherBytesIn: in.Stats.CipherBytesIn,
 		PacketsOut: in.Stats.PacketsOut, PacketsIn: in.Stats.PacketsIn,
 		RekeysOut: in.Stats.RekeysOut, RekeysIn: in.Stats.RekeysIn,
@@ -211,7 +219,9 @@ func (s *Source) StatsNow() StatsJSON {
 		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
 		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
-		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
+		DowngradesSuspected: st.DowngradesSuspected.Load(), DowngradesBlocked: st.DowngradesBlocked.Load(),
+		RequiredResets: st.RequiredResets.Load(),
+		BufferedBytes:  s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
 		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
 		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,
 		UptimeSeconds: time.Since(s.Start).Seconds(),

@@ -152,6 +152,9 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_resume_offered_total":            &st.ResumeOffered,
 		"tcpcrypt_gw_resume_misses_total":             &st.ResumeMisses,
 		"tcpcrypt_gw_unknown_flow_resets_total":       &st.UnknownResets,
+		"tcpcrypt_gw_downgrades_suspected_total":      &st.DowngradesSuspected,
+		"tcpcrypt_gw_downgrades_blocked_total":        &st.DowngradesBlocked,
+		"tcpcrypt_gw_required_resets_total":           &st.RequiredResets,
 	}
 	want := map[string]float64{}
 	n := uint64(100)

@@ -187,6 +187,9 @@ type Header struct {
 	Flow     uint32
 	Options  []byte // TCP options, already padded to a multiple of 4
 	Payload  []byte
+	// PartialChecksum: write only the pseudo-header sum into the TCP
+	// checksum field, for the kernel to finish (OffloadNeedsCsum).
+	PartialChecksum bool
 }
 
 // HeaderFrom copies the IP and TCP fields of p into a Header (no options, no payload).
@@ -255,7 +258,11 @@ func Build(dst []byte, h *Header) []byte {
 		binary.BigEndian.PutUint16(b[10:12], ^fold(sum(b[:ipv4MinLen])))
 	}
 	seg := b[ipl:]
-	binary.BigEndian.PutUint16(t[16:18], ^fold(pseudoSum(h.Src, h.Dst, len(seg))+sum(seg)))
+	if h.PartialChecksum {
+		binary.BigEndian.PutUint16(t[16:18], fold(pseudoSum(h.Src, h.Dst, len(seg))))
+	} else {
+		binary.BigEndian.PutUint16(t[16:18], ^fold(pseudoSum(h.Src, h.Dst, len(seg))+sum(seg)))
+	}
 	return b
 }
 

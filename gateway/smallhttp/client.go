@@ -1,8 +1,9 @@
 // Get: the client half, for the CLI commands that read a running gateway's
-// API (`tcpcrypt-gw flows`). One request per connection, plain http:// only.
+// API (`tcpcrypt-gw flows`, and `session` through package sessionid). One
+// request per connection, plain http:// only.
 //
 //  1. Parse the URL (http only; port 80 when none is given) and dial it
-//     under the context and timeout.
+//     under the context and timeout, from a given local address if asked.
 //  2. Write the request with net/http's own Request.Write (Connection:
 //     close), read the response with http.ReadResponse, which also undoes
 //     chunked transfer coding.
@@ -25,6 +26,11 @@ import (
 // Get fetches rawURL with GET and the given extra headers. timeout bounds
 // the whole exchange, reading the body included.
 func Get(ctx context.Context, rawURL string, header http.Header, timeout time.Duration) (*http.Response, error) {
+	return GetFrom(ctx, nil, rawURL, header, timeout)
+}
+
+// GetFrom is Get from the local address local (nil: any).
+func GetFrom(ctx context.Context, local net.Addr, rawURL string, header http.Header, timeout time.Duration) (*http.Response, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
@@ -37,7 +43,7 @@ func Get(ctx context.Context, rawURL string, header http.Header, timeout time.Du
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	var d net.Dialer
+	d := net.Dialer{LocalAddr: local}
 	c, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		cancel()

@@ -29,7 +29,7 @@ import (
 	"tcpcrypt-gw/test/netns"
 )
 
-var gwBinary, impairBinary string
+var gwBinary, impairBinary, authClientBinary, authServerBinary string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -54,7 +54,10 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		gwBinary = filepath.Join(dir, "tcpcrypt-gw")
 		impairBinary = filepath.Join(dir, "tcpcrypt-impair")
-		for bin, pkg := range map[string]string{gwBinary: "tcpcrypt-gw/cmd/tcpcrypt-gw", impairBinary: "tcpcrypt-gw/test/impair/cmd/tcpcrypt-impair"} {
+		authClientBinary = filepath.Join(dir, "auth-client")
+		authServerBinary = filepath.Join(dir, "auth-server")
+		for bin, pkg := range map[string]string{gwBinary: "tcpcrypt-gw/cmd/tcpcrypt-gw", impairBinary: "tcpcrypt-gw/test/impair/cmd/tcpcrypt-impair",
+			authClientBinary: "tcpcrypt-gw/examples/auth-client", authServerBinary: "tcpcrypt-gw/examples/auth-server"} {
 			build := exec.Command("go", "build", "-o", bin, pkg)
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr
 			if err := build.Run(); err != nil {

@@ -62,6 +62,11 @@
     tr.className = "flow " + (f.encrypted ? "encrypted" : "plain");
     tr.dataset.id = String(f.id);
     tr.dataset.security = f.encrypted ? "encrypted" : "plain";
+    if (f.downgrade_suspected) {
+      // An active attacker may have stripped TCP-ENO: red, and said in words.
+      tr.classList.add("downgrade");
+      tr.dataset.downgrade = "true";
+    }
     cell(tr, "Direction", f.direction);
     cell(tr, "LAN", f.lan, "addr");
     cell(tr, "WAN", f.wan, "addr");
@@ -69,6 +74,12 @@
     // One wrapper, so that the cell stays one item in the phone layout.
     var sec = document.createElement("div");
     sec.appendChild(badge(f.encrypted));
+    if (f.downgrade_suspected) {
+      var warn = document.createElement("strong");
+      warn.className = "downgrade-warning";
+      warn.textContent = "downgrade suspected";
+      sec.appendChild(warn);
+    }
     if (f.reason) {
       var why = document.createElement("span");
       why.className = "reason";
@@ -96,6 +107,9 @@
     $("t-auth").textContent = String(stats.auth_failures);
     $("t-auth-sub").textContent = stats.truncations + " truncations";
     $("t-auth").parentNode.classList.toggle("nonzero", stats.auth_failures > 0);
+    $("t-down").textContent = String(stats.downgrades_suspected);
+    $("t-down-sub").textContent = stats.downgrades_blocked + " blocked, " + stats.required_resets + " required resets";
+    $("t-down").parentNode.classList.toggle("nonzero", stats.downgrades_suspected > 0);
     $("t-bytes").textContent = bytes(stats.live_plain_bytes_out) + " / " + bytes(stats.live_plain_bytes_in);
 
     var body = document.createElement("tbody");
