@@ -32,7 +32,7 @@ const (
 type ecnFacts struct {
 	synECECWR                  int // SYN (not ACK) with ECE and CWR
 	synAckECE, synAckCWR       int // SYN-ACK with ECE; with CWR (must stay 0)
-	dataToPort, dataFromPort   int // segments with payload
+	dataToPort, dataFromPort   int // segments with new data (retransmissions are not-ECT, RFC 3168 §6.1.5)
 	ect0ToPort, ect0FromPort   int // of those, ECT(0)
 	ceToPort                   int // CE-marked segments toward port
 	eceFromPort, cwrToPort     int // non-SYN ECE from the port's side; CWR toward it
@@ -48,16 +48,18 @@ func isInit(b []byte) bool {
 
 func ecnFactsFor(pkts []packet.Packet, port uint16) ecnFacts {
 	var f ecnFacts
+	var seen newData
 	for i := range pkts {
 		p := &pkts[i]
 		to, from := p.DstPort == port, p.SrcPort == port
 		if !to && !from {
 			continue
 		}
+		fresh := seen.fresh(p, to)
 		ecn := p.TOS & ecnMask
 		syn := p.Flags&packet.FlagSYN != 0
 		ece, cwr := p.Flags&packet.FlagECE != 0, p.Flags&packet.FlagCWR != 0
-		data := len(p.Payload()) > 0
+		data := len(p.Payload()) > 0 && fresh
 		switch {
 		case syn && p.Flags&packet.FlagACK == 0:
 			if ece && cwr {
@@ -74,7 +76,7 @@ func ecnFactsFor(pkts []packet.Packet, port uint16) ecnFacts {
 		if syn && ecn != 0 {
 			f.synWithECT++
 		}
-		if !syn && !data && p.Flags&(packet.FlagFIN|packet.FlagRST) == 0 && ecn != 0 && ecn != ecnCE {
+		if !syn && len(p.Payload()) == 0 && p.Flags&(packet.FlagFIN|packet.FlagRST) == 0 && ecn != 0 && ecn != ecnCE {
 			f.pureAckWithECT++
 		}
 		if data && to {
@@ -102,16 +104,37 @@ func ecnFactsFor(pkts []packet.Packet, port uint16) ecnFacts {
 	return f
 }
 
-// wanNotECT lists the data segments on the wan that are not ECN-capable
-// although they should be: all but the gateways' own Init messages and
-// retransmissions (Linux sends those not-ECT, RFC 3168 §6.1.5). The wan
-// capture holds each packet twice (arriving and leaving the wan router);
-// only the copy with the higher TTL, the one before the router, counts.
-func wanNotECT(pkts []packet.Packet, port uint16) []string {
-	type dirSeq struct {
-		toPort bool
-		seq    uint32
+// newData tells first transmissions from retransmissions, whatever their
+// segment boundaries: a segment that starts below the highest sequence
+// number seen so far in its direction re-sends data.
+type newData struct {
+	end     [2]uint32 // per direction (to the port, from it)
+	started [2]bool
+}
+
+func (n *newData) fresh(p *packet.Packet, toPort bool) bool {
+	d := 0
+	if toPort {
+		d = 1
 	}
+	if len(p.Payload()) == 0 {
+		return false
+	}
+	end := p.Seq + uint32(len(p.Payload()))
+	fresh := !n.started[d] || int32(p.Seq-n.end[d]) >= 0
+	if !n.started[d] || int32(end-n.end[d]) > 0 {
+		n.end[d], n.started[d] = end, true
+	}
+	return fresh
+}
+
+// wanNotECT lists the new data segments on the wan that are not
+// ECN-capable although they should be: all but the gateways' own Init
+// messages (retransmissions are left out: Linux sends them not-ECT, RFC
+// 3168 §6.1.5). The wan capture holds each packet twice (arriving and
+// leaving the wan router); only the copy with the higher TTL, the one
+// before the router, counts.
+func wanNotECT(pkts []packet.Packet, port uint16) []string {
 	maxTTL := map[bool]uint8{}
 	for i := range pkts {
 		p := &pkts[i]
@@ -119,19 +142,17 @@ func wanNotECT(pkts []packet.Packet, port uint16) []string {
 			maxTTL[p.DstPort == port] = max(maxTTL[p.DstPort == port], p.TTL)
 		}
 	}
-	seen := map[dirSeq]bool{}
+	var seen newData
 	var bad []string
 	for i := range pkts {
 		p := &pkts[i]
 		to := p.DstPort == port
-		if !to && p.SrcPort != port || len(p.Payload()) == 0 || p.TTL != maxTTL[to] {
+		if !to && p.SrcPort != port || p.TTL != maxTTL[to] {
 			continue
 		}
-		k := dirSeq{to, p.Seq}
-		if p.TOS&ecnMask == 0 && !seen[k] && !isInit(p.Payload()) {
+		if seen.fresh(p, to) && p.TOS&ecnMask == 0 && !isInit(p.Payload()) {
 			bad = append(bad, fmt.Sprintf("%v:%d > %v:%d seq %d len %d", p.Src, p.SrcPort, p.Dst, p.DstPort, p.Seq, len(p.Payload())))
 		}
-		seen[k] = true
 	}
 	return bad
 }
