@@ -90,9 +90,15 @@ func Check(uciPath string) error {
 }
 
 // nftUnavailable reports the errors of a kernel without nf_tables: then
-// there is no nftables flow offloading either.
+// there is no nftables flow offloading either (an iptables firewall's
+// offloading, fw3's FLOWOFFLOAD, is found through the UCI file). nfnetlink
+// answers a request for a subsystem that is not there with EINVAL
+// (nfnetlink_rcv_msg); a kernel without nfnetlink refuses the socket.
+// Any other error (EPERM: no CAP_NET_ADMIN) is not taken as "no
+// offloading": Check fails with it.
 func nftUnavailable(err error) bool {
-	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EOPNOTSUPP)
+	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) ||
+		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
 
 // Ruleset is the part of *nftables.Conn that FromRuleset reads, so that
