@@ -87,24 +87,28 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Unlock()
 
 	slots := make(chan struct{}, orDefault(s.MaxConns, defaultMaxConns))
+	backoff := time.Duration(0)
 	for {
 		slots <- struct{}{}
 		c, err := l.Accept()
 		if err != nil {
+			<-slots
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				<-slots
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors, a connection aborted before
+			// accept: wait a little and go on, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if !s.track(c) {
 			c.Close()
 			return ErrServerClosed
@@ -176,7 +180,7 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 
-	w := &responseWriter{conn: c, header: make(http.Header), head: req.Method == http.MethodHead, proto: req.ProtoAtLeast(1, 1)}
+	w := &responseWriter{conn: c, header: make(http.Header), head: req.Method == http.MethodHead, http11: req.ProtoAtLeast(1, 1)}
 	defer func() {
 		if p := recover(); p != nil {
 			if s.ErrorLog != nil {
@@ -203,7 +207,7 @@ type responseWriter struct {
 	status      int
 	head        bool // a HEAD request: headers only
 	headLen     int  // for HEAD: the length of the body not sent
-	proto       bool // the client speaks HTTP/1.1: chunks allowed
+	http11      bool // the client speaks HTTP/1.1: chunks allowed
 	body        bytes.Buffer
 	sentHeader  bool
 	chunked     bool
@@ -243,7 +247,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	w.body.Write(p)
 	if w.body.Len() >= bufferLimit {
 		if !w.sentHeader {
-			if w.proto {
+			if w.http11 {
 				w.chunked = true
 			}
 			w.sendHeader(-1)
