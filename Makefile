@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/tcpcrypt-gw
 PKGS    := ./...
 FUZZTIME ?= 30s
-DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium
+DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium busybox
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test deps lint fuzz bench demo clean release package

@@ -29,9 +29,14 @@ config_get_bool() {
 stop() { record "stop"; }
 `
 
+// shells are the shells the script is run with: the system's sh, and
+// BusyBox's ash, which is OpenWrt's /bin/sh (Makefile DEB_PKGS installs
+// busybox).
+var shells = [][]string{{"sh"}, {"busybox", "sh"}}
+
 // runInit sources the init script under the stub and runs the given
-// shell commands; it returns the record and the exit status.
-func runInit(t *testing.T, env []string, commands string) (record string, status error) {
+// shell commands with shell; it returns the record and the exit status.
+func runInit(t *testing.T, shell []string, env []string, commands string) (record string, status error) {
 	t.Helper()
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record")
@@ -41,7 +46,7 @@ func runInit(t *testing.T, env []string, commands string) (record string, status
 	os.WriteFile(gw, []byte("#!/bin/sh\nprintf 'binary %s\\n' \"$*\" >>\"$RECORD\"\n[ -z \"$CHECK_FAILS\" ]\n"), 0o755)
 	script := filepath.Join(repoRoot(t), "deploy/openwrt/files/tcpcrypt-gw.init")
 	sh := procdStub + ". " + script + "\nPROG=" + gw + "\n" + commands + "\n"
-	cmd := exec.Command("sh", "-c", sh)
+	cmd := exec.Command(shell[0], append(shell[1:], "-c", sh)...)
 	cmd.Env = append(append(os.Environ(), "RECORD="+rec), env...)
 	out, err := cmd.CombinedOutput()
 	b, _ := os.ReadFile(rec)
@@ -50,10 +55,12 @@ func runInit(t *testing.T, env []string, commands string) (record string, status
 }
 
 func TestInitScriptSyntax(t *testing.T) {
-	needTool(t, "sh")
 	script := filepath.Join(repoRoot(t), "deploy/openwrt/files/tcpcrypt-gw.init")
-	if out, err := exec.Command("sh", "-n", script).CombinedOutput(); err != nil {
-		t.Fatalf("sh -n: %v\n%s", err, out)
+	for _, sh := range shells {
+		needTool(t, sh[0])
+		if out, err := exec.Command(sh[0], append(sh[1:], "-n", script)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v -n: %v\n%s", sh, err, out)
+		}
 	}
 	if b, _ := os.ReadFile(script); !strings.HasPrefix(string(b), "#!/bin/sh /etc/rc.common\n") {
 		t.Error("not an rc.common script")
@@ -61,17 +68,25 @@ func TestInitScriptSyntax(t *testing.T) {
 }
 
 func TestInitScriptUnderProcd(t *testing.T) {
-	needTool(t, "sh")
+	for _, sh := range shells {
+		t.Run(strings.Join(sh, " "), func(t *testing.T) {
+			needTool(t, sh[0])
+			initScriptUnderProcd(t, sh)
+		})
+	}
+}
+
+func initScriptUnderProcd(t *testing.T, sh []string) {
 
 	// Disabled (the UCI default): nothing is started.
-	rec, err := runInit(t, nil, "start_service")
+	rec, err := runInit(t, sh, nil, "start_service")
 	if err != nil || strings.Contains(rec, "procd_open_instance") || strings.Contains(rec, "binary") {
 		t.Errorf("disabled: %v\n%s", err, rec)
 	}
 
 	// Enabled: the YAML is checked, then one instance with respawn, the
 	// files that make a reload, output to logd.
-	rec, err = runInit(t, []string{"UCI_enabled=1", "UCI_config=/etc/tcpcrypt-gw/router.yaml"}, "start_service")
+	rec, err = runInit(t, sh, []string{"UCI_enabled=1", "UCI_config=/etc/tcpcrypt-gw/router.yaml"}, "start_service")
 	if err != nil {
 		t.Fatalf("start: %v\n%s", err, rec)
 	}
@@ -93,14 +108,14 @@ func TestInitScriptUnderProcd(t *testing.T) {
 	}
 
 	// A config that does not pass check-config: no instance.
-	rec, err = runInit(t, []string{"UCI_enabled=1", "CHECK_FAILS=1"}, "start_service")
+	rec, err = runInit(t, sh, []string{"UCI_enabled=1", "CHECK_FAILS=1"}, "start_service")
 	if err == nil || strings.Contains(rec, "procd_open_instance") {
 		t.Errorf("bad config: %v\n%s", err, rec)
 	}
 
 	// Triggers: reload on a UCI commit of tcpcrypt-gw, restart when the
 	// WAN interface (from UCI) comes up.
-	rec, _ = runInit(t, []string{"UCI_wan_interface=wan6"}, "service_triggers")
+	rec, _ = runInit(t, sh, []string{"UCI_wan_interface=wan6"}, "service_triggers")
 	checkOrder(t, rec, []string{
 		"procd_add_reload_trigger tcpcrypt-gw",
 		"procd_add_interface_trigger interface.*.up wan6 /etc/init.d/tcpcrypt-gw restart",
@@ -108,16 +123,16 @@ func TestInitScriptUnderProcd(t *testing.T) {
 
 	// Reload: check first, then SIGHUP to the instance; a bad file sends
 	// nothing; disabled stops the service.
-	rec, err = runInit(t, []string{"UCI_enabled=1"}, "reload_service")
+	rec, err = runInit(t, sh, []string{"UCI_enabled=1"}, "reload_service")
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	checkOrder(t, rec, []string{"binary check-config -c /etc/tcpcrypt-gw/config.yaml", "procd_send_signal tcpcrypt-gw main HUP"})
-	rec, _ = runInit(t, []string{"UCI_enabled=1", "CHECK_FAILS=1"}, "reload_service")
+	rec, _ = runInit(t, sh, []string{"UCI_enabled=1", "CHECK_FAILS=1"}, "reload_service")
 	if strings.Contains(rec, "procd_send_signal") {
 		t.Errorf("reload with a bad file signalled:\n%s", rec)
 	}
-	rec, _ = runInit(t, nil, "reload_service")
+	rec, _ = runInit(t, sh, nil, "reload_service")
 	if !strings.Contains(rec, "stop") || strings.Contains(rec, "procd_send_signal") {
 		t.Errorf("reload while disabled:\n%s", rec)
 	}
