@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 
 	"sync"
 	"time"
@@ -51,6 +52,8 @@ type Dataplane struct {
 	engines []*engine.Engine
 	Stats   *engine.Stats
 	log     *slog.Logger
+
+	idleReturned uint64 // IdleReleases at the last returnIdleMemory
 
 	cfgMu sync.Mutex
 	cfg   *engine.Config
@@ -86,6 +89,10 @@ func (d *Dataplane) ResetAll() {
 		d.flush(out)
 	}
 }
+
+// Offloads reports whether the dataplane reads and writes whole packets
+// with virtio-net headers (super-packets, checksums left to the kernel).
+func (d *Dataplane) Offloads() bool { return d.vnet != nil }
 
 // Config is the policy in force.
 func (d *Dataplane) Config() *engine.Config { return d.currentConfig() }
@@ -273,6 +280,9 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			e.Tick(now, out)
 			d.table.UnlockShard(i)
 			d.flush(out)
+			if i == 0 {
+				d.returnIdleMemory()
+			}
 		}
 	}
 }
@@ -300,6 +310,7 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 				e.Tick(now, out)
 				d.table.UnlockShard(0)
 				d.flush(out)
+				d.returnIdleMemory()
 			}
 		}
 	}()
@@ -318,6 +329,24 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 		d.table.UnlockShard(0)
 		d.flush(out)
 	}
+}
+
+// returnIdleMemoryAfter is how many flows must have gone idle since the
+// last time before the gateway hands its free memory back to the kernel.
+const returnIdleMemoryAfter = 1024
+
+// returnIdleMemory gives the memory freed by flows that went idle back to
+// the kernel once many have (a burst of connections has ended): the Go
+// runtime would otherwise keep it for the next burst, and on a router
+// the idle connections are what memory must be sized for. The full
+// collection this costs happens at most once per 1,024 flows gone idle.
+func (d *Dataplane) returnIdleMemory() {
+	n := d.Stats.IdleReleases.Load()
+	if n-d.idleReturned < returnIdleMemoryAfter {
+		return
+	}
+	d.idleReturned = n
+	debug.FreeOSMemory()
 }
 
 func (d *Dataplane) flush(out *engine.Output) {

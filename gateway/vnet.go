@@ -21,6 +21,7 @@ package gateway
 import (
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,9 +35,26 @@ import (
 const vnetBatch = 16
 
 // vnetIO reads and writes a TUN device's packets with their virtio-net
-// headers.
+// headers. The state of one read or write lives in the struct, and the
+// functions the runtime poller calls are bound once, so that neither
+// allocates per call. One goroutine reads and one writes at a time
+// (gateway.go: the reader, and writers serialized by wmu).
 type vnetIO struct {
 	rc syscall.RawConn
+
+	rbufs   [][]byte
+	rsizes  []int
+	roffs   []packet.Offload
+	rn      int
+	rerr    error
+	readFn  func(fd uintptr) bool
+	wmu     sync.Mutex
+	wpkts   [][]byte
+	wi      int
+	refused int
+	wlast   error
+	wfatal  error
+	writeFn func(fd uintptr) bool
 }
 
 // newVnetIO returns the whole-packet I/O of dev, or nil if dev has no
@@ -51,38 +69,44 @@ func newVnetIO(dev tun.Device) *vnetIO {
 	if err != nil {
 		return nil
 	}
-	return &vnetIO{rc: rc}
+	v := &vnetIO{rc: rc}
+	v.readFn, v.writeFn = v.readFd, v.writeFd
+	return v
 }
 
 // read reads up to len(bufs) packets; packet i is the sizes[i] bytes at
 // bufs[i][headroom:], its virtio-net header just before it.
 func (v *vnetIO) read(bufs [][]byte, sizes []int, offs []packet.Offload) (int, error) {
-	n := 0
-	var rerr error
-	err := v.rc.Read(func(fd uintptr) bool {
-		for n < len(bufs) {
-			m, err := unix.Read(int(fd), bufs[n][headroom-packet.OffloadLen:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return n > 0 // nothing queued: wait for the poller unless we have some
-			case err != nil:
-				rerr = err
-				return true
-			case m < packet.OffloadLen:
-				continue // cannot happen with IFF_VNET_HDR; skip rather than misparse
-			}
-			offs[n] = packet.DecodeOffload(bufs[n][headroom-packet.OffloadLen:])
-			sizes[n] = m - packet.OffloadLen
-			n++
-		}
-		return true
-	})
-	if n > 0 {
-		return n, nil
+	v.rbufs, v.rsizes, v.roffs, v.rn, v.rerr = bufs, sizes, offs, 0, nil
+	err := v.rc.Read(v.readFn)
+	if v.rn > 0 {
+		return v.rn, nil
 	}
-	return 0, closedErr(errors.Join(err, rerr))
+	return 0, closedErr(errors.Join(err, v.rerr))
+}
+
+// readFd reads queued packets until none is left or the batch is full; it
+// reports false (wait for the poller) while it has none.
+func (v *vnetIO) readFd(fd uintptr) bool {
+	for v.rn < len(v.rbufs) {
+		b := v.rbufs[v.rn][headroom-packet.OffloadLen:]
+		m, err := unix.Read(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return v.rn > 0
+		case err != nil:
+			v.rerr = err
+			return true
+		case m < packet.OffloadLen:
+			continue // cannot happen with IFF_VNET_HDR; skip rather than misparse
+		}
+		v.roffs[v.rn] = packet.DecodeOffload(b)
+		v.rsizes[v.rn] = m - packet.OffloadLen
+		v.rn++
+	}
+	return true
 }
 
 // write writes each packet of pkts (headroom before each, its virtio-net
@@ -90,27 +114,36 @@ func (v *vnetIO) read(bufs [][]byte, sizes []int, offs []packet.Offload) (int, e
 // counted in refused, with the last such error in lastErr; err is the
 // error that ends the device.
 func (v *vnetIO) write(pkts [][]byte) (refused int, lastErr, err error) {
-	i := 0
-	err = v.rc.Write(func(fd uintptr) bool {
-		for i < len(pkts) {
-			_, werr := unix.Write(int(fd), pkts[i][headroom-packet.OffloadLen:])
-			switch {
-			case werr == unix.EINTR:
-				continue
-			case werr == unix.EAGAIN:
-				return false
-			case werr == unix.EBADFD:
-				err = werr
-				return true
-			case werr != nil:
-				refused++
-				lastErr = werr
-			}
-			i++
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	v.wpkts, v.wi, v.refused, v.wlast, v.wfatal = pkts, 0, 0, nil, nil
+	err = v.rc.Write(v.writeFn)
+	v.wpkts = nil
+	if err == nil {
+		err = v.wfatal
+	}
+	return v.refused, v.wlast, closedErr(err)
+}
+
+// writeFd writes the packets not yet written; false waits for the poller.
+func (v *vnetIO) writeFd(fd uintptr) bool {
+	for v.wi < len(v.wpkts) {
+		_, err := unix.Write(int(fd), v.wpkts[v.wi][headroom-packet.OffloadLen:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err == unix.EBADFD:
+			v.wfatal = err
+			return true
+		case err != nil:
+			v.refused++
+			v.wlast = err
 		}
-		return true
-	})
-	return refused, lastErr, closedErr(err)
+		v.wi++
+	}
+	return true
 }
 
 // closedErr maps the errors of a closed TUN file to os.ErrClosed.

@@ -224,7 +224,7 @@ func cmdRun(args []string) error {
 		}
 	}()
 	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
-		"memory_limit", mem.limit, "gogc", mem.gogc)
+		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc)
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
 	select {

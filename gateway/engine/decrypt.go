@@ -251,7 +251,12 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	e.admit(f, len(pt))
 	d.ring.append(pt)
 	d.recs.push(r)
-	e.sendPlain(f, d.pRcv, pt, false, psh, out)
+	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
+		// An empty FIN frame has nothing for the LAN host: the TCP FIN
+		// after it (wanFIN) is the segment that tells it the stream
+		// ended, one packet less per connection.
+		e.sendPlain(f, d.pRcv, pt, false, psh, out)
+	}
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
 	if flags&tcpcrypt.FlagFIN != 0 {

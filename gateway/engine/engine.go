@@ -109,6 +109,7 @@ type Stats struct {
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
 	WriteErrors      atomic.Uint64 // packets the TUN device refused
+	IdleReleases     atomic.Uint64 // flows that gave back their AEAD states when they went idle
 	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
 	// peer answered without ENO; DowngradesBlocked those of them reset.
 	DowngradesSuspected atomic.Uint64
@@ -341,6 +342,9 @@ func (e *Engine) releaseIdle(now time.Time) {
 		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.buffered() > 0 ||
 			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 {
 			return true
+		}
+		if !f.enc.sealer.Released() {
+			e.stats.IdleReleases.Add(1)
 		}
 		f.enc.sealer.Release()
 		f.dec.opener.Release()

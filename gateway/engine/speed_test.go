@@ -113,6 +113,13 @@ func TestIdleFlowReleasesItsAEAD(t *testing.T) {
 	if !fa.enc.sealer.Released() {
 		t.Fatal("an idle flow keeps its AEAD state")
 	}
+	if n := c.a.stats.IdleReleases.Load(); n != 1 {
+		t.Fatalf("IdleReleases = %d after one flow went idle (the dataplane returns memory by it)", n)
+	}
+	c.a.tick(later.Add(idleScanEvery))
+	if n := c.a.stats.IdleReleases.Load(); n != 1 {
+		t.Fatalf("IdleReleases = %d: a flow released twice counts twice", n)
+	}
 	c.now = later
 	msg = []byte("after the pause")
 	wan = one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
@@ -155,5 +162,23 @@ func TestHoleReportedOnceTheLANHostCaughtUp(t *testing.T) {
 	f4 := send("frame four")
 	if outs := c.b.process(f4, c.now); len(outs) != 1 {
 		t.Fatalf("after the server caught up: %d packets, want a duplicate ACK with SACK", len(outs))
+	}
+}
+
+// TestEmptyFINFrameIsOneSegment: the LAN host's FIN becomes an empty FIN
+// frame with the TCP FIN; gateway B gives the server one segment for it,
+// the FIN, not an empty segment first (a packet less per connection).
+func TestEmptyFINFrameIsOneSegment(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	wan := one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagFIN, nil, nil), c.now))
+	wp, _ := mustParse(t, wan)
+	if wp.Flags&packet.FlagFIN == 0 || len(wp.Payload()) != tcpcrypt.FrameOverhead {
+		t.Fatalf("WAN: flags %#x, %d bytes, want an empty frame with FIN", wp.Flags, len(wp.Payload()))
+	}
+	got := one(t, c.b.process(wan, c.now))
+	gp, _ := mustParse(t, got)
+	if gp.Flags&packet.FlagFIN == 0 || len(gp.Payload()) != 0 || gp.Seq != c.client.seq {
+		t.Fatalf("server got flags %#x, %d bytes at %d, want the FIN at %d", gp.Flags, len(gp.Payload()), gp.Seq, c.client.seq)
 	}
 }
