@@ -68,6 +68,12 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	if len(data) > 0 || fin {
 		delivered = e.receive(cfg, f, seq, data, fin, s.has(packet.FlagPSH), out)
 	}
+	if len(data) > 0 && !delivered && s.TOS&ecnMask == ecnCE {
+		// The bytes of a CE-marked segment wait (a frame cut across
+		// segments, or a hole before them): the mark goes with the next
+		// plaintext the LAN host gets (sendPlain), not with an ACK.
+		d.pendingCE = true
+	}
 	if f.State != StateEncrypted || delivered {
 		return
 	}
@@ -285,13 +291,18 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
 		flags := packet.FlagACK | e.ecnToLAN
+		tos := e.tosToLAN
+		if f.dec.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
+			tos |= ecnCE
+			f.dec.pendingCE = false
+		}
 		if n == len(pt) && (psh || fin) {
 			flags |= packet.FlagPSH
 		}
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], e.tosToLAN, out)
+		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], tos, out)
 		seq += uint32(n)
 		pt = pt[n:]
 	}
@@ -423,7 +434,7 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
 	e.emit(&h, out)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true

@@ -68,3 +68,42 @@ func TestECNMarksTravelWithData(t *testing.T) {
 		t.Fatalf("unmarked data left with TOS %#x flags %#x", p2.TOS, p2.Flags)
 	}
 }
+
+// TestCEOnACutFrame: a frame cut across two WAN segments, the first one
+// marked CE. Nothing reaches the server for the first (and nothing the
+// gateway sends for it is ECN-capable); the plaintext the second one
+// completes carries the CE mark, so that the server echoes it.
+func TestCEOnACutFrame(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	const ect0, ce = 0x02, 0x03
+	msg := bytes.Repeat([]byte("cut in two "), 20)
+	wan := one(t, c.a.process(marked(t, c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), ect0, 0), c.now))
+	wp, _ := mustParse(t, wan)
+	pay := wp.Payload()
+	half := len(pay) / 2
+	part := func(seq uint32, data []byte, tos uint8) []byte {
+		h := packet.HeaderFrom(&wp)
+		h.Options = wp.Options()
+		h.Seq, h.Payload, h.TOS = seq, data, tos
+		return packet.Build(make([]byte, h.Len()), &h)
+	}
+	for _, q := range c.b.process(part(wp.Seq, pay[:half], ce), c.now) {
+		qp, _ := mustParse(t, q)
+		if len(qp.Payload()) > 0 || qp.TOS&0x03 != 0 {
+			t.Fatalf("for the first half: %d bytes with TOS %#x", len(qp.Payload()), qp.TOS)
+		}
+	}
+	got := one(t, c.b.process(part(wp.Seq+uint32(half), pay[half:], ect0), c.now))
+	gp, _ := mustParse(t, got)
+	if !bytes.Equal(gp.Payload(), msg) || gp.TOS != ce {
+		t.Fatalf("at the server: %d bytes with TOS %#x, want the message with CE", len(gp.Payload()), gp.TOS)
+	}
+	// The mark is spent: the next frame arrives ECT(0) as sent.
+	c.client.seq += uint32(len(msg))
+	next := one(t, c.a.process(marked(t, c.client.seg(packet.FlagACK|packet.FlagPSH, []byte("next"), nil), ect0, 0), c.now))
+	np, _ := mustParse(t, one(t, c.b.process(next, c.now)))
+	if np.TOS != ect0 {
+		t.Fatalf("next segment TOS %#x, want ECT(0)", np.TOS)
+	}
+}

@@ -164,6 +164,24 @@ type Engine struct {
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
 const ecnFlags = packet.FlagECE | packet.FlagCWR
 
+// The ECN field of the IP TOS byte (RFC 3168 §5): ECT(0) 10, ECT(1) 01,
+// CE 11.
+const (
+	ecnMask = 0x03
+	ecnCE   = 0x03
+)
+
+// segmentTOS is the TOS byte of a segment the engine builds: a segment
+// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
+// ACKs and the like are sent not-ECT), whatever the segment it answers
+// carried; DSCP stays.
+func segmentTOS(tos uint8, payload []byte) uint8 {
+	if len(payload) == 0 {
+		return tos &^ ecnMask
+	}
+	return tos
+}
+
 // New returns the engine of shard `shard` of table.
 func New(cfg *Config, table *flowtable.Table[*Flow], shard int, stats *Stats) *Engine {
 	e := &Engine{table: table, shard: shard, stats: stats}

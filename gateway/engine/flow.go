@@ -168,6 +168,7 @@ type decState struct {
 	finFrame     bool   // a frame with the FIN flag was authenticated
 	finC         uint32 // C sequence of the TCP FIN that must follow it
 	finDelivered bool
+	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
 }
 
 // rewrites reports whether the engine rewrites this flow's packets (rather
