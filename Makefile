@@ -34,6 +34,9 @@ test: deps build
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags demo ./cmd/...
 	$(GO) test -count=1 -timeout 45m $(PKGS)
+	@# The end-to-end suite once more with a firewall4-shaped ruleset in both
+	@# gateways (test/e2e/firewall4_test.go): OpenWrt's firewall must not break it.
+	TCPCRYPT_E2E_FIREWALL=fw4 $(GO) test -count=1 -timeout 45m ./test/e2e/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

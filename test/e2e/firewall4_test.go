@@ -12,8 +12,9 @@
 // forward into a device of no zone.
 //
 // With TCPCRYPT_E2E_FIREWALL=fw4 in the environment every end-to-end test
-// runs with it (newEnv loads it into both gateways); TestFirewall4 runs a
-// representative set with it in every run.
+// runs with it (newEnv loads it into both gateways); `make test` runs the
+// suite a second time so. TestFirewall4 runs a representative set with it
+// in every plain `go test` run too.
 package e2e
 
 import (
