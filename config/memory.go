@@ -5,9 +5,12 @@
 //
 // The derivation:
 //  1. The live memory at the configured maxima: a fixed base (runtime, the
-//     TUN batch buffers, the API) + flows.max flows at their measured live
-//     size + flows.max_buffer_total + the session cache at its size.
-//  2. The limit (memory.limit: auto) is that live maximum plus a quarter,
+//     TUN batch buffers, the API) + flows.max flows at the measured size of
+//     an active flow + flows.max_buffer_total held in ring buffers of up
+//     to twice their content (the worst case check-config also reports,
+//     gateway/engine/budget.go) + the session cache at its size.
+//  2. The limit (memory.limit: auto) is that live maximum (rounded up to
+//     MiB) plus a quarter,
 //     room for the garbage the GC has not collected yet: with the limit
 //     set, the runtime collects more often as the heap approaches it rather
 //     than let it grow to GOGC's target.
@@ -42,10 +45,14 @@ const (
 	// and its stacks, the TUN device's batch of 128 receive buffers of
 	// 64 KiB (one GSO super-packet each), the key pool and the HTTP API.
 	MemoryBase = 16 * MiB
-	// MemoryPerFlow is the live memory of one tracked flow: the Flow and
-	// its flow-table entry (BenchmarkIdleFlowMemory: 1,562 bytes of live
-	// heap per idle encrypted flow), rounded up for map growth.
-	MemoryPerFlow = 2 * KiB
+	// MemoryPerFlow is the heap of one active encrypted flow with its
+	// share of the flow table: engine.ActiveFlowBytes (measured by
+	// BenchmarkIdleFlowMemory before the idle flows give their buffers
+	// back; a test in cmd/tcpcrypt-gw keeps the two equal).
+	MemoryPerFlow ByteSize = 3200
+	// MemoryBufferFactor: buffered bytes live in ring buffers of up to
+	// twice their content (gateway/engine/budget.go).
+	MemoryBufferFactor = 2
 	// MemoryPerSession is one cached session secret for resumption.
 	MemoryPerSession = 256
 	minMemoryLimit   = 16 * MiB
@@ -66,8 +73,8 @@ type MemoryPlan struct {
 // valid configuration.
 func (c *Config) MemoryPlan() MemoryPlan {
 	p := MemoryPlan{GOGC: c.Memory.GOGC}
-	p.Live = MemoryBase + ByteSize(c.Flows.Max)*MemoryPerFlow + c.Flows.MaxBufferTotal +
-		ByteSize(c.TCPCrypt.SessionCache.Size)*MemoryPerSession
+	p.Live = roundUpMiB(MemoryBase + ByteSize(c.Flows.Max)*MemoryPerFlow + MemoryBufferFactor*c.Flows.MaxBufferTotal +
+		ByteSize(c.TCPCrypt.SessionCache.Size)*MemoryPerSession)
 	switch c.Memory.Limit {
 	case MemoryLimitOff:
 	case MemoryLimitAuto:

@@ -10,14 +10,15 @@ func TestMemoryPlan(t *testing.T) {
 		name, yaml        string
 		live, limit, peak ByteSize
 	}{
-		// 16 MiB + 65536 × 2 KiB + 64 MiB + 4096 × 256 B = 209 MiB; + 1/4 = 261.25 -> 262 MiB
-		{"defaults", "", 209 * MiB, 262 * MiB, 262 * MiB},
-		// the 128 MB router of docs/deploy.md: 16 + 16 + 16 + 1 = 49 MiB; + 1/4 -> 62 MiB
-		{"router128", "flows: {max: 8192, max_buffer_total: 16MiB}\n", 49 * MiB, 62 * MiB, 62 * MiB},
-		{"no session cache", "flows: {max: 8192, max_buffer_total: 16MiB}\ntcpcrypt: {session_cache: {size: 0}}\n", 48 * MiB, 60 * MiB, 60 * MiB},
-		{"explicit limit", "flows: {max: 8192, max_buffer_total: 16MiB}\nmemory: {limit: 100MiB}\n", 49 * MiB, 100 * MiB, 100 * MiB},
+		// 16 MiB + 65536 × 3200 B (200 MiB) + 2 × 64 MiB + 4096 × 256 B = 345 MiB; + 1/4 = 431.25 -> 432 MiB
+		{"defaults", "", 345 * MiB, 432 * MiB, 432 * MiB},
+		// the 128 MB router of docs/deploy.md: 16 + 12.5 + 16 + 1 = 45.5 -> 46 MiB; + 1/4 = 57.5 -> 58 MiB
+		{"router128", "flows: {max: 4096, max_buffer_total: 8MiB}\n", 46 * MiB, 58 * MiB, 58 * MiB},
+		{"router256", "flows: {max: 8192, max_buffer_total: 16MiB}\n", 74 * MiB, 93 * MiB, 93 * MiB},
+		{"no session cache", "flows: {max: 4096, max_buffer_total: 8MiB}\ntcpcrypt: {session_cache: {size: 0}}\n", 45 * MiB, 57 * MiB, 57 * MiB},
+		{"explicit limit", "flows: {max: 4096, max_buffer_total: 8MiB}\nmemory: {limit: 100MiB}\n", 46 * MiB, 100 * MiB, 100 * MiB},
 		// without a limit the heap may grow to live × (1 + GOGC/100)
-		{"off", "flows: {max: 8192, max_buffer_total: 16MiB}\nmemory: {limit: off, gogc: 50}\n", 49 * MiB, 0, 74 * MiB},
+		{"off", "flows: {max: 4096, max_buffer_total: 8MiB}\nmemory: {limit: off, gogc: 50}\n", 46 * MiB, 0, 69 * MiB},
 	} {
 		cfg, err := Parse([]byte(c.yaml), c.name)
 		if err != nil {
@@ -29,10 +30,14 @@ func TestMemoryPlan(t *testing.T) {
 		}
 	}
 	// The plan grows with each input.
-	base, _ := Parse([]byte("flows: {max: 1000}\n"), "a")
-	more, _ := Parse([]byte("flows: {max: 2000}\n"), "b")
-	if d := more.MemoryPlan().Live - base.MemoryPlan().Live; d != 1000*MemoryPerFlow {
-		t.Errorf("1000 more flows add %s, want %s", d, 1000*MemoryPerFlow)
+	base, _ := Parse([]byte("flows: {max: 8192}\n"), "a")
+	more, _ := Parse([]byte("flows: {max: 16384}\n"), "b") // 8192 × 3200 B = 25 MiB more
+	if d := more.MemoryPlan().Live - base.MemoryPlan().Live; d != 25*MiB {
+		t.Errorf("8192 more flows add %s, want 25MiB", d)
+	}
+	buf, _ := Parse([]byte("flows: {max: 8192, max_buffer_total: 128MiB}\n"), "c")
+	if d := buf.MemoryPlan().Live - base.MemoryPlan().Live; d != 2*64*MiB {
+		t.Errorf("64 MiB more buffers add %s, want twice that", d)
 	}
 }
 
@@ -40,7 +45,7 @@ func TestMemoryBadValues(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{"memory: {limit: lots}\n", `memory.limit: "lots" is not auto, off or a size`},
 		{"memory: {limit: 1MiB}\n", "memory.limit: 1MiB out of range"},
-		{"memory: {limit: 100MiB}\n", "memory.limit: 100MiB is less than the 209MiB the flow and buffer limits can hold"},
+		{"memory: {limit: 100MiB}\n", "memory.limit: 100MiB is less than the 345MiB the flow and buffer limits can hold"},
 		{"memory: {gogc: 5}\n", "memory.gogc: 5 out of range [10, 1000]"},
 		{"memory: {gogc: off}\n", "memory.gogc"},
 	} {

@@ -27,6 +27,12 @@
  * EvictOne walks the heap best-first (smallest heapKey first, using a small
  * frontier of heap indices) for at most evictScanLimit entries, and removes
  * the one with the earliest Deadline that the engine's predicate accepts.
+ * First it re-keys the top of the heap while the entry there is stale
+ * (the deferred work of step 1 again, paid once per extended deadline; at
+ * most Config.ExpireBatch entries per call):
+ * otherwise entries whose deadlines moved far ahead, e.g. the LAN's
+ * connections in the middle of a SYN flood, would stay at the top with
+ * their first keys and hide the flood's half-open flows from the scan.
  */
 
 package flowtable
@@ -60,7 +66,7 @@ func (e *Entry[V]) Touch(now time.Time, deadline time.Time) {
 		if at := s.tick(deadline); at < e.heapKey {
 			e.heapKey = at
 			s.heap[e.heapIdx].at = at
-			s.heapUp(e.heapIdx)
+			s.heapUp(int(e.heapIdx))
 		}
 	}
 }
@@ -98,8 +104,7 @@ func (t *Table[V]) Expire(i int, now time.Time, onExpire func(*Entry[V])) (more 
 				continue // the callback extended it; re-keyed when next on top
 			}
 		}
-		s.remove(e)
-		t.count.Add(-1)
+		t.unlink(s, e)
 	}
 	return false
 }
@@ -118,6 +123,16 @@ func (t *Table[V]) Evict(i int, victim func(*Entry[V]) bool) *Entry[V] {
 	s := t.shardAt(i)
 	if s == nil || len(s.heap) == 0 || victim == nil {
 		return nil
+	}
+	for n := 0; n < t.expireBatch; n++ {
+		e := s.heap[0].e
+		at := s.tick(e.Deadline)
+		if at <= e.heapKey {
+			break
+		}
+		e.heapKey = at
+		s.heap[0].at = at
+		s.heapDown(0)
 	}
 	var best *Entry[V]
 	var bestAt int64
@@ -142,8 +157,7 @@ func (t *Table[V]) Evict(i int, victim func(*Entry[V]) bool) *Entry[V] {
 		}
 	}
 	if best != nil {
-		s.remove(best)
-		t.count.Add(-1)
+		t.unlink(s, best)
 	}
 	return best
 }
@@ -154,14 +168,14 @@ func (t *Table[V]) Evict(i int, victim func(*Entry[V]) bool) *Entry[V] {
 func (s *shard[V]) heapSwap(a, b int) {
 	h := s.heap
 	h[a], h[b] = h[b], h[a]
-	h[a].e.heapIdx = a
-	h[b].e.heapIdx = b
+	h[a].e.heapIdx = int32(a)
+	h[b].e.heapIdx = int32(b)
 }
 
 func (s *shard[V]) heapPush(e *Entry[V]) {
-	e.heapIdx = len(s.heap)
+	e.heapIdx = int32(len(s.heap))
 	s.heap = append(s.heap, heapSlot[V]{at: e.heapKey, e: e})
-	s.heapUp(e.heapIdx)
+	s.heapUp(int(e.heapIdx))
 }
 
 func (s *shard[V]) heapUp(j int) {

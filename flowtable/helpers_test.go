@@ -73,7 +73,7 @@ func checkInvariants[V any](t testing.TB, tb *Table[V]) {
 		}
 		for j, slot := range s.heap {
 			e := slot.e
-			if e.heapIdx != j || e.owner != s || slot.at != e.heapKey {
+			if int(e.heapIdx) != j || e.owner != s || slot.at != e.heapKey {
 				t.Fatalf("shard %d: heap[%d] has heapIdx %d, owner ok %v, key %d/%d", i, j, e.heapIdx, e.owner == s, slot.at, e.heapKey)
 			}
 			if e.heapKey > s.tick(e.Deadline) {

@@ -16,8 +16,18 @@
  *     shard's lock; an Entry's fields may only be read or written with its
  *     shard's lock held.
  *
- * Only three things are shared across shards, all atomics: the flow count
- * (for the global MaxFlows cap), the ID counter, and the byte budget.
+ * Only four things are shared across shards, all atomics: the flow count
+ * (for the global MaxFlows cap), the ID counter, the byte budget, and the
+ * count of inbound flows (for monitoring; the shards enforce their own
+ * parts of the inbound share, below).
+ *
+ * The LAN reserve: flows opened from the WAN (InsertInbound) may take at
+ * most MaxFlows-LANReserve entries, so that a WAN SYN flood, whatever its
+ * rate, cannot stop the LAN from opening connections. That share is split
+ * evenly between the shards and counted under each shard's lock: a slot an
+ * engine frees by evicting a flow is its own to reuse. (With one shared
+ * count, another worker would take it at once under a flood, and flows
+ * would drift out of one shard until it had no victim left.)
  *
  * Inside a shard, flows live in a map by Key (lookup), a map by ID (for the
  * HTTP API), and a min-heap by deadline (expiry; see expiry.go).
@@ -39,13 +49,17 @@ const (
 	DefaultMaxBytesTotal  = 64 << 20
 	DefaultExpireBatch    = 4096
 	DefaultInitialTimeout = 10 * time.Second
+	// DefaultLANReserveShare: a quarter of the table is kept for flows
+	// opened from the LAN, unless Config.LANReserve says otherwise.
+	DefaultLANReserveShare = 4
 	// MaxShards bounds Config.Shards; more shards than this buys nothing on
 	// any router and only costs memory.
 	MaxShards = 1024
 )
 
 var (
-	// ErrFull is returned by Insert when the table holds MaxFlows entries.
+	// ErrFull is returned by Insert when the table holds MaxFlows entries,
+	// and by InsertInbound also when inbound flows fill their share.
 	ErrFull = errors.New("flowtable: flow table full")
 	// ErrExists is returned by Insert when the key is already present.
 	ErrExists = errors.New("flowtable: flow already exists")
@@ -70,6 +84,10 @@ type Config struct {
 	// InitialTimeout sets the Deadline of a new entry (now+InitialTimeout)
 	// until the engine calls Touch with its own.
 	InitialTimeout time.Duration
+	// LANReserve is the number of entries only Insert (flows opened from
+	// the LAN) may use; InsertInbound stops at MaxFlows-LANReserve. Default
+	// MaxFlows/DefaultLANReserveShare; at most MaxFlows-1.
+	LANReserve int
 }
 
 // Entry is one flow. Key, ID and Created never change. LastActive and
@@ -80,12 +98,13 @@ type Entry[V any] struct {
 	Key        Key
 	Value      V
 	ID         uint64 // unique, assigned in increasing order of insertion
+	Inbound    bool   // inserted by InsertInbound: counts against the inbound share
+	heapIdx    int32  // position in owner.heap; -1 once deleted (beside Inbound: one word for both)
 	Created    time.Time
 	LastActive time.Time
 	Deadline   time.Time
 
-	owner   *shard[V] // nil once deleted
-	heapIdx int       // position in owner.heap; -1 once deleted
+	owner *shard[V] // nil once deleted
 	// heapKey is the deadline the heap orders this entry by, as
 	// owner.tick(deadline); the heap slot holds a copy. Invariant:
 	// heapKey <= tick(Deadline). Touch moves the entry in the heap only when
@@ -102,6 +121,10 @@ type shard[V any] struct {
 	heap  []heapSlot[V]
 	// epoch is the origin of heap keys (see tick).
 	epoch time.Time
+	// inbound counts the entries with Inbound set, at most maxInbound.
+	inbound, maxInbound int
+	// spare is an entry given back by Recycle, for the next insert.
+	spare *Entry[V]
 	// evictFrontier is EvictOne's scratch space, kept to avoid allocating.
 	evictFrontier []int
 	_             [64]byte // keep neighbouring shards' locks off this cache line
@@ -112,11 +135,13 @@ type Table[V any] struct {
 	shards         []*shard[V]
 	maxFlows       int64
 	maxBytes       int64
+	maxInbound     int64
 	expireBatch    int
 	initialTimeout time.Duration
 	epoch          time.Time
 
 	count     atomic.Int64  // entries across all shards
+	inbound   atomic.Int64  // entries with Inbound set (the shards count their own)
 	nextID    atomic.Uint64 // last ID handed out
 	bytesUsed atomic.Int64  // bytes reserved across all flows
 }
@@ -139,9 +164,14 @@ func New[V any](cfg Config) *Table[V] {
 	if cfg.InitialTimeout <= 0 {
 		cfg.InitialTimeout = DefaultInitialTimeout
 	}
+	if cfg.LANReserve <= 0 {
+		cfg.LANReserve = cfg.MaxFlows / DefaultLANReserveShare
+	}
+	cfg.LANReserve = min(cfg.LANReserve, cfg.MaxFlows-1)
 	t := &Table[V]{
 		shards:         make([]*shard[V], cfg.Shards),
 		maxFlows:       int64(cfg.MaxFlows),
+		maxInbound:     int64(cfg.MaxFlows - cfg.LANReserve),
 		maxBytes:       cfg.MaxBytesTotal,
 		expireBatch:    cfg.ExpireBatch,
 		initialTimeout: cfg.InitialTimeout,
@@ -149,6 +179,9 @@ func New[V any](cfg Config) *Table[V] {
 	}
 	for i := range t.shards {
 		t.shards[i] = &shard[V]{
+			// The inbound share, split evenly (the first shards take the
+			// remainder), so the shards' shares add up to MaxInbound.
+			maxInbound:    int(t.maxInbound)/len(t.shards) + b2i(i < int(t.maxInbound)%len(t.shards)),
 			epoch:         t.epoch,
 			flows:         make(map[Key]*Entry[V]),
 			byID:          make(map[uint64]*Entry[V]),
@@ -163,6 +196,12 @@ func (t *Table[V]) Shards() int { return len(t.shards) }
 
 // MaxFlows returns the global entry cap.
 func (t *Table[V]) MaxFlows() int { return int(t.maxFlows) }
+
+// MaxInbound returns the cap on inbound entries (MaxFlows - LANReserve).
+func (t *Table[V]) MaxInbound() int { return int(t.maxInbound) }
+
+// InboundLen returns the number of inbound entries. It takes no lock.
+func (t *Table[V]) InboundLen() int { return int(t.inbound.Load()) }
 
 // Shard returns the index of the shard (and worker) that owns k.
 func (t *Table[V]) Shard(k Key) int {
@@ -187,6 +226,13 @@ func (t *Table[V]) LockShard(i int) { t.shards[i].mu.Lock() }
 // UnlockShard releases shard i's lock.
 func (t *Table[V]) UnlockShard(i int) { t.shards[i].mu.Unlock() }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // shardAt returns shard i, or nil when i is out of range.
 func (t *Table[V]) shardAt(i int) *shard[V] {
 	if uint(i) >= uint(len(t.shards)) {
@@ -206,12 +252,24 @@ func (t *Table[V]) Get(i int, k Key) (*Entry[V], bool) {
 	return e, ok
 }
 
-// Insert adds a flow for k to shard i with value v, a fresh ID, and
-// Deadline now+Config.InitialTimeout. The caller holds shard i's lock, and
-// i must be t.Shard(k). It returns ErrFull when the table already holds
-// MaxFlows entries in total (the engine may then EvictOne and retry),
-// ErrExists when k is present, and ErrWrongShard for a misrouted key.
+// Insert adds a flow opened from the LAN for k to shard i with value v, a
+// fresh ID, and Deadline now+Config.InitialTimeout. The caller holds shard
+// i's lock, and i must be t.Shard(k). It returns ErrFull when the table
+// already holds MaxFlows entries in total (the engine may then Evict and
+// retry), ErrExists when k is present, and ErrWrongShard for a misrouted
+// key.
 func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
+	return t.insert(i, k, v, now, false)
+}
+
+// InsertInbound is Insert for a flow opened from the WAN: it also returns
+// ErrFull when inbound entries fill shard i's part of their share
+// (MaxInbound), whatever room the LAN reserve has left.
+func (t *Table[V]) InsertInbound(i int, k Key, v V, now time.Time) (*Entry[V], error) {
+	return t.insert(i, k, v, now, true)
+}
+
+func (t *Table[V]) insert(i int, k Key, v V, now time.Time, inbound bool) (*Entry[V], error) {
 	s := t.shardAt(i)
 	if s == nil || t.Shard(k) != i {
 		return nil, ErrWrongShard
@@ -219,17 +277,31 @@ func (t *Table[V]) Insert(i int, k Key, v V, now time.Time) (*Entry[V], error) {
 	if _, ok := s.flows[k]; ok {
 		return nil, ErrExists
 	}
-	// Claim a slot first, so concurrent inserts on other shards can never
-	// push the total past the cap.
+	// Claim the slots first, so concurrent inserts on other shards can
+	// never push a total past its cap.
+	if inbound && s.inbound >= s.maxInbound {
+		return nil, ErrFull
+	}
 	if t.count.Add(1) > t.maxFlows {
 		t.count.Add(-1)
 		return nil, ErrFull
 	}
+	if inbound {
+		s.inbound++
+		t.inbound.Add(1)
+	}
 	deadline := now.Add(t.initialTimeout)
-	e := &Entry[V]{
+	e := s.spare
+	if e != nil {
+		s.spare = nil
+	} else {
+		e = new(Entry[V])
+	}
+	*e = Entry[V]{
 		Key:        k,
 		Value:      v,
 		ID:         t.nextID.Add(1),
+		Inbound:    inbound,
 		Created:    now,
 		LastActive: now,
 		Deadline:   deadline,
@@ -249,15 +321,36 @@ func (t *Table[V]) Delete(i int, e *Entry[V]) {
 	if s == nil || e == nil || e.owner != s {
 		return
 	}
+	t.unlink(s, e)
+}
+
+// Recycle gives back an entry removed from shard i (by Evict, Expire or
+// Delete), for the next insert into the shard to reuse: under a flood each
+// new flow then takes the memory of the one it evicted instead of leaving
+// it to the garbage collector. The caller holds shard i's lock and must not
+// use e afterwards; an entry still in a table is ignored.
+func (t *Table[V]) Recycle(i int, e *Entry[V]) {
+	if s := t.shardAt(i); s != nil && e != nil && e.owner == nil {
+		*e = Entry[V]{heapIdx: -1}
+		s.spare = e
+	}
+}
+
+// unlink removes e from s and from the table's counts.
+func (t *Table[V]) unlink(s *shard[V], e *Entry[V]) {
 	s.remove(e)
 	t.count.Add(-1)
+	if e.Inbound {
+		s.inbound--
+		t.inbound.Add(-1)
+	}
 }
 
 // remove unlinks e from all of s's indexes.
 func (s *shard[V]) remove(e *Entry[V]) {
 	delete(s.flows, e.Key)
 	delete(s.byID, e.ID)
-	s.heapRemove(e.heapIdx)
+	s.heapRemove(int(e.heapIdx))
 	e.owner = nil
 	e.heapIdx = -1
 }
@@ -288,6 +381,17 @@ func (t *Table[V]) Range(i int, fn func(*Entry[V]) bool) {
 			return
 		}
 	}
+}
+
+// GetByID returns the entry of shard i with the given ID. The caller holds
+// shard i's lock. It does not allocate.
+func (t *Table[V]) GetByID(i int, id uint64) (*Entry[V], bool) {
+	s := t.shardAt(i)
+	if s == nil {
+		return nil, false
+	}
+	e, ok := s.byID[id]
+	return e, ok
 }
 
 // Lookup finds the entry with the given ID and calls fn on it with its

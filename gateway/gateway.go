@@ -63,7 +63,9 @@ type Dataplane struct {
 func NewDataplane(dev tun.Device, table *flowtable.Table[*engine.Flow], cfg *engine.Config, workers int, log *slog.Logger) *Dataplane {
 	d := &Dataplane{dev: dev, vnet: newVnetIO(dev), table: table, Stats: new(engine.Stats), log: log, cfg: cfg}
 	for i := 0; i < workers; i++ {
-		d.engines = append(d.engines, engine.New(cfg, table, i, d.Stats))
+		e := engine.New(cfg, table, i, d.Stats)
+		e.Flush = d.flush // long loops write as they go, under the shard lock
+		d.engines = append(d.engines, e)
 	}
 	return d
 }
@@ -132,7 +134,20 @@ type batch struct {
 
 // Run processes packets until ctx ends or the device fails.
 func (d *Dataplane) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// The tun package's netlink listener blocks once its event
+		// channel is full; nothing here needs the events (MTU changes).
+		for range d.dev.Events() {
+		}
+	}()
 	nw := len(d.engines)
+	if nw == 1 {
+		return d.runInline(ctx)
+	}
+	// Each worker gets 4 batches to fill and hand back; only the workers'
+	// form needs them (a batch is up to 16 super-packets of 64 KiB).
 	bs := d.batchSize()
 	work := make([]chan *batch, nw)
 	free := make([]chan *batch, nw)
@@ -146,17 +161,6 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 			free[i] <- b
 		}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		// The tun package's netlink listener blocks once its event
-		// channel is full; nothing here needs the events (MTU changes).
-		for range d.dev.Events() {
-		}
-	}()
-	if nw == 1 {
-		return d.runInline(ctx)
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < nw; i++ {

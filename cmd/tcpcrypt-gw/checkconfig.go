@@ -1,5 +1,6 @@
 // `tcpcrypt-gw check-config`: every problem of a config file, with its
-// line and reason, and a non-zero exit when there is any.
+// line and reason, and a non-zero exit when there is any; for a good file,
+// the worst-case memory its limits allow.
 
 package main
 
@@ -7,8 +8,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 
 	"tcpcrypt-gw/config"
+	"tcpcrypt-gw/gateway/engine"
 )
 
 func cmdCheckConfig(args []string) error {
@@ -36,12 +40,30 @@ func cmdCheckConfig(args []string) error {
 		}
 	}
 	fmt.Printf("%s: ok\n", *path)
-	// What the runtime will be held to (config/memory.go), and whether this
-	// machine can give it.
+	memoryReport(os.Stdout, cfg.Flows)
+	// What the Go runtime will be held to (config/memory.go), and whether
+	// this machine can give it.
 	plan := cfg.MemoryPlan()
 	fmt.Printf("memory: %s\n", plan)
 	for _, w := range decideMemory(plan, memTotal(), cgroupMemoryMax(), "", "").warnings {
 		fmt.Printf("memory: warning: %s\n", w)
 	}
 	return nil
+}
+
+// memoryReport prints the most memory the flow limits let the gateway use
+// for flows: every flow of the table active and encrypted, and every byte
+// of the buffer budget held, in ring buffers of up to twice their content.
+// The Go runtime adds its own overhead on top (up to GOGC percent of the
+// live heap, 100 by default), and so does the rest of the process.
+func memoryReport(w io.Writer, f config.Flows) {
+	mib := func(n float64) string { return fmt.Sprintf("%.0f MiB", n/(1<<20)) }
+	state := float64(f.Max) * engine.ActiveFlowBytes
+	buffers := 2 * float64(f.MaxBufferTotal)
+	fmt.Fprintf(w, "worst-case memory of the flow limits: %s\n", mib(state+buffers))
+	fmt.Fprintf(w, "  flow state: flows.max %d x %d bytes (an active encrypted flow; idle %d, half-open %d) = %s\n",
+		f.Max, engine.ActiveFlowBytes, engine.IdleFlowBytes, engine.HalfOpenFlowBytes, mib(state))
+	fmt.Fprintf(w, "  buffers: flows.max_buffer_total %s of data (at most %s per flow), in buffers of up to twice that = %s\n",
+		f.MaxBufferTotal, f.MaxBufferPerFlow, mib(buffers))
+	fmt.Fprintf(w, "  plus the Go runtime's headroom (GOGC, 100%% of the live heap by default) and the process itself\n")
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"tcpcrypt-gw/config"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -32,5 +34,19 @@ func TestCheckConfig(t *testing.T) {
 	os.WriteFile(good, []byte("interfaces:\n  lan: [lan0]\n  wan: [wan0]\n"), 0o600)
 	if err := cmdCheckConfig([]string{"-c", good, "-no-interfaces"}); err != nil {
 		t.Fatalf("good file: %v", err)
+	}
+}
+
+// TestBudgetWorstCaseMemory: check-config's figures for the defaults:
+// 65,536 active flows at 3,200 bytes (200 MiB) and 64 MiB of buffers in up
+// to 128 MiB.
+func TestBudgetWorstCaseMemory(t *testing.T) {
+	var b strings.Builder
+	memoryReport(&b, config.Flows{Max: 65536, MaxBufferPerFlow: 512 * config.KiB, MaxBufferTotal: 64 * config.MiB})
+	out := b.String()
+	for _, want := range []string{"worst-case memory of the flow limits: 328 MiB", "= 200 MiB", "64MiB of data", "512KiB per flow", "= 128 MiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"tcpcrypt-gw/config"
+	"tcpcrypt-gw/gateway/engine"
 )
 
 func TestDecideMemory(t *testing.T) {
@@ -80,12 +81,12 @@ func TestCheckConfigPrintsMemory(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	f := filepath.Join(dir, "c.yaml")
-	os.WriteFile(f, []byte("flows:\n  max: 8192\n  max_buffer_total: 16MiB\n"), 0o600)
+	os.WriteFile(f, []byte("flows:\n  max: 4096\n  max_buffer_total: 8MiB\n"), 0o600)
 	out, err := exec.Command(bin, "check-config", "-no-interfaces", "-c", f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
-	want := "memory: live at the configured maxima 49MiB, memory limit 62MiB, GOGC 100, expected peak 62MiB\n"
+	want := "memory: live at the configured maxima 46MiB, memory limit 58MiB, GOGC 100, expected peak 58MiB\n"
 	if !strings.Contains(string(out), want) {
 		t.Errorf("output %q lacks %q", out, want)
 	}
@@ -106,11 +107,20 @@ func TestApplyMemorySetsRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := applyMemory(cfg, slog.New(slog.DiscardHandler))
-	// 16 MiB + 1000 × 2 KiB + 1 MiB + 4096 × 256 B, + 1/4, in MiB
+	// 16 MiB + 1000 × 3200 B + 2 × 1 MiB + 4096 × 256 B, + 1/4, in MiB
 	if want := cfg.MemoryPlan().Limit; s.limit != want || debug.SetMemoryLimit(-1) != int64(want) {
 		t.Errorf("limit %d, runtime %d, want %d", s.limit, debug.SetMemoryLimit(-1), want)
 	}
 	if got := debug.SetGCPercent(77); got != 77 {
 		t.Errorf("GOGC %d, want 77", got)
+	}
+}
+
+// TestMemoryModelMatchesEngine keeps the per-flow figure of the memory
+// limit (config) equal to the engine's measured one, which check-config's
+// worst case uses too.
+func TestMemoryModelMatchesEngine(t *testing.T) {
+	if config.MemoryPerFlow != engine.ActiveFlowBytes {
+		t.Errorf("config.MemoryPerFlow %d, engine.ActiveFlowBytes %d", config.MemoryPerFlow, engine.ActiveFlowBytes)
 	}
 }

@@ -174,7 +174,8 @@ func cmdRun(args []string) error {
 		fmt.Sscan(w, &workers)
 		workers = max(1, min(workers, runtime.GOMAXPROCS(0)))
 	}
-	table := flowtable.New[*engine.Flow](flowtable.Config{Shards: workers, MaxFlows: cfg.Flows.Max, MaxBytesTotal: int64(cfg.Flows.MaxBufferTotal)})
+	table := flowtable.New[*engine.Flow](flowtable.Config{Shards: workers, MaxFlows: cfg.Flows.Max, MaxBytesTotal: int64(cfg.Flows.MaxBufferTotal),
+		InitialTimeout: cfg.Flows.HandshakeTimeout}) // a new flow is half-open: its first deadline is final (expiry.go)
 	dp := gateway.NewDataplane(setup.Device, table, ec, workers, log)
 
 	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now()}, log)

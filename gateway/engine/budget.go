@@ -1,26 +1,105 @@
-// Bounded memory: every byte a flow keeps (held plaintext, unacknowledged
-// ciphertext, delivered plaintext awaiting the LAN host's ACK, bytes beyond
-// a hole, a frame cut across segments) is admitted against the flow's limit
-// and the table's global budget before it is stored, and settled against
-// what the flow really holds after each packet.
+// The memory model, one for both directions and enforced (FuzzProcess
+// checks it after every step):
+//
+//  1. What a flow holds, by direction. Out (LAN to WAN): LAN plaintext held
+//     until the keys exist, and ciphertext sent and not yet acknowledged by
+//     the WAN peer (RFC 8548 §3.6: a retransmission re-sends the same
+//     bytes). In (WAN to LAN): plaintext delivered and not yet acknowledged
+//     by the LAN host (it is what a retransmission is answered from), a
+//     frame cut across segments, and bytes beyond a hole. The Init messages
+//     (ours until acknowledged, the peer's as it arrives) are protocol state
+//     of bounded size, outside the model.
+//  2. Limits. Each direction may hold half of flows.max_buffer_per_flow, so
+//     one direction waiting for its peer's acknowledgments never starves
+//     the other: two gateways under duplex load cannot wait for each other
+//     (the two-way deadlock). One exception keeps any RFC 8548 frame
+//     receivable: a direction holding nothing but a frame being gathered
+//     may gather it whole (up to maxFrameLen). And every byte of every flow
+//     counts against flows.max_buffer_total.
+//  3. Reserve, then store: each byte is reserved against its direction's
+//     limit and the global budget before it is kept (admitOut, admitIn);
+//     what could not be reserved is dropped (TCP retransmits it). After
+//     each packet, settle returns what the flow no longer holds. So between
+//     packets, for each direction, held <= reserved <= its limit, and the
+//     global budget in use is the sum of all reservations.
+//  4. Windows rather than drops: the window each side is given is capped to
+//     what its direction can still reserve (room), so a sender that keeps
+//     to it is not dropped. When the global budget runs short the windows
+//     shrink; RFC 9293 §3.8.6 discourages moving a window's right edge to
+//     the left but requires senders to cope with it (MUST-34), and it is
+//     better than dropping what the sender was allowed to send.
 
 package engine
 
-import "tcpcrypt-gw/gateway/packet"
+import (
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/gateway/packet"
+)
 
-// admit reserves n bytes for f; false means the bytes must not be kept.
-func (e *Engine) admit(f *Flow, n int) bool {
-	cfg := e.cfg.Load()
-	if f.accounted+n > cfg.MaxBufferPerFlow || !e.table.Reserve(n) {
+// What a flow costs besides its buffers, in heap bytes with its share of
+// the flow table, as measured by BenchmarkHalfOpenFlowMemory and
+// BenchmarkIdleFlowMemory (active: the same flows before releaseIdle),
+// rounded up.
+// check-config prints the worst case of the configured limits from them.
+const (
+	HalfOpenFlowBytes = 600
+	IdleFlowBytes     = 1600
+	ActiveFlowBytes   = 3200
+)
+
+// maxFrameLen is the largest frame a peer may send: a 16-bit length field
+// (RFC 8548 §4.2).
+const maxFrameLen = 1<<16 - 1 + tcpcrypt.FrameHeaderLen
+
+// dirLimit is what one direction of a flow may hold.
+func dirLimit(cfg *Config) int { return cfg.MaxBufferPerFlow / 2 }
+
+// admitOut reserves n bytes for f's LAN-to-WAN direction; false means the
+// bytes must not be kept.
+func (e *Engine) admitOut(f *Flow, n int) bool {
+	return e.reserve(&f.enc.reserved, n, dirLimit(e.cfg.Load()))
+}
+
+// admitIn reserves n bytes for f's WAN-to-LAN direction; false means the
+// bytes must not be kept.
+func (e *Engine) admitIn(f *Flow, n int) bool {
+	limit := dirLimit(e.cfg.Load())
+	if d := &f.dec; d.ring.len() == 0 && d.ooo.bytes == 0 && len(d.partial)+n <= maxFrameLen {
+		limit = max(limit, maxFrameLen) // a frame being gathered, and nothing else (see above)
+	}
+	return e.reserve(&f.dec.reserved, n, limit)
+}
+
+func (e *Engine) reserve(reserved *int, n, limit int) bool {
+	if *reserved+n > limit || !e.table.Reserve(n) {
 		return false
 	}
-	f.accounted += n
+	*reserved += n
 	return true
 }
 
-// held is what f really keeps now.
-func (f *Flow) held() int {
-	return f.enc.ring.len() + f.enc.held.len() + f.dec.ring.len() + len(f.dec.partial) + len(f.dec.initBuf) + f.dec.ooo.bytes
+// room is how many bytes a direction that has reserved `reserved` may hold
+// in all, as far as its limit and the global budget allow now: the window
+// its sender is given.
+func (e *Engine) room(reserved int) int {
+	free := e.table.MaxBytesTotal() - e.table.BytesInUse()
+	return reserved + int(max(0, min(int64(dirLimit(e.cfg.Load())-reserved), free)))
+}
+
+// heldOut is what f's LAN-to-WAN direction holds now, our Init aside.
+func (f *Flow) heldOut() int {
+	en := &f.enc
+	n := en.ring.len() + en.held.len()
+	if en.recs.len() > 0 && en.recs.first().init {
+		n -= en.initLen
+	}
+	return n
+}
+
+// heldIn is what f's WAN-to-LAN direction holds now.
+func (f *Flow) heldIn() int {
+	d := &f.dec
+	return d.ring.len() + len(d.partial) + d.ooo.bytes
 }
 
 // settle returns to the budget what f no longer keeps, and drops the
@@ -29,10 +108,17 @@ func (e *Engine) settle(f *Flow) {
 	if f.State == StateEncrypted {
 		f.handshake = nil // done with it (see Flow)
 	}
-	h := f.held()
-	if h < f.accounted {
-		e.table.Release(f.accounted - h)
-		f.accounted = h
+	if f.streams == nil {
+		return
+	}
+	for _, d := range [2]struct {
+		reserved *int
+		held     int
+	}{{&f.enc.reserved, f.heldOut()}, {&f.dec.reserved, f.heldIn()}} {
+		if d.held < *d.reserved {
+			e.table.Release(*d.reserved - d.held)
+			*d.reserved = d.held
+		}
 	}
 }
 

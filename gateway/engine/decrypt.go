@@ -36,12 +36,12 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
 	}
 	f.wanWin = s.Window
-	oldUna := f.enc.pUna
+	oldUna, initWasAcked := f.enc.pAcked, f.enc.initAcked
 	if s.has(packet.FlagACK) {
 		e.wanAck(f, s.Ack)
 	}
 	if s.has(packet.FlagRST) {
-		e.toLAN(f, d.pRcv, f.enc.pUna, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		e.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
 		f.State = StateClosed
 		return
 	}
@@ -78,8 +78,10 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		return
 	}
 	// Pass the acknowledgment on when it tells the LAN host something: a
-	// pure ACK (a duplicate ACK is a loss signal), or a new P ack.
-	if len(s.Payload()) == 0 && !fin || f.enc.pUna != oldUna {
+	// pure ACK (a duplicate ACK is a loss signal), or a new P ack. Not the
+	// ACK of our own Init message: the LAN host never sent those bytes.
+	ownInitAck := !initWasAcked && f.enc.initAcked && f.enc.pAcked == oldUna
+	if len(s.Payload()) == 0 && !fin && !ownInitAck || f.enc.pAcked != oldUna {
 		blocks := e.sackToLAN(f, s.opts)
 		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
 	}
@@ -115,7 +117,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		return delivered
 	}
 	if seqGT(seq, d.cRcv) {
-		if d.ooo.bytes+len(data) <= cfg.MaxBufferPerFlow/2 && e.admit(f, len(data)) {
+		if e.admitIn(f, len(data)) {
 			d.ooo.insert(seq, data, fin)
 		} else {
 			e.stats.BufferDrops.Add(1)
@@ -125,9 +127,12 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		}
 		return delivered
 	}
-	if d.ring.len()+len(data) > cfg.MaxBufferPerFlow {
-		// The LAN host has not acknowledged enough of what it was given:
-		// refuse the bytes; the sender retransmits them later.
+	if !e.admitIn(f, len(data)) {
+		// The LAN host has not acknowledged enough of what it was given,
+		// or the global budget is spent: refuse the bytes; the sender
+		// retransmits them later. (Reserved here for all the bytes can
+		// become, a frame being gathered or plaintext for the LAN host;
+		// settle returns the rest.)
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}
@@ -174,13 +179,13 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 // that never comes. The frame's last byte is never acknowledged early: it
 // completes the frame, so its segment stays the sender's to retransmit,
 // and a retransmission makes the gateway deliver the whole frame again
-// (redeliver) if the LAN host lost it. It reports whether cAck moved.
+// (redeliver) if the LAN host lost it. It reports whether cAcked moved.
 func (f *Flow) ackPartial() bool {
 	d := &f.dec
-	if len(d.partial) == 0 || !f.lanCaughtUp() || !seqGT(d.cRcv, d.cAck) {
+	if len(d.partial) == 0 || !f.lanCaughtUp() || !seqGT(d.cRcv, d.cAcked) {
 		return false
 	}
-	d.cAck = d.cRcv
+	d.cAcked = d.cRcv
 	return true
 }
 
@@ -254,8 +259,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
-	e.admit(f, len(pt))
-	d.ring.append(pt)
+	d.ring.append(pt) // reserved by receive
 	d.recs.push(r)
 	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
@@ -302,7 +306,7 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pUna, flags, pt[:n], tos, out)
+		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos, out)
 		seq += uint32(n)
 		pt = pt[n:]
 	}
@@ -366,26 +370,13 @@ func (e *Engine) lanAck(f *Flow, ack uint32) {
 		if !seqLEQ(r.pAfter(), d.pAck) {
 			break
 		}
-		d.cAck = seqMax(d.cAck, r.cAfter())
+		d.cAcked = seqMax(d.cAcked, r.cAfter())
 		d.recs.pop()
 	}
 	f.ackPartial()
 	if seqGT(d.pAck, d.ring.seq) {
 		d.ring.trim(seqMin(d.pAck, d.ring.end()))
 	}
-}
-
-func seqMin(a, b uint32) uint32 {
-	if seqLT(a, b) {
-		return a
-	}
-	return b
-}
-
-// ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
-// as a duplicate ACK with SACK when its bytes arrive beyond a hole.
-func (e *Engine) ackWAN(f *Flow, out *Output) {
-	e.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0, out)
 }
 
 // holeReportable reports whether the gateway may tell the WAN peer about a
@@ -413,53 +404,6 @@ func (e *Engine) sackToWAN(f *Flow) []packet.SACKBlock {
 		return nil
 	}
 	return d.ooo.blocks(e.sack[:0], 3)
-}
-
-// toLAN sends a segment from the WAN peer's side of f to the LAN host.
-func (e *Engine) toLAN(f *Flow, seq, ack uint32, flags uint8, payload []byte, tos uint8, out *Output) {
-	e.toLANOpts(f, seq, ack, flags, payload, nil, tos, out)
-}
-
-func (e *Engine) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8, out *Output) {
-	e.toLANOpts(f, f.dec.pRcv, f.enc.pUna, flags, nil, sack, tos, out)
-}
-
-func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
-	ow := &e.ow
-	ow.Reset()
-	if f.tsOK {
-		ow.Timestamp(f.wanTSval, f.wanTSecr)
-	}
-	if f.sackOK && len(sack) > 0 {
-		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
-	}
-	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
-	e.emit(&h, out)
-	if flags&packet.FlagACK != 0 {
-		f.lanSynAcked = true
-	}
-}
-
-// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
-// scaled to P so that it cannot be overrun once 20 bytes of framing are
-// added to each segment, and at most what the gateway can hold of it.
-// Every frame the LAN host sends stays in the flow's ring until the WAN
-// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
-// so a window beyond the flow's buffer would make the gateway drop
-// segments and the LAN host time out. The cap is relative to the
-// acknowledgment the LAN host has, so its right edge never moves back.
-func (e *Engine) winToLAN(f *Flow) uint16 {
-	m := uint64(f.maxFrameData())
-	return e.cappedWindow(f.wanWin, f.wanWS, m, m+tcpcrypt.FrameOverhead)
-}
-
-// cappedWindow is the raw window win (in scale ws) times num/den, at most
-// half the per-flow buffer times num/den, in the same scale.
-func (e *Engine) cappedWindow(win uint16, ws uint8, num, den uint64) uint16 {
-	w := uint64(win) << ws
-	w = min(w, uint64(e.cfg.Load().MaxBufferPerFlow/2)) * num / den
-	return uint16(min(w>>ws, 0xffff))
 }
 
 // authFailed resets the flow after a frame failed authentication (RFC 8548

@@ -19,7 +19,6 @@ package engine
 
 import (
 	"tcpcrypt-gw/crypto/tcpcrypt"
-	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -88,7 +87,7 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 
 // hold keeps LAN plaintext until the keys exist.
 func (e *Engine) hold(f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !e.admit(f, len(data)) {
+	if len(data) > 0 && !e.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	f.enc.held.append(data)
@@ -98,21 +97,26 @@ func (e *Engine) hold(f *Flow, data []byte, fin bool) {
 	}
 }
 
-// flushHeld frames the plaintext held during the key exchange.
-func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) {
+// flushHeld frames the plaintext held during the key exchange. It reports
+// whether it sent a frame (which carries the acknowledgment too).
+func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 	en := &f.enc
 	if en.held.len() == 0 && !en.heldFIN {
-		return
+		return false
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
+	// The held bytes become frames: their reservation passes to them.
+	e.table.Release(len(data))
+	en.reserved -= len(data)
 	// The held data leaves with the marks its segment had, not those of
 	// the segment that completed the key exchange.
 	tos, ecn := e.tosToWAN, e.ecnToWAN
 	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
-	e.frame(cfg, f, data, en.heldFIN, true, out)
+	sent := e.frame(cfg, f, data, en.heldFIN, true, out)
 	e.tosToWAN, e.ecnToWAN = tos, ecn
 	en.held.trim(en.held.end())
 	en.heldFIN = false
+	return sent
 }
 
 // maxFrameData is the most plaintext one frame may carry so that the frame
@@ -144,7 +148,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Ou
 		n := min(len(data), maxData)
 		chunk := data[:n]
 		last := n == len(data)
-		if !e.admit(f, n+tcpcrypt.FrameOverhead) {
+		if !e.admitOut(f, n+tcpcrypt.FrameOverhead) {
 			e.stats.BufferDrops.Add(1)
 			return framed
 		}
@@ -292,8 +296,8 @@ func (e *Engine) pToC(f *Flow, p uint32) uint32 {
 			break
 		}
 	}
-	if seqLT(p, en.pUna) { // keep-alive probes sit just before snd_una
-		return cUna - (en.pUna - p)
+	if seqLT(p, en.pAcked) { // keep-alive probes sit just before snd_una
+		return cUna - (en.pAcked - p)
 	}
 	i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.pStart, p) })
 	if i < en.recs.len() && en.recs.at(i).pStart == p && !en.recs.at(i).init {
@@ -319,7 +323,7 @@ func (e *Engine) wanAck(f *Flow, ack uint32) {
 		if r.init {
 			en.initAcked = true
 		}
-		en.pUna = seqMax(en.pUna, r.pAfter())
+		en.pAcked = seqMax(en.pAcked, r.pAfter())
 		en.recs.pop()
 	}
 	if en.recs.len() > 0 {
@@ -345,34 +349,4 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 		}
 	}
 	return blocks
-}
-
-// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
-// the peer's C bytes can only undershoot) and at most what the gateway can
-// hold of it: delivered plaintext stays in the flow's ring until the LAN
-// host acknowledges it (redelivery on a WAN retransmission).
-func (e *Engine) winToWAN(f *Flow) uint16 { return e.cappedWindow(f.lanWin, f.lanWS, 1, 1) }
-
-// toWAN sends a segment from the LAN host's side of f to the WAN peer, with
-// the current acknowledgment and window of the decrypting direction.
-func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
-	ow := &e.ow
-	ow.Reset()
-	if f.enoPending {
-		ow.Raw(eno.NonSYNOption[:])
-	}
-	if f.tsOK {
-		ow.Timestamp(f.lanTSval, f.lanTSecr)
-	}
-	if f.sackOK && flags&packet.FlagRST == 0 {
-		// SACK blocks only where the segment still fits the path: a full
-		// frame leaves room for the timestamp option alone.
-		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
-	}
-	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAck, Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
-	if flags&packet.FlagACK == 0 {
-		h.Ack = 0
-	}
-	e.emit(&h, out)
 }

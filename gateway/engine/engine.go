@@ -12,10 +12,11 @@
 // The flow of one packet through Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
+//     A GSO super-packet is one segment with a large payload (output.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
-//  3. By the flow's state:
-//     - handshake (handshake.go): add, check and strip TCP-ENO, clamp MSS,
-//     start the key exchange, consume the peer's Init message;
+//  3. By the flow's state (dispatch.go):
+//     - handshake (syn.go, keyexchange.go): add, check and strip TCP-ENO,
+//     clamp MSS, start the key exchange, consume the peer's Init message;
 //     - LAN to WAN (encrypt.go): new plaintext becomes one frame per segment,
 //     a LAN retransmission re-sends the frames first sent, ACKs and SACKs
 //     for WAN data are mapped from P to C;
@@ -23,7 +24,8 @@
 //     are authenticated and delivered as plaintext, ACKs and SACKs for LAN
 //     data are mapped from C to P;
 //     - passthrough: forwarded as it is.
-//  4. Every packet the engine sends is written to the Output batch.
+//  4. Every packet the engine sends is written to the Output batch, runs of
+//     segments of one flow joined into super-packets (output.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
@@ -108,8 +110,11 @@ type Stats struct {
 	ResumeMisses     atomic.Uint64 // role A: offers the peer answered with a full handshake
 	RekeysOut        atomic.Uint64
 	RekeysIn         atomic.Uint64
-	WriteErrors      atomic.Uint64 // packets the TUN device refused
-	IdleReleases     atomic.Uint64 // flows that gave back their AEAD states when they went idle
+	// Evictions counts flows evicted to make room for a new one, by kind
+	// (EvictHalfOpen, ...).
+	Evictions    [NumEvictKinds]atomic.Uint64
+	WriteErrors  atomic.Uint64 // packets the TUN device refused
+	IdleReleases atomic.Uint64 // flows that gave back their AEAD states when they went idle
 	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
 	// peer answered without ENO; DowngradesBlocked those of them reset.
 	DowngradesSuspected atomic.Uint64
@@ -140,11 +145,15 @@ type Engine struct {
 	table *flowtable.Table[*Flow]
 	shard int
 	stats *Stats
+	// Flush, if set, writes and empties an Output that has grown to
+	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
+	Flush func(*Output)
 
 	now       time.Time
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
 	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
+	spare     spares         // an evicted flow's memory, for the next new ones (recycle)
 	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
 	ow        packet.OptionWriter
 	sack      [4]packet.SACKBlock
@@ -293,6 +302,10 @@ func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
 		d = cfg.HandshakeTimeout
 	case StateClosed, StateReset:
 		d = cfg.ClosingTimeout
+	case StatePassthrough:
+		if !f.established { // half-open (trackOpen)
+			d = cfg.HandshakeTimeout
+		}
 	}
 	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
 		d = cfg.ClosingTimeout
@@ -306,6 +319,7 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	cfg := e.cfg.Load()
 	kept := e.pending[:0]
 	for _, f := range e.pending {
+		e.spill(out)
 		en := &f.enc
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
@@ -380,6 +394,7 @@ func (e *Engine) ResetAll(now time.Time, out *Output) {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"
 			e.abort(en.Value, out)
+			e.spill(out)
 		}
 		return true
 	})

@@ -149,6 +149,11 @@ type pair struct {
 	a, b           *gw
 	client, server *host
 	now            time.Time
+	// held, if set, is sent by the client right after its ACK of the
+	// SYN-ACK, before the keys exist (handshake); initAck is what gateway
+	// A sent after Init2.
+	held    []byte
+	initAck []byte
 }
 
 func newPair(t *testing.T) *pair {
@@ -198,6 +203,11 @@ func (c *pair) handshake() {
 	c.client.ack = p.Seq + 1
 	ack := c.client.seg(packet.FlagACK, nil, nil)
 	init1 := one(t, c.a.process(ack, c.now))
+	if c.held != nil {
+		if held := c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, c.held, nil), c.now); len(held) != 0 {
+			t.Fatalf("data before the keys: %d packets sent", len(held))
+		}
+	}
 	p, o = mustParse(t, init1)
 	if o.ENO == nil || len(o.ENO) != 2 || len(p.Payload()) == 0 {
 		t.Fatalf("Init1 segment: ENO %x payload %d", o.ENO, len(p.Payload()))
@@ -235,6 +245,15 @@ func (c *pair) handshake() {
 	if ap.Dst != serverAddr.Addr() || ap.Ack != c.server.seq+uint32(len(ip.Payload())) {
 		t.Fatalf("A's ACK of Init2: dst %v ack %d", ap.Dst, ap.Ack)
 	}
+	want := 0 // a pure ACK, or the held data's frame, which acknowledges Init2 too
+	if c.held != nil {
+		want = len(c.held) + tcpcrypt.FrameOverhead
+		c.client.seq += uint32(len(c.held))
+	}
+	if len(ap.Payload()) != want {
+		t.Fatalf("A's only packet after Init2 carries %d bytes, want %d", len(ap.Payload()), want)
+	}
+	c.initAck = outs[0]
 	fa, fb := c.a.flow(t), c.b.flow(t)
 	if fa.State != StateEncrypted || fb.State != StateEncrypted {
 		t.Fatalf("states %v %v", fa.State, fb.State)
@@ -504,5 +523,37 @@ func TestResetAllAtShutdown(t *testing.T) {
 	}
 	if !toClient || !toWAN || c.a.flow(t).State != StateReset {
 		t.Fatalf("RST to client %v, to WAN %v, state %v", toClient, toWAN, c.a.flow(t).State)
+	}
+}
+
+// TestResetAllSpillsItsOutput: a shutdown with many encrypted flows hands
+// its output to Engine.Flush every SpillAt packets instead of holding two
+// RSTs per flow at once, and still resets every flow.
+func TestResetAllSpillsItsOutput(t *testing.T) {
+	c := newPair(t)
+	const flows = 300 // 600 RSTs: more than two spills
+	for i := 0; i < flows; i++ {
+		c.client = &host{addr: netip.AddrPortFrom(clientAddr.Addr(), uint16(20000+i)), peer: serverAddr, seq: 1000}
+		c.server = &host{addr: serverAddr, peer: c.client.addr, seq: 5000}
+		c.a.client, c.b.client = c.client.addr, c.client.addr
+		c.handshake()
+	}
+	rsts, spills, most := 0, 0, 0
+	count := func(o *Output) {
+		most = max(most, o.N)
+		for _, b := range o.Packets() {
+			if p, _ := mustParse(t, b[o.Offset:]); p.Flags&packet.FlagRST != 0 {
+				rsts++
+			}
+		}
+		o.Reset()
+	}
+	c.a.e.Flush = func(o *Output) { spills++; count(o) }
+	c.a.table.LockShard(0)
+	c.a.e.ResetAll(c.now, &c.a.out)
+	c.a.table.UnlockShard(0)
+	count(&c.a.out)
+	if rsts != 2*flows || spills < 2 || most > SpillAt {
+		t.Fatalf("%d RSTs for %d flows, %d spills, at most %d packets held (SpillAt %d)", rsts, flows, spills, most, SpillAt)
 	}
 }

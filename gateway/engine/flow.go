@@ -58,12 +58,15 @@ func (s State) String() string {
 
 // Flow is one TCP connection between a LAN host and a WAN host.
 type Flow struct {
-	Role   Role
-	State  State
-	Reason string // why the flow is plain or was reset
-	V6     bool
-	LAN    netip.AddrPort
-	WAN    netip.AddrPort
+	Role        Role
+	State       State
+	V6          bool
+	synAckSeen  bool   // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
+	established bool   // the opener acknowledged that SYN-ACK: the three-way handshake is complete
+	Downgrade   bool   // a remembered tcpcrypt peer answered without ENO (refuse.go)
+	Reason      string // why the flow is plain or was reset
+	LAN         netip.AddrPort
+	WAN         netip.AddrPort
 
 	// *handshake holds what only the handshake needs; it is dropped once
 	// the flow is encrypted (Engine.settle), so an established flow is
@@ -71,34 +74,51 @@ type Flow struct {
 	*handshake
 
 	lanISN, wanISN uint32
-	tep            tcpcrypt.TEP
-	aead           tcpcrypt.AEADID
-	sessionID      []byte
-	peerMSS        int // largest C payload the WAN peer accepts
-	lanMSS         int // largest P payload the LAN host accepts
-	sackOK, tsOK   bool
-	enoPending     bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.6)
-	lanTSval       uint32 // last timestamp option values seen from each side (RFC 7323)
-	lanTSecr       uint32
-	wanTSval       uint32
-	wanTSecr       uint32
-	lanWin         uint16   // last raw window from the LAN host
-	wanWin         uint16   // last raw window from the WAN peer
-	lanWS          uint8    // the LAN host's window scale, when both sides use it
-	wanWS          uint8    // the WAN peer's window scale, when both sides use it
-	originalRole   eno.Role // our role in the session that produced ss[0]: picks our traffic keys
-	Resumed        bool     // the session started from a cached secret, no Init messages
-	appAware       bool     // we send a = 1 (RFC 8547 §4.2)
-	appMandatory   bool     // and require a = 1 from the peer
-	PeerAppAware   bool     // the peer's SYN or SYN-ACK had a = 1
-	Downgrade      bool     // a remembered tcpcrypt peer answered without ENO (refuse.go)
-	accounted      int      // bytes this flow holds against the global budget
-	lanSynAcked    bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
 
-	enc encState
-	dec decState
+	// *connParams is what the gateway learns of the two endpoints and
+	// negotiates for them. A plain flow opened from the WAN, what a SYN
+	// flood creates, does without it (newInbound).
+	*connParams
+
+	// *streams is the data state of both directions. It exists from the
+	// start of the key exchange (initDirections) on: a half-open or plain
+	// flow, what a SYN flood creates, does without it.
+	*streams
 
 	Stats FlowStats
+}
+
+// connParams are the TCP parameters of the two endpoints and what was
+// negotiated with the peer: what a flow needs to rewrite its packets,
+// besides the data state of its streams.
+type connParams struct {
+	tep          tcpcrypt.TEP
+	aead         tcpcrypt.AEADID
+	sessionID    []byte
+	peerMSS      int // largest C payload the WAN peer accepts
+	lanMSS       int // largest P payload the LAN host accepts
+	sackOK, tsOK bool
+	enoPending   bool   // role A: keep sending the non-SYN ENO option (RFC 8547 §4.6)
+	lanTSval     uint32 // last timestamp option values seen from each side (RFC 7323)
+	lanTSecr     uint32
+	wanTSval     uint32
+	wanTSecr     uint32
+	lanWin       uint16   // last raw window from the LAN host
+	wanWin       uint16   // last raw window from the WAN peer
+	lanWS        uint8    // the LAN host's window scale, when both sides use it
+	wanWS        uint8    // the WAN peer's window scale, when both sides use it
+	originalRole eno.Role // our role in the session that produced ss[0]: picks our traffic keys
+	Resumed      bool     // the session started from a cached secret, no Init messages
+	appAware     bool     // we send a = 1 (RFC 8547 §4.2)
+	appMandatory bool     // and require a = 1 from the peer
+	PeerAppAware bool     // the peer's SYN or SYN-ACK had a = 1
+	lanSynAcked  bool     // the LAN host has been sent an ACK (role B: of its SYN-ACK)
+}
+
+// streams is what a flow needs to rewrite data in both directions.
+type streams struct {
+	enc encState
+	dec decState
 }
 
 // handshake is the part of a Flow that only the ENO handshake and the key
@@ -136,7 +156,7 @@ type encState struct {
 	pNxt          uint32 // next P byte expected from the LAN host
 	cNxt          uint32 // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
-	pUna          uint32 // P acknowledgment given to the LAN host (end of the last whole frame acknowledged)
+	pAcked        uint32 // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
 	sealer        *tcpcrypt.Sealer
 	sinceRekey    int64
 	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey
@@ -148,6 +168,8 @@ type encState struct {
 	retxAt    time.Time // next re-send of our own bytes (Init, empty rekey frames); zero: none due
 	rto       time.Duration
 	finSent   bool
+
+	reserved int // bytes reserved for this direction (budget.go)
 }
 
 // decState is the WAN-to-LAN direction: ciphertext in, plaintext out.
@@ -162,13 +184,15 @@ type decState struct {
 	recs    recRing  // frames delivered, not yet acknowledged by the LAN host
 	pRcv    uint32   // next P byte to deliver
 	pAck    uint32   // highest acknowledgment from the LAN host
-	cAck    uint32   // C acknowledgment given to the WAN peer
+	cAcked  uint32   // the acknowledgment given to this direction's sender, the WAN peer, in C: the end of the last frame the LAN host acknowledged whole (enc.pAcked is its counterpart)
 	opener  *tcpcrypt.Opener
 
 	finFrame     bool   // a frame with the FIN flag was authenticated
 	finC         uint32 // C sequence of the TCP FIN that must follow it
 	finDelivered bool
 	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
+
+	reserved int // bytes reserved for this direction (budget.go)
 }
 
 // rewrites reports whether the engine rewrites this flow's packets (rather
@@ -183,6 +207,10 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	if n > 0 {
 		t.Release(n)
 	}
+	if f.streams == nil {
+		return
+	}
+	f.enc.reserved, f.dec.reserved = 0, 0
 	f.enc.ring.free()
 	f.enc.held.free()
 	f.dec.ring.free()
@@ -190,10 +218,19 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	f.dec.recs.free()
 	f.dec.partial = nil
 	f.dec.ooo.clear()
-	f.accounted = 0
 }
 
-func (f *Flow) buffered() int { return f.accounted }
+// buffered is what f has reserved against the budget (budget.go).
+func (f *Flow) buffered() int {
+	if f.streams == nil {
+		return 0
+	}
+	return f.enc.reserved + f.dec.reserved
+}
+
+// Encrypted reports whether the flow's keys were established; it stays so
+// after the flow closes. Call with the shard lock held.
+func (f *Flow) Encrypted() bool { return f.connParams != nil && f.sessionID != nil }
 
 // Info is a snapshot of a flow for monitoring. It holds no secret.
 type Info struct {
@@ -231,9 +268,12 @@ type SeqInfo struct {
 // Snapshot describes f. Call with the shard lock held.
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
-	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.sessionID != nil,
-		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Resumed: f.Resumed, PeerAppAware: f.PeerAppAware,
-		Downgrade: f.Downgrade}
+	in := Info{Role: f.Role.String(), State: f.State.String(), Encrypted: f.Encrypted(),
+		Reason: f.Reason, LAN: f.LAN, WAN: f.WAN, Stats: f.Stats, Downgrade: f.Downgrade}
+	if f.connParams == nil {
+		return in
+	}
+	in.Resumed, in.PeerAppAware = f.Resumed, f.PeerAppAware
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}
@@ -243,13 +283,13 @@ func (f *Flow) Snapshot() Info {
 	if f.sessionID != nil {
 		in.SessionID = append([]byte(nil), f.sessionID...)
 	}
-	if f.sessionID != nil {
+	if f.sessionID != nil && f.streams != nil {
 		l, w := f.lanISN, f.wanISN
-		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pUna - l,
+		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pAcked - l,
 			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),
-			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAck - w, DecPAck: f.dec.pAck - w,
+			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAcked - w, DecPAck: f.dec.pAck - w,
 			DecFrames: f.dec.recs.len(), DecRing: f.dec.ring.len(), DecPartial: len(f.dec.partial),
-			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.accounted}
+			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.buffered()}
 	}
 	return in
 }

@@ -165,13 +165,13 @@ func (r *fuzzRun) step(in *fuzzInput) {
 	case opHostACK:
 		which := in.byte()
 		if which&1 != 0 {
-			if fl := r.flowOf(r.a); fl != nil && fl.dec.keyed {
+			if fl := r.flowOf(r.a); fl != nil && fl.streams != nil && fl.dec.keyed {
 				r.client.ack = fl.dec.pRcv
 			}
 			r.send(r.a, r.client.seg(packet.FlagACK, nil, nil))
 		}
 		if which&2 != 0 {
-			if fl := r.flowOf(r.b); fl != nil && fl.dec.keyed {
+			if fl := r.flowOf(r.b); fl != nil && fl.streams != nil && fl.dec.keyed {
 				r.server.ack = fl.dec.pRcv
 			}
 			r.send(r.b, r.server.seg(packet.FlagACK, nil, nil))
@@ -213,7 +213,7 @@ func (r *fuzzRun) segment(in *fuzzInput) {
 	}
 	var seq, ack uint32
 	switch fl := r.flowOf(g); {
-	case fl == nil || fl.dec.opener == nil && fl.enc.sealer == nil:
+	case fl == nil || fl.streams == nil || fl.dec.opener == nil && fl.enc.sealer == nil:
 		seq, ack = r.client.seq, r.client.ack
 		if src == serverAddr {
 			seq, ack = r.server.seq, r.server.ack
@@ -305,20 +305,25 @@ func (r *fuzzRun) deliver(dir, idx int, how byte, pos int) {
 	}
 }
 
-// check: no flow reserves more than the per-flow limit, none holds more
-// than its two directions' limits plus a frame being gathered, and the
-// global budget is the sum of the flows' reservations. (Each direction is
-// bounded on its own: the decrypting side must never wait for the
-// encrypting side's acknowledgments, or two gateways under duplex load
-// would wait for each other.)
+// check states the memory model of budget.go: for each direction of each
+// flow, what it holds (the Init messages aside, which are bounded on their
+// own) is within what it reserved, and that within the direction's limit
+// (half the per-flow limit; a lone frame being gathered may take up to a
+// whole frame); the global budget in use is the sum of all reservations.
+// (Each direction is bounded on its own: the decrypting side must never
+// wait for the encrypting side's acknowledgments, or two gateways under
+// duplex load would wait for each other.)
 func (r *fuzzRun) check() {
 	for _, g := range []*gw{r.a, r.b} {
 		total := 0
 		g.table.Range(0, func(en *flowtable.Entry[*Flow]) bool {
 			fl := en.Value
-			// The Init messages (ours until acknowledged, the peer's as it
-			// arrives) are protocol state of bounded size, outside the
-			// per-flow data limit.
+			if fl.streams == nil {
+				if fl.buffered() != 0 {
+					r.t.Fatalf("flow %v %v without streams reserves %d bytes", fl.State, fl.Role, fl.buffered())
+				}
+				return true
+			}
 			initBytes := len(fl.dec.initBuf)
 			if fl.enc.recs.len() > 0 && fl.enc.recs.first().init {
 				initBytes += fl.enc.initLen
@@ -326,16 +331,20 @@ func (r *fuzzRun) check() {
 			if initBytes > maxInitBytes {
 				r.t.Fatalf("flow %v %v: %d bytes of Init messages", fl.State, fl.Role, initBytes)
 			}
-			if h := fl.held() - initBytes; h > 2*fuzzFlowMax+maxFrame || fl.accounted > fuzzFlowMax || fl.accounted < 0 {
-				r.t.Fatalf("flow %v %v: holds %d bytes (enc ring %d held %d, dec ring %d partial %d init %d ooo %d), accounted %d, limit %d",
-					fl.State, fl.Role, h, fl.enc.ring.len(), fl.enc.held.len(), fl.dec.ring.len(), len(fl.dec.partial), len(fl.dec.initBuf), fl.dec.ooo.bytes,
-					fl.accounted, fuzzFlowMax)
+			const limit = fuzzFlowMax / 2
+			if h, res := fl.heldOut(), fl.enc.reserved; h > res || res > limit || res < 0 {
+				r.t.Fatalf("flow %v %v, LAN to WAN: holds %d bytes (ring %d, held %d), reserved %d, limit %d",
+					fl.State, fl.Role, h, fl.enc.ring.len(), fl.enc.held.len(), res, limit)
 			}
-			total += fl.accounted
+			if h, res := fl.heldIn(), fl.dec.reserved; h > res || res > max(limit, maxFrameLen) || res < 0 {
+				r.t.Fatalf("flow %v %v, WAN to LAN: holds %d bytes (ring %d, partial %d, ooo %d), reserved %d, limit %d",
+					fl.State, fl.Role, h, fl.dec.ring.len(), len(fl.dec.partial), fl.dec.ooo.bytes, res, limit)
+			}
+			total += fl.buffered()
 			return true
 		})
 		if used := g.table.BytesInUse(); used != int64(total) {
-			r.t.Fatalf("global budget %d bytes in use, flows account for %d", used, total)
+			r.t.Fatalf("global budget %d bytes in use, flows reserve %d", used, total)
 		}
 	}
 }

@@ -33,13 +33,28 @@ type Output struct {
 // reads (an IPv4 super-packet; an IPv6 one may have 40 bytes more).
 const MaxPacket = 65535
 
-// next returns room for one more packet.
-func (o *Output) next() []byte {
+// Output buffers are sized by their use: a packet that may grow into a
+// super-packet gets room for one, anything else (ACKs, SYNs, RSTs) a small
+// buffer. A slot keeps its buffer for the next batch and grows when a
+// bigger packet needs it.
+const smallPacketBuf = 2048
+
+// SpillAt is how many packets a batch holds before the engine hands it to
+// Engine.Flush in the middle of a long loop (ResetAll, Tick): the output of
+// a shutdown with 100,000 flows must not be held at once.
+const SpillAt = 256
+
+// next returns room for one more packet of up to n bytes.
+func (o *Output) next(n int) []byte {
 	if o.N == len(o.Bufs) {
-		o.Bufs = append(o.Bufs, make([]byte, o.Offset+MaxPacket+40))
+		o.Bufs = append(o.Bufs, nil)
 		o.Meta = append(o.Meta, packet.Offload{})
 	}
 	b := o.Bufs[o.N]
+	if cap(b) < o.Offset+n {
+		b = make([]byte, o.Offset+max(n, smallPacketBuf))
+		o.Bufs[o.N] = b
+	}
 	return b[o.Offset:cap(b)]
 }
 
@@ -77,7 +92,7 @@ func (e *Engine) forward(b []byte, out *Output) {
 		e.stats.Malformed.Add(1)
 		return
 	}
-	dst := out.next()
+	dst := out.next(len(b))
 	out.commit(copy(dst, b), e.rxOffload)
 	out.co.Reset()
 	e.stats.PacketsOut.Add(e.rxSegs)
@@ -94,19 +109,30 @@ func (e *Engine) emit(h *packet.Header, out *Output) {
 	}
 	e.stats.PacketsOut.Add(1)
 	if !out.Offload {
-		out.commit(len(packet.Build(out.next(), h)), packet.Offload{})
+		out.commit(len(packet.Build(out.next(h.Len()), h)), packet.Offload{})
 		return
 	}
 	h.PartialChecksum = true
 	if out.N > 0 {
-		last := out.Bufs[out.N-1][out.Offset:]
-		if grown, meta, ok := out.co.Append(last, h, MaxPacket); ok {
-			out.Bufs[out.N-1] = out.Bufs[out.N-1][:out.Offset+len(grown)]
+		last := out.Bufs[out.N-1]
+		if grown, meta, ok := out.co.Append(last[out.Offset:], h, min(MaxPacket, cap(last)-out.Offset)); ok {
+			out.Bufs[out.N-1] = last[:out.Offset+len(grown)]
 			out.Meta[out.N-1] = meta
 			return
 		}
 	}
-	pkt := packet.Build(out.next(), h)
+	n := h.Len()
+	if packet.MayCoalesce(h) {
+		n = MaxPacket
+	}
+	pkt := packet.Build(out.next(n), h)
 	out.commit(len(pkt), packet.OffloadOf(pkt))
 	out.co.Start(pkt, h)
+}
+
+// spill hands out to e.Flush once it holds SpillAt packets (long loops).
+func (e *Engine) spill(out *Output) {
+	if out.N >= SpillAt && e.Flush != nil {
+		e.Flush(out)
+	}
 }

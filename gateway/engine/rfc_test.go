@@ -248,7 +248,7 @@ func TestLargeFrameIsAcknowledgedAsItArrives(t *testing.T) {
 	start := fb.enc.cNxt
 	seg := func(from, to int) []byte {
 		h := packet.Header{Src: serverAddr.Addr(), Dst: c.client.addr.Addr(), SrcPort: serverAddr.Port(), DstPort: c.client.addr.Port(),
-			Seq: start + uint32(from), Ack: fb.dec.cAck, Flags: packet.FlagACK, Window: 5000, TTL: 64, Payload: frame[from:to]}
+			Seq: start + uint32(from), Ack: fb.dec.cAcked, Flags: packet.FlagACK, Window: 5000, TTL: 64, Payload: frame[from:to]}
 		return packet.Build(make([]byte, h.Len()), &h)
 	}
 	for _, end := range []int{1400, 2800} {

@@ -234,3 +234,10 @@ func (q *recRing) search(pred func(*frameRec) bool) int {
 	}
 	return lo
 }
+
+func seqMin(a, b uint32) uint32 {
+	if seqLT(a, b) {
+		return a
+	}
+	return b
+}

@@ -182,3 +182,27 @@ func TestEmptyFINFrameIsOneSegment(t *testing.T) {
 		t.Fatalf("server got flags %#x, %d bytes at %d, want the FIN at %d", gp.Flags, len(gp.Payload()), gp.Seq, c.client.seq)
 	}
 }
+
+// TestInitAcknowledgedWithoutExtraPackets: data the client sent during the
+// key exchange leaves in one frame that also acknowledges Init2 (no pure
+// ACK besides), and gateway B does not pass the ACK of its own Init2 to
+// the server, which never sent those bytes.
+func TestInitAcknowledgedWithoutExtraPackets(t *testing.T) {
+	c := newPair(t)
+	c.held = []byte("early data")
+	c.handshake() // checks A's single packet after Init2
+	got := c.b.process(c.initAck, c.now)
+	if len(got) != 1 {
+		t.Fatalf("B sent %d packets for the frame", len(got))
+	}
+	if gp, _ := mustParse(t, got[0]); string(gp.Payload()) != "early data" {
+		t.Fatalf("server got %q", gp.Payload())
+	}
+
+	c = newPair(t)
+	c.handshake()
+	if got := c.b.process(c.initAck, c.now); len(got) != 0 {
+		gp, _ := mustParse(t, got[0])
+		t.Fatalf("B passed the ACK of its Init2 on: %d packets, the first to %v ack %d", len(got), gp.Dst, gp.Ack)
+	}
+}

@@ -5,8 +5,6 @@
 package monitor
 
 import (
-	"bytes"
-	"cmp"
 	"encoding/hex"
 	"net/http"
 	"slices"
@@ -22,6 +20,9 @@ import (
 const (
 	DefaultLimit = 1000
 	MaxLimit     = 10000
+	// MaxOffset bounds offset=: a page costs 16 bytes per flow skipped, so
+	// deep pages are asked for with the after= cursor instead.
+	MaxOffset    = 65536
 	maxHostQuery = 64 // longer than any address:port
 )
 
@@ -59,10 +60,14 @@ type FlowJSON struct {
 
 // FlowListJSON is the body of /api/flows.
 type FlowListJSON struct {
-	Total  int        `json:"total"` // flows matching the filters, before pagination
-	Offset int        `json:"offset"`
-	Limit  int        `json:"limit"`
-	Flows  []FlowJSON `json:"flows"`
+	Total  int    `json:"total"` // flows matching the filters, before pagination
+	After  uint64 `json:"after"` // the cursor given (0: from the start)
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+	// Next is the cursor of the next page (pass it as after=) when more
+	// matching flows follow this page, else 0.
+	Next  uint64     `json:"next"`
+	Flows []FlowJSON `json:"flows"`
 }
 
 // StatsJSON is the body of /api/stats. Counters (…_total in /metrics) count
@@ -91,6 +96,13 @@ type StatsJSON struct {
 	PacketsOut       uint64 `json:"packets_out"`
 	RekeysOut        uint64 `json:"rekeys_out"`
 	RekeysIn         uint64 `json:"rekeys_in"`
+	// Flows evicted to make room for new ones when the table was full,
+	// by kind (engine.EvictHalfOpen, ...).
+	EvictedHalfOpen    uint64 `json:"evicted_half_open"`
+	EvictedIdlePlain   uint64 `json:"evicted_idle_plain"`
+	EvictedHalfOpenLAN uint64 `json:"evicted_half_open_lan"`
+	InboundFlows       int    `json:"inbound_flows"`     // flows opened from the WAN, now
+	InboundFlowsMax    int    `json:"inbound_flows_max"` // their share of flows_max; the rest is kept for the LAN
 
 	DowngradesSuspected uint64 `json:"downgrades_suspected"`
 	DowngradesBlocked   uint64 `json:"downgrades_blocked"`
@@ -125,37 +137,6 @@ type flowRow struct {
 	id                  uint64
 	created, lastActive time.Time
 	info                engine.Info
-}
-
-// rows copies every flow, sorted by ID. The rows themselves are large, so
-// pointers are sorted rather than the rows.
-func (s *Source) rows() []*flowRow {
-	all := make([]flowRow, 0, s.Table.Len()+16)
-	for i := 0; i < s.Shards; i++ {
-		s.Table.LockShard(i)
-		s.Table.Range(i, func(en *flowtable.Entry[*engine.Flow]) bool {
-			all = append(all, flowRow{id: en.ID, created: en.Created, lastActive: en.LastActive, info: en.Value.Snapshot()})
-			return true
-		})
-		s.Table.UnlockShard(i)
-	}
-	res := make([]*flowRow, len(all))
-	for i := range all {
-		res[i] = &all[i]
-	}
-	slices.SortFunc(res, func(a, b *flowRow) int { return cmp.Compare(a.id, b.id) })
-	return res
-}
-
-// Snapshot copies every flow, sorted by ID.
-func (s *Source) Snapshot() []FlowJSON {
-	rows := s.rows()
-	res := make([]FlowJSON, len(rows))
-	now := time.Now()
-	for i := range rows {
-		res[i] = rows[i].json(now)
-	}
-	return res
 }
 
 func (r *flowRow) json(now time.Time) FlowJSON {
@@ -219,6 +200,8 @@ func (s *Source) StatsNow() StatsJSON {
 		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
 		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
+		EvictedHalfOpen: st.Evictions[engine.EvictHalfOpen].Load(), EvictedIdlePlain: st.Evictions[engine.EvictIdlePlain].Load(), EvictedHalfOpenLAN: st.Evictions[engine.EvictHalfOpenLAN].Load(),
+		InboundFlows: s.Table.InboundLen(), InboundFlowsMax: s.Table.MaxInbound(),
 		DowngradesSuspected: st.DowngradesSuspected.Load(), DowngradesBlocked: st.DowngradesBlocked.Load(),
 		RequiredResets: st.RequiredResets.Load(),
 		BufferedBytes:  s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
@@ -239,6 +222,7 @@ func (s *Source) serveStats(w http.ResponseWriter, r *http.Request) {
 // flowFilter is the parsed query of /api/flows.
 type flowFilter struct {
 	limit, offset int
+	after         uint64 // only flows with a larger ID
 	encrypted     string // "", "true" or "false"
 	state, host   string
 }
@@ -253,8 +237,13 @@ func parseFlowFilter(r *http.Request) (flowFilter, string) {
 		}
 	}
 	if v := q.Get("offset"); v != "" {
-		if f.offset, err = strconv.Atoi(v); err != nil || f.offset < 0 {
-			return f, "offset must be a non-negative integer"
+		if f.offset, err = strconv.Atoi(v); err != nil || f.offset < 0 || f.offset > MaxOffset {
+			return f, "offset must be an integer from 0 to " + strconv.Itoa(MaxOffset) + " (page with after= beyond that)"
+		}
+	}
+	if v := q.Get("after"); v != "" {
+		if f.after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return f, "after must be a flow id (a non-negative integer)"
 		}
 	}
 	f.encrypted = q.Get("encrypted")
@@ -270,43 +259,6 @@ func parseFlowFilter(r *http.Request) (flowFilter, string) {
 		return f, "host must be at most " + strconv.Itoa(maxHostQuery) + " characters"
 	}
 	return f, ""
-}
-
-func (f *flowFilter) match(r *flowRow, scratch []byte) bool {
-	in := &r.info
-	if f.encrypted != "" && strconv.FormatBool(in.Encrypted) != f.encrypted || f.state != "" && in.State != f.state {
-		return false
-	}
-	if f.host == "" {
-		return true
-	}
-	// Formatted into scratch: no allocation per flow.
-	return bytes.Contains(in.LAN.AppendTo(scratch[:0]), []byte(f.host)) ||
-		bytes.Contains(in.WAN.AppendTo(scratch[:0]), []byte(f.host))
-}
-
-func (s *Source) serveFlows(w http.ResponseWriter, r *http.Request) {
-	filter, problem := parseFlowFilter(r)
-	if problem != "" {
-		httpError(w, http.StatusBadRequest, problem)
-		return
-	}
-	all := s.rows()
-	var scratch [64]byte
-	matched := all[:0]
-	for i := range all {
-		if filter.match(all[i], scratch[:]) {
-			matched = append(matched, all[i])
-		}
-	}
-	total := len(matched)
-	page := matched[min(filter.offset, total):min(filter.offset+filter.limit, total)]
-	flows := make([]FlowJSON, len(page))
-	now := time.Now()
-	for i := range page {
-		flows[i] = page[i].json(now)
-	}
-	writeJSON(w, FlowListJSON{Total: total, Offset: filter.offset, Limit: filter.limit, Flows: flows})
 }
 
 func (s *Source) serveFlow(w http.ResponseWriter, r *http.Request) {

@@ -85,7 +85,7 @@ func TestBadRequests(t *testing.T) {
 	c := newPair(t)
 	c.connect(netip.MustParseAddrPort("10.0.1.2:40000"), nil)
 	h := Handler(c.a.src, "")
-	for _, q := range []string{"limit=0", "limit=abc", "limit=10001", "limit=-5", "offset=-1", "offset=x",
+	for _, q := range []string{"limit=0", "limit=abc", "limit=10001", "limit=-5", "offset=-1", "offset=x", "offset=65537", "after=x", "after=-1",
 		"encrypted=yes", "encrypted=1", "state=bogus", "state=ENCRYPTED", "host=" + strings.Repeat("1", 65)} {
 		wantError(t, get(t, h, http.MethodGet, "/api/flows?"+q, ""), http.StatusBadRequest, q)
 	}

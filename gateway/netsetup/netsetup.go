@@ -76,6 +76,10 @@ const (
 	addrGenModeNone = 1 // IN6_ADDR_GEN_MODE_NONE (linux/if_link.h)
 )
 
+// TUNTxQueueLen is the queue length of the TUN device (packets the kernel
+// holds for the gateway to read).
+const TUNTxQueueLen = 1000
+
 // Setup records what Apply added, so that Close removes exactly that.
 type Setup struct {
 	Device tun.Device // the TUN device; Close closes it
@@ -136,6 +140,16 @@ func Apply(p Params) (*Setup, error) {
 	if link.Attrs().MTU != p.MTU {
 		if err := h.nl.LinkSetMTU(link, p.MTU); err != nil {
 			return fail(fmt.Sprintf("step 2 (set MTU %d on %q)", p.MTU, p.TUN), err)
+		}
+	}
+	// A queue of TUNTxQueueLen packets in front of the gateway (the TUN
+	// device's own default is 500): a burst, a SYN flood for one, then
+	// costs fewer dropped packets of other connections, whose TCP repairs
+	// a lost SYN only by a timeout of a second. A queued GSO super-packet
+	// counts as one.
+	if link.Attrs().TxQLen < TUNTxQueueLen {
+		if err := h.nl.LinkSetTxQLen(link, TUNTxQueueLen); err != nil {
+			return fail(fmt.Sprintf("step 2 (queue length %d on %q)", TUNTxQueueLen, p.TUN), err)
 		}
 	}
 	// No IPv6 link-local address: the TUN needs none for forwarding, and

@@ -197,6 +197,9 @@ func TestApplyClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if link.Attrs().TxQLen != TUNTxQueueLen {
+			t.Errorf("TUN queue length %d, want %d", link.Attrs().TxQLen, TUNTxQueueLen)
+		}
 		if link.Type() != "tuntap" || link.Attrs().MTU != p.MTU || link.Attrs().Flags&net.FlagUp == 0 || link.Attrs().Index != s.Index {
 			t.Errorf("TUN: type %s, MTU %d, flags %v, index %d (Setup says %d)", link.Type(), link.Attrs().MTU, link.Attrs().Flags, link.Attrs().Index, s.Index)
 		}

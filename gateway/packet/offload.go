@@ -152,11 +152,17 @@ func (c *Coalescer) Append(pkt []byte, h *Header, max int) (grown []byte, o Offl
 	return grown, o, true
 }
 
+// MayCoalesce reports whether later segments may join a packet built from
+// h (Coalescer.Start).
+func MayCoalesce(h *Header) bool {
+	return len(h.Payload) > 0 && h.Flags&(FlagSYN|FlagRST|FlagURG|FlagCWR|FlagPSH|FlagFIN) == 0 && h.Urgent == 0 &&
+		len(h.Options) <= MaxTCPOption
+}
+
 // Start opens a super-packet with pkt, which Build just wrote from h, if
 // later segments may join it.
 func (c *Coalescer) Start(pkt []byte, h *Header) {
-	c.open = len(h.Payload) > 0 && h.Flags&(FlagSYN|FlagRST|FlagURG|FlagCWR|FlagPSH|FlagFIN) == 0 && h.Urgent == 0 &&
-		len(h.Options) <= MaxTCPOption
+	c.open = MayCoalesce(h)
 	if !c.open {
 		return
 	}

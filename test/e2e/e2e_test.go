@@ -403,14 +403,7 @@ func runConcurrent(t *testing.T, l net.Listener, from *netns.NS, addr string, n 
 // TestRandomLoss is case f: 2% random loss on the wan, both directions.
 func TestRandomLoss(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	rules := `table inet tcgwloss {
-  chain forward_loss { type filter hook forward priority 0; policy accept;
-    meta l4proto tcp numgen random mod 100 < 2 drop
-  }
-}`
-	if out, err := e.topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	lossRules(t, e.topo.Wan, 2)
 	addr := fmt.Sprintf("%s:9004", e.topo.ServerAddr4)
 	l := listen(t, e.topo.Server, "0.0.0.0:9004")
 	transfer(t, l, e.topo.Client, addr, 16<<20, 16<<20, 40)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/gateway/packet"
+	"tcpcrypt-gw/test/netns"
 )
 
 const (
@@ -77,7 +78,8 @@ func TestSYNFlood(t *testing.T) {
 	}()
 	progressAtStart := long.received()
 	start := time.Now()
-	sent, sendErrs := synFlood(t, e, netip.AddrPortFrom(e.topo.ServerAddr4, floodPort), floodSYNs, time.Minute)
+	fromClient := func(*rand.Rand) netip.Addr { return e.topo.ClientAddr4 }
+	sent, sendErrs := synFlood(t, e.topo.Client, fromClient, netip.AddrPortFrom(e.topo.ServerAddr4, floodPort), floodSYNs, time.Minute)
 	floodTime := time.Since(start)
 	close(stopWatch)
 	<-watched
@@ -138,13 +140,13 @@ func TestSYNFlood(t *testing.T) {
 	}
 }
 
-// synFlood sends n SYNs from the client's address and random ports to dst
-// through a raw socket in the client namespace, within limit. It returns
-// how many were sent and how many sends failed (a full socket buffer).
-func synFlood(t *testing.T, e *env, dst netip.AddrPort, n int, limit time.Duration) (sent, failed int) {
+// synFlood sends n SYNs from the addresses src picks and random ports to
+// dst through a raw socket in namespace ns, within limit. It returns how
+// many were sent and how many sends failed (a full socket buffer).
+func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst netip.AddrPort, n int, limit time.Duration) (sent, failed int) {
 	t.Helper()
 	var fd int
-	err := e.topo.Client.Do(func() (err error) {
+	err := ns.Do(func() (err error) {
 		fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
 		return err
 	})
@@ -156,11 +158,12 @@ func synFlood(t *testing.T, e *env, dst netip.AddrPort, n int, limit time.Durati
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 99))
 	// The options of a Linux SYN: MSS, SACK permitted, timestamps, window scale.
 	opts := []byte{packet.OptMSS, 4, 0x05, 0xb4, packet.OptSACKPerm, 2, packet.OptTimestamp, 10, 0, 0, 0, 1, 0, 0, 0, 0, packet.OptNOP, packet.OptWScale, 3, 7}
-	h := packet.Header{Src: e.topo.ClientAddr4, Dst: dst.Addr(), DstPort: dst.Port(), Flags: packet.FlagSYN,
+	h := packet.Header{Dst: dst.Addr(), DstPort: dst.Port(), Flags: packet.FlagSYN,
 		Window: 64240, TTL: 64, Options: opts}
 	buf := make([]byte, h.Len())
 	deadline := time.Now().Add(limit)
 	for sent+failed < n && time.Now().Before(deadline) {
+		h.Src = src(rng)
 		h.SrcPort = uint16(1024 + rng.IntN(65535-1024))
 		h.Seq = rng.Uint32()
 		h.IPID = uint16(rng.Uint32())

@@ -33,14 +33,7 @@ const (
 func TestLossRecoveryBound(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	requireLog(t, e, "offloads=true") // the default path: super-packets, no checksums
-	rules := `table inet tcgwloss {
-  chain forward_loss { type filter hook forward priority 0; policy accept;
-    meta l4proto tcp numgen random mod 100 < 1 drop
-  }
-}`
-	if out, err := e.topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	lossRules(t, e.topo.Wan, 1)
 	const size = 64 << 20
 	run := func(port int, seed uint64) (time.Duration, uint64) {
 		addr := fmt.Sprintf("%s:%d", e.topo.ServerAddr4, port)
@@ -103,14 +96,7 @@ func TestWithoutOffloads(t *testing.T) {
 	t.Setenv("TCPCRYPT_GW_OFFLOAD", "0")
 	e := newEnv(t, envOptions{})
 	requireLog(t, e, "offloads=false")
-	rules := `table inet tcgwloss {
-  chain forward_loss { type filter hook forward priority 0; policy accept;
-    meta l4proto tcp numgen random mod 100 < 1 drop
-  }
-}`
-	if out, err := e.topo.Wan.RunStdin(rules, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	lossRules(t, e.topo.Wan, 1)
 	addr := fmt.Sprintf("%s:9403", e.topo.ServerAddr4)
 	l := listen(t, e.topo.Server, "0.0.0.0:9403")
 	transfer(t, l, e.topo.Client, addr, 16<<20, 16<<20, 84)
@@ -119,13 +105,21 @@ func TestWithoutOffloads(t *testing.T) {
 	}
 }
 
-// requireLog fails t unless both gateways' logs contain s.
+// requireLog fails t unless both gateways' logs contain s within 5 s (the
+// API answers a moment before the start-up line is written).
 func requireLog(t *testing.T, e *env, s string) {
 	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for _, name := range []string{"gwa.log", "gwb.log"} {
-		b, err := os.ReadFile(filepath.Join(e.logs, name))
-		if err != nil || !bytes.Contains(b, []byte(s)) {
-			t.Fatalf("%s does not say %s: %v\n%s", name, s, err, b)
+		for {
+			b, err := os.ReadFile(filepath.Join(e.logs, name))
+			if err == nil && bytes.Contains(b, []byte(s)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not say %s: %v\n%s", name, s, err, b)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }

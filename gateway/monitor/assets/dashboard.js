@@ -1,9 +1,13 @@
 "use strict";
-// The dashboard: every 2 s, GET /api/stats and /api/flows and redraw. Data
-// is only ever put into the page as text (textContent), never as HTML.
+// The dashboard: every 2 s, GET /api/stats and one page of /api/flows and
+// redraw. Data is only ever put into the page as text (textContent), never
+// as HTML. Pages go by cursor (after=, the API's next): each poll costs the
+// gateway one page, however many flows it holds (docs/monitoring.md).
 (function () {
   var REFRESH_MS = 2000;
-  var MAX_ROWS = 500;
+  var PAGE_ROWS = 200;
+  var after = 0; // the cursor of the page shown: 0 is the first page
+  var next = 0;  // the cursor of the page after it, 0 if none
   // A token given as ?token= (the page needed it too) goes on as a bearer
   // header; it is never put into another URL.
   var token = new URLSearchParams(location.search).get("token");
@@ -117,8 +121,12 @@
     list.flows.forEach(function (f) { body.appendChild(row(f)); });
     $("flow-rows").replaceWith(body);
     $("empty").hidden = list.flows.length > 0;
-    $("flow-count").textContent = list.total > list.flows.length
-      ? "(" + list.flows.length + " of " + list.total + ")" : "(" + list.total + ")";
+    $("flow-count").textContent = list.total > list.flows.length || after > 0
+      ? "(" + list.flows.length + " of " + list.total + (after > 0 ? " after #" + after : "") + ")"
+      : "(" + list.total + ")";
+    next = list.next || 0;
+    $("page-next").disabled = next === 0;
+    $("page-first").disabled = after === 0;
   }
 
   function status(text, error) {
@@ -128,13 +136,17 @@
   }
 
   function refresh() {
-    Promise.all([get("/api/stats"), get("/api/flows?limit=" + MAX_ROWS)])
+    Promise.all([get("/api/stats"), get("/api/flows?limit=" + PAGE_ROWS + "&after=" + after)])
       .then(function (r) {
         render(r[0], r[1]);
         status("up " + age(r[0].uptime_seconds) + " · updated " + new Date().toLocaleTimeString(), false);
       })
       .catch(function (e) { status("update failed: " + e.message, true); })
-      .then(function () { setTimeout(refresh, REFRESH_MS); });
+      .then(schedule);
   }
+  var timer = null;
+  function schedule() { clearTimeout(timer); timer = setTimeout(refresh, REFRESH_MS); }
+  $("page-next").addEventListener("click", function () { if (next) { after = next; clearTimeout(timer); refresh(); } });
+  $("page-first").addEventListener("click", function () { after = 0; clearTimeout(timer); refresh(); });
   refresh();
 })();

@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// withBudget gives g a fresh table with a global budget of maxBytes.
+func withBudget(t *testing.T, g *gw, maxBytes int64) *gw {
+	tb := flowtable.New[*Flow](flowtable.Config{Shards: 1, MaxFlows: 64, MaxBytesTotal: maxBytes})
+	st := new(Stats)
+	return &gw{client: g.client, e: New(g.e.Config(), tb, 0, st), table: tb, stats: st, out: Output{Offset: 4}}
+}
+
+// toServer parses what B sent, split into the segments for its LAN server
+// and those for the WAN.
+func toServer(t *testing.T, pkts [][]byte) (lan, wan []packet.Packet) {
+	l, w := split(t, pkts, serverAddr.Addr())
+	for _, q := range l {
+		p, _ := mustParse(t, q)
+		lan = append(lan, p)
+	}
+	for _, q := range w {
+		p, _ := mustParse(t, q)
+		wan = append(wan, p)
+	}
+	return lan, wan
+}
+
+// TestBudgetGlobalEnforcedOnDelivery: plaintext delivered to the LAN host
+// and kept until it acknowledges it counts against the global budget. With
+// the budget spent, further frames are refused (not delivered, not
+// acknowledged), the window the WAN peer is given shrinks to what the
+// budget holds, and once the LAN host acknowledges, the refused frames,
+// sent again, are delivered: every byte exactly once, in order.
+func TestBudgetGlobalEnforcedOnDelivery(t *testing.T) {
+	const budget = 4000
+	c := newPair(t)
+	c.b = withBudget(t, c.b, budget)
+	c.handshake()
+	var frames [][]byte
+	var sent []byte
+	for i := range 8 {
+		msg := bytes.Repeat([]byte{byte('a' + i)}, 1000)
+		frames = append(frames, one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now)))
+		c.client.seq += uint32(len(msg))
+		sent = append(sent, msg...)
+	}
+	var got []byte
+	var refused [][]byte
+	for _, fr := range frames {
+		lan, _ := toServer(t, c.b.process(fr, c.now))
+		for _, p := range lan {
+			got = append(got, p.Payload()...)
+		}
+		if len(lan) == 0 {
+			refused = append(refused, fr)
+		}
+		if used := c.b.table.BytesInUse(); used > budget {
+			t.Fatalf("%d bytes in use, budget %d", used, budget)
+		}
+	}
+	if len(got) == 0 || len(got) > budget || len(refused) == 0 || c.b.stats.BufferDrops.Load() == 0 {
+		t.Fatalf("delivered %d bytes with a budget of %d; %d frames refused, %d drops", len(got), budget, len(refused), c.b.stats.BufferDrops.Load())
+	}
+	// The LAN server acknowledges: the bytes go back to the budget, and
+	// the WAN peer hears of a window no larger than the budget.
+	c.server.ack = c.client.seq - uint32(len(sent)-len(got))
+	_, wan := toServer(t, c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now))
+	if len(wan) != 1 {
+		t.Fatalf("%d segments to the WAN for the server's ACK", len(wan))
+	}
+	if w := int(wan[0].Window) << c.b.flow(t).lanWS; w == 0 || w > budget {
+		t.Fatalf("window to the WAN %d, budget %d", w, budget)
+	}
+	if used := c.b.table.BytesInUse(); used != 0 {
+		t.Fatalf("%d bytes in use after the LAN host acknowledged everything", used)
+	}
+	for _, fr := range refused { // A retransmits them
+		lan, _ := toServer(t, c.b.process(fr, c.now))
+		for _, p := range lan {
+			got = append(got, p.Payload()...)
+		}
+		c.server.ack += uint32(len(lan[0].Payload()))
+		c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now)
+	}
+	if !bytes.Equal(got, sent) {
+		t.Fatalf("the server got %d bytes, not the %d sent", len(got), len(sent))
+	}
+}
+
+// TestBudgetDirectionsDoNotWaitForEachOther: a flow whose LAN-to-WAN
+// direction is at its limit (the WAN peer acknowledges nothing) still
+// delivers the peer's data to its LAN host: each direction has its own
+// half of the per-flow limit, so neither waits for the other.
+func TestBudgetDirectionsDoNotWaitForEachOther(t *testing.T) {
+	const perFlow = 8 << 10
+	c := newPair(t)
+	for _, g := range []*gw{c.a, c.b} {
+		cfg := *g.e.Config()
+		cfg.MaxBufferPerFlow = perFlow
+		g.e.SetConfig(&cfg)
+	}
+	c.handshake()
+	for range 8 { // 8 KB from the client; B never sees it, so never acknowledges
+		msg := bytes.Repeat([]byte("c"), 1000)
+		c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now)
+		c.client.seq += 1000
+	}
+	fa := c.a.flow(t)
+	if framed := fa.enc.recs.len(); framed == 0 || framed == 8 || fa.enc.reserved > perFlow/2 {
+		t.Fatalf("%d of 8 segments framed, %d bytes reserved LAN to WAN, limit %d", framed, fa.enc.reserved, perFlow/2)
+	}
+	for i := range 3 { // meanwhile the server answers; the client acknowledges as it reads
+		msg := bytes.Repeat([]byte{byte('s' + i)}, 1000)
+		wan := one(t, c.b.process(c.server.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now))
+		c.server.seq += 1000
+		toClient := c.a.process(wan, c.now)
+		if len(toClient) != 1 {
+			t.Fatalf("reply %d: A sent %d segments to the client while its other direction is full", i, len(toClient))
+		}
+		if p, _ := mustParse(t, toClient[0]); !bytes.Equal(p.Payload(), msg) {
+			t.Fatalf("reply %d: the client got %d other bytes", i, len(p.Payload()))
+		}
+		c.client.ack = c.server.seq
+		c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now)
+	}
+	if fa.dec.reserved != 0 || int(c.a.table.BytesInUse()) != fa.enc.reserved {
+		t.Fatalf("after the client acknowledged: %d reserved WAN to LAN, %d in use, %d LAN to WAN", fa.dec.reserved, c.a.table.BytesInUse(), fa.enc.reserved)
+	}
+}

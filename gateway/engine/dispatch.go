@@ -1,0 +1,383 @@
+// Per-state dispatch of the packets of a flow, and the flow's place in the
+// flow table.
+//
+//  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
+//     newInbound); any other segment of an unknown flow is answered with RST
+//     (resetUnknown), never passed: it could carry ciphertext to a LAN host
+//     or plaintext of an encrypted flow to the WAN.
+//  2. A flow in the SYN exchange: syn.go. In the key exchange or encrypted:
+//     encrypt.go (from the LAN) and decrypt.go (from the WAN), which take the
+//     peer's Init message first (keyexchange.go). Plain: forwarded as it is.
+//  3. insert, recycle, evictable: the flow table under pressure (a flow from
+//     the WAN takes only the inbound share; half-open flows go first, and
+//     their memory is reused).
+
+package engine
+
+import (
+	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// fromLAN handles a packet from a LAN host.
+func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
+		// A retransmission, also after the peer's SYN-ACK if that was lost
+		// on its way to the LAN host: the peer's answer belongs to our
+		// first offer, so the flow and its offer stay (a new flow would
+		// offer the next cached secret, RFC 8548 §3.5, and fail to match
+		// the peer's answer to the first).
+		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
+			e.lanSYNAgain(cfg, f, s, out)
+			e.touch(cfg, entry)
+			return
+		}
+		if entry != nil {
+			e.remove(entry)
+		}
+		e.newOutbound(cfg, key, s, out)
+		return
+	}
+	if f == nil {
+		e.resetUnknown(s, out)
+		return
+	}
+	f.Stats.PacketsOut++
+	switch f.State {
+	case StateReset:
+		return // the gateway reset this flow: nothing more from it
+	case StateSYNReceived, StateSYNACKSent:
+		if s.has(packet.FlagSYN) {
+			e.lanSYNACK(cfg, f, s, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateACKPending:
+		if s.has(packet.FlagRST) || s.has(packet.FlagSYN) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if f.resume != nil {
+			// Resumed (RFC 8548 §3.5): no Init messages; the keys exist now.
+			f.initDirections()
+			f.enoPending = true
+			if err := e.resumeKeys(cfg, f); err != nil {
+				f.Reason = "resumption: " + err.Error()
+				e.abort(f, out)
+				break
+			}
+			e.lanSegment(cfg, f, s, out)
+			break
+		}
+		if !e.startInit(cfg, f, s, out) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
+			e.lanSegment(cfg, f, s, out)
+		}
+	case StateKeyExchange, StateEncrypted:
+		e.lanSegment(cfg, f, s, out)
+	default:
+		e.forwardPlain(f, s, out)
+	}
+	if !f.established {
+		f.trackOpen(s, true)
+	}
+	e.settle(f)
+	e.touch(cfg, entry)
+}
+
+// fromWAN handles a packet from a WAN host.
+func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
+		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
+			switch {
+			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
+				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			case synENOWithData(s):
+				e.emitSYN(s, nil, 0, out) // as the first SYN (newInbound)
+			default:
+				e.forwardPlain(f, s, out)
+			}
+			e.touch(cfg, entry)
+			return
+		}
+		if entry != nil {
+			e.remove(entry)
+		}
+		e.newInbound(cfg, key, s, out)
+		return
+	}
+	if f == nil {
+		e.resetUnknown(s, out)
+		return
+	}
+	f.Stats.PacketsIn++
+	switch f.State {
+	case StateReset:
+		return
+	case StateSYNSent:
+		if s.has(packet.FlagSYN) {
+			e.wanSYNACK(cfg, f, s, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateACKPending:
+		if s.has(packet.FlagSYN) { // retransmitted SYN-ACK
+			e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+		} else {
+			e.forwardPlain(f, s, out)
+		}
+	case StateSYNACKSent:
+		if s.has(packet.FlagSYN) || s.has(packet.FlagRST) {
+			e.forwardPlain(f, s, out)
+			break
+		}
+		if s.opts.ENO == nil && mustEncrypt(cfg, f) {
+			e.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO", out)
+			break
+		}
+		if s.opts.ENO == nil {
+			// RFC 8547 §4.6: B's first non-SYN segment from A lacks ENO:
+			// negotiation failed, plain TCP.
+			e.plain(f, "peer did not confirm ENO")
+			e.forwardPlain(f, s, out)
+			break
+		}
+		e.startKeyExchange(f)
+		if f.resume != nil {
+			if err := e.resumeKeys(cfg, f); err != nil {
+				f.Reason = "resumption: " + err.Error()
+				e.abort(f, out)
+				break
+			}
+		}
+		e.wanSegment(cfg, f, s, out)
+	case StateKeyExchange, StateEncrypted:
+		if s.has(packet.FlagSYN) {
+			if f.Role == RoleA { // our ACK or Init1 was lost: the LAN host answers again
+				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			}
+			break
+		}
+		e.wanSegment(cfg, f, s, out)
+	default:
+		e.forwardPlain(f, s, out)
+	}
+	if !f.established {
+		f.trackOpen(s, false)
+	}
+	e.settle(f)
+	e.touch(cfg, entry)
+}
+
+// trackOpen follows the three-way handshake (RFC 9293 §3.5) of a flow not
+// yet established: the responder's SYN-ACK, then the opener's ACK of it.
+// Until then the flow lives on the handshake timeout, whatever its state,
+// so that half-open flows a SYN flood creates (the LAN server answers each
+// spoofed SYN, the spoofed source never acknowledges) leave the table soon.
+// Only an ACK of the real ISN counts: a blind ACK cannot extend a flow.
+// Only a SYN-ACK that acknowledges the opener's SYN counts (RFC 9293
+// §3.10.7.3), so the ISN recorded is the one the handshake code takes too.
+func (f *Flow) trackOpen(s *segment, fromLAN bool) {
+	opener := fromLAN == (f.Role == RoleA)
+	isn, openerISN := &f.lanISN, f.wanISN // role B: the LAN server responds
+	if f.Role == RoleA {
+		isn, openerISN = &f.wanISN, f.lanISN
+	}
+	switch {
+	case s.has(packet.FlagSYN) && s.has(packet.FlagACK) && !opener && s.Ack == openerISN+1:
+		*isn, f.synAckSeen = s.Seq, true
+	case !s.has(packet.FlagSYN) && s.has(packet.FlagACK) && opener && f.synAckSeen && s.Ack == *isn+1:
+		f.established = true
+	}
+}
+
+// resetUnknown answers a mid-connection segment of a flow the gateway has
+// no state for (it started, restarted or expired the flow since) with a
+// RST, the way a closed port does (RFC 9293 §3.10.7.1). Passing it would be
+// unsafe: the connection may have been encrypted, and then its plaintext
+// would reach the WAN or its ciphertext a LAN host.
+func (e *Engine) resetUnknown(s *segment, out *Output) {
+	e.stats.UnknownResets.Add(1)
+	if s.has(packet.FlagRST) {
+		return
+	}
+	h := packet.Header{V6: s.V6, Src: s.Dst, Dst: s.Src, SrcPort: s.DstPort, DstPort: s.SrcPort, TTL: 64}
+	if s.has(packet.FlagACK) {
+		h.Seq, h.Flags = s.Ack, packet.FlagRST
+	} else {
+		h.Ack, h.Flags = s.Seq+s.SeqLen(), packet.FlagRST|packet.FlagACK
+	}
+	e.emit(&h, out)
+}
+
+// forwardPlain forwards a packet of a flow unchanged and notes an RST.
+func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
+	if n := uint64(len(s.Payload())); s.SrcPort == f.LAN.Port() && s.Src == f.LAN.Addr() {
+		f.Stats.PlainBytesOut += n
+	} else {
+		f.Stats.PlainBytesIn += n
+	}
+	if s.has(packet.FlagRST) && f.State != StatePassthrough {
+		f.State = StateClosed
+	} else if s.has(packet.FlagRST) {
+		f.Reason = f.Reason + "; reset"
+	}
+	e.forward(s.Buf, out)
+}
+
+func (e *Engine) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.Reason = why
+	e.stats.FlowsPlain.Add(1)
+}
+
+func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
+	entry.Value.release(e.table)
+	e.table.Delete(e.shard, entry)
+}
+
+func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
+	inbound := f.Role == RoleB
+	put := e.table.Insert
+	if inbound {
+		put = e.table.InsertInbound // within the inbound share: the LAN reserve stays free
+	}
+	entry, err := put(e.shard, key, f, e.now)
+	for kind := EvictHalfOpen; err == flowtable.ErrFull && kind < NumEvictKinds; {
+		// Under pressure, make room: first the half-open flows from the
+		// WAN and closing flows, then idle plain ones, then the LAN's own
+		// half-open ones, each time the one due soonest. A flow from the
+		// WAN only ever evicts another flow from the WAN.
+		v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool {
+			return (!inbound || en.Inbound) && en.Value.evictable(en, e.now) == kind
+		})
+		if v == nil {
+			kind++
+			continue
+		}
+		e.stats.Evictions[kind].Add(1)
+		e.recycle(v)
+		entry, err = put(e.shard, key, f, e.now)
+	}
+	if err != nil {
+		e.stats.TableFull.Add(1)
+		return nil
+	}
+	f.Stats.Started = e.now
+	// A new flow has seen only its SYN: it is half-open, whatever state the
+	// caller then gives it, until its next packet touches it by state. (The
+	// state is not set yet here, so touch would give it idle_timeout and a
+	// SYN flood would stay in the table for hours.)
+	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
+	return entry
+}
+
+// recycle releases an evicted flow and keeps its memory for the next new
+// flows (newFlow, newHandshake, newConnParams, Table.Recycle), so that a
+// SYN flood, which evicts a flow for each new one, makes little garbage.
+// Only a flow without streams is reused: no list of the engine (pending)
+// can hold it.
+func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
+	f := v.Value
+	f.release(e.table)
+	e.table.Recycle(e.shard, v)
+	if f.streams != nil {
+		return
+	}
+	e.spare.flow = f
+	if f.handshake != nil {
+		e.spare.handshake = f.handshake
+	}
+	if f.connParams != nil {
+		e.spare.connParams = f.connParams
+	}
+}
+
+// spares are the parts of an evicted flow kept for reuse (recycle).
+type spares struct {
+	flow       *Flow
+	handshake  *handshake
+	connParams *connParams
+}
+
+// newFlow returns a zero Flow, the spare one if there is one.
+func (e *Engine) newFlow() *Flow {
+	f := e.spare.flow
+	if f == nil {
+		return new(Flow)
+	}
+	e.spare.flow = nil
+	*f = Flow{}
+	return f
+}
+
+// newHandshake returns a zero handshake, the spare one if there is one.
+func (e *Engine) newHandshake() *handshake {
+	h := e.spare.handshake
+	if h == nil {
+		return new(handshake)
+	}
+	e.spare.handshake = nil
+	*h = handshake{}
+	return h
+}
+
+// newConnParams returns cp in a connParams of its own, the spare one if
+// there is one.
+func (e *Engine) newConnParams(cp connParams) *connParams {
+	p := e.spare.connParams
+	if p == nil {
+		p = new(connParams)
+	} else {
+		e.spare.connParams = nil
+	}
+	*p = cp
+	return p
+}
+
+// Kinds of flows evicted under pressure (Stats.Evictions), in the order
+// they are evicted.
+const (
+	EvictHalfOpen    = iota // opened from the WAN, three-way handshake not complete; or closed (RST seen or sent)
+	EvictIdlePlain          // plain, established, no packet for evictIdleAfter
+	EvictHalfOpenLAN        // opened from the LAN, three-way handshake not complete: a LAN host waits for it
+	NumEvictKinds
+	evictNever = NumEvictKinds
+)
+
+// evictIdleAfter: a plain flow this long without a packet may be evicted
+// for a new one when the table is full. Its endpoints, if they ever send
+// again, get a RST (resetUnknown) and reconnect.
+const evictIdleAfter = time.Minute
+
+// evictable says which kind of eviction victim the flow is, or evictNever.
+// Encrypted flows and flows in the key exchange are never evicted: their
+// keys cannot be rebuilt, and the LAN reserve, not eviction, keeps room
+// for the LAN.
+func (f *Flow) evictable(en *flowtable.Entry[*Flow], now time.Time) int {
+	halfOpen := f.embryonic() || f.State == StatePassthrough && !f.established
+	switch {
+	case halfOpen && f.Role == RoleA:
+		return EvictHalfOpenLAN
+	case halfOpen || f.State == StateClosed || f.State == StateReset:
+		return EvictHalfOpen
+	case f.State == StatePassthrough && now.Sub(en.LastActive) >= evictIdleAfter:
+		return EvictIdlePlain
+	}
+	return evictNever
+}
+
+// embryonic: a flow that has not completed its three-way handshake.
+func (f *Flow) embryonic() bool {
+	switch f.State {
+	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending:
+		return true
+	}
+	return false
+}

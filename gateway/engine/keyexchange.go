@@ -1,0 +1,313 @@
+// The tcpcrypt key exchange of a flow (RFC 8548 §3.3, §4.1), once TCP-ENO
+// has negotiated its TEP (syn.go), or its resumption (RFC 8548 §3.5).
+//
+//  1. Role A, on the LAN host's ACK of the SYN-ACK: send Init1 (with the
+//     non-SYN ENO option) as the first bytes of our C stream; hold LAN data
+//     until the keys exist.
+//  2. Role B, all of Init1: choose the cipher, send Init2, derive the keys.
+//  3. Role A, Init2: derive the keys, send the held data as frames (the
+//     first of them acknowledges Init2).
+//  4. Resumed: keys and session ID from the cached secret, no Init messages.
+//
+// The gateway's own Init bytes exist only between the two encrypting ends,
+// so it retransmits them itself (Tick) and acknowledges the peer's. abort
+// resets both ends once encryption has failed.
+
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"tcpcrypt-gw/crypto/endpoint"
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+const initialInitRTO = 300 * time.Millisecond
+
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
+	en, d := &f.enc, &f.dec
+	s := f.lanISN + 1
+	en.pNxt, en.cNxt, en.pAcked = s, s, s
+	en.ring.reset(s)
+	en.held.reset(s)
+	en.recs.reset()
+	w := f.wanISN + 1
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = w, w, w, w
+	d.ring.reset(w)
+	d.recs.reset()
+}
+
+// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.6).
+func (e *Engine) startKeyExchange(f *Flow) {
+	f.initDirections()
+	f.State = StateKeyExchange
+}
+
+// startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
+// the SYN-ACK. It returns false when no key pair could be had: the ACK then
+// goes without ENO and both ends fall back to plain TCP.
+func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
+	kp, err := cfg.Keys.Get(f.tep)
+	if err != nil {
+		e.plain(f, "no key pair: "+err.Error())
+		return false
+	}
+	f.initDirections()
+	f.keyPair = kp
+	randomNonce(f.nonce[:])
+	m := tcpcrypt.Init1{Ciphers: cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
+	f.ownInit = m.Append(nil) // kept for the key schedule: the WAN may acknowledge it first
+	e.queueInit(f, f.ownInit)
+	f.enoPending = true
+	f.State = StateKeyExchange
+	if s.opts.HasTS {
+		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.lanWin = s.Window
+	e.sendInit(f, out)
+	return true
+}
+
+// queueInit places our Init message at the start of our C stream.
+func (e *Engine) queueInit(f *Flow, msg []byte) {
+	en := &f.enc
+	en.ring.append(msg)
+	start := f.lanISN + 1
+	en.recs.push(frameRec{cStart: start, cEnd: start + uint32(len(msg)), pStart: start, pEnd: start, init: true})
+	en.cNxt = start + uint32(len(msg))
+	en.offNxt = uint64(len(msg))
+	en.initLen = len(msg)
+	en.initStart = e.now
+	en.rto = initialInitRTO
+	en.retxAt = e.now.Add(en.rto)
+	e.pending = append(e.pending, f)
+}
+
+// sendInit (re)sends our Init message as first sent.
+func (e *Engine) sendInit(f *Flow, out *Output) {
+	en := &f.enc
+	if en.recs.len() == 0 || !en.recs.first().init {
+		return
+	}
+	r := en.recs.first()
+	e.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0, out)
+}
+
+// consumeInit takes the bytes of the peer's Init message from the start of
+// its C stream, acknowledging them itself. It returns what follows the
+// message in this segment.
+func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out *Output) (uint32, []byte) {
+	d := &f.dec
+	pos := f.wanISN + 1 + uint32(len(d.initBuf))
+	if seqGT(seq, pos) || len(data) == 0 {
+		return seq, nil // a hole before the Init completes: the peer retransmits
+	}
+	skip := int(pos - seq)
+	if skip >= len(data) {
+		return seq, nil
+	}
+	data, seq = data[skip:], pos
+	magic := tcpcrypt.Init2Magic
+	if f.Role == RoleB {
+		magic = tcpcrypt.Init1Magic
+	}
+	for {
+		need := 8
+		if len(d.initBuf) >= 8 {
+			n, _, err := tcpcrypt.InitMessageLen(magic, f.tep, d.initBuf)
+			if err != nil {
+				e.initFailed(f, "bad Init message: "+err.Error(), out)
+				return seq, nil
+			}
+			need = n
+		}
+		take := min(need-len(d.initBuf), len(data))
+		d.initBuf = append(d.initBuf, data[:take]...)
+		data, seq = data[take:], seq+uint32(take)
+		if len(d.initBuf) < need {
+			return seq, nil
+		}
+		if need > 8 || len(d.initBuf) > 8 {
+			break
+		}
+	}
+	var err error
+	if f.Role == RoleA {
+		err = e.gotInit2(cfg, f, out)
+	} else {
+		err = e.gotInit1(cfg, f, out)
+	}
+	if err != nil {
+		e.initFailed(f, err.Error(), out)
+		return seq, nil
+	}
+	return seq, data
+}
+
+func (e *Engine) initFailed(f *Flow, why string, out *Output) {
+	f.Reason = why
+	e.abort(f, out)
+}
+
+// gotInit2 completes role A's key exchange (RFC 8548 §3.3, §4.1).
+func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
+	m, err := tcpcrypt.ParseInit2(f.tep, f.dec.initBuf)
+	if err != nil {
+		return err
+	}
+	// RFC 8548 §3.3: a sym_cipher "not present in the sym_cipher_list it
+	// previously transmitted in Init1" aborts: checked against Init1 as
+	// sent, whatever a reload has changed since.
+	sent, err := tcpcrypt.ParseInit1(f.tep, f.ownInit)
+	if err != nil || !containsAEAD(sent.Ciphers, m.Cipher) {
+		return fmt.Errorf("peer chose cipher %v, which our Init1 did not offer", m.Cipher)
+	}
+	es, err := f.keyPair.SharedSecret(m.PublicKey)
+	if err != nil {
+		return err
+	}
+	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.ownInit, f.dec.initBuf, es, f.nonce[:])
+	if err := e.keysReady(f, m.Cipher, ss); err != nil {
+		return err
+	}
+	f.enc.initAcked = true // B answered, so it has all of Init1
+	e.cacheNext(cfg, f, ss)
+	if !e.flushHeld(cfg, f, out) {
+		e.ackWAN(f, out) // B's Init2 is acknowledged by the first frame, or here
+	}
+	return nil
+}
+
+// gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §3.3, §4.1).
+func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
+	m, err := tcpcrypt.ParseInit1(f.tep, f.dec.initBuf)
+	if err != nil {
+		return err
+	}
+	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, cfg.Ciphers)
+	if !ok {
+		return fmt.Errorf("no common cipher")
+	}
+	kp, err := cfg.Keys.Get(f.tep)
+	if err != nil {
+		return err
+	}
+	es, err := kp.SharedSecret(m.PublicKey)
+	if err != nil {
+		return err
+	}
+	m2 := tcpcrypt.Init2{Cipher: aead, PublicKey: kp.PublicKey()}
+	randomNonce(m2.NonceB[:])
+	init2 := m2.Append(nil)
+	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
+	if err := e.keysReady(f, aead, ss); err != nil {
+		return err
+	}
+	e.cacheNext(cfg, f, ss)
+	e.queueInit(f, init2)
+	e.sendInit(f, out)
+	e.flushHeld(cfg, f, out)
+	return nil
+}
+
+func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
+// keys and session ID from ss[i] and sn[i] directly, the first frame at
+// offset 0.
+func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
+	ent := f.resume
+	ss := ent.Secret
+	if err := e.keysReady(f, ent.AEAD, ss); err != nil {
+		return err
+	}
+	f.enc.initAcked = true
+	f.Resumed = true
+	f.resume = nil
+	e.stats.Resumptions.Add(1)
+	e.cacheNext(cfg, f, ss)
+	return nil
+}
+
+// cacheNext keeps ss[i+1] for the next connection to the same peer, with
+// the role we played in the original session; both ends do the same, so
+// they agree on it (RFC 8548 §3.5: "compute and cache ss[i+1]").
+func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
+	if cfg.Cache != nil {
+		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
+	}
+}
+
+// keysReady switches the flow to encrypted under ss. We seal with k_ab if
+// we played A in the original session (this one when fresh, the cached
+// entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
+// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
+// pseudo-frame of the C stream that the gateway itself acknowledges.
+func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
+	f.originalRole = eno.RoleA
+	if f.Role == RoleB {
+		f.originalRole = eno.RoleB
+	}
+	if f.resume != nil {
+		f.originalRole = f.resume.OriginalRole
+	}
+	sealer, opener, err := tcpcrypt.NewSession(ss, aead, f.sessionNonce, f.originalRole == eno.RoleA)
+	if err != nil {
+		return err
+	}
+	f.aead = aead
+	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
+	f.enc.sealer, f.dec.opener = sealer, opener
+	f.enc.lastRekey = e.now
+	d := &f.dec
+	start := f.wanISN + 1
+	n := uint32(len(d.initBuf))
+	d.recs.push(frameRec{cStart: start, cEnd: start + n, pStart: start, pEnd: start, init: true})
+	d.cRcv = start + n
+	d.offRcv = uint64(n)
+	d.keyed = true
+	d.initBuf = nil
+	f.keyPair, f.ownInit = nil, nil
+	e.lanAck(f, d.pAck)
+	f.State = StateEncrypted
+	f.Stats.HandshakeDone = e.now
+	if f.Role == RoleA {
+		// A peer we connected to speaks tcpcrypt: a later answer without
+		// ENO from it is a suspected downgrade (refuse.go).
+		e.cfg.Load().Peers.Remember(f.WAN.Addr(), e.now)
+	}
+	e.stats.FlowsEncrypted.Add(1)
+	e.stats.observeHandshake(e.now.Sub(f.Stats.Started))
+	return nil
+}
+
+// abort resets both ends of an encrypted flow (RFC 8548 §3.6, §3.7: fail closed
+// once encryption is on): RST to the LAN host at the P sequence it expects,
+// and to the WAN peer at the C sequence it expects.
+func (e *Engine) abort(f *Flow, out *Output) {
+	if f.State == StateReset {
+		return
+	}
+	if f.streams == nil { // no data was rewritten: nothing to fail closed on
+		f.State = StateReset
+		return
+	}
+	e.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	e.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	f.State = StateReset
+}

@@ -1,0 +1,484 @@
+// The SYN exchange of a flow: TCP-ENO negotiation (RFC 8547 §4).
+//
+// Outbound (the gateway is role A):
+//  1. LAN SYN: add our ENO offer (TEPs in preference order), remember it as
+//     the first half of the transcript. No room, SYN data, Fast Open, MPTCP,
+//     a bypass rule, or a LAN host that sends ENO itself: plain for good.
+//  2. WAN SYN-ACK: take B's answer (the last TEP in it that we offered),
+//     strip ENO, clamp the MSS to the LAN host by the framing overhead. No
+//     valid answer: plain.
+//  3. The LAN host's ACK: the key exchange starts (keyexchange.go).
+//
+// Inbound (the gateway is role B):
+//  1. WAN SYN with an ENO offer we accept: remember it, strip it, clamp MSS.
+//  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
+//  3. The first non-SYN segment from A carries ENO (RFC 8547 §4.6):
+//     encryption is on, its payload starts Init1. Without ENO: plain.
+
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+
+	"tcpcrypt-gw/crypto/endpoint"
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+func mssOf(s *segment) int {
+	if s.opts.HasMSS {
+		return int(s.opts.MSS)
+	}
+	if s.V6 { // RFC 9293 §3.7.1 defaults
+		return 1220
+	}
+	return 536
+}
+
+// newOutbound starts a flow for a SYN from the LAN (role A).
+func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
+	f.handshake = e.newHandshake()
+	f.connParams = e.newConnParams(connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval})
+	if s.opts.HasWScale {
+		f.lanWS = s.opts.WScale
+	}
+	entry := e.insert(cfg, key, f)
+	if entry == nil {
+		// Table full (a flood): drop the SYN, the host tries again. A
+		// connection without a flow would be reset at its next segment.
+		return
+	}
+	why := ""
+	mayPass := false // plain by the LAN host's or the policy's choice: passes even when encryption is required
+	switch {
+	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+		why, mayPass = "bypass rule", true
+	case s.opts.ENO != nil:
+		why, mayPass = "LAN host speaks ENO itself", true
+	case s.opts.LegacyENO:
+		// RFC 8547 §11: a host must not carry both option 69 and the
+		// experimental option 253 with ExID 0x454E.
+		why, mayPass = "LAN host speaks a pre-RFC ENO (option 253) itself", true
+	case len(s.Payload()) > 0 || s.opts.TFOCookie:
+		// RFC 8547 §4.7: a SYN+ENO segment MUST NOT carry data the SYN TEP
+		// does not define (tcpcrypt defines none) nor a non-empty TFO
+		// option. Dropping the data would change what the LAN host's TCP
+		// sent; passing the SYN without ENO keeps it exactly.
+		why = "SYN carries data or a Fast Open cookie"
+	case s.opts.MPTCP:
+		why = "MPTCP"
+	case s.has(packet.FlagURG):
+		why = "urgent data"
+	}
+	if why == "" && cfg.AppAware != nil {
+		f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+	}
+	if why == "" {
+		// RFC 8548 §3.5: offer the cached secret, the lowest unused i of
+		// its chain (the cache hands each ss[i] out once).
+		if cfg.Cache != nil {
+			if ent, ok := cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(cfg.TEPs, ent.TEP) && containsAEAD(cfg.Ciphers, ent.AEAD) {
+				f.resume = &ent
+				f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
+			}
+		}
+		// Try the offer with every TEP, then the resumption suboption
+		// alone (it also offers a fresh key exchange with its TEP, RFC
+		// 8548 §3.2), then the TEPs without resumption: the first that
+		// fits beside the host's own options goes.
+		for _, try := range [...]struct{ teps, resume bool }{{true, true}, {false, true}, {true, false}} {
+			if try.resume && f.resume == nil {
+				continue
+			}
+			if !try.resume {
+				f.resume, f.resumeNonce = nil, nil
+			}
+			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f, try.teps))
+			if err != nil {
+				why = "ENO offer: " + err.Error()
+				break
+			}
+			if e.emitSYN(s, opt, 0, out) {
+				f.offer = opt
+				f.State = StateSYNSent
+				if f.resume != nil {
+					e.stats.ResumeOffered.Add(1)
+				}
+				return
+			}
+			why = "no TCP option space for ENO"
+		}
+	}
+	if !mayPass && mustEncrypt(cfg, f) {
+		e.refuseLANSYN(f, s, "encryption required: "+why, out)
+		return
+	}
+	e.plain(f, why)
+	e.forward(s.Buf, out)
+}
+
+// offer lists the suboptions of our SYN's ENO option: the configured TEPs in
+// preference order and, when resuming, the resumption suboption last, where
+// its data needs no length byte (RFC 8547 §4.4). The resumed TEP is not
+// listed again without data: a resumption suboption already offers a fresh
+// key exchange with its TEP (RFC 8548 §3.2), and RFC 8548 defines no
+// meaning for the same TEP twice. withTEPs false leaves only the
+// resumption suboption.
+func (e *Engine) offer(cfg *Config, f *Flow, withTEPs bool) eno.SYNOption {
+	subs := make([]eno.Suboption, 0, len(cfg.TEPs)+1)
+	for _, t := range cfg.TEPs {
+		if withTEPs && (f.resume == nil || t != f.resume.TEP) {
+			subs = append(subs, eno.Suboption{TEP: byte(t)})
+		}
+	}
+	if f.resume != nil {
+		subs = append(subs, endpoint.OfferResume(*f.resume, f.resumeNonce))
+	}
+	o := eno.Offer(subs)
+	if f.appAware {
+		o.Global, o.HasGlobal = eno.GlobalA, true // RFC 8547 §4.2
+	}
+	return o
+}
+
+// peerKey names a peer in the resumption cache: its address (with NAT in
+// front of it, the address of its gateway, which is the other end).
+func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
+
+// lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
+// middlebox may drop SYNs with unknown options, so after some tries the SYN
+// goes plain).
+func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
+	f.synRetries++
+	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries && !mustEncrypt(cfg, f) {
+		why := fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries)
+		if when, ok := e.rememberedPeer(cfg, f); ok {
+			// SYNs with ENO dropped on the way to a peer that speaks it:
+			// an attacker may be forcing the fallback (refuse.go). Under
+			// the block policy the SYN keeps its ENO.
+			block := cfg.BlockDowngrade != nil && cfg.BlockDowngrade(f.WAN.Addr())
+			if !f.Downgrade {
+				why = e.downgrade(cfg, f, why, when, block)
+			}
+			if !block {
+				e.stats.SYNFallbacks.Add(1)
+				e.plain(f, why)
+			}
+		} else {
+			e.stats.SYNFallbacks.Add(1)
+			e.plain(f, why)
+		}
+	}
+	if (f.State == StateSYNSent || f.State == StateACKPending) && e.emitSYN(s, f.offer, 0, out) {
+		return
+	}
+	e.forward(s.Buf, out)
+}
+
+// wanSYNACK takes B's answer to our offer (RFC 8547 §4.5, §4.6).
+func (e *Engine) wanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
+	if s.Ack != f.lanISN+1 {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.wanISN = s.Seq
+	f.peerMSS = mssOf(s)
+	f.sackOK = f.sackOK && s.opts.SACKPerm
+	f.tsOK = f.tsOK && s.opts.HasTS
+	f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
+	if s.opts.HasWScale { // RFC 7323 §2.2: only sent when the SYN had it
+		f.wanWS = min(s.opts.WScale, 14)
+	} else {
+		f.lanWS = 0
+	}
+	// Each failure below is plain TCP by RFC 8547 §4.6, unless the flow
+	// must be encrypted or the peer is known to speak tcpcrypt (noENO). A
+	// stripped ENO is never passed to the LAN host, which never offered it.
+	if s.opts.ENO == nil {
+		e.noENO(cfg, f, s, "peer did not answer ENO", false, out)
+		return
+	}
+	if s.opts.ENOCount > 1 {
+		// RFC 8547 §4.1: more than one ENO option in a SYN segment is
+		// invalid, which means no ENO.
+		e.noENO(cfg, f, s, "ENO negotiation failed: more than one ENO option", true, out)
+		return
+	}
+	chosen, err := e.negotiated(f, s.opts.ENO)
+	if err != nil {
+		e.noENO(cfg, f, s, "ENO negotiation failed: "+err.Error(), true, out)
+		return
+	}
+	if f.appMandatory && !f.PeerAppAware {
+		// RFC 8547 §4.2: "a mandatory application-aware mode in which
+		// TCP-ENO is automatically disabled if the remote host does not set
+		// a = 1". Our ACK will carry no ENO, so the peer falls back too.
+		e.noENO(cfg, f, s, "peer is not application-aware (mandatory application-aware port)", true, out)
+		return
+	}
+	f.tep = tcpcrypt.TEP(chosen.TEP)
+	f.answer = append([]byte(nil), s.opts.ENO...)
+	f.State = StateACKPending
+	f.lanSynAcked = true // role A: the LAN host is the one that acknowledges
+	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+}
+
+// negotiated is A's reading of B's answer (RFC 8547 §4.5; RFC 8548 §3.2,
+// §3.5): the last TEP in B's SYN-ACK that we offered, whatever its v bit;
+// with v = 1 it counts only as the matching other half of our resumption
+// identifier, and a non-matching one is ignored. A resumption answer also
+// fixes sn[i].
+func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
+	offer, err := eno.ParseSYNOption(f.offer)
+	if err != nil {
+		return eno.Suboption{}, err
+	}
+	answer, err := eno.ParseSYNOption(answerOpt)
+	if err != nil {
+		return eno.Suboption{}, err
+	}
+	f.PeerAppAware = answer.ApplicationAware()
+	var peerNonce []byte
+	chosen, err := eno.Negotiated(offer, answer, func(offered, answered eno.Suboption) bool {
+		if f.resume == nil || !offered.HasData {
+			return false
+		}
+		n, ok := endpoint.ResumeAnswerMatches(*f.resume, answered)
+		peerNonce = n
+		return ok
+	})
+	if err != nil {
+		return chosen, err
+	}
+	if f.resume != nil {
+		if chosen.HasData {
+			f.sessionNonce = endpoint.SessionNonce(*f.resume, f.resumeNonce, peerNonce)
+		} else {
+			f.resume = nil // the peer did not hold the secret: full handshake
+			e.stats.ResumeMisses.Add(1)
+		}
+		f.resumeNonce = nil
+	}
+	if !tcpcrypt.TEP(chosen.TEP).Valid() {
+		return chosen, fmt.Errorf("unsupported TEP 0x%02x", chosen.TEP)
+	}
+	return chosen, nil
+}
+
+// newInbound starts a flow for a SYN from the WAN (role B).
+func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
+	// The flow's parameters are gathered on the stack and allocated only
+	// if it is to be negotiated: a plain inbound flow, what a SYN flood
+	// creates, is only forwarded and needs neither them nor handshake
+	// state (BenchmarkHalfOpenFlowMemory).
+	f := e.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.wanISN = RoleB, s.V6, key.LAN, key.WAN, s.Seq
+	cp := connParams{peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, wanTSval: s.opts.TSval}
+	if s.opts.HasWScale {
+		cp.wanWS = min(s.opts.WScale, 14)
+	}
+	why := ""
+	var chosen eno.Suboption
+	var resume *endpoint.Entry
+	var peerNonce []byte
+	switch {
+	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+		why = "bypass rule"
+	case s.opts.ENO == nil:
+		why = "peer did not offer ENO"
+	case s.opts.ENOCount > 1:
+		why = "malformed ENO offer: more than one ENO option" // RFC 8547 §4.1
+	case s.opts.MPTCP:
+		why = "MPTCP"
+	case s.has(packet.FlagURG):
+		why = "urgent data"
+	default:
+		// SYN data and a Fast Open option of a SYN+ENO are dropped on the
+		// way to the LAN host (emitSYN forwards neither): RFC 8547 §4.7
+		// requires discarding SYN data the negotiated TEP does not define,
+		// and acknowledging only the peer's ISN.
+		offer, err := eno.ParseSYNOption(s.opts.ENO)
+		if err != nil {
+			why = "malformed ENO offer: " + err.Error()
+			break
+		}
+		if offer.Passive() { // RFC 8547 §4.3: a SYN claiming role B is a simultaneous open we do not play
+			why = "peer claims the passive role"
+			break
+		}
+		cp.PeerAppAware = offer.ApplicationAware()
+		if cfg.AppAware != nil {
+			cp.appAware, cp.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+		}
+		if cp.appMandatory && !cp.PeerAppAware {
+			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
+			break
+		}
+		// RFC 8548 §3.5: resume when A names a secret we cached under the
+		// same TEP ("it SHOULD ... agree to resume"); each is taken once.
+		var ok bool
+		if cfg.Cache != nil {
+			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
+				if !sub.HasData || !containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+					return false
+				}
+				ent, n, hit := endpoint.AcceptResume(cfg.Cache, peerKey(key.WAN), sub)
+				if hit && containsAEAD(cfg.Ciphers, ent.AEAD) {
+					resume, peerNonce = &ent, n
+					return true
+				}
+				return false
+			})
+		}
+		if !ok {
+			// A fresh key exchange with the TEP we prefer among A's ("host A
+			// does not influence TEP priority", RFC 8547 §4.5), whatever its
+			// v bit: a resumption suboption we do not hold, or one with
+			// fewer than 9 data bytes, offers a fresh key exchange too (RFC
+			// 8548 §3.2, §3.5).
+			for _, t := range cfg.TEPs {
+				if _, ok = eno.Choose(offer, func(sub eno.Suboption) bool { return sub.TEP == byte(t) }); ok {
+					chosen = eno.Suboption{TEP: byte(t)}
+					break
+				}
+			}
+		}
+		if !ok {
+			why = "no common TEP"
+		}
+	}
+	if e.insert(cfg, key, f) == nil {
+		return // table full: dropped, see newOutbound
+	}
+	if why != "" && why != "bypass rule" && mustEncrypt(cfg, f) {
+		e.refuseWANSYN(f, s, "encryption required: "+why, out)
+		return
+	}
+	if why != "" {
+		e.plain(f, why)
+		if synENOWithData(s) {
+			e.emitSYN(s, nil, 0, out) // without its data, TFO and ENO
+			return
+		}
+		e.forward(s.Buf, out)
+		return
+	}
+	f.handshake, f.connParams = e.newHandshake(), e.newConnParams(cp)
+	f.offer = append([]byte(nil), s.opts.ENO...)
+	f.tep = tcpcrypt.TEP(chosen.TEP)
+	f.chosen = chosen
+	if resume != nil {
+		f.resume = resume
+		f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
+		f.sessionNonce = endpoint.SessionNonce(*resume, f.resumeNonce, peerNonce)
+		f.chosen = endpoint.AnswerResume(*resume, f.resumeNonce) // our half of resume[i]
+	}
+	f.State = StateSYNReceived
+	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+}
+
+// synENOWithData reports a WAN SYN+ENO with data or a Fast Open option:
+// RFC 8547 §4.7 has its data discarded when the TEP does not define SYN
+// data (tcpcrypt does not) and when ENO fails, "even when ENO has been
+// disabled by configuration", so it never reaches the LAN host as it is.
+func synENOWithData(s *segment) bool {
+	return s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen)
+}
+
+func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
+// global suboption with b=1, then the chosen TEP).
+func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
+	if s.Ack != f.wanISN+1 {
+		e.forward(s.Buf, out)
+		return
+	}
+	f.lanISN = s.Seq
+	f.lanMSS = mssOf(s)
+	f.sackOK = f.sackOK && s.opts.SACKPerm
+	f.tsOK = f.tsOK && s.opts.HasTS
+	f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	if s.opts.HasWScale {
+		f.lanWS = s.opts.WScale
+	} else {
+		f.wanWS = 0 // window scaling is off: the LAN server did not answer it
+	}
+	f.lanWin = s.Window >> f.lanWS
+	if s.opts.ENO != nil || s.opts.LegacyENO {
+		// The LAN server speaks ENO itself (option 69 or the pre-RFC 253):
+		// one ENO option per SYN segment (RFC 8547 §4.1, §11).
+		e.plain(f, "LAN host speaks ENO itself")
+		e.forward(s.Buf, out)
+		return
+	}
+	if f.answer == nil {
+		ans := eno.Answer(f.chosen)
+		if f.appAware {
+			ans.Global |= eno.GlobalA // RFC 8547 §4.2
+		}
+		opt, err := eno.AppendSYNOption(nil, ans)
+		if err != nil {
+			e.lanSYNACKPlain(cfg, f, s, "ENO answer: "+err.Error(), out)
+			return
+		}
+		f.answer = opt
+	}
+	if !e.emitSYN(s, f.answer, 0, out) {
+		e.lanSYNACKPlain(cfg, f, s, "no TCP option space for ENO", out)
+		return
+	}
+	f.State = StateSYNACKSent
+}
+
+// lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
+// refuses a flow that must be encrypted (refuse.go).
+func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, out *Output) {
+	if mustEncrypt(cfg, f) {
+		e.refuseLANSYNACK(f, s, "encryption required: "+why, out)
+		return
+	}
+	e.plain(f, why)
+	e.forward(s.Buf, out)
+}
+
+// emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
+// for: every option but ENO and Fast Open is kept (NOPs are packed away),
+// enoOpt (if any) is added, and the MSS is clamped to clamp (if > 0). SYN
+// data is not forwarded. It reports false, sending nothing, when enoOpt
+// does not fit. Fast Open goes because a SYN+ENO must not carry a non-empty
+// TFO option (RFC 8547 §4.7): a LAN host that never gets a cookie never
+// sends SYN data, so its later connections stay encryptable.
+func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool {
+	ow := &e.ow
+	ow.Reset()
+	mss := uint16(0)
+	if clamp > 0 {
+		mss = uint16(min(clamp, int(^uint16(0))))
+		if !s.opts.HasMSS {
+			ow.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
+		} else if int(s.opts.MSS) < clamp {
+			mss = s.opts.MSS
+		}
+	}
+	ow.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
+	if enoOpt != nil && !ow.Raw(enoOpt) {
+		return false
+	}
+	h := packet.HeaderFrom(s.Packet)
+	h.Options = ow.Bytes()
+	e.emit(&h, out)
+	return true
+}
