@@ -6,10 +6,10 @@ GO      ?= go
 BIN     := bin/tcpcrypt-gw
 PKGS    := ./...
 FUZZTIME ?= 30s
-DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium
+DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium busybox
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test deps lint fuzz bench demo clean release
+.PHONY: all build test deps lint fuzz bench demo clean release package
 
 all: build
 
@@ -32,12 +32,20 @@ deps:
 
 test: deps build
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags demo ./cmd/...
 	$(GO) test -count=1 -timeout 45m $(PKGS)
+	@# The end-to-end suite once more with a firewall4-shaped ruleset in both
+	@# gateways (test/e2e/firewall4_test.go): OpenWrt's firewall must not break it.
+	TCPCRYPT_E2E_FIREWALL=fw4 $(GO) test -count=1 -timeout 45m ./test/e2e/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags demo ./cmd/...
+	$(GO) vet -tags noprofile ./cmd/...
 	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) run $(STATICCHECK) -tags demo ./cmd/...
+	$(GO) run $(STATICCHECK) -tags noprofile ./cmd/...
 
 # fuzz runs every fuzz target for FUZZTIME each (seed corpora also run in `make test`).
 fuzz:
@@ -63,8 +71,20 @@ bench: build
 release:
 	bash scripts/release.sh
 
-demo: build
-	$(BIN) demo
+# package: the static binaries (as release) and the installable packages in
+# dist/: .deb for amd64 and arm64 (systemd unit, /etc/tcpcrypt-gw/config.yaml
+# as a conffile) and OpenWrt .ipk for mipsel_24kc, aarch64_cortex-a53,
+# arm_cortex-a7_neon-vfpv4 and x86_64, built with nfpm (go run, pinned in
+# scripts/package.sh). PKG_TARGETS="deb:linux/amd64 ..." picks others. The
+# OpenWrt feed package (also .apk for OpenWrt 25) is deploy/openwrt/Makefile.
+package:
+	bash scripts/package.sh
+
+# The demo drives the test harness, so it lives in a binary of its own
+# (-tags demo); the router binary (build, release, package) leaves it out.
+demo:
+	$(GO) build -tags demo -o bin/tcpcrypt-gw-demo ./cmd/tcpcrypt-gw
+	bin/tcpcrypt-gw-demo demo
 
 clean:
 	rm -rf bin

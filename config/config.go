@@ -42,6 +42,7 @@ type Config struct {
 	Require     Require        `yaml:"require_encryption"`
 	Downgrade   Downgrade      `yaml:"downgrade"`
 	Log         Log            `yaml:"log"`
+	Memory      Memory         `yaml:"memory"` // memory.go
 
 	file  string         // name given to Parse, for Problems
 	lines map[string]int // dotted field path -> line where the file set it
@@ -60,6 +61,9 @@ type Routing struct {
 	Table           int    `yaml:"table"`            // routing table id holding the route to the TUN
 	RulePriority    int    `yaml:"rule_priority"`    // priority of the ip rules
 	ConntrackBypass string `yaml:"conntrack_bypass"` // ConntrackAuto, ConntrackOn or ConntrackOff
+	// UCIFirewall is OpenWrt's firewall configuration, read for the flow
+	// offloading options (gateway/offload); "" skips that check.
+	UCIFirewall string `yaml:"uci_firewall"`
 }
 
 // Conntrack bypass modes (routing.conntrack_bypass).

@@ -94,7 +94,7 @@ log: {level: debug, format: json}
 	}
 	want := Default()
 	want.Interfaces = Interfaces{LAN: []string{"br-lan", "lan2"}, WAN: []string{"wan"}, TUN: "tc0", TUNMTU: 9000}
-	want.Routing = Routing{Table: 100, RulePriority: 1000, ConntrackBypass: ConntrackOff}
+	want.Routing = Routing{Table: 100, RulePriority: 1000, ConntrackBypass: ConntrackOff, UCIFirewall: "/etc/config/firewall"}
 	want.LANPrefixes = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("2001:db8:42::/48")}
 	want.TCPCrypt = TCPCrypt{
 		TEPs: []string{"p521"}, Ciphers: []string{"chacha20poly1305"},
@@ -326,4 +326,15 @@ func sameSettings(a, b *Config) bool {
 	a2, b2 := *a, *b
 	a2.file, a2.lines, b2.file, b2.lines = "", nil, "", nil
 	return reflect.DeepEqual(a2, b2)
+}
+
+func TestUCIFirewallPath(t *testing.T) {
+	if _, err := Parse([]byte("routing: {uci_firewall: etc/config/firewall}\n"), "u.yaml"); err == nil ||
+		!strings.Contains(err.Error(), `routing.uci_firewall: "etc/config/firewall" is not an absolute path`) {
+		t.Errorf("relative path: %v", err)
+	}
+	c, err := Parse([]byte("routing: {uci_firewall: \"\"}\n"), "u.yaml")
+	if err != nil || c.Routing.UCIFirewall != "" {
+		t.Errorf("empty: %v", err)
+	}
 }

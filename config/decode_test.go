@@ -17,7 +17,7 @@ var badCases = []struct {
 }{
 	{"unknown top-level key", "lan_prefix: [10.0.0.0/8]\n", 1, "lan_prefix", `unknown key, did you mean "lan_prefixes"? (valid keys here: interfaces, routing, lan_prefixes`},
 	{"misspelt key", "flows:\n  idel_timeout: 1h\n", 2, "flows.idel_timeout", `did you mean "idle_timeout"?`},
-	{"unrelated key", "colour: blue\n", 1, "colour", "unknown key (valid keys here: interfaces, routing, lan_prefixes, tcpcrypt, bypass, flows, http, session_api, require_encryption, downgrade, log)"},
+	{"unrelated key", "colour: blue\n", 1, "colour", "unknown key (valid keys here: interfaces, routing, lan_prefixes, tcpcrypt, bypass, flows, http, session_api, require_encryption, downgrade, log, memory)"},
 	{"session API host name", "session_api:\n  listen: [gw.lan:8474]\n", 2, "session_api.listen[0]", `host "gw.lan" must be "lan" (the LAN interfaces' addresses) or an IP address`},
 	{"session API without port", "session_api:\n  listen: [lan]\n", 2, "session_api.listen[0]", `invalid address "lan" (want lan:PORT or IP:PORT`},
 	{"session API duplicate", "session_api:\n  listen: [lan:8474, lan:8474]\n", 2, "session_api.listen[1]", `duplicate of "lan:8474"`},

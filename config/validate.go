@@ -90,6 +90,7 @@ func (c *Config) Validate() []Problem {
 	v.downgrade()
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
+	v.memory()
 	sortProblems(v.probs)
 	return v.probs
 }
@@ -260,6 +261,9 @@ func (v *validator) routing() {
 	}
 	v.intRange("routing.rule_priority", r.RulePriority, 1, maxRulePrio)
 	v.oneOf("routing.conntrack_bypass", r.ConntrackBypass, conntrackModes)
+	if r.UCIFirewall != "" && !filepath.IsAbs(r.UCIFirewall) {
+		v.add("routing.uci_firewall", "%q is not an absolute path", r.UCIFirewall)
+	}
 }
 
 // prefixes checks a prefix list: bounded, each prefix valid and canonical,

@@ -9,7 +9,9 @@
 #  3. Build each target with CGO_ENABLED=0 (a static binary needs no libc on
 #     the router: glibc on Debian, musl on OpenWrt), -trimpath (no build
 #     paths in the binary) and -s -w (no symbol tables: routers have little
-#     flash); the version goes in through -X main.version.
+#     flash); the version goes in through -X main.version; -tags noprofile
+#     leaves out the CPU-profile hook (runtime/pprof, 0.2 MB) that only
+#     measurements use.
 #  4. Check each result is an ELF file of the right architecture and was
 #     built without cgo, then write SHA256SUMS and print what was built.
 # Any failure stops the script with a non-zero exit status.
@@ -24,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 PKG=./cmd/tcpcrypt-gw
-DIST=dist
+DIST=${DIST:-dist}
 NAME=tcpcrypt-gw
 
 # os/arch[/variant]: the variant is GOARM for arm and GOMIPS for mips*.
@@ -116,7 +118,7 @@ for target in $TARGETS; do
 	out="$DIST/$NAME-$goos-$suffix"
 	echo "building $out (GOOS=$goos GOARCH=$goarch${goarm:+ GOARM=$goarm}${gomips:+ GOMIPS=$gomips})"
 	env CGO_ENABLED=0 GOOS="$goos" GOARCH="$goarch" GOARM="$goarm" GOMIPS="$gomips" GOAMD64=v1 \
-		"$GO" build -trimpath -buildvcs=false \
+		"$GO" build -trimpath -buildvcs=false -tags noprofile \
 		-ldflags "-s -w -X main.version=$VERSION" \
 		-o "$out" "$PKG"
 

@@ -19,7 +19,10 @@
 //     after connect/accept returns), ask again every 20 ms until the
 //     context ends.
 //
-// The package depends only on the standard library.
+// The package depends only on the standard library and on
+// tcpcrypt-gw/gateway/smallhttp (itself standard library only), whose
+// small HTTP client keeps net/http's Transport, and with it TLS, out of
+// the gateway binary's `session` command (docs/deploy.md, flash).
 package sessionid
 
 import (
@@ -38,6 +41,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tcpcrypt-gw/gateway/smallhttp"
 )
 
 // DefaultPort is the session endpoint's port in the gateway's default
@@ -111,18 +116,14 @@ func (c *Client) LookupAddrs(ctx context.Context, local, remote netip.AddrPort) 
 		return nil, err
 	}
 	// From the connection's own address: that is whom the gateway answers.
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext:  (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.Addr().AsSlice(), Zone: local.Addr().Zone()}}).DialContext,
-		MaxIdleConns: 1, // the polls reuse one connection; no proxy (the zero Transport uses none)
-	}}
-	defer hc.CloseIdleConnections()
+	from := &net.TCPAddr{IP: local.Addr().AsSlice(), Zone: local.Addr().Zone()}
 	u := "http://" + gw + "/session?" + url.Values{"local": {local.String()}, "remote": {remote.String()}}.Encode()
 	poll := c.Poll
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
 	}
 	for {
-		info, err := ask(ctx, hc, u)
+		info, err := ask(ctx, from, u)
 		if err != nil {
 			return nil, err
 		}
@@ -156,12 +157,11 @@ type answer struct {
 // maxAnswer bounds the answer read: it is a few hundred bytes.
 const maxAnswer = 16 << 10
 
-func ask(ctx context.Context, hc *http.Client, u string) (*Info, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
+// askTimeout bounds one question to the gateway (the answer is immediate).
+const askTimeout = 5 * time.Second
+
+func ask(ctx context.Context, from net.Addr, u string) (*Info, error) {
+	resp, err := smallhttp.GetFrom(ctx, from, u, nil, askTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("sessionid: asking the gateway: %w", err)
 	}

@@ -41,6 +41,13 @@ func cmdCheckConfig(args []string) error {
 	}
 	fmt.Printf("%s: ok\n", *path)
 	memoryReport(os.Stdout, cfg.Flows)
+	// What the Go runtime will be held to (config/memory.go), and whether
+	// this machine can give it.
+	plan := cfg.MemoryPlan()
+	fmt.Printf("memory: %s\n", plan)
+	for _, w := range decideMemory(plan, memTotal(), cgroupMemoryMax(), "", "").warnings {
+		fmt.Printf("memory: warning: %s\n", w)
+	}
 	return nil
 }
 

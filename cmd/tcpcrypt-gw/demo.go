@@ -1,3 +1,5 @@
+//go:build demo
+
 // `tcpcrypt-gw demo`: the gateway's main job, on one machine, with no
 // config file and no router.
 //
@@ -10,6 +12,10 @@
 //  4. Print, for each connection, what both gateways report (encrypted or
 //     plain, TEP, cipher, session ID) and what the wan capture shows.
 //  5. Clean up (with --wait: after Ctrl-C).
+//
+// The demo drives the test harness (test/netns, test/capture, gopacket), so
+// it is only in binaries built with -tags demo (`make demo`): the router
+// binary carries nothing from the tests (docs/deploy.md, flash).
 
 package main
 

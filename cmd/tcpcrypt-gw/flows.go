@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/gateway/monitor"
+	"tcpcrypt-gw/gateway/smallhttp"
 )
 
 func cmdFlows(args []string) error {
@@ -25,19 +27,15 @@ func cmdFlows(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	req, err := http.NewRequest("GET", strings.TrimRight(*api, "/")+"/api/flows?limit=10000", nil)
-	if err != nil {
-		return err
-	}
+	header := http.Header{}
 	if *tokenFile != "" {
 		tok, err := os.ReadFile(*tokenFile)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := smallhttp.Get(context.Background(), strings.TrimRight(*api, "/")+"/api/flows?limit=10000", header, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("cannot reach the gateway API: %w", err)
 	}

@@ -5,15 +5,13 @@
 //	tcpcrypt-gw flows [--json] [-api URL]     show the current flows of a running gateway
 //	tcpcrypt-gw session LOCAL REMOTE          on a LAN host: the session ID of one of its connections
 //	tcpcrypt-gw demo [--wait]                 the gateway's main job in network namespaces
-//	tcpcrypt-gw version
+//	tcpcrypt-gw version                       (also --version)
 package main
 
 import (
 	"fmt"
 	"os"
 )
-
-var version = "0.1.0-dev"
 
 const usage = `usage: tcpcrypt-gw <command> [flags]
 
@@ -26,7 +24,7 @@ commands:
                            on a LAN host: the tcpcrypt session ID of one of its
                            connections, from the gateway's session endpoint
   demo [--wait]            build a namespace topology and show encryption at work (root)
-  version                  print the version
+  version, --version       print the version and build information
 `
 
 func main() {
@@ -48,7 +46,7 @@ func main() {
 	case "demo":
 		err = cmdDemo(args)
 	case "version", "--version", "-v":
-		fmt.Println("tcpcrypt-gw", version)
+		printVersion(os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

@@ -2,12 +2,17 @@
 //
 //  1. Load the configuration (embedded defaults without -c) and check that
 //     the named interfaces exist.
-//  2. Clean up what a crashed earlier run left, then create the TUN device,
-//     the policy routing rules and the conntrack bypass (netsetup).
+//  2. Refuse to start while flow offloading could bypass the gateway
+//     (gateway/offload); clean up what a crashed earlier run left, then
+//     create the TUN device, the policy routing rules and the conntrack
+//     bypass (netsetup).
 //  3. Start the key pool, the flow table, the data plane workers and the
 //     HTTP API.
 //  4. SIGHUP reloads the policy (a bad file is rejected, the old one kept);
 //     SIGINT/SIGTERM stop the data plane and remove exactly what step 2 added.
+//  5. On SIGHUP and every offloadCheckInterval the offloading check runs
+//     again: offloading switched on meanwhile stops the gateway with an
+//     error naming the setting, as at start.
 
 package main
 
@@ -19,13 +24,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +43,8 @@ import (
 	"tcpcrypt-gw/gateway/lanapi"
 	"tcpcrypt-gw/gateway/monitor"
 	"tcpcrypt-gw/gateway/netsetup"
+	"tcpcrypt-gw/gateway/offload"
+	"tcpcrypt-gw/gateway/smallhttp"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -119,15 +125,12 @@ func cmdRun(args []string) error {
 		return &config.Error{Problems: probs}
 	}
 	log := newLogger(cfg)
-	if prof := os.Getenv("TCPCRYPT_GW_CPUPROFILE"); prof != "" {
-		// For measurements only: a CPU profile of the whole run.
-		f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid()))
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	mem := applyMemory(cfg, log)
+	stopProfile, err := startCPUProfile(log) // profile.go
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	// RFC 8547 §10, RFC 8548 §8: no ENO before the randomness behind the
 	// keys and nonces is good. crypto/rand reads getrandom(2), which blocks
@@ -135,6 +138,9 @@ func cmdRun(args []string) error {
 	// traffic out of the gateway until then.
 	if _, err := rand.Read(make([]byte, 32)); err != nil {
 		return fmt.Errorf("randomness: %w", err)
+	}
+	if err := offload.Check(cfg.Routing.UCIFirewall); err != nil {
+		return err
 	}
 	params := netsetupParams(cfg)
 	setup, err := netsetup.Apply(params)
@@ -187,27 +193,75 @@ func cmdRun(args []string) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		// Encrypted connections cannot outlive the gateway: once its
+		// rules are gone the kernel would hand their ciphertext to LAN
+		// hosts. Reset them while the TUN device still works.
+		dp.ResetAll()
+		setup.Device.Close()
+	})
+	recheck := make(chan struct{}, 1)
+	offloadErr := make(chan error, 1)
+	go watchOffload(ctx, cfg.Routing.UCIFirewall, recheck, func(err error) {
+		log.Error("stopping: flow offloading was switched on", "err", err)
+		offloadErr <- err
+		stop()
+	})
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		for sig := range sigs {
 			if sig != syscall.SIGHUP {
 				log.Info("stopping", "signal", sig.String())
-				cancel()
-				// Encrypted connections cannot outlive the gateway: once its
-				// rules are gone the kernel would hand their ciphertext to LAN
-				// hosts. Reset them while the TUN device still works.
-				dp.ResetAll()
-				setup.Device.Close()
+				stop()
 				return
 			}
 			reload(*path, cfg, dp, keys, log)
+			select {
+			case recheck <- struct{}{}:
+			default:
+			}
 		}
 	}()
-	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers, "offloads", dp.Offloads())
+	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
+		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc)
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
+	select {
+	case oerr := <-offloadErr:
+		return oerr
+	default:
+	}
 	return err
+}
+
+// offloadCheckInterval is how often a running gateway looks for flow
+// offloading again (OpenWrt's firewall may be reconfigured at any time). A
+// check reads the UCI file and dumps the nftables rules: cheap at this rate.
+const offloadCheckInterval = 30 * time.Second
+
+// watchOffload runs the offloading check every offloadCheckInterval and on
+// each recheck, until ctx ends; the first finding goes to found (once). A
+// check that fails for another reason is logged by found's caller only when
+// it is an *offload.Error; other errors (a transient netlink failure) are
+// retried at the next tick.
+func watchOffload(ctx context.Context, uciPath string, recheck <-chan struct{}, found func(error)) {
+	t := time.NewTicker(offloadCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-recheck:
+		}
+		var oe *offload.Error
+		if err := offload.Check(uciPath); errors.As(err, &oe) {
+			found(err)
+			return
+		}
+	}
 }
 
 // reload applies a new policy on SIGHUP; the interfaces and the TUN device
@@ -254,7 +308,7 @@ func interfaceExists(name string) bool {
 	return err == nil
 }
 
-func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.Server, error) {
+func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*smallhttp.Server, error) {
 	token := ""
 	if cfg.HTTP.TokenFile != "" {
 		b, err := os.ReadFile(cfg.HTTP.TokenFile)
@@ -270,9 +324,14 @@ func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	srv := &http.Server{Handler: monitor.Handler(src, token), ReadHeaderTimeout: 10 * time.Second}
+	// smallhttp rather than net/http's Server: the latter links TLS, which
+	// a plain-HTTP status API does not need (docs/deploy.md, flash).
+	srv := &smallhttp.Server{
+		Handler:  monitor.Handler(src, token),
+		ErrorLog: func(err error) { log.Error("http", "err", err) },
+	}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, smallhttp.ErrServerClosed) {
 			log.Error("http", "err", err)
 		}
 	}()
@@ -282,7 +341,7 @@ func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*http.
 // startSessionAPI serves the LAN session endpoint (gateway/lanapi) on the
 // addresses of session_api.listen, "lan:PORT" standing for every address of
 // the LAN interfaces now. Nil when the list is empty.
-func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], log *slog.Logger) (*http.Server, error) {
+func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], log *slog.Logger) (*smallhttp.Server, error) {
 	var addrs []string
 	for _, l := range cfg.SessionAPI.Listen {
 		host, port, _ := net.SplitHostPort(l) // validated
@@ -326,7 +385,7 @@ func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], l
 			return nil, fmt.Errorf("session_api.listen: %w", err)
 		}
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, smallhttp.ErrServerClosed) {
 				log.Error("session api", "err", err)
 			}
 		}()

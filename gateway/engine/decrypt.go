@@ -68,6 +68,12 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	if len(data) > 0 || fin {
 		delivered = e.receive(cfg, f, seq, data, fin, s.has(packet.FlagPSH), out)
 	}
+	if len(data) > 0 && !delivered && s.TOS&ecnMask == ecnCE {
+		// The bytes of a CE-marked segment wait (a frame cut across
+		// segments, or a hole before them): the mark goes with the next
+		// plaintext the LAN host gets (sendPlain), not with an ACK.
+		d.pendingCE = true
+	}
 	if f.State != StateEncrypted || delivered {
 		return
 	}
@@ -306,14 +312,19 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 	maxSeg = max(maxSeg, 1)
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
-		flags := uint8(packet.FlagACK)
+		flags := packet.FlagACK | e.ecnToLAN
+		tos := e.tosToLAN
+		if f.dec.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
+			tos |= ecnCE
+			f.dec.pendingCE = false
+		}
 		if n == len(pt) && (psh || fin) {
 			flags |= packet.FlagPSH
 		}
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], 0, out)
+		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos, out)
 		seq += uint32(n)
 		pt = pt[n:]
 	}

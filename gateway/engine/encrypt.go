@@ -91,6 +91,7 @@ func (e *Engine) hold(f *Flow, data []byte, fin bool) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	f.enc.held.append(data)
+	f.enc.heldTOS = e.tosToWAN
 	if fin {
 		f.enc.heldFIN = true
 	}
@@ -107,7 +108,12 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 	// The held bytes become frames: their reservation passes to them.
 	e.table.Release(len(data))
 	en.reserved -= len(data)
+	// The held data leaves with the marks its segment had, not those of
+	// the segment that completed the key exchange.
+	tos, ecn := e.tosToWAN, e.ecnToWAN
+	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
 	sent := e.frame(cfg, f, data, en.heldFIN, true, out)
+	e.tosToWAN, e.ecnToWAN = tos, ecn
 	en.held.trim(en.held.end())
 	en.heldFIN = false
 	return sent
@@ -243,14 +249,14 @@ func (e *Engine) resendOwnTail(f *Flow, out *Output) {
 
 // sendFrame sends one recorded frame, exactly as first sent.
 func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
-	flags := uint8(packet.FlagACK)
+	flags := packet.FlagACK | e.ecnToWAN
 	if r.psh {
 		flags |= packet.FlagPSH
 	}
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
-	e.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), 0, out)
+	e.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), e.tosToWAN, out)
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).

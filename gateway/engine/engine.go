@@ -157,6 +157,38 @@ type Engine struct {
 	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
 	ow        packet.OptionWriter
 	sack      [4]packet.SACKBlock
+
+	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
+	// and CWR flags (§6.1) of the segment being processed, given to the
+	// data it carries when that data leaves on the other side: ECT and CE
+	// marks and the hosts' ECN feedback travel with the bytes, as through
+	// any router, so that ECN works end to end (RFC 6040 §4 states the
+	// same rule for a tunnel's ends). Packets the gateway originates
+	// (Init messages, its own ACKs and retransmissions on a timer) carry
+	// 0: not-ECT, no flags. Held data keeps its own (encState.heldTOS).
+	tosToWAN, tosToLAN uint8
+	ecnToWAN, ecnToLAN uint8
+}
+
+// ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
+const ecnFlags = packet.FlagECE | packet.FlagCWR
+
+// The ECN field of the IP TOS byte (RFC 3168 §5): ECT(0) 10, ECT(1) 01,
+// CE 11.
+const (
+	ecnMask = 0x03
+	ecnCE   = 0x03
+)
+
+// segmentTOS is the TOS byte of a segment the engine builds: a segment
+// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
+// ACKs and the like are sent not-ECT), whatever the segment it answers
+// carried; DSCP stays.
+func segmentTOS(tos uint8, payload []byte) uint8 {
+	if len(payload) == 0 {
+		return tos &^ ecnMask
+	}
+	return tos
 }
 
 // New returns the engine of shard `shard` of table.
@@ -244,10 +276,13 @@ func (e *Engine) ProcessOffload(b []byte, off packet.Offload, now time.Time, out
 	}
 	seg := segment{Packet: &p, opts: &opts}
 	if fromLAN {
+		e.tosToWAN, e.ecnToWAN = p.TOS, p.Flags&ecnFlags
 		e.fromLAN(cfg, key, entry, f, &seg, out)
 	} else {
+		e.tosToLAN, e.ecnToLAN = p.TOS, p.Flags&ecnFlags
 		e.fromWAN(cfg, key, entry, f, &seg, out)
 	}
+	e.tosToWAN, e.tosToLAN, e.ecnToWAN, e.ecnToLAN = 0, 0, 0, 0
 }
 
 // segment is a parsed packet with its options.

@@ -152,6 +152,7 @@ type encState struct {
 	recs          recRing  // frames (and our Init) not yet acknowledged by the WAN peer
 	held          byteRing // LAN plaintext that arrived before the keys existed
 	heldFIN       bool
+	heldTOS       uint8  // the TOS of the held data's segment (Engine.tosToWAN)
 	pNxt          uint32 // next P byte expected from the LAN host
 	cNxt          uint32 // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
@@ -189,6 +190,7 @@ type decState struct {
 	finFrame     bool   // a frame with the FIN flag was authenticated
 	finC         uint32 // C sequence of the TCP FIN that must follow it
 	finDelivered bool
+	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
 
 	reserved int // bytes reserved for this direction (budget.go)
 }

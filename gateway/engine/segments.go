@@ -39,7 +39,7 @@ func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uin
 		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAcked, Flags: flags, Window: e.winToWAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: f.dec.cAcked, Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
 	}
@@ -79,7 +79,7 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: tos, TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
 	e.emit(&h, out)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true

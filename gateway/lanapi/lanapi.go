@@ -29,6 +29,7 @@ import (
 
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/engine"
+	"tcpcrypt-gw/gateway/smallhttp"
 )
 
 // DefaultPort is the port of session_api.listen's default "lan:8474".
@@ -79,11 +80,13 @@ func Handler(src *Source) http.Handler {
 	return mux
 }
 
-// NewServer returns an http.Server for the endpoint with tight limits: the
-// requests are tiny, and any LAN host may connect.
-func NewServer(src *Source) *http.Server {
-	return &http.Server{Handler: Handler(src), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 4 << 10}
+// NewServer returns a server for the endpoint with tight limits: the
+// requests are tiny, and any LAN host may connect. It is a smallhttp
+// server (one request per connection), not net/http's, which would link
+// TLS into the binary (docs/deploy.md, flash).
+func NewServer(src *Source) *smallhttp.Server {
+	return &smallhttp.Server{Handler: Handler(src), ReadTimeout: 5 * time.Second,
+		WriteTimeout: 5 * time.Second, MaxHeaderBytes: 4 << 10, MaxBodyBytes: 4 << 10}
 }
 
 func (s *Source) serveSession(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,8 @@
-// /metrics: Prometheus metrics. A custom collector reads the engine's
-// atomic counters and takes one census of the flow table at scrape time, so
-// the data plane does no work for metrics. There are no per-flow labels: the
-// series count is fixed whatever the traffic.
+// /metrics: Prometheus metrics in the text exposition format, written by
+// package promtext. Each scrape reads the engine's atomic counters and takes
+// one census of the flow table, so the data plane does no work for metrics.
+// There are no per-flow labels: the series count is fixed whatever the
+// traffic.
 
 package monitor
 
@@ -9,23 +10,20 @@ import (
 	"math"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"tcpcrypt-gw/gateway/engine"
+	"tcpcrypt-gw/gateway/monitor/promtext"
 )
 
 const metricPrefix = "tcpcrypt_gw_"
 
 // counterDef is one engine counter exported as a Prometheus counter.
 type counterDef struct {
-	desc *prometheus.Desc
-	read func(*engine.Stats) uint64
+	name, help string
+	read       func(*engine.Stats) uint64
 }
 
 func counter(name, help string, read func(*engine.Stats) uint64) counterDef {
-	return counterDef{prometheus.NewDesc(metricPrefix+name, help, nil, nil), read}
+	return counterDef{metricPrefix + name, help, read}
 }
 
 var counterDefs = []counterDef{
@@ -54,80 +52,79 @@ var counterDefs = []counterDef{
 	counter("buffer_drops_total", "Segments dropped because a flow's or the global buffer budget was exhausted.", func(s *engine.Stats) uint64 { return s.BufferDrops.Load() }),
 }
 
-var (
-	rekeysDesc = prometheus.NewDesc(metricPrefix+"rekeys_total",
-		"Key updates (RFC 8548 §3.8), by direction: out = keys of LAN-to-WAN data, in = WAN-to-LAN.", []string{"direction"}, nil)
-	flowsDesc = prometheus.NewDesc(metricPrefix+"flows",
-		"Flows in the table now, by state.", []string{"state"}, nil)
-	flowsActiveDesc = prometheus.NewDesc(metricPrefix+"flows_active",
-		"Flows in the table now (all states).", nil, nil)
-	flowsMaxDesc = prometheus.NewDesc(metricPrefix+"flows_max",
-		"Most flows the table holds (flows.max).", nil, nil)
-	bufferedDesc = prometheus.NewDesc(metricPrefix+"buffered_bytes",
-		"Bytes held by all flows now (held plaintext, unacknowledged ciphertext, reassembly).", nil, nil)
-	bufferedMaxDesc = prometheus.NewDesc(metricPrefix+"buffered_bytes_max",
-		"Bytes all flows together may hold (flows.max_buffer_total).", nil, nil)
-	handshakeDesc = prometheus.NewDesc(metricPrefix+"handshake_duration_seconds",
-		"Time from the first SYN to the end of the key exchange, for completed key exchanges. "+
-			"The engine keeps bucket counts only: _sum is NaN.", nil, nil)
-)
-
-// collector is the gateway's prometheus.Collector.
-type collector struct{ src *Source }
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range counterDefs {
-		ch <- d.desc
-	}
-	for _, d := range []*prometheus.Desc{rekeysDesc, flowsDesc, flowsActiveDesc, flowsMaxDesc, bufferedDesc, bufferedMaxDesc, handshakeDesc} {
-		ch <- d
-	}
+// gaugeDef is one gauge without labels, read from the Source at scrape time.
+type gaugeDef struct {
+	name, help string
+	read       func(*Source) float64
 }
 
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.src.Stats
+var gaugeDefs = []gaugeDef{
+	{metricPrefix + "flows_active", "Flows in the table now (all states).", func(s *Source) float64 { return float64(s.Table.Len()) }},
+	{metricPrefix + "flows_max", "Most flows the table holds (flows.max).", func(s *Source) float64 { return float64(s.Table.MaxFlows()) }},
+	{metricPrefix + "buffered_bytes", "Bytes held by all flows now (held plaintext, unacknowledged ciphertext, reassembly).", func(s *Source) float64 { return float64(s.Table.BytesInUse()) }},
+	{metricPrefix + "buffered_bytes_max", "Bytes all flows together may hold (flows.max_buffer_total).", func(s *Source) float64 { return float64(s.Table.MaxBytesTotal()) }},
+}
+
+// writeMetrics writes the gateway's families, then the Go runtime and
+// process ones.
+func (s *Source) writeMetrics(w *promtext.Writer) {
+	st := s.Stats
 	for _, d := range counterDefs {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.read(st)))
+		w.Family(d.name, promtext.Counter, d.help)
+		w.Sample(d.name, float64(d.read(st)))
 	}
-	ch <- prometheus.MustNewConstMetric(rekeysDesc, prometheus.CounterValue, float64(st.RekeysOut.Load()), "out")
-	ch <- prometheus.MustNewConstMetric(rekeysDesc, prometheus.CounterValue, float64(st.RekeysIn.Load()), "in")
+	rekeys := metricPrefix + "rekeys_total"
+	w.Family(rekeys, promtext.Counter, "Key updates (RFC 8548 §3.8), by direction: out = keys of LAN-to-WAN data, in = WAN-to-LAN.")
+	w.Sample(rekeys, float64(st.RekeysOut.Load()), "direction", "out")
+	w.Sample(rekeys, float64(st.RekeysIn.Load()), "direction", "in")
 
 	// Every state is exported, zero or not, so that series do not come
 	// and go with the traffic.
-	census := c.src.census()
+	census := s.census()
+	flows := metricPrefix + "flows"
+	w.Family(flows, promtext.Gauge, "Flows in the table now, by state.")
 	for i, name := range stateNames {
-		ch <- prometheus.MustNewConstMetric(flowsDesc, prometheus.GaugeValue, float64(census.byState[i+1]), name)
+		w.Sample(flows, float64(census.byState[i+1]), "state", name)
 	}
-	t := c.src.Table
-	ch <- prometheus.MustNewConstMetric(flowsActiveDesc, prometheus.GaugeValue, float64(t.Len()))
-	ch <- prometheus.MustNewConstMetric(flowsMaxDesc, prometheus.GaugeValue, float64(t.MaxFlows()))
-	ch <- prometheus.MustNewConstMetric(bufferedDesc, prometheus.GaugeValue, float64(t.BytesInUse()))
-	ch <- prometheus.MustNewConstMetric(bufferedMaxDesc, prometheus.GaugeValue, float64(t.MaxBytesTotal()))
+	for _, d := range gaugeDefs {
+		w.Family(d.name, promtext.Gauge, d.help)
+		w.Sample(d.name, d.read(s))
+	}
 
-	count, buckets := handshakeHistogram(st)
-	ch <- prometheus.MustNewConstHistogram(handshakeDesc, count, math.NaN(), buckets)
+	bounds, cumulative, count := handshakeHistogram(st)
+	w.Histogram(metricPrefix+"handshake_duration_seconds",
+		"Time from the first SYN to the end of the key exchange, for completed key exchanges. "+
+			"The engine keeps bucket counts only: _sum is NaN.",
+		bounds, cumulative, count, math.NaN())
+
+	promtext.WriteGo(w)
+	promtext.WriteProcess(w)
 }
 
 // handshakeHistogram turns the engine's per-bucket counts into Prometheus's
 // cumulative ones, with bounds in seconds. The last engine bucket (above the
 // largest bound) is only in the total count, Prometheus's implicit +Inf.
-func handshakeHistogram(st *engine.Stats) (count uint64, buckets map[float64]uint64) {
-	buckets = make(map[float64]uint64, len(engine.HandshakeBuckets))
+func handshakeHistogram(st *engine.Stats) (bounds []float64, cumulative []uint64, count uint64) {
+	bounds = make([]float64, len(engine.HandshakeBuckets))
+	cumulative = make([]uint64, len(engine.HandshakeBuckets))
 	for i, bound := range engine.HandshakeBuckets {
 		count += st.Handshakes[i].Load()
-		buckets[bound.Seconds()] = count
+		bounds[i] = bound.Seconds()
+		cumulative[i] = count
 	}
 	count += st.Handshakes[len(engine.HandshakeBuckets)].Load()
-	return count, buckets
+	return bounds, cumulative, count
 }
 
-// newMetricsHandler serves the gateway's metrics and the Go runtime and
-// process ones, from a registry of its own (not the global default one, so
-// that two gateways in one process, as in tests, do not collide).
+// newMetricsHandler serves the metrics of one Source (one per gateway, so
+// that two gateways in one process, as in tests, do not mix).
 func newMetricsHandler(src *Source) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{src},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var w promtext.Writer
+		src.writeMetrics(&w)
+		rw.Header().Set("Content-Type", promtext.ContentType)
+		if r.Method != http.MethodHead {
+			rw.Write(w.Bytes())
+		}
+	})
 }

@@ -148,6 +148,9 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	if opt.impair != nil {
 		e.impair = e.startImpairer(opt.impair...)
 	}
+	if withFirewall4 {
+		loadFirewall4(t, topo) // firewall4_test.go
+	}
 	e.gwA = e.startGateway(topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, opt.extraA))
 	e.gwB = e.startGateway(topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, opt.extraB))
 	return e
