@@ -279,7 +279,7 @@ const (
 	zwFlows     = 24
 	zwSize      = 2 << 20 // bytes each server sends
 	zwPerFlow   = 128 << 10
-	zwTotal     = 1 << 20 // less than the flows could hold together: the global limit binds
+	zwTotal     = 256 << 10 // far less than the flows could hold together (24 x 64 KiB a direction): the global limit binds
 	zwReadLimit = 32 << 10
 )
 
