@@ -21,15 +21,7 @@ import (
 const uciOffloadOn = "config defaults\n\toption input 'REJECT'\n\toption flow_offloading '1'\n"
 
 func TestOffloadRefusesToStart(t *testing.T) {
-	topo, err := netns.NewTopology(nsPrefix, netns.TopologyOptions{})
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Errorf("topology close: %v", err)
-		}
-	})
+	topo := newBareTopology(t)
 	dir := t.TempDir()
 	uci := filepath.Join(dir, "firewall")
 	os.WriteFile(uci, []byte(uciOffloadOn), 0o644)
@@ -59,15 +51,7 @@ func TestOffloadRefusesToStart(t *testing.T) {
 }
 
 func TestOffloadSwitchedOnStopsGateway(t *testing.T) {
-	topo, err := netns.NewTopology(nsPrefix, netns.TopologyOptions{})
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Errorf("topology close: %v", err)
-		}
-	})
+	topo := newBareTopology(t)
 	dir := t.TempDir()
 	uci := filepath.Join(dir, "firewall")
 	os.WriteFile(uci, []byte("config defaults\n\toption flow_offloading '0'\n"), 0o644)
@@ -109,4 +93,20 @@ func checkNothingInstalled(t *testing.T, ns *netns.NS) {
 	if out, err := ns.Run(t.Context(), "nft", "list", "table", "inet", "tcpcrypt_gw"); err == nil {
 		t.Errorf("nftables table left:\n%s", out)
 	}
+}
+
+// newBareTopology builds the standard topology without gateways, removed
+// when t ends.
+func newBareTopology(t *testing.T) *netns.Topology {
+	t.Helper()
+	topo, err := netns.NewTopology(nsPrefix, netns.TopologyOptions{})
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Errorf("topology close: %v", err)
+		}
+	})
+	return topo
 }
