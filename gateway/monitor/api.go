@@ -96,6 +96,7 @@ type StatsJSON struct {
 	PacketsOut       uint64 `json:"packets_out"`
 	RekeysOut        uint64 `json:"rekeys_out"`
 	RekeysIn         uint64 `json:"rekeys_in"`
+	WriteErrors      uint64 `json:"tun_write_errors"` // packets the TUN device refused
 	// Flows evicted to make room for new ones when the table was full,
 	// by kind (engine.EvictHalfOpen, ...).
 	EvictedHalfOpen    uint64 `json:"evicted_half_open"`
@@ -199,7 +200,7 @@ func (s *Source) StatsNow() StatsJSON {
 		SYNFallbacks: st.SYNFallbacks.Load(), BadChecksums: st.BadChecksum.Load(), PassedUnparsable: st.PassedUnparsable.Load(),
 		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
-		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(),
+		RekeysOut: st.RekeysOut.Load(), RekeysIn: st.RekeysIn.Load(), WriteErrors: st.WriteErrors.Load(),
 		EvictedHalfOpen: st.Evictions[engine.EvictHalfOpen].Load(), EvictedIdlePlain: st.Evictions[engine.EvictIdlePlain].Load(), EvictedHalfOpenLAN: st.Evictions[engine.EvictHalfOpenLAN].Load(),
 		InboundFlows: s.Table.InboundLen(), InboundFlowsMax: s.Table.MaxInbound(),
 		DowngradesSuspected: st.DowngradesSuspected.Load(), DowngradesBlocked: st.DowngradesBlocked.Load(),

@@ -49,6 +49,7 @@ var counterDefs = []counterDef{
 	counter("downgrades_suspected_total", "Connections to a peer that completed tcpcrypt before, answered without TCP-ENO (a suspected downgrade attack).", func(s *engine.Stats) uint64 { return s.DowngradesSuspected.Load() }),
 	counter("downgrades_blocked_total", "Suspected downgrades reset under the block policy (downgrade.block).", func(s *engine.Stats) uint64 { return s.DowngradesBlocked.Load() }),
 	counter("required_resets_total", "Connections of require_encryption reset because they could not be encrypted.", func(s *engine.Stats) uint64 { return s.RequiredResets.Load() }),
+	counter("tun_write_errors_total", "Packets the TUN device refused to take (each dropped; TCP retransmits).", func(s *engine.Stats) uint64 { return s.WriteErrors.Load() }),
 	counter("buffer_drops_total", "Segments dropped because a flow's or the global buffer budget was exhausted.", func(s *engine.Stats) uint64 { return s.BufferDrops.Load() }),
 }
 

@@ -158,6 +158,7 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_flows_evicted_half_open_total":     &st.Evictions[engine.EvictHalfOpen],
 		"tcpcrypt_gw_flows_evicted_idle_plain_total":    &st.Evictions[engine.EvictIdlePlain],
 		"tcpcrypt_gw_flows_evicted_half_open_lan_total": &st.Evictions[engine.EvictHalfOpenLAN],
+		"tcpcrypt_gw_tun_write_errors_total":            &st.WriteErrors,
 	}
 	want := map[string]float64{}
 	n := uint64(100)
