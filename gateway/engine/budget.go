@@ -126,7 +126,27 @@ func (e *Engine) settle(f *Flow) {
 type oooSeg struct {
 	seq  uint32
 	data []byte
+	buf  *[]byte // the pooled buffer data lives in (oooPool)
 	fin  bool
+}
+
+// oooPool backs the queued segments (2 KiB, a full-sized segment, to 1 MiB,
+// islands merged from super-packets): a segment that arrives beyond a hole
+// costs no allocation.
+var oooPool = slicePool[byte]{minLen: 2048}
+
+// newOOOSeg returns a segment of n bytes at seq, in a pooled buffer.
+func newOOOSeg(seq uint32, n int) oooSeg {
+	b := oooPool.get(n)
+	return oooSeg{seq: seq, data: (*b)[:n], buf: b}
+}
+
+// free gives the segment's buffer back; the segment is empty after.
+func (s *oooSeg) free() {
+	if s.buf != nil {
+		oooPool.put(s.buf)
+	}
+	*s = oooSeg{}
 }
 
 func (s *oooSeg) end() uint32 { return s.seq + uint32(len(s.data)) }
@@ -145,13 +165,16 @@ func (q *oooQueue) first() *oooSeg { return &q.segs[0] }
 
 func (q *oooQueue) pop() {
 	q.bytes -= len(q.segs[0].data)
+	q.segs[0].free()
 	copy(q.segs, q.segs[1:])
 	q.segs[len(q.segs)-1] = oooSeg{}
 	q.segs = q.segs[:len(q.segs)-1]
 }
 
 func (q *oooQueue) clear() {
-	clear(q.segs)
+	for i := range q.segs {
+		q.segs[i].free()
+	}
 	q.segs, q.bytes = q.segs[:0], 0
 }
 
@@ -188,16 +211,20 @@ func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
 	if i == j { // touches nothing: a segment of its own
 		q.segs = append(q.segs, oooSeg{})
 		copy(q.segs[i+1:], q.segs[i:])
-		q.segs[i] = oooSeg{seq: seq, data: append([]byte(nil), data...), fin: fin}
+		q.segs[i] = newOOOSeg(seq, len(data))
+		copy(q.segs[i].data, data)
+		q.segs[i].fin = fin
 		q.bytes += len(data)
 		return
 	}
 	lo, hi := seqMin(seq, q.segs[i].seq), seqMax(end, q.segs[j-1].end())
-	merged := oooSeg{seq: lo, data: make([]byte, int(hi-lo))}
-	for _, s := range q.segs[i:j] {
+	merged := newOOOSeg(lo, int(hi-lo))
+	for k := i; k < j; k++ {
+		s := &q.segs[k]
 		copy(merged.data[s.seq-lo:], s.data)
 		merged.fin = merged.fin || s.fin && s.end() == hi
 		q.bytes -= len(s.data)
+		s.free()
 	}
 	copy(merged.data[seq-lo:], data)
 	merged.fin = merged.fin || fin && end == hi

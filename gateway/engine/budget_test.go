@@ -167,3 +167,29 @@ func TestBudgetQueueHoldsEachByteOnce(t *testing.T) {
 		t.Fatalf("%d segments, %d bytes, fin %v", q.len(), q.bytes, q.first().fin)
 	}
 }
+
+// TestBudgetQueueAllocatesNothing: once warm, queuing segments beyond a
+// hole, merging them and taking them off again allocates nothing (pooled
+// buffers, oooPool).
+func TestBudgetQueueAllocatesNothing(t *testing.T) {
+	seg := make([]byte, 1448)
+	var q oooQueue
+	cycle := func() {
+		q.insert(3000, seg, false)
+		q.insert(3000+1448, seg, false) // touches: merged
+		q.insert(9000, seg, true)
+		q.pop()
+		q.pop()
+	}
+	for i := 0; i < 10; i++ {
+		cycle()
+	}
+	// A garbage collection may empty the pool once in a while (sync.Pool);
+	// allocating in every cycle is what must not happen.
+	if a := testing.AllocsPerRun(200, cycle); a >= 0.5 {
+		t.Fatalf("%.2f allocations per cycle", a)
+	}
+	if q.len() != 0 || q.bytes != 0 {
+		t.Fatalf("%d segments, %d bytes left", q.len(), q.bytes)
+	}
+}
