@@ -44,10 +44,7 @@ type Offload struct {
 	CsumOffset uint16
 }
 
-// DecodeOffload reads a virtio-net header (host byte order, which is
-// little-endian on every machine the gateway runs on with IFF_VNET_HDR:
-// the TUN device's default for a little-endian host; on big-endian hosts
-// TUNSETVNETLE is unset and the header is native, see Encode).
+// DecodeOffload reads a virtio-net header from b[:OffloadLen].
 func DecodeOffload(b []byte) Offload {
 	return Offload{Flags: b[0], GSOType: b[1], HdrLen: hostEndian.Uint16(b[2:]), GSOSize: hostEndian.Uint16(b[4:]),
 		CsumStart: hostEndian.Uint16(b[6:]), CsumOffset: hostEndian.Uint16(b[8:])}
@@ -67,9 +64,10 @@ func (o *Offload) Encode(b []byte) {
 // the pseudo-header sum) or it verified it (DATA_VALID).
 func (o *Offload) ChecksumTrusted() bool { return o.Flags&(OffloadNeedsCsum|OffloadDataValid) != 0 }
 
-// hostEndian is the byte order of the virtio-net header: the host's own
-// (virtio 0.9 "legacy" headers, which the TUN device uses unless
-// TUNSETVNETLE/BE asks otherwise).
+// hostEndian is the byte order of the virtio-net header: the host's own,
+// as for the "legacy" headers a TUN device uses unless TUNSETVNETLE or
+// TUNSETVNETBE asks otherwise (the tun package asks neither), so a
+// big-endian MIPS router reads them big-endian.
 var hostEndian = binary.NativeEndian
 
 // partialOffload is the header of a packet Build wrote with
