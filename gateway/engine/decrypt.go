@@ -36,7 +36,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
 	}
 	f.wanWin = s.Window
-	oldUna, initWasAcked := f.enc.pAcked, f.enc.initAcked
+	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
 	if s.has(packet.FlagACK) {
 		e.wanAck(f, s.Ack)
 	}
@@ -78,10 +78,12 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		return
 	}
 	// Pass the acknowledgment on when it tells the LAN host something: a
-	// pure ACK (a duplicate ACK is a loss signal), or a new P ack. Not the
-	// ACK of our own Init message: the LAN host never sent those bytes.
-	ownInitAck := !initWasAcked && f.enc.initAcked && f.enc.pAcked == oldUna
-	if len(s.Payload()) == 0 && !fin && !ownInitAck || f.enc.pAcked != oldUna {
+	// new P ack, or a pure ACK that did not move the C ack (a duplicate
+	// ACK, a loss signal, or a window update). A pure ACK that moved the C
+	// ack but not the P ack covered only bytes the LAN host never sent
+	// (our Init, our own rekey frames) or part of a frame: passed on, it
+	// would look like a duplicate ACK to the LAN host.
+	if len(s.Payload()) == 0 && !fin && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
 		blocks := e.sackToLAN(f, s.opts)
 		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
 	}

@@ -315,6 +315,7 @@ func (e *Engine) wanAck(f *Flow, ack uint32) {
 	if seqGT(ack, en.cNxt) {
 		return // acknowledges what was never sent
 	}
+	en.cAckSeen = seqMax(en.cAckSeen, ack)
 	for en.recs.len() > 0 {
 		r := en.recs.first()
 		if !seqLEQ(r.cAfter(), ack) {

@@ -157,6 +157,7 @@ type encState struct {
 	cNxt          uint32 // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
 	pAcked        uint32 // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
+	cAckSeen      uint32 // the highest acknowledgment the WAN peer has sent, in C (wanAck)
 	sealer        *tcpcrypt.Sealer
 	sinceRekey    int64
 	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey

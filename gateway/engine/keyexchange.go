@@ -35,7 +35,7 @@ func (f *Flow) initDirections() {
 	}
 	en, d := &f.enc, &f.dec
 	s := f.lanISN + 1
-	en.pNxt, en.cNxt, en.pAcked = s, s, s
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = s, s, s, s
 	en.ring.reset(s)
 	en.held.reset(s)
 	en.recs.reset()

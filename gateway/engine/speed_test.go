@@ -258,3 +258,34 @@ func TestRetransmissionOverQueuedBytesRepairsTheHole(t *testing.T) {
 		t.Fatalf("after the retransmission the server got %d of %d bytes", len(got), len(want))
 	}
 }
+
+// TestPureACKsThatMoveOnlyC: a WAN ACK that moves the C acknowledgment but
+// not the P one (part of a frame) tells the LAN host nothing and is not
+// passed on, where it would count as a duplicate ACK; a true duplicate
+// (the C ack unchanged) is passed on, and so is one that completes frames.
+func TestPureACKsThatMoveOnlyC(t *testing.T) {
+	c := newPair(t)
+	c.handshake()
+	msg := []byte("one frame")
+	w1 := one(t, c.a.process(c.client.seg(packet.FlagACK, msg, nil), c.now))
+	c.client.seq += uint32(len(msg))
+	p1, _ := mustParse(t, w1)
+	wanACK := func(ack uint32) [][]byte {
+		h := packet.Header{Src: serverAddr.Addr(), Dst: clientAddr.Addr(), SrcPort: serverAddr.Port(), DstPort: clientAddr.Port(),
+			Seq: p1.Ack, Ack: ack, Flags: packet.FlagACK, Window: 5000, TTL: 64}
+		return c.a.process(packet.Build(make([]byte, h.Len()), &h), c.now)
+	}
+	if got := wanACK(p1.Seq + 10); len(got) != 0 {
+		t.Fatalf("an ACK of part of a frame reached the client: %d packets", len(got))
+	}
+	if got := wanACK(p1.Seq + 10); len(got) != 1 {
+		t.Fatalf("a duplicate ACK: %d packets to the client, want 1", len(got))
+	}
+	got := wanACK(p1.Seq + uint32(len(p1.Payload())))
+	if len(got) != 1 {
+		t.Fatalf("the ACK of the whole frame: %d packets to the client, want 1", len(got))
+	}
+	if gp, _ := mustParse(t, got[0]); gp.Ack != c.client.seq {
+		t.Fatalf("client told ack %d, want %d", gp.Ack, c.client.seq)
+	}
+}
