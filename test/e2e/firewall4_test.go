@@ -287,19 +287,13 @@ func TestFirewall4Loaded(t *testing.T) {
 // so connections fail instead of passing unencrypted. It also shows that
 // the cases above really ran under fw4's forward policy.
 func TestFirewall4NeedsTUNInZone(t *testing.T) {
-	topo, err := netns.NewTopology(nsPrefix, netns.TopologyOptions{})
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
+	topo := newBareTopology(t)
 	e := &env{t: t, topo: topo, logs: t.TempDir()}
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the topology goes (cleanups run last first)
 		for _, p := range []*netns.Proc{e.gwA, e.gwB} {
 			if p != nil {
 				p.Stop()
 			}
-		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("topology close: %v", err)
 		}
 	})
 	loadFirewall4Zones(t, topo, true)
