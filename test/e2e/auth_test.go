@@ -78,14 +78,7 @@ func TestSessionEndpoint(t *testing.T) {
 
 	// Both LAN hosts ask their own gateway, by default route, on the
 	// default lan:8474.
-	cs, err := sessionCLI(t, e.topo.Client, client.LocalAddr(), client.RemoteAddr())
-	if err != nil {
-		t.Fatalf("client's lookup: %v", err)
-	}
-	ss, err := sessionCLI(t, e.topo.Server, server.LocalAddr(), server.RemoteAddr())
-	if err != nil {
-		t.Fatalf("server's lookup: %v", err)
-	}
+	cs, ss := lookupBothEnds(t, e, client, server)
 	if !cs.Encrypted || !ss.Encrypted || len(cs.SessionID) != 66 || cs.SessionID != ss.SessionID || cs.TEP != "curve25519" || cs.Cipher == "" {
 		t.Fatalf("client sees %+v\nserver sees %+v", cs, ss)
 	}
@@ -364,15 +357,23 @@ func TestSessionEndpointIPv6(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	srv := fmt.Sprintf("[%s]:9610", e.topo.ServerAddr6)
 	client, server := acceptedConn(t, listen(t, e.topo.Server, "[::]:9610"), e.topo.Client, srv)
+	cs, ss := lookupBothEnds(t, e, client, server)
+	if !cs.Encrypted || cs.SessionID == "" || cs.SessionID != ss.SessionID {
+		t.Fatalf("client sees %+v\nserver sees %+v", cs, ss)
+	}
+}
+
+// lookupBothEnds asks each end's own gateway, with the session CLI, about
+// its side of the connection.
+func lookupBothEnds(t *testing.T, e *env, client, server net.Conn) (cs, ss lanapi.Session) {
+	t.Helper()
 	cs, err := sessionCLI(t, e.topo.Client, client.LocalAddr(), client.RemoteAddr())
 	if err != nil {
 		t.Fatalf("client's lookup: %v", err)
 	}
-	ss, err := sessionCLI(t, e.topo.Server, server.LocalAddr(), server.RemoteAddr())
+	ss, err = sessionCLI(t, e.topo.Server, server.LocalAddr(), server.RemoteAddr())
 	if err != nil {
 		t.Fatalf("server's lookup: %v", err)
 	}
-	if !cs.Encrypted || cs.SessionID == "" || cs.SessionID != ss.SessionID {
-		t.Fatalf("client sees %+v\nserver sees %+v", cs, ss)
-	}
+	return cs, ss
 }
