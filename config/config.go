@@ -224,6 +224,11 @@ func Parse(data []byte, name string) (*Config, error) {
 	d.document(data, c)
 	c.file = name
 	c.lines = d.lines
+	if _, set := d.lines["flows.max_buffer_per_flow"]; !set && c.Flows.MaxBufferTotal < c.Flows.MaxBufferPerFlow {
+		// A small total budget without a per-flow figure: the default
+		// per-flow figure follows it down rather than refuse the file.
+		c.Flows.MaxBufferPerFlow = c.Flows.MaxBufferTotal
+	}
 	probs := d.problems
 	for _, p := range c.Validate() {
 		if !d.failed(p.Field) {

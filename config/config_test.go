@@ -20,7 +20,7 @@ func TestDefaultValidates(t *testing.T) {
 	}
 	// Spot-check that the embedded file was decoded, not left zero.
 	if c.Interfaces.TUN != "tcpcrypt0" || c.Interfaces.TUNMTU != 1500 || c.Routing.Table != 7463 ||
-		c.TCPCrypt.RekeyBytes != GiB || c.Flows.MaxBufferPerFlow != 512*KiB || c.Flows.IdleTimeout != 2*time.Hour ||
+		c.TCPCrypt.RekeyBytes != GiB || c.Flows.MaxBufferPerFlow != 4*MiB || c.Flows.IdleTimeout != 2*time.Hour ||
 		len(c.LANPrefixes) != 4 || c.TCPCrypt.TEPs[0] != "curve25519" || c.HTTP.Listen != "127.0.0.1:8473" {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
@@ -336,5 +336,21 @@ func TestUCIFirewallPath(t *testing.T) {
 	c, err := Parse([]byte("routing: {uci_firewall: \"\"}\n"), "u.yaml")
 	if err != nil || c.Routing.UCIFirewall != "" {
 		t.Errorf("empty: %v", err)
+	}
+}
+
+// TestSmallTotalLowersDefaultPerFlow: a file that sets only a total budget
+// below the default per-flow figure is taken, with the per-flow figure
+// lowered to the total; one that sets both the wrong way round is refused.
+func TestSmallTotalLowersDefaultPerFlow(t *testing.T) {
+	c, err := Parse([]byte("flows:\n  max_buffer_total: 1MiB\n"), "x.yaml")
+	if err != nil {
+		t.Fatalf("a small total alone: %v", err)
+	}
+	if c.Flows.MaxBufferPerFlow != MiB || c.Flows.MaxBufferTotal != MiB {
+		t.Fatalf("per flow %v, total %v; want 1MiB and 1MiB", c.Flows.MaxBufferPerFlow, c.Flows.MaxBufferTotal)
+	}
+	if _, err := Parse([]byte("flows:\n  max_buffer_total: 1MiB\n  max_buffer_per_flow: 2MiB\n"), "x.yaml"); err == nil {
+		t.Fatal("per flow above total, both set: accepted")
 	}
 }

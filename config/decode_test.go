@@ -54,7 +54,7 @@ var badCases = []struct {
 	{"byte size overflow", "tcpcrypt:\n  rekey_bytes: 99999999999TiB\n", 2, "tcpcrypt.rekey_bytes", "too large"},
 	{"byte size out of range", "flows:\n  max_buffer_per_flow: 2GiB\n  max_buffer_total: 4GiB\n", 2, "flows.max_buffer_per_flow", "2GiB out of range [64KiB, 1GiB]"},
 	{"rekey bytes too small", "tcpcrypt:\n  rekey_bytes: 1000\n", 2, "tcpcrypt.rekey_bytes", "1000 out of range [1MiB, 1TiB] or 0 to disable"},
-	{"total below per-flow", "flows:\n  max_buffer_total: 256KiB\n", 2, "flows.max_buffer_total", "max_buffer_total (256KiB) is smaller than max_buffer_per_flow (512KiB)"},
+	{"total below per-flow", "flows:\n  max_buffer_total: 2MiB\n  max_buffer_per_flow: 4MiB\n", 3, "flows.max_buffer_per_flow", "max_buffer_total (2MiB) is smaller than max_buffer_per_flow (4MiB)"},
 	{"port range reversed", "bypass:\n  ports: [22, \"6010-6000\"]\n", 2, "bypass.ports[1]", `port range "6010-6000": 6010 > 6000`},
 	{"port zero", "bypass:\n  ports:\n    - 0\n", 3, "bypass.ports[0]", "port 0 out of range 1-65535"},
 	{"port too large", "bypass:\n  ports: [\"1-70000\"]\n", 2, "bypass.ports[0]", "port 70000 out of range 1-65535"},

@@ -2,9 +2,9 @@
 // checks it after every step):
 //
 //  1. What a flow holds, by direction. Out (LAN to WAN): LAN plaintext held
-//     until the keys exist, and ciphertext sent and not yet acknowledged by
-//     the WAN peer (RFC 8548 §3.6: a retransmission re-sends the same
-//     bytes). In (WAN to LAN): plaintext delivered and not yet acknowledged
+//     until the keys exist or beyond a hole in the LAN host's stream, and
+//     ciphertext sent and not yet acknowledged by the WAN peer (RFC 8548
+//     §3.6: a retransmission re-sends the same bytes). In (WAN to LAN): plaintext delivered and not yet acknowledged
 //     by the LAN host (it is what a retransmission is answered from), a
 //     frame cut across segments, and bytes beyond a hole. The Init messages
 //     (ours until acknowledged, the peer's as it arrives) are protocol state
@@ -89,7 +89,7 @@ func (e *Engine) room(reserved int) int {
 // heldOut is what f's LAN-to-WAN direction holds now, our Init aside.
 func (f *Flow) heldOut() int {
 	en := &f.enc
-	n := en.ring.len() + en.held.len()
+	n := en.ring.len() + en.held.len() + en.ooo.bytes
 	if en.recs.len() > 0 && en.recs.first().init {
 		n -= en.initLen
 	}
@@ -122,7 +122,8 @@ func (e *Engine) settle(f *Flow) {
 	}
 }
 
-// oooSeg is a WAN segment that arrived beyond a hole.
+// oooSeg is a segment that arrived beyond a hole (from the WAN in C, from
+// the LAN in P).
 type oooSeg struct {
 	seq  uint32
 	data []byte
@@ -160,7 +161,29 @@ type oooQueue struct {
 	recent uint32
 }
 
-func (q *oooQueue) len() int       { return len(q.segs) }
+// oooMaxIslands bounds the islands of a queue. Each lives in a pooled
+// buffer of at least 2 KiB while the budget counts its bytes, so islands of
+// a few bytes each could hold far more memory than was reserved; with the
+// bound a queue holds at most 128 KiB beyond twice what it reserved. Real
+// loss and reordering make a few islands per window.
+const oooMaxIslands = 64
+
+func (q *oooQueue) len() int { return len(q.segs) }
+
+// room reports whether [seq, seq+n) can be queued: it joins an island, or
+// there is room for one more.
+func (q *oooQueue) room(seq uint32, n int) bool {
+	if len(q.segs) < oooMaxIslands {
+		return true
+	}
+	end := seq + uint32(n)
+	for i := range q.segs {
+		if seqLEQ(q.segs[i].seq, end) && seqLEQ(seq, q.segs[i].end()) {
+			return true
+		}
+	}
+	return false
+}
 func (q *oooQueue) first() *oooSeg { return &q.segs[0] }
 
 func (q *oooQueue) pop() {

@@ -185,7 +185,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 // those not queued already.
 func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
 	d := &f.dec
-	if n := d.ooo.newBytes(seq, len(data)); n > 0 && !e.admitIn(f, n) {
+	if n := d.ooo.newBytes(seq, len(data)); n > 0 && (!d.ooo.room(seq, len(data)) || !e.admitIn(f, n)) {
 		e.stats.BufferDrops.Add(1)
 		return
 	}

@@ -25,6 +25,7 @@ import (
 // lanSegment handles a LAN segment of a flow in key exchange or encrypted.
 func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	en := &f.enc
+	ackBefore, winBefore := f.dec.cAcked, f.lanWin
 	if s.opts.HasTS {
 		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
 	}
@@ -54,9 +55,17 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	seq := s.Seq
 	end := seq + uint32(len(pay))
 	if seqGT(seq, expect) {
-		// A hole in the LAN host's own stream (lost between it and us): the
-		// C position of these bytes is unknown until the hole is filled.
-		e.toWAN(f, e.pToC(f, expect), packet.FlagACK, nil, s.TOS, out)
+		// A hole in the LAN host's own stream: the C position of these
+		// bytes is unknown until the hole is filled, so they wait for it
+		// (queueBeyondLANHole). The ACK they carry goes on only if it says
+		// something new: a copy of the last one would be a duplicate ACK
+		// to the WAN peer.
+		if keyed {
+			e.queueBeyondLANHole(f, seq, pay, fin)
+		}
+		if !keyed || f.dec.cAcked != ackBefore || f.lanWin != winBefore {
+			e.toWAN(f, e.pToC(f, expect), packet.FlagACK, nil, s.TOS, out)
+		}
 		return
 	}
 	sent := false
@@ -78,11 +87,75 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 			sent = true
 		}
 	}
+	if keyed && en.ooo.len() > 0 && e.frameQueued(cfg, f, out) {
+		sent = true
+	}
 	if !sent && keyed {
 		// Everything in it was acknowledged already (a keep-alive probe at
 		// snd_una-1, RFC 9293 §3.8.4): translate the numbers, no payload.
 		e.toWAN(f, e.pToC(f, seq), packet.FlagACK, nil, s.TOS, out)
 	}
+}
+
+// queueBeyondLANHole keeps LAN bytes that arrived beyond a hole in the LAN
+// host's stream until the hole is filled (frameQueued). Such a hole is
+// mostly reordering on the way from the LAN host: a veth device queues
+// each packet on the backlog of the CPU that sent it, so a sender that
+// moves between CPUs can overtake its own super-packets. Dropping what
+// arrived early would lose every byte sent after it, and the LAN host,
+// whose ACKs stop at the hole, would recover only by a retransmission
+// timeout and a slow start. A hole that is a real loss (the TUN queue, the
+// budget) costs the LAN host one timeout, after which its retransmission
+// fills the hole and everything queued leaves with it.
+func (e *Engine) queueBeyondLANHole(f *Flow, seq uint32, data []byte, fin bool) {
+	q := &f.enc.ooo
+	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !e.admitOut(f, n)) {
+		e.stats.BufferDrops.Add(1)
+		return
+	}
+	q.insert(seq, data, fin)
+	e.stats.LANReordered.Add(1)
+}
+
+// frameQueued frames the queued LAN bytes the hole no longer separates
+// from the stream, in order. Their reservation passes to the frames (as in
+// flushHeld); what cannot be framed within the limits is dropped, and the
+// LAN host, which never had it acknowledged, sends it again. It reports
+// whether it sent a frame.
+func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
+	en := &f.enc
+	q := &en.ooo
+	sent := false
+	for q.len() > 0 && !seqGT(q.first().seq, en.pNxt) {
+		s := q.first()
+		e.table.Release(len(s.data))
+		en.reserved -= len(s.data)
+		if seqGT(s.end(), en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
+			fresh := s.data[int(en.pNxt-s.seq):]
+			f.Stats.PlainBytesOut += uint64(len(fresh))
+			if e.frame(cfg, f, fresh, s.fin, true, out) {
+				sent = true
+			}
+			if en.pNxt != s.end()+b2u(s.fin) { // cut short by the limits
+				q.pop()
+				e.dropQueued(f)
+				return sent
+			}
+		}
+		q.pop()
+	}
+	return sent
+}
+
+// dropQueued gives up the queued LAN bytes (the LAN host sends them again).
+func (e *Engine) dropQueued(f *Flow) {
+	en := &f.enc
+	if n := en.ooo.bytes; n > 0 {
+		e.table.Release(n)
+		en.reserved -= n
+		e.stats.BufferDrops.Add(1)
+	}
+	en.ooo.clear()
 }
 
 // hold keeps LAN plaintext until the keys exist.

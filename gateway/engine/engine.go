@@ -99,6 +99,7 @@ type Stats struct {
 	Malformed        atomic.Uint64
 	TableFull        atomic.Uint64
 	BufferDrops      atomic.Uint64
+	LANReordered     atomic.Uint64 // LAN segments that arrived beyond a hole in their stream and waited for it
 	PacketsIn        atomic.Uint64
 	PacketsOut       atomic.Uint64
 	SYNFallbacks     atomic.Uint64
@@ -372,7 +373,7 @@ func (e *Engine) releaseIdle(now time.Time) {
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		f := en.Value
 		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.buffered() > 0 ||
-			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 {
+			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 || f.enc.ooo.len() > 0 {
 			return true
 		}
 		if !f.enc.sealer.Released() {
@@ -380,7 +381,7 @@ func (e *Engine) releaseIdle(now time.Time) {
 		}
 		f.enc.sealer.Release()
 		f.dec.opener.Release()
-		f.dec.partial, f.dec.ooo.segs = nil, nil
+		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true
 	})
 }

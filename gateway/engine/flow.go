@@ -151,6 +151,7 @@ type encState struct {
 	ring          byteRing // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
 	recs          recRing  // frames (and our Init) not yet acknowledged by the WAN peer
 	held          byteRing // LAN plaintext that arrived before the keys existed
+	ooo           oooQueue // LAN plaintext that arrived beyond a hole in the LAN host's stream (queueBeyondLANHole)
 	heldFIN       bool
 	heldTOS       uint8  // the TOS of the held data's segment (Engine.tosToWAN)
 	pNxt          uint32 // next P byte expected from the LAN host
@@ -219,6 +220,7 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	f.dec.recs.free()
 	f.dec.partial = nil
 	f.dec.ooo.clear()
+	f.enc.ooo.clear()
 }
 
 // buffered is what f has reserved against the budget (budget.go).

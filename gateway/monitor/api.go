@@ -85,6 +85,7 @@ type StatsJSON struct {
 	Malformed        uint64 `json:"malformed_packets"`
 	TableFull        uint64 `json:"table_full"`
 	BufferDrops      uint64 `json:"buffer_drops"`
+	LANReordered     uint64 `json:"lan_reordered"`
 	SYNFallbacks     uint64 `json:"syn_fallbacks"`
 	BadChecksums     uint64 `json:"bad_checksums"`
 	PassedUnparsable uint64 `json:"passed_unparsable"`
@@ -196,7 +197,7 @@ func (s *Source) StatsNow() StatsJSON {
 		Flows: s.Table.Len(), FlowsMax: s.Table.MaxFlows(), FlowsByState: make(map[string]int, len(stateNames)),
 		FlowsEncrypted: st.FlowsEncrypted.Load(), FlowsPlain: st.FlowsPlain.Load(),
 		AuthFailures: st.AuthFailures.Load(), Truncations: st.Truncations.Load(), InitTimeouts: st.InitTimeouts.Load(),
-		Malformed: st.Malformed.Load(), TableFull: st.TableFull.Load(), BufferDrops: st.BufferDrops.Load(),
+		Malformed: st.Malformed.Load(), TableFull: st.TableFull.Load(), BufferDrops: st.BufferDrops.Load(), LANReordered: st.LANReordered.Load(),
 		SYNFallbacks: st.SYNFallbacks.Load(), BadChecksums: st.BadChecksum.Load(), PassedUnparsable: st.PassedUnparsable.Load(),
 		UnknownResets: st.UnknownResets.Load(), Resumptions: st.Resumptions.Load(), ResumeOffered: st.ResumeOffered.Load(), ResumeMisses: st.ResumeMisses.Load(),
 		PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),

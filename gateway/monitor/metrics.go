@@ -50,6 +50,7 @@ var counterDefs = []counterDef{
 	counter("downgrades_blocked_total", "Suspected downgrades reset under the block policy (downgrade.block).", func(s *engine.Stats) uint64 { return s.DowngradesBlocked.Load() }),
 	counter("required_resets_total", "Connections of require_encryption reset because they could not be encrypted.", func(s *engine.Stats) uint64 { return s.RequiredResets.Load() }),
 	counter("tun_write_errors_total", "Packets the TUN device refused to take (each dropped; TCP retransmits).", func(s *engine.Stats) uint64 { return s.WriteErrors.Load() }),
+	counter("lan_reordered_total", "LAN segments that arrived beyond a hole in their stream (reordered on the way) and waited for it.", func(s *engine.Stats) uint64 { return s.LANReordered.Load() }),
 	counter("buffer_drops_total", "Segments dropped because a flow's or the global buffer budget was exhausted.", func(s *engine.Stats) uint64 { return s.BufferDrops.Load() }),
 }
 

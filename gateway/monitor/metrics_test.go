@@ -148,6 +148,7 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_passed_unparsable_packets_total":   &st.PassedUnparsable,
 		"tcpcrypt_gw_table_full_total":                  &st.TableFull,
 		"tcpcrypt_gw_buffer_drops_total":                &st.BufferDrops,
+		"tcpcrypt_gw_lan_reordered_total":               &st.LANReordered,
 		"tcpcrypt_gw_resumptions_total":                 &st.Resumptions,
 		"tcpcrypt_gw_resume_offered_total":              &st.ResumeOffered,
 		"tcpcrypt_gw_resume_misses_total":               &st.ResumeMisses,

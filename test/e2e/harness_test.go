@@ -340,12 +340,19 @@ var impairDirs = []string{"--dir", "a2b=10.91.5.0/24,fd91:5::/64", "--dir", "b2a
 // waits (at most 30s) for its ready line.
 func (e *env) startImpairer(flags ...string) *impairer {
 	e.t.Helper()
-	im := &impairer{t: e.t, log: filepath.Join(e.logs, "impair.log")}
+	args := append([]string{"--iface", "gwa0,gwb0"}, impairDirs...)
+	return e.startImpairerIn(e.topo.Wan, "impair.log", append(args, flags...)...)
+}
+
+// startImpairerIn starts tcpcrypt-impair in ns with args, its output in
+// the log file named logName, and waits (at most 30s) for its ready line.
+func (e *env) startImpairerIn(ns *netns.NS, logName string, args ...string) *impairer {
+	e.t.Helper()
+	im := &impairer{t: e.t, log: filepath.Join(e.logs, logName)}
 	if fi, err := os.Stat(im.log); err == nil {
 		im.from = fi.Size()
 	}
-	args := append([]string{"--iface", "gwa0,gwb0"}, impairDirs...)
-	p, err := e.topo.Wan.Start(context.Background(), im.log, impairBinary, append(args, flags...)...)
+	p, err := ns.Start(context.Background(), im.log, impairBinary, args...)
 	if err != nil {
 		e.t.Fatalf("start impairer: %v", err)
 	}
