@@ -247,16 +247,45 @@ func (s *Sealer) SealFrame(dst []byte, offset uint64, flags byte, urgent uint16,
 		binary.BigEndian.PutUint16(pt[1:], urgent)
 	}
 	pt[0] = flags
+	aead := s.beginFrame(frame, clen, offset)
+	aead.Seal(pt[:0], s.nonce[:], pt, frameAssociatedData(frame))
+	return dst[:start+FrameHeaderLen+clen]
+}
+
+// SealFrameAfter is SealFrame (without URG) for data that has a byte in
+// front of it the caller lends: src[0], restored before it returns, and
+// the data src[1:]. The frame's plaintext, the flags byte then the data,
+// is sealed from where it lies into dst, one pass over the data instead of
+// a copy and a pass. dst must not overlap src.
+func (s *Sealer) SealFrameAfter(dst []byte, offset uint64, flags byte, src []byte) []byte {
+	flags &= knownFlags &^ FlagURG
+	clen := len(src) + TagLen
+	if len(src)-1 > MaxFrameData {
+		panic(fmt.Sprintf("tcpcrypt: SealFrameAfter with %d bytes of data (max %d)", len(src)-1, MaxFrameData))
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, FrameHeaderLen+clen)[:start+FrameHeaderLen]
+	frame := dst[start:]
+	aead := s.beginFrame(frame, clen, offset)
+	lent := src[0]
+	src[0] = flags
+	aead.Seal(frame[FrameHeaderLen:FrameHeaderLen], s.nonce[:], src, frameAssociatedData(frame))
+	src[0] = lent
+	return dst[:start+FrameHeaderLen+clen]
+}
+
+// beginFrame writes the frame header (rekey bit, length; RFC 8548 §4.2)
+// and the nonce of the frame at offset, and returns the AEAD to seal it
+// with.
+func (s *Sealer) beginFrame(frame []byte, clen int, offset uint64) cipher.AEAD {
 	g := s.cur.get()
 	frame[0] = 0
 	if s.fresh {
 		frame[0], s.fresh = ControlRekey, false
 	}
 	binary.BigEndian.PutUint16(frame[1:3], uint16(clen))
-
 	putFrameNonce(&s.nonce, &g.nr, offset)
-	g.aeadCipher().Seal(pt[:0], s.nonce[:], pt, frameAssociatedData(frame))
-	return dst[:start+FrameHeaderLen+clen]
+	return g.aeadCipher()
 }
 
 // Rekey increments the local generation (RFC 8548 §3.8): the next frame

@@ -243,6 +243,43 @@ func TestSealFrameInPlaceAndAppend(t *testing.T) {
 	s.SealFrame(nil, 0, 0, 0, make([]byte, MaxFrameData+1))
 }
 
+// TestSealFrameAfter: sealing data from where it lies, with the byte in
+// front of it lent for the flags, gives the same frame as SealFrame, opens,
+// gives the byte back, and allocates nothing; a rekey bit carries over the
+// same way.
+func TestSealFrameAfter(t *testing.T) {
+	for _, aead := range allAEADs {
+		key := testKey(aead, "after")
+		a, b := mustSealer(t, aead, key), mustSealer(t, aead, key)
+		o := mustOpener(t, aead, key)
+		for i, n := range []int{0, 1, 1400, MaxFrameData} {
+			if i == 2 {
+				a.Rekey()
+				b.Rekey()
+			}
+			data := make([]byte, n)
+			for j := range data {
+				data[j] = byte(j * 7)
+			}
+			want := a.SealFrame(nil, uint64(1000*i), FlagFIN, 0, data)
+			src := append([]byte{0xAB}, data...)
+			got := b.SealFrameAfter(make([]byte, 2, 2+n+FrameOverhead), uint64(1000*i), FlagFIN|FlagURG, src)
+			if !bytes.Equal(got[2:], want) || src[0] != 0xAB || !bytes.Equal(src[1:], data) {
+				t.Fatalf("%v, %d bytes: differs from SealFrame %v, lent byte %#x, data kept %v", aead, n, !bytes.Equal(got[2:], want), src[0], bytes.Equal(src[1:], data))
+			}
+			flags, _, pt, err := o.OpenFrame(got[2:], uint64(1000*i))
+			if err != nil || flags != FlagFIN || !bytes.Equal(pt, data) {
+				t.Fatalf("%v, %d bytes: opened flags %#x err %v, data equal %v", aead, n, flags, err, bytes.Equal(pt, data))
+			}
+		}
+		src := make([]byte, 1401)
+		buf := make([]byte, 0, len(src)+FrameOverhead)
+		if allocs := testing.AllocsPerRun(100, func() { buf = b.SealFrameAfter(buf[:0], 5, 0, src) }); allocs != 0 {
+			t.Errorf("%v: SealFrameAfter allocates %.1f times", aead, allocs)
+		}
+	}
+}
+
 func TestNewSealerRejects(t *testing.T) {
 	for _, c := range []struct {
 		aead AEADID

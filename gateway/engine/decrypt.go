@@ -279,7 +279,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	d.offRcv += uint64(len(frame))
 	cEnd := cStart + uint32(len(frame))
 	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
-	d.ring.append(pt) // reserved by receive
+	d.ring.append(pt, d.reserved) // reserved by receive
 	d.recs.push(r)
 	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN

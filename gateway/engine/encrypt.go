@@ -77,13 +77,14 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		sent = e.retransmit(f, seq, oldEnd, out)
 	}
 	if seqGT(end, expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
-		fresh := pay[int(expect-seq):]
+		at := len(s.Buf) - len(pay) + int(expect-seq) // fresh = s.Buf[at:], behind the TCP header
+		fresh := s.Buf[at:]
 		f.Stats.PlainBytesOut += uint64(len(fresh))
 		if !keyed {
 			e.hold(f, fresh, fin)
 			return
 		}
-		if e.frame(cfg, f, fresh, fin, s.has(packet.FlagPSH), out) {
+		if e.frame(cfg, f, s.Buf, at, fin, s.has(packet.FlagPSH), out) {
 			sent = true
 		}
 	}
@@ -133,7 +134,7 @@ func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
 		if seqGT(s.end(), en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
 			fresh := s.data[int(en.pNxt-s.seq):]
 			f.Stats.PlainBytesOut += uint64(len(fresh))
-			if e.frame(cfg, f, fresh, s.fin, true, out) {
+			if e.frame(cfg, f, fresh, 0, s.fin, true, out) {
 				sent = true
 			}
 			if en.pNxt != s.end()+b2u(s.fin) { // cut short by the limits
@@ -163,7 +164,7 @@ func (e *Engine) hold(f *Flow, data []byte, fin bool) {
 	if len(data) > 0 && !e.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
-	f.enc.held.append(data)
+	f.enc.held.appendStream(data)
 	f.enc.heldTOS = e.tosToWAN
 	if fin {
 		f.enc.heldFIN = true
@@ -185,7 +186,7 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 	// the segment that completed the key exchange.
 	tos, ecn := e.tosToWAN, e.ecnToWAN
 	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
-	sent := e.frame(cfg, f, data, en.heldFIN, true, out)
+	sent := e.frame(cfg, f, data, 0, en.heldFIN, true, out)
 	e.tosToWAN, e.ecnToWAN = tos, ecn
 	en.held.trim(en.held.end())
 	en.heldFIN = false
@@ -208,19 +209,21 @@ func (f *Flow) maxFrameData() int {
 	return max(n, 1)
 }
 
-// frame seals data as new frames at the next P and C positions and sends
-// them. The last of them carries PSH if psh (the LAN segment had it): PSH
-// only where it means something, so that the TUN device can coalesce runs
-// of frames into super-packets (GRO). It reports false if nothing could be
-// framed (buffer limits).
-func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Output) bool {
+// frame seals data = buf[at:] as new frames at the next P and C positions
+// and sends them. The last of them carries PSH if psh (the LAN segment had
+// it): PSH only where it means something, so that the TUN device can
+// coalesce runs of frames into super-packets (GRO). A frame whose data has
+// a byte of buf in front of it (at > 0, or the frames after the first) is
+// sealed straight from buf into the ring, that byte lent for the frame's
+// flags (tcpcrypt.Sealer.SealFrameAfter). It reports false if nothing
+// could be framed (buffer limits).
+func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, out *Output) bool {
 	en := &f.enc
 	maxData := f.maxFrameData()
 	framed := false
-	for first := true; first || len(data) > 0; first = false {
-		n := min(len(data), maxData)
-		chunk := data[:n]
-		last := n == len(data)
+	for first := true; first || at < len(buf); first = false {
+		n := min(len(buf)-at, maxData)
+		last := at+n == len(buf)
 		if !e.admitOut(f, n+tcpcrypt.FrameOverhead) {
 			e.stats.BufferDrops.Add(1)
 			return framed
@@ -229,12 +232,17 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Ou
 		if last && fin {
 			flags = tcpcrypt.FlagFIN
 		}
-		t := en.ring.tail(n + tcpcrypt.FrameOverhead)
+		t := en.ring.tail(n+tcpcrypt.FrameOverhead, en.reserved)
 		if en.sealer.RekeyPending() { // the first frame under the new key carries rekey = 1
 			f.Stats.RekeysOut++
 			e.stats.RekeysOut.Add(1)
 		}
-		fr := en.sealer.SealFrame(t, en.offNxt, flags, 0, chunk)
+		var fr []byte
+		if at > 0 {
+			fr = en.sealer.SealFrameAfter(t, en.offNxt, flags, buf[at-1:at+n])
+		} else {
+			fr = en.sealer.SealFrame(t, en.offNxt, flags, 0, buf[at:at+n])
+		}
 		en.ring.commit(len(fr))
 		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0, psh: last && (psh || fin)}
 		en.recs.push(r)
@@ -252,7 +260,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, data []byte, fin, psh bool, out *Ou
 			cfg.RekeyInterval > 0 && e.now.Sub(en.lastRekey) >= cfg.RekeyInterval {
 			e.rekeyOut(f)
 		}
-		data = data[n:]
+		at += n
 	}
 	return framed
 }
@@ -287,7 +295,7 @@ func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
 		if en.sealer.Generation() != gen {
 			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, e.now
 		}
-		if !e.frame(cfg, f, nil, false, true, out) {
+		if !e.frame(cfg, f, nil, 0, false, true, out) {
 			return // buffer limits: the next data frame carries the rekey
 		}
 		sent = true

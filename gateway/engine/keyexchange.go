@@ -79,7 +79,7 @@ func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
 // queueInit places our Init message at the start of our C stream.
 func (e *Engine) queueInit(f *Flow, msg []byte) {
 	en := &f.enc
-	en.ring.append(msg)
+	en.ring.append(msg, 0)
 	start := f.lanISN + 1
 	en.recs.push(frameRec{cStart: start, cEnd: start + uint32(len(msg)), pStart: start, pEnd: start, init: true})
 	en.cNxt = start + uint32(len(msg))
