@@ -32,15 +32,23 @@ func seqMax(a, b uint32) uint32 {
 // while the flow keeps up. Held bytes are at [head, head+lenA) and, once
 // the ring has wrapped, the next ones at [0, lenB).
 type byteRing struct {
-	buf         []byte // len(buf) = cap(buf)
-	head        int
-	lenA, lenB  int
+	pool        *[]byte // the pooled buffer (len = cap); nil when none is held
+	head        int32
+	lenA, lenB  int32
 	seq         uint32
-	pool        *[]byte // the pooled buffer buf lives in; nil when none is held
-	tailWrapped bool    // the room tail returned last is at [lenB, head)
+	tailWrapped bool // the room tail returned last is at [lenB, head)
 }
 
-func (r *byteRing) len() int    { return r.lenA + r.lenB }
+// buf is the ring's buffer, nil when it holds none. (The ring keeps only
+// the pool's pointer, and 32-bit positions: an idle flow has three rings.)
+func (r *byteRing) buf() []byte {
+	if r.pool == nil {
+		return nil
+	}
+	return *r.pool
+}
+
+func (r *byteRing) len() int    { return int(r.lenA + r.lenB) }
 func (r *byteRing) end() uint32 { return r.seq + uint32(r.len()) }
 func (r *byteRing) reset(s uint32) {
 	r.free()
@@ -52,7 +60,7 @@ func (r *byteRing) free() {
 	if r.pool != nil {
 		bufPool.put(r.pool)
 	}
-	r.buf, r.head, r.lenA, r.lenB, r.pool = nil, 0, 0, 0, nil
+	r.pool, r.head, r.lenA, r.lenB = nil, 0, 0, 0
 }
 
 // tail returns contiguous room for a record of n bytes after the held ones
@@ -66,9 +74,9 @@ func (r *byteRing) tail(n, expect int) []byte { return r.room(n, expect, true) }
 
 func (r *byteRing) commit(n int) {
 	if r.tailWrapped {
-		r.lenB += n
+		r.lenB += int32(n)
 	} else {
-		r.lenA += n
+		r.lenA += int32(n)
 	}
 }
 
@@ -89,35 +97,37 @@ func (r *byteRing) appendStream(p []byte) {
 // the buffer, else (wrap) at its start before head, else in a buffer twice
 // as large.
 func (r *byteRing) room(n, expect int, wrap bool) []byte {
-	if r.lenB > 0 {
-		if r.head-r.lenB >= n {
+	buf := r.buf()
+	head, lenA, lenB := int(r.head), int(r.lenA), int(r.lenB)
+	if lenB > 0 {
+		if head-lenB >= n {
 			r.tailWrapped = true
-			return r.buf[r.lenB:r.lenB:r.head]
+			return buf[lenB:lenB:head]
 		}
 	} else {
-		end := r.head + r.lenA
-		if len(r.buf)-end >= n {
+		end := head + lenA
+		if len(buf)-end >= n {
 			r.tailWrapped = false
-			return r.buf[end:end:len(r.buf)]
+			return buf[end:end:len(buf)]
 		}
-		if wrap && r.lenA > 0 && r.head >= n {
+		if wrap && lenA > 0 && head >= n {
 			r.tailWrapped = true
-			return r.buf[0:0:r.head]
+			return buf[0:0:head]
 		}
 	}
 	// No room at either end means the ring is nearly full (less than 2n
 	// free): grow, rather than move the held bytes to the front and soon
 	// again.
-	held := r.len()
-	p := bufPool.get(max(2*len(r.buf), held+n, expect))
-	nb := (*p)[:cap(*p)]
-	copy(nb[copy(nb, r.buf[r.head:r.head+r.lenA]):], r.buf[:r.lenB])
+	held := lenA + lenB
+	p := bufPool.get(max(2*len(buf), held+n, expect))
+	nb := *p
+	copy(nb[copy(nb, buf[head:head+lenA]):], buf[:lenB])
 	if r.pool != nil {
 		bufPool.put(r.pool)
 	}
-	r.buf, r.pool, r.head, r.lenA, r.lenB = nb, p, 0, held, 0
+	r.pool, r.head, r.lenA, r.lenB = p, 0, int32(held), 0
 	r.tailWrapped = false
-	return r.buf[held:held:len(r.buf)]
+	return nb[held:held:len(nb)]
 }
 
 // slicePool keeps slices by size class, minLen << 0, 1, ... poolClasses-1
@@ -184,12 +194,13 @@ func (r *byteRing) slice(from, to uint32) []byte {
 		return nil
 	}
 	o, k := int(from-r.seq), int(to-from)
-	if o < r.lenA {
-		a := r.head + o
-		return r.buf[a : a+min(k, r.lenA-o)]
+	buf, head, lenA := r.buf(), int(r.head), int(r.lenA)
+	if o < lenA {
+		a := head + o
+		return buf[a : a+min(k, lenA-o)]
 	}
-	a := o - r.lenA
-	return r.buf[a : a+k]
+	a := o - lenA
+	return buf[a : a+k]
 }
 
 // trim forgets the bytes before seq to.
@@ -199,11 +210,11 @@ func (r *byteRing) trim(to uint32) int {
 	}
 	n := min(int(to-r.seq), r.len())
 	r.seq += uint32(n)
-	if n < r.lenA {
-		r.head += n
-		r.lenA -= n
+	if n32 := int32(n); n32 < r.lenA {
+		r.head += n32
+		r.lenA -= n32
 	} else { // the first run is gone: the wrapped one (if any) follows
-		k := n - r.lenA
+		k := n32 - r.lenA
 		r.head, r.lenA, r.lenB = k, r.lenB-k, 0
 	}
 	if r.len() == 0 {
@@ -241,19 +252,20 @@ func b2u(b bool) uint32 {
 // power of two); like byteRing, the slice comes from a pool and goes back
 // when the ring empties.
 type recRing struct {
-	recs []frameRec
-	head int
-	n    int
-	pool *[]frameRec
+	pool    *[]frameRec // the pooled slice (len = cap); nil when none is held
+	head, n int32
 }
 
-func (q *recRing) len() int           { return q.n }
-func (q *recRing) at(i int) *frameRec { return &q.recs[(q.head+i)&(len(q.recs)-1)] }
-func (q *recRing) first() *frameRec   { return &q.recs[q.head] }
-func (q *recRing) reset()             { q.free() }
+func (q *recRing) len() int { return int(q.n) }
+func (q *recRing) at(i int) *frameRec {
+	recs := *q.pool
+	return &recs[(int(q.head)+i)&(len(recs)-1)]
+}
+func (q *recRing) first() *frameRec { return &(*q.pool)[q.head] }
+func (q *recRing) reset()           { q.free() }
 
 func (q *recRing) pop() {
-	q.head = (q.head + 1) & (len(q.recs) - 1)
+	q.head = (q.head + 1) & int32(len(*q.pool)-1)
 	q.n--
 	if q.n == 0 {
 		q.free()
@@ -261,18 +273,22 @@ func (q *recRing) pop() {
 }
 
 func (q *recRing) push(r frameRec) {
-	if q.n == len(q.recs) {
-		p := recPool.get(max(2*len(q.recs), recPool.minLen)) // a power of two: minLen is one
-		nr := (*p)[:cap(*p)]
+	var recs []frameRec
+	if q.pool != nil {
+		recs = *q.pool
+	}
+	if int(q.n) == len(recs) {
+		p := recPool.get(max(2*len(recs), recPool.minLen)) // a power of two: minLen is one
+		nr := *p
 		if q.n > 0 {
-			copy(nr[copy(nr, q.recs[q.head:]):], q.recs[:q.head])
+			copy(nr[copy(nr, recs[q.head:]):], recs[:q.head])
 		}
 		if q.pool != nil {
 			recPool.put(q.pool)
 		}
-		q.recs, q.pool, q.head = nr, p, 0
+		q.pool, q.head, recs = p, 0, nr
 	}
-	q.recs[(q.head+q.n)&(len(q.recs)-1)] = r
+	recs[(int(q.head)+int(q.n))&(len(recs)-1)] = r
 	q.n++
 }
 
@@ -281,7 +297,7 @@ func (q *recRing) free() {
 	if q.pool != nil {
 		recPool.put(q.pool)
 	}
-	q.recs, q.head, q.n, q.pool = nil, 0, 0, nil
+	q.pool, q.head, q.n = nil, 0, 0
 }
 
 // search returns the first index i in [0, len) for which pred is true,

@@ -26,7 +26,7 @@ func TestByteRingRecords(t *testing.T) {
 		for step := 0; step < 4000; step++ {
 			if rng.IntN(3) > 0 && len(model) < window {
 				n := 1 + rng.IntN(min(1500*(1+rng.IntN(3)), window))
-				capBefore := len(r.buf)
+				capBefore := len(r.buf())
 				tl := r.tail(n, 0)
 				if cap(tl) < n || len(tl) != 0 {
 					t.Fatalf("seed %d: tail(%d) gave len %d cap %d", seed, n, len(tl), cap(tl))
@@ -40,7 +40,7 @@ func TestByteRingRecords(t *testing.T) {
 				start := r.end()
 				r.commit(n)
 				recs = append(recs, rec{start, start + uint32(n)})
-				if step > 3000 && len(r.buf) > capBefore && capBefore >= 2*(window+4500) {
+				if step > 3000 && len(r.buf()) > capBefore && capBefore >= 2*(window+4500) {
 					grewLate++
 				}
 			} else if len(recs) > 0 {
