@@ -163,6 +163,15 @@ const askTimeout = 5 * time.Second
 func ask(ctx context.Context, from net.Addr, u string) (*Info, error) {
 	resp, err := smallhttp.GetFrom(ctx, from, u, nil, askTimeout)
 	if err != nil {
+		// The context's deadline becomes the connection's, which can fail
+		// as an I/O timeout a moment before ctx says it is done: a
+		// question that ran out of the context's time says so.
+		if d, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(d) {
+			err = context.DeadlineExceeded
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+		}
 		return nil, fmt.Errorf("sessionid: asking the gateway: %w", err)
 	}
 	defer resp.Body.Close()

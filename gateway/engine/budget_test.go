@@ -193,3 +193,28 @@ func TestBudgetQueueAllocatesNothing(t *testing.T) {
 		t.Fatalf("%d segments, %d bytes left", q.len(), q.bytes)
 	}
 }
+
+// TestQueueIslandsBounded: a queue beyond a hole takes at most
+// oooMaxIslands separate islands (each costs a pooled buffer of at least
+// 2 KiB, whatever its size); bytes that join or bridge an island are still
+// taken once it is full.
+func TestQueueIslandsBounded(t *testing.T) {
+	var q oooQueue
+	defer q.clear()
+	for i := 0; i < oooMaxIslands; i++ {
+		if !q.room(uint32(10*i), 1) {
+			t.Fatalf("island %d refused", i)
+		}
+		q.insert(uint32(10*i), []byte{1}, false)
+	}
+	if q.len() != oooMaxIslands || q.room(10*oooMaxIslands, 1) {
+		t.Fatalf("%d islands, one more accepted: %v", q.len(), q.room(10*oooMaxIslands, 1))
+	}
+	if !q.room(1, 3) || !q.room(5, 5) {
+		t.Fatal("bytes that touch an island refused")
+	}
+	q.insert(1, make([]byte, 9), false) // bridges islands 0 and 1
+	if q.len() != oooMaxIslands-1 || !q.room(10*oooMaxIslands, 1) {
+		t.Fatalf("after a bridge: %d islands, room %v", q.len(), q.room(10*oooMaxIslands, 1))
+	}
+}
