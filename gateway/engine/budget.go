@@ -120,6 +120,45 @@ func (e *Engine) settle(f *Flow) {
 			*d.reserved = d.held
 		}
 	}
+	e.parkRing(f, &f.enc.ring)
+	e.parkRing(f, &f.dec.ring)
+}
+
+// parkRing decides, after a packet, about the buffer of a ring: a ring that
+// has emptied keeps a buffer of at least parkMin (parked) while all parked
+// buffers together stay within 1/parkShare of flows.max_buffer_total;
+// otherwise the buffer goes back to its pool. A busy flow whose ring
+// empties between bursts (the LAN host acknowledges everything delivered)
+// then refills the buffer it had, instead of growing a new one from the
+// size of one burst up, each step a copy of what it holds (5 % of the
+// decrypting gateway's time). Small buffers are cheap to grow again, and
+// thousands of small flows must not hold them. A parked
+// buffer holds no data, so it is not reserved against the budget, which
+// it would shrink for flows that have data (a zero-window flow, never
+// idle, could keep it for good): it has its own allowance. A flow going
+// idle (releaseIdle) or away (release) gives its parked buffers back.
+func (e *Engine) parkRing(f *Flow, r *byteRing) {
+	const parkMin, parkShare = 64 << 10, 8
+	if r.parked > 0 && (r.len() > 0 || r.pool == nil || len(*r.pool) != int(r.parked)) {
+		e.stats.ParkedBytes.Add(-int64(r.parked))
+		f.parked -= int(r.parked)
+		r.parked = 0
+	}
+	if r.len() > 0 || r.pool == nil || r.parked > 0 {
+		return
+	}
+	c := len(*r.pool)
+	if c < parkMin {
+		r.free()
+		return
+	}
+	if limit := e.table.MaxBytesTotal() / parkShare; e.stats.ParkedBytes.Add(int64(c)) <= limit {
+		r.parked = int32(c)
+		f.parked += c
+		return
+	}
+	e.stats.ParkedBytes.Add(-int64(c))
+	r.free()
 }
 
 // oooSeg is a segment that arrived beyond a hole (from the WAN in C, from

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
@@ -130,6 +131,62 @@ func TestBudgetDirectionsDoNotWaitForEachOther(t *testing.T) {
 	}
 	if fa.dec.reserved != 0 || int(c.a.table.BytesInUse()) != fa.enc.reserved {
 		t.Fatalf("after the client acknowledged: %d reserved WAN to LAN, %d in use, %d LAN to WAN", fa.dec.reserved, c.a.table.BytesInUse(), fa.enc.reserved)
+	}
+}
+
+// TestRingParkedWhileTheAllowanceLasts: a ring of a bulk flow that the LAN
+// host has emptied keeps its buffer, counted in the parking allowance and
+// not against the budget, and refills it without a new one; when the flow
+// goes idle the buffer goes and the allowance is whole again. A small
+// buffer is not parked, and with the allowance spent an empty ring gives
+// its buffer back at once.
+func TestRingParkedWhileTheAllowanceLasts(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		segs          int // delivered before the server acknowledges
+		crowded, park bool
+	}{{"bulk", 80, false, true}, {"small", 3, false, false}, {"allowance spent", 80, true, false}} {
+		c := newPair(t)
+		c.handshake()
+		if tc.crowded { // other flows have parked all they may
+			c.b.stats.ParkedBytes.Add(c.b.table.MaxBytesTotal() / 8)
+		}
+		fb := c.b.flow(t)
+		deliver := func() *[]byte {
+			for range tc.segs {
+				msg := bytes.Repeat([]byte{'d'}, 1000)
+				wan := one(t, c.a.process(c.client.seg(packet.FlagACK, msg, nil), c.now))
+				c.client.seq += 1000
+				one(t, c.b.process(wan, c.now))
+			}
+			buf := fb.dec.ring.pool
+			c.server.ack = c.client.seq
+			c.b.process(c.server.seg(packet.FlagACK, nil, nil), c.now) // the server takes it all
+			return buf
+		}
+		first := deliver()
+		if fb.dec.ring.len() != 0 || first == nil {
+			t.Fatalf("%s: ring holds %d after the ACK", tc.name, fb.dec.ring.len())
+		}
+		if !tc.park {
+			if fb.dec.ring.pool != nil || fb.parked != 0 {
+				t.Fatalf("%s: the empty ring kept %d bytes parked (buffer of %d)", tc.name, fb.parked, len(*first))
+			}
+			continue
+		}
+		if fb.dec.ring.pool != first || int(fb.dec.ring.parked) != len(*first) || c.b.stats.ParkedBytes.Load() != int64(fb.parked) || c.b.table.BytesInUse() != 0 {
+			t.Fatalf("the empty ring did not park its buffer (same %v, %d bytes): parked %d, allowance used %d, %d of the budget in use",
+				fb.dec.ring.pool == first, len(*first), fb.parked, c.b.stats.ParkedBytes.Load(), c.b.table.BytesInUse())
+		}
+		if deliver() != first {
+			t.Fatal("the second burst took a new buffer")
+		}
+		c.b.table.LockShard(0)
+		c.b.e.releaseIdle(c.now.Add(time.Hour))
+		c.b.table.UnlockShard(0)
+		if fb.dec.ring.pool != nil || fb.enc.ring.pool != nil || fb.parked != 0 || c.b.stats.ParkedBytes.Load() != 0 {
+			t.Fatalf("idle: ring buffers kept %v %v, %d parked, allowance used %d", fb.dec.ring.pool != nil, fb.enc.ring.pool != nil, fb.parked, c.b.stats.ParkedBytes.Load())
+		}
 	}
 }
 

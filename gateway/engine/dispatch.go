@@ -238,7 +238,7 @@ func (e *Engine) plain(f *Flow, why string) {
 }
 
 func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
-	entry.Value.release(e.table)
+	entry.Value.release(e.table, e.stats)
 	e.table.Delete(e.shard, entry)
 }
 
@@ -285,7 +285,7 @@ func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entr
 // can hold it.
 func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	f := v.Value
-	f.release(e.table)
+	f.release(e.table, e.stats)
 	e.table.Recycle(e.shard, v)
 	if f.streams != nil {
 		return

@@ -188,7 +188,7 @@ func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
 	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
 	sent := e.frame(cfg, f, data, 0, en.heldFIN, true, out)
 	e.tosToWAN, e.ecnToWAN = tos, ecn
-	en.held.trim(en.held.end())
+	en.held.free()
 	en.heldFIN = false
 	return sent
 }

@@ -116,6 +116,7 @@ type Stats struct {
 	Evictions    [NumEvictKinds]atomic.Uint64
 	WriteErrors  atomic.Uint64 // packets the TUN device refused
 	IdleReleases atomic.Uint64 // flows that gave back their AEAD states when they went idle
+	ParkedBytes  atomic.Int64  // buffers kept by empty rings of busy flows (parkRing), at most an eighth of flows.max_buffer_total
 	// DowngradesSuspected counts outbound flows to a remembered tcpcrypt
 	// peer answered without ENO; DowngradesBlocked those of them reset.
 	DowngradesSuspected atomic.Uint64
@@ -353,7 +354,7 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 		e.releaseIdle(now)
 	}
 	e.table.Expire(e.shard, now, func(en *flowtable.Entry[*Flow]) {
-		en.Value.release(e.table)
+		en.Value.release(e.table, e.stats)
 	})
 }
 
@@ -372,7 +373,7 @@ const (
 func (e *Engine) releaseIdle(now time.Time) {
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		f := en.Value
-		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.buffered() > 0 ||
+		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.enc.reserved+f.dec.reserved > 0 ||
 			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 || f.enc.ooo.len() > 0 {
 			return true
 		}
@@ -381,6 +382,10 @@ func (e *Engine) releaseIdle(now time.Time) {
 		}
 		f.enc.sealer.Release()
 		f.dec.opener.Release()
+		for _, r := range [2]*byteRing{&f.enc.ring, &f.dec.ring} {
+			r.free()
+			e.parkRing(f, r) // gives the parking reservation back
+		}
 		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true
 	})

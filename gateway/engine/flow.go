@@ -117,8 +117,9 @@ type connParams struct {
 
 // streams is what a flow needs to rewrite data in both directions.
 type streams struct {
-	enc encState
-	dec decState
+	enc    encState
+	dec    decState
+	parked int // bytes of the parked buffers of its empty rings (parkRing)
 }
 
 // handshake is the part of a Flow that only the ENO handshake and the key
@@ -203,8 +204,9 @@ func (f *Flow) rewrites() bool {
 	return f.State == StateKeyExchange || f.State == StateEncrypted
 }
 
-// release returns the flow's buffered bytes to the global budget.
-func (f *Flow) release(t *flowtable.Table[*Flow]) {
+// release returns the flow's buffered bytes to the global budget, and its
+// parked buffers to the parking allowance (parkRing).
+func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
 	n := f.buffered()
 	if n > 0 {
 		t.Release(n)
@@ -212,7 +214,9 @@ func (f *Flow) release(t *flowtable.Table[*Flow]) {
 	if f.streams == nil {
 		return
 	}
-	f.enc.reserved, f.dec.reserved = 0, 0
+	st.ParkedBytes.Add(-int64(f.parked))
+	f.enc.reserved, f.dec.reserved, f.parked = 0, 0, 0
+	f.enc.ring.parked, f.dec.ring.parked = 0, 0
 	f.enc.ring.free()
 	f.enc.held.free()
 	f.dec.ring.free()

@@ -315,7 +315,7 @@ func (r *fuzzRun) deliver(dir, idx int, how byte, pos int) {
 // duplex load would wait for each other.)
 func (r *fuzzRun) check() {
 	for _, g := range []*gw{r.a, r.b} {
-		total := 0
+		total, parked := 0, 0
 		g.table.Range(0, func(en *flowtable.Entry[*Flow]) bool {
 			fl := en.Value
 			if fl.streams == nil {
@@ -341,10 +341,22 @@ func (r *fuzzRun) check() {
 					fl.State, fl.Role, h, fl.dec.ring.len(), len(fl.dec.partial), fl.dec.ooo.bytes, res, limit)
 			}
 			total += fl.buffered()
+			for _, rg := range []*byteRing{&fl.enc.ring, &fl.dec.ring} {
+				if rg.parked != 0 && (rg.len() != 0 || rg.pool == nil || int(rg.parked) != len(*rg.pool)) {
+					r.t.Fatalf("flow %v %v: a ring of %d bytes parked as %d", fl.State, fl.Role, rg.len(), rg.parked)
+				}
+				parked += int(rg.parked)
+			}
+			if parked := int(fl.enc.ring.parked + fl.dec.ring.parked); parked != fl.parked {
+				r.t.Fatalf("flow %v %v: rings parked %d bytes, the flow counts %d", fl.State, fl.Role, parked, fl.parked)
+			}
 			return true
 		})
 		if used := g.table.BytesInUse(); used != int64(total) {
 			r.t.Fatalf("global budget %d bytes in use, flows reserve %d", used, total)
+		}
+		if p := g.stats.ParkedBytes.Load(); p != int64(parked) || p > g.table.MaxBytesTotal()/8 {
+			r.t.Fatalf("parking allowance %d bytes in use, flows park %d, allowance %d", p, parked, g.table.MaxBytesTotal()/8)
 		}
 	}
 }

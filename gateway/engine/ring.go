@@ -21,9 +21,9 @@ func seqMax(a, b uint32) uint32 {
 }
 
 // byteRing holds the bytes of sequence range [seq, seq+len). Its buffer
-// comes from bufPools and goes back there as soon as the ring is empty: an
-// idle flow holds no buffer, and a busy one reuses pooled buffers instead
-// of allocating.
+// comes from bufPools and goes back there when the ring empties (after the
+// packet, unless the flow parks it: parkRing): an idle flow holds no
+// buffer, and a busy one reuses pooled buffers instead of allocating.
 //
 // The bytes are written in records (a frame, its plaintext, an Init) and
 // read back a record or the rest of one at a time (slice), so the ring
@@ -36,7 +36,8 @@ type byteRing struct {
 	head        int32
 	lenA, lenB  int32
 	seq         uint32
-	tailWrapped bool // the room tail returned last is at [lenB, head)
+	parked      int32 // the size of the buffer the empty ring keeps (budget.go, parkRing); 0: none
+	tailWrapped bool  // the room tail returned last is at [lenB, head)
 }
 
 // buf is the ring's buffer, nil when it holds none. (The ring keeps only
@@ -218,7 +219,7 @@ func (r *byteRing) trim(to uint32) int {
 		r.head, r.lenA, r.lenB = k, r.lenB-k, 0
 	}
 	if r.len() == 0 {
-		r.free()
+		r.head = 0 // the buffer stays until the packet is done (settle)
 	}
 	return n
 }
