@@ -53,6 +53,11 @@ const (
 	// MemoryBufferFactor: buffered bytes live in ring buffers of up to
 	// twice their content (gateway/engine/budget.go).
 	MemoryBufferFactor = 2
+	// MemoryParkedShare: the empty ring buffers bulk flows keep for their
+	// next burst take at most 1/MemoryParkedShare of the buffer budget
+	// more (engine.ParkShare; a test in cmd/tcpcrypt-gw keeps the two
+	// equal).
+	MemoryParkedShare = 8
 	// MemoryPerSession is one cached session secret for resumption.
 	MemoryPerSession = 256
 	minMemoryLimit   = 16 * MiB
@@ -73,7 +78,7 @@ type MemoryPlan struct {
 // valid configuration.
 func (c *Config) MemoryPlan() MemoryPlan {
 	p := MemoryPlan{GOGC: c.Memory.GOGC}
-	p.Live = roundUpMiB(MemoryBase + ByteSize(c.Flows.Max)*MemoryPerFlow + MemoryBufferFactor*c.Flows.MaxBufferTotal +
+	p.Live = roundUpMiB(MemoryBase + ByteSize(c.Flows.Max)*MemoryPerFlow + MemoryBufferFactor*c.Flows.MaxBufferTotal + c.Flows.MaxBufferTotal/MemoryParkedShare +
 		ByteSize(c.TCPCrypt.SessionCache.Size)*MemoryPerSession)
 	switch c.Memory.Limit {
 	case MemoryLimitOff:

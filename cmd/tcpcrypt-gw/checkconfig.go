@@ -53,17 +53,20 @@ func cmdCheckConfig(args []string) error {
 
 // memoryReport prints the most memory the flow limits let the gateway use
 // for flows: every flow of the table active and encrypted, and every byte
-// of the buffer budget held, in ring buffers of up to twice their content.
+// of the buffer budget held, in ring buffers of up to twice their content,
+// plus the empty buffers bulk flows keep for their next burst.
 // The Go runtime adds its own overhead on top (up to GOGC percent of the
 // live heap, 100 by default), and so does the rest of the process.
 func memoryReport(w io.Writer, f config.Flows) {
 	mib := func(n float64) string { return fmt.Sprintf("%.0f MiB", n/(1<<20)) }
 	state := float64(f.Max) * engine.ActiveFlowBytes
-	buffers := 2 * float64(f.MaxBufferTotal)
-	fmt.Fprintf(w, "worst-case memory of the flow limits: %s\n", mib(state+buffers))
+	buffers := config.MemoryBufferFactor * float64(f.MaxBufferTotal)
+	parked := float64(f.MaxBufferTotal / config.MemoryParkedShare)
+	fmt.Fprintf(w, "worst-case memory of the flow limits: %s\n", mib(state+buffers+parked))
 	fmt.Fprintf(w, "  flow state: flows.max %d x %d bytes (an active encrypted flow; idle %d, half-open %d) = %s\n",
 		f.Max, engine.ActiveFlowBytes, engine.IdleFlowBytes, engine.HalfOpenFlowBytes, mib(state))
 	fmt.Fprintf(w, "  buffers: flows.max_buffer_total %s of data (at most %s per flow), in buffers of up to twice that = %s\n",
 		f.MaxBufferTotal, f.MaxBufferPerFlow, mib(buffers))
+	fmt.Fprintf(w, "  empty buffers bulk flows keep for their next burst: up to 1/%d of the data = %s\n", config.MemoryParkedShare, mib(parked))
 	fmt.Fprintf(w, "  plus the Go runtime's headroom (GOGC, 100%% of the live heap by default) and the process itself\n")
 }

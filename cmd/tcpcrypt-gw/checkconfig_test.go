@@ -38,13 +38,13 @@ func TestCheckConfig(t *testing.T) {
 }
 
 // TestBudgetWorstCaseMemory: check-config's figures for the defaults:
-// 65,536 active flows at 3,200 bytes (200 MiB) and 64 MiB of buffers in up
-// to 128 MiB.
+// 65,536 active flows at 3,200 bytes (200 MiB), 64 MiB of buffers in up
+// to 128 MiB, and 8 MiB of buffers kept by bulk flows between bursts.
 func TestBudgetWorstCaseMemory(t *testing.T) {
 	var b strings.Builder
 	memoryReport(&b, config.Flows{Max: 65536, MaxBufferPerFlow: 512 * config.KiB, MaxBufferTotal: 64 * config.MiB})
 	out := b.String()
-	for _, want := range []string{"worst-case memory of the flow limits: 328 MiB", "= 200 MiB", "64MiB of data", "512KiB per flow", "= 128 MiB"} {
+	for _, want := range []string{"worst-case memory of the flow limits: 336 MiB", "= 200 MiB", "64MiB of data", "512KiB per flow", "= 128 MiB", "1/8 of the data = 8 MiB"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

@@ -86,7 +86,7 @@ func TestCheckConfigPrintsMemory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
-	want := "memory: live at the configured maxima 46MiB, memory limit 58MiB, GOGC 100, expected peak 58MiB\n"
+	want := "memory: live at the configured maxima 47MiB, memory limit 59MiB, GOGC 100, expected peak 59MiB\n"
 	if !strings.Contains(string(out), want) {
 		t.Errorf("output %q lacks %q", out, want)
 	}
@@ -122,5 +122,8 @@ func TestApplyMemorySetsRuntime(t *testing.T) {
 func TestMemoryModelMatchesEngine(t *testing.T) {
 	if config.MemoryPerFlow != engine.ActiveFlowBytes {
 		t.Errorf("config.MemoryPerFlow %d, engine.ActiveFlowBytes %d", config.MemoryPerFlow, engine.ActiveFlowBytes)
+	}
+	if config.MemoryParkedShare != engine.ParkShare {
+		t.Errorf("config.MemoryParkedShare %d, engine.ParkShare %d", config.MemoryParkedShare, engine.ParkShare)
 	}
 }

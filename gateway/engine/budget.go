@@ -126,7 +126,7 @@ func (e *Engine) settle(f *Flow) {
 
 // parkRing decides, after a packet, about the buffer of a ring: a ring that
 // has emptied keeps a buffer of at least parkMin (parked) while all parked
-// buffers together stay within 1/parkShare of flows.max_buffer_total;
+// buffers together stay within 1/ParkShare of flows.max_buffer_total;
 // otherwise the buffer goes back to its pool. A busy flow whose ring
 // empties between bursts (the LAN host acknowledges everything delivered)
 // then refills the buffer it had, instead of growing a new one from the
@@ -137,8 +137,12 @@ func (e *Engine) settle(f *Flow) {
 // it would shrink for flows that have data (a zero-window flow, never
 // idle, could keep it for good): it has its own allowance. A flow going
 // idle (releaseIdle) or away (release) gives its parked buffers back.
+// ParkShare: parked buffers take at most 1/ParkShare of the buffer budget
+// (config.MemoryParkedShare counts them).
+const ParkShare = 8
+
 func (e *Engine) parkRing(f *Flow, r *byteRing) {
-	const parkMin, parkShare = 64 << 10, 8
+	const parkMin = 64 << 10
 	if r.parked > 0 && (r.len() > 0 || r.pool == nil || len(*r.pool) != int(r.parked)) {
 		e.stats.ParkedBytes.Add(-int64(r.parked))
 		f.parked -= int(r.parked)
@@ -152,7 +156,7 @@ func (e *Engine) parkRing(f *Flow, r *byteRing) {
 		r.free()
 		return
 	}
-	if limit := e.table.MaxBytesTotal() / parkShare; e.stats.ParkedBytes.Add(int64(c)) <= limit {
+	if limit := e.table.MaxBytesTotal() / ParkShare; e.stats.ParkedBytes.Add(int64(c)) <= limit {
 		r.parked = int32(c)
 		f.parked += c
 		return

@@ -149,7 +149,7 @@ func TestRingParkedWhileTheAllowanceLasts(t *testing.T) {
 		c := newPair(t)
 		c.handshake()
 		if tc.crowded { // other flows have parked all they may
-			c.b.stats.ParkedBytes.Add(c.b.table.MaxBytesTotal() / 8)
+			c.b.stats.ParkedBytes.Add(c.b.table.MaxBytesTotal() / ParkShare)
 		}
 		fb := c.b.flow(t)
 		deliver := func() *[]byte {

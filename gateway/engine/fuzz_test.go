@@ -355,8 +355,8 @@ func (r *fuzzRun) check() {
 		if used := g.table.BytesInUse(); used != int64(total) {
 			r.t.Fatalf("global budget %d bytes in use, flows reserve %d", used, total)
 		}
-		if p := g.stats.ParkedBytes.Load(); p != int64(parked) || p > g.table.MaxBytesTotal()/8 {
-			r.t.Fatalf("parking allowance %d bytes in use, flows park %d, allowance %d", p, parked, g.table.MaxBytesTotal()/8)
+		if p := g.stats.ParkedBytes.Load(); p != int64(parked) || p > g.table.MaxBytesTotal()/ParkShare {
+			r.t.Fatalf("parking allowance %d bytes in use, flows park %d, allowance %d", p, parked, g.table.MaxBytesTotal()/ParkShare)
 		}
 	}
 }
