@@ -4,9 +4,10 @@
 //  1. What a flow holds, by direction. Out (LAN to WAN): LAN plaintext held
 //     until the keys exist or beyond a hole in the LAN host's stream, and
 //     ciphertext sent and not yet acknowledged by the WAN peer (RFC 8548
-//     §3.6: a retransmission re-sends the same bytes). In (WAN to LAN): plaintext delivered and not yet acknowledged
-//     by the LAN host (it is what a retransmission is answered from), a
-//     frame cut across segments, and bytes beyond a hole. The Init messages
+//     §3.6: a retransmission re-sends the same bytes). In (WAN to LAN):
+//     plaintext delivered and not yet acknowledged by the LAN host (it is
+//     what a retransmission is answered from), a frame cut across
+//     segments, and bytes beyond a hole. The Init messages
 //     (ours until acknowledged, the peer's as it arrives) are protocol state
 //     of bounded size, outside the model.
 //  2. Limits. Each direction may hold half of flows.max_buffer_per_flow, so
@@ -124,6 +125,10 @@ func (e *Engine) settle(f *Flow) {
 	e.parkRing(f, &f.dec.ring)
 }
 
+// ParkShare: parked buffers take at most 1/ParkShare of the buffer budget
+// (config.MemoryParkedShare counts them).
+const ParkShare = 8
+
 // parkRing decides, after a packet, about the buffer of a ring: a ring that
 // has emptied keeps a buffer of at least parkMin (parked) while all parked
 // buffers together stay within 1/ParkShare of flows.max_buffer_total;
@@ -132,15 +137,11 @@ func (e *Engine) settle(f *Flow) {
 // then refills the buffer it had, instead of growing a new one from the
 // size of one burst up, each step a copy of what it holds (5 % of the
 // decrypting gateway's time). Small buffers are cheap to grow again, and
-// thousands of small flows must not hold them. A parked
-// buffer holds no data, so it is not reserved against the budget, which
-// it would shrink for flows that have data (a zero-window flow, never
-// idle, could keep it for good): it has its own allowance. A flow going
-// idle (releaseIdle) or away (release) gives its parked buffers back.
-// ParkShare: parked buffers take at most 1/ParkShare of the buffer budget
-// (config.MemoryParkedShare counts them).
-const ParkShare = 8
-
+// thousands of small flows must not hold them. A parked buffer holds no
+// data, so it is not reserved against the budget, which it would shrink
+// for flows that have data (a zero-window flow, never idle, could keep it
+// for good): it has its own allowance. A flow going idle (releaseIdle) or
+// away (release) gives its parked buffers back.
 func (e *Engine) parkRing(f *Flow, r *byteRing) {
 	const parkMin = 64 << 10
 	if r.parked > 0 && (r.len() > 0 || r.pool == nil || len(*r.pool) != int(r.parked)) {

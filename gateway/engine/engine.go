@@ -373,7 +373,7 @@ const (
 func (e *Engine) releaseIdle(now time.Time) {
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		f := en.Value
-		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.enc.reserved+f.dec.reserved > 0 ||
+		if f.State != StateEncrypted || now.Sub(en.LastActive) < idleAfter || f.buffered() > 0 ||
 			f.enc.recs.len() > 0 || f.dec.recs.len() > 0 || len(f.dec.partial) > 0 || f.dec.ooo.len() > 0 || f.enc.ooo.len() > 0 {
 			return true
 		}
@@ -384,7 +384,7 @@ func (e *Engine) releaseIdle(now time.Time) {
 		f.dec.opener.Release()
 		for _, r := range [2]*byteRing{&f.enc.ring, &f.dec.ring} {
 			r.free()
-			e.parkRing(f, r) // gives the parking reservation back
+			e.parkRing(f, r) // gives back what it parked
 		}
 		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true
