@@ -275,3 +275,56 @@ func TestQueueIslandsBounded(t *testing.T) {
 		t.Fatalf("after a bridge: %d islands, room %v", q.len(), q.room(10*oooMaxIslands, 1))
 	}
 }
+
+// TestLANQueueYieldsToTheRepair: with the global budget spent, partly by
+// LAN bytes waiting beyond a hole, the segment that fills the hole cannot
+// be framed; the queue then gives its bytes up (the LAN host never had
+// them acknowledged and sends them again), so that the next repair finds
+// the budget: no flow waits for budget that only its own queue holds.
+func TestLANQueueYieldsToTheRepair(t *testing.T) {
+	const budget = 4000
+	c := newPair(t)
+	c.a = withBudget(t, c.a, budget)
+	c.handshake()
+	fa := c.a.flow(t)
+	start := c.client.seq
+	msgs := [][]byte{bytes.Repeat([]byte{'a'}, 1000), bytes.Repeat([]byte{'b'}, 1000), bytes.Repeat([]byte{'c'}, 1000)}
+	var segs [][]byte
+	for _, m := range msgs {
+		segs = append(segs, c.client.seg(packet.FlagACK, m, nil))
+		c.client.seq += uint32(len(m))
+	}
+	c.a.process(segs[1], c.now)
+	c.a.process(segs[2], c.now)
+	if fa.enc.ooo.bytes != 2000 {
+		t.Fatalf("queued %d bytes, want 2000", fa.enc.ooo.bytes)
+	}
+	// Someone else takes what is left of the budget.
+	other := int(c.a.table.MaxBytesTotal() - c.a.table.BytesInUse())
+	if !c.a.table.Reserve(other) {
+		t.Fatal("reserve")
+	}
+	c.a.process(segs[0], c.now)
+	if fa.enc.pNxt != start {
+		t.Fatalf("the repair was framed with the budget spent (pNxt moved %d)", fa.enc.pNxt-start)
+	}
+	if fa.enc.ooo.len() != 0 || fa.enc.reserved != fa.heldOut() || c.a.table.BytesInUse() != int64(other) {
+		t.Fatalf("after the failed repair: %d bytes still queued, reserved %d held %d, %d in use (others %d)",
+			fa.enc.ooo.bytes, fa.enc.reserved, fa.heldOut(), c.a.table.BytesInUse(), other)
+	}
+	// The LAN host sends it all again: now it fits.
+	c.a.table.Release(other)
+	c.client.seq = start
+	var framed int
+	for _, m := range msgs {
+		for _, w := range c.a.process(c.client.seg(packet.FlagACK, m, nil), c.now) {
+			if p, _ := mustParse(t, w); len(p.Payload()) > 0 {
+				framed++
+			}
+		}
+		c.client.seq += uint32(len(m))
+	}
+	if framed != 3 || fa.enc.pNxt != c.client.seq {
+		t.Fatalf("after the retransmission: %d frames, pNxt at %d of %d", framed, fa.enc.pNxt-start, c.client.seq-start)
+	}
+}

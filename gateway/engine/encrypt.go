@@ -87,6 +87,13 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		if e.frame(cfg, f, s.Buf, at, fin, s.has(packet.FlagPSH), out) {
 			sent = true
 		}
+		if en.ooo.len() > 0 && seqLT(en.pNxt, end) {
+			// The hole's repair could not be framed whole (the budget is
+			// spent): what waits beyond it must not keep the budget the
+			// repair needs, or flows whose queues hold all of it would
+			// wait for each other.
+			e.dropQueued(f)
+		}
 	}
 	if keyed && en.ooo.len() > 0 && e.frameQueued(cfg, f, out) {
 		sent = true
