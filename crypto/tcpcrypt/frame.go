@@ -254,9 +254,11 @@ func (s *Sealer) SealFrame(dst []byte, offset uint64, flags byte, urgent uint16,
 
 // SealFrameAfter is SealFrame (without URG) for data that has a byte in
 // front of it the caller lends: src[0], restored before it returns, and
-// the data src[1:]. The frame's plaintext, the flags byte then the data,
-// is sealed from where it lies into dst, one pass over the data instead of
-// a copy and a pass. dst must not overlap src.
+// the data src[1:]. The frame's plaintext, the flags byte then the data
+// (the first variant of RFC 8548 §4.2.1, URGp and fres zero), is sealed
+// from where it lies into dst with the same associated data and nonce as
+// SealFrame's (§4.2.2, §4.2.3): one pass over the data instead of a copy
+// and a pass. dst must not overlap src.
 func (s *Sealer) SealFrameAfter(dst []byte, offset uint64, flags byte, src []byte) []byte {
 	flags &= knownFlags &^ FlagURG
 	clen := len(src) + TagLen

@@ -121,8 +121,8 @@ func (e *Engine) settle(f *Flow) {
 			*d.reserved = d.held
 		}
 	}
-	e.parkRing(f, &f.enc.ring)
-	e.parkRing(f, &f.dec.ring)
+	e.parkRing(&f.enc.ring)
+	e.parkRing(&f.dec.ring)
 }
 
 // ParkShare: parked buffers take at most 1/ParkShare of the buffer budget
@@ -142,11 +142,10 @@ const ParkShare = 8
 // for flows that have data (a zero-window flow, never idle, could keep it
 // for good): it has its own allowance. A flow going idle (releaseIdle) or
 // away (release) gives its parked buffers back.
-func (e *Engine) parkRing(f *Flow, r *byteRing) {
+func (e *Engine) parkRing(r *byteRing) {
 	const parkMin = 64 << 10
 	if r.parked > 0 && (r.len() > 0 || r.pool == nil || len(*r.pool) != int(r.parked)) {
 		e.stats.ParkedBytes.Add(-int64(r.parked))
-		f.parked -= int(r.parked)
 		r.parked = 0
 	}
 	if r.len() > 0 || r.pool == nil || r.parked > 0 {
@@ -159,11 +158,22 @@ func (e *Engine) parkRing(f *Flow, r *byteRing) {
 	}
 	if limit := e.table.MaxBytesTotal() / ParkShare; e.stats.ParkedBytes.Add(int64(c)) <= limit {
 		r.parked = int32(c)
-		f.parked += c
 		return
 	}
 	e.stats.ParkedBytes.Add(-int64(c))
 	r.free()
+}
+
+// enqueue keeps [seq, seq+len(data)) in q, a direction's queue beyond a
+// hole, reserving with admit (admitIn or admitOut) only the bytes q does
+// not hold yet. It reports false if the bytes were dropped (limits).
+func (e *Engine) enqueue(f *Flow, q *oooQueue, admit func(*Engine, *Flow, int) bool, seq uint32, data []byte, fin bool) bool {
+	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !admit(e, f, n)) {
+		e.stats.BufferDrops.Add(1)
+		return false
+	}
+	q.insert(seq, data, fin)
+	return true
 }
 
 // oooSeg is a segment that arrived beyond a hole (from the WAN in C, from

@@ -169,14 +169,14 @@ func TestRingParkedWhileTheAllowanceLasts(t *testing.T) {
 			t.Fatalf("%s: ring holds %d after the ACK", tc.name, fb.dec.ring.len())
 		}
 		if !tc.park {
-			if fb.dec.ring.pool != nil || fb.parked != 0 {
-				t.Fatalf("%s: the empty ring kept %d bytes parked (buffer of %d)", tc.name, fb.parked, len(*first))
+			if fb.dec.ring.pool != nil || fb.parked() != 0 {
+				t.Fatalf("%s: the empty ring kept %d bytes parked (buffer of %d)", tc.name, fb.parked(), len(*first))
 			}
 			continue
 		}
-		if fb.dec.ring.pool != first || int(fb.dec.ring.parked) != len(*first) || c.b.stats.ParkedBytes.Load() != int64(fb.parked) || c.b.table.BytesInUse() != 0 {
+		if fb.dec.ring.pool != first || int(fb.dec.ring.parked) != len(*first) || c.b.stats.ParkedBytes.Load() != int64(fb.parked()) || c.b.table.BytesInUse() != 0 {
 			t.Fatalf("the empty ring did not park its buffer (same %v, %d bytes): parked %d, allowance used %d, %d of the budget in use",
-				fb.dec.ring.pool == first, len(*first), fb.parked, c.b.stats.ParkedBytes.Load(), c.b.table.BytesInUse())
+				fb.dec.ring.pool == first, len(*first), fb.parked(), c.b.stats.ParkedBytes.Load(), c.b.table.BytesInUse())
 		}
 		if deliver() != first {
 			t.Fatal("the second burst took a new buffer")
@@ -184,8 +184,8 @@ func TestRingParkedWhileTheAllowanceLasts(t *testing.T) {
 		c.b.table.LockShard(0)
 		c.b.e.releaseIdle(c.now.Add(time.Hour))
 		c.b.table.UnlockShard(0)
-		if fb.dec.ring.pool != nil || fb.enc.ring.pool != nil || fb.parked != 0 || c.b.stats.ParkedBytes.Load() != 0 {
-			t.Fatalf("idle: ring buffers kept %v %v, %d parked, allowance used %d", fb.dec.ring.pool != nil, fb.enc.ring.pool != nil, fb.parked, c.b.stats.ParkedBytes.Load())
+		if fb.dec.ring.pool != nil || fb.enc.ring.pool != nil || fb.parked() != 0 || c.b.stats.ParkedBytes.Load() != 0 {
+			t.Fatalf("idle: ring buffers kept %v %v, %d parked, allowance used %d", fb.dec.ring.pool != nil, fb.enc.ring.pool != nil, fb.parked(), c.b.stats.ParkedBytes.Load())
 		}
 	}
 }

@@ -181,15 +181,9 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 	return delivered
 }
 
-// queueBeyondHole keeps C bytes that arrived beyond a hole, reserving only
-// those not queued already.
+// queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
 func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
-	d := &f.dec
-	if n := d.ooo.newBytes(seq, len(data)); n > 0 && (!d.ooo.room(seq, len(data)) || !e.admitIn(f, n)) {
-		e.stats.BufferDrops.Add(1)
-		return
-	}
-	d.ooo.insert(seq, data, fin)
+	e.enqueue(f, &f.dec.ooo, (*Engine).admitIn, seq, data, fin)
 }
 
 // ackPartial acknowledges to the WAN the bytes of a frame still being

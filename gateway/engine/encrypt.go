@@ -116,13 +116,9 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
 func (e *Engine) queueBeyondLANHole(f *Flow, seq uint32, data []byte, fin bool) {
-	q := &f.enc.ooo
-	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !e.admitOut(f, n)) {
-		e.stats.BufferDrops.Add(1)
-		return
+	if e.enqueue(f, &f.enc.ooo, (*Engine).admitOut, seq, data, fin) {
+		e.stats.LANReordered.Add(1)
 	}
-	q.insert(seq, data, fin)
-	e.stats.LANReordered.Add(1)
 }
 
 // frameQueued frames the queued LAN bytes the hole no longer separates

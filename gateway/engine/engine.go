@@ -384,7 +384,7 @@ func (e *Engine) releaseIdle(now time.Time) {
 		f.dec.opener.Release()
 		for _, r := range [2]*byteRing{&f.enc.ring, &f.dec.ring} {
 			r.free()
-			e.parkRing(f, r) // gives back what it parked
+			e.parkRing(r) // gives back what it parked
 		}
 		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true

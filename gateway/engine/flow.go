@@ -117,9 +117,8 @@ type connParams struct {
 
 // streams is what a flow needs to rewrite data in both directions.
 type streams struct {
-	enc    encState
-	dec    decState
-	parked int // bytes of the parked buffers of its empty rings (parkRing)
+	enc encState
+	dec decState
 }
 
 // handshake is the part of a Flow that only the ENO handshake and the key
@@ -214,8 +213,8 @@ func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
 	if f.streams == nil {
 		return
 	}
-	st.ParkedBytes.Add(-int64(f.parked))
-	f.enc.reserved, f.dec.reserved, f.parked = 0, 0, 0
+	st.ParkedBytes.Add(-int64(f.parked()))
+	f.enc.reserved, f.dec.reserved = 0, 0
 	f.enc.ring.parked, f.dec.ring.parked = 0, 0
 	f.enc.ring.free()
 	f.enc.held.free()
@@ -226,6 +225,9 @@ func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
 	f.dec.ooo.clear()
 	f.enc.ooo.clear()
 }
+
+// parked is the size of the buffers f's empty rings keep (parkRing).
+func (f *Flow) parked() int { return int(f.enc.ring.parked + f.dec.ring.parked) }
 
 // buffered is what f has reserved against the budget (budget.go).
 func (f *Flow) buffered() int {

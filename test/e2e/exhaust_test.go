@@ -136,11 +136,7 @@ func TestSpoofedSYNFloodAtPortForward(t *testing.T) {
 		t.Fatalf("gateway B has %d flows to :9311, %d encrypted; want %d (the distinct endpoints of %d connections) encrypted; not encrypted at B: %s; at A: %s",
 			all, enc, distinct, spoofLANConns, b, a)
 	}
-	hwm := vmHWM(t, e.gwA.Pid())
-	t.Logf("gateway A VmHWM: %d KiB before the flood, %d KiB peak", hwmBefore>>10, hwm>>10)
-	if hwm > spoofRSSLimit {
-		t.Fatalf("gateway A peak RSS %d MiB, above %d MiB", hwm>>20, spoofRSSLimit>>20)
-	}
+	peakRSSBelow(t, e, hwmBefore, spoofRSSLimit)
 	afterFlood := long.received()
 	long.waitFor(afterFlood + 1<<20)
 	long.stop(t)

@@ -125,11 +125,7 @@ func TestSYNFlood(t *testing.T) {
 	}
 
 	// 4. Memory: the peak resident set of gateway A.
-	hwm := vmHWM(t, e.gwA.Pid())
-	t.Logf("gateway A VmHWM: %d KiB before the flood, %d KiB peak", hwmBefore>>10, hwm>>10)
-	if hwm > floodRSSLimit {
-		t.Fatalf("gateway A peak RSS %d MiB, above %d MiB", hwm>>20, floodRSSLimit>>20)
-	}
+	peakRSSBelow(t, e, hwmBefore, floodRSSLimit)
 
 	// 5. The long connection still moves, and every byte was right.
 	afterFlood := long.received()
@@ -182,6 +178,17 @@ func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst n
 		}
 	}
 	return sent, failed
+}
+
+// peakRSSBelow fails t if gateway A's peak resident set (VmHWM) is above
+// limit; before is the peak read before the flood, for the log.
+func peakRSSBelow(t *testing.T, e *env, before, limit int64) {
+	t.Helper()
+	hwm := vmHWM(t, e.gwA.Pid())
+	t.Logf("gateway A VmHWM: %d KiB before the flood, %d KiB peak", before>>10, hwm>>10)
+	if hwm > limit {
+		t.Fatalf("gateway A peak RSS %d MiB, above %d MiB", hwm>>20, limit>>20)
+	}
 }
 
 // vmHWM is the peak resident set size of process pid, in bytes.
