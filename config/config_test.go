@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
 )
 
 func TestDefaultValidates(t *testing.T) {
@@ -318,6 +320,12 @@ func TestNamesAreCopies(t *testing.T) {
 	}
 	if !slices.Equal(TEPNames(), []string{"curve25519", "p256", "p521", "curve448"}) {
 		t.Fatal("TEP names changed")
+	}
+	// Every name maps back onto its TEP (the names come from the TEP table).
+	for _, n := range TEPNames() {
+		if tep, err := tcpcrypt.ParseTEP(n); err != nil || tep.String() != n {
+			t.Errorf("TEP name %q: ParseTEP gives %v, %v", n, tep, err)
+		}
 	}
 }
 

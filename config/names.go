@@ -1,12 +1,21 @@
-// The algorithm names the configuration accepts. The lead maps them onto
-// crypto/tcpcrypt (ParseTEP, ParseAEAD); this list is the only place the
-// config package knows them.
+// The algorithm names the configuration accepts. TEP names come from
+// crypto/tcpcrypt's TEP table (one entry per TEP, tcpcrypt.TEPs), so a TEP
+// added there is accepted here with no further change; the lead maps the
+// names back with tcpcrypt.ParseTEP and ParseAEAD.
 
 package config
 
-// tepNames are the TCP encryption protocols of RFC 8548 §5 (ECDHE over
-// P-256, P-521, Curve25519, Curve448) in the order the default prefers.
-var tepNames = []string{"curve25519", "p256", "p521", "curve448"}
+import "tcpcrypt-gw/crypto/tcpcrypt"
+
+// tepNames are the TCP encryption protocols of the TEP table (RFC 8548 §5:
+// ECDHE over Curve25519, P-256, P-521, Curve448), in the table's order.
+var tepNames = func() []string {
+	var names []string
+	for _, t := range tcpcrypt.TEPs() {
+		names = append(names, t.String())
+	}
+	return names
+}()
 
 // cipherNames are the AEADs of RFC 8548 §6 (AEAD_AES_128_GCM is mandatory
 // to implement).

@@ -286,11 +286,11 @@ func (c *Conn) handshakeB(cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	es, err := kp.SharedSecret(m1.PublicKey)
+	pubB, es, err := kp.Respond(m1.PublicKey)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	m2 := tcpcrypt.Init2{Cipher: cipher, PublicKey: kp.PublicKey()}
+	m2 := tcpcrypt.Init2{Cipher: cipher, PublicKey: pubB}
 	if _, err := rand.Read(m2.NonceB[:]); err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ func initMinLen(magic uint32, tep TEP) (int, error) {
 	case Init1Magic:
 		return init1FixedLen + aeadIDLen + tep.PublicKeyLen(), nil
 	case Init2Magic:
-		return init2FixedLen + tep.PublicKeyLen(), nil
+		return init2FixedLen + tep.ResponseKeyLen(), nil
 	}
 	return 0, errInitKind
 }
@@ -173,7 +173,7 @@ func ParseInit2(tep TEP, msg []byte) (*Init2, error) {
 	if !m.Cipher.Valid() {
 		return nil, errInitCipher
 	}
-	pkLen := tep.PublicKeyLen()
+	pkLen := tep.ResponseKeyLen()
 	rest := msg[initHeaderLen+aeadIDLen:]
 	copy(m.NonceB[:], rest)
 	rest = rest[NonceLen:]

@@ -13,7 +13,8 @@
 //  3. With lifetime 0 every Get consumes a spare: a fresh pair per call.
 //  4. Close stops the goroutine; Get keeps working by generating inline.
 //
-// Everything is bounded: four TEPs, at most poolSpares pairs queued for each.
+// Everything is bounded: one slot per row of the TEP table (tep.go), at most
+// poolSpares pairs queued for each.
 package tcpcrypt
 
 import (
@@ -35,7 +36,7 @@ type KeyPool struct {
 	lifetime time.Duration
 	now      func() time.Time // time.Now; replaced in tests
 
-	slots [TEPCurve448 - TEPP256 + 1]poolSlot
+	slots [len(tepTable)]poolSlot // one per TEP, in the table's order
 
 	refill    chan struct{} // capacity 1: a pending "fill the queues" request
 	done      chan struct{}
@@ -73,7 +74,7 @@ func newKeyPool(teps []TEP, lifetime time.Duration, now func() time.Time) *KeyPo
 		done:     make(chan struct{}),
 	}
 	for i := range p.slots {
-		p.slots[i].tep = TEPP256 + TEP(i)
+		p.slots[i].tep = tepTable[i].tep
 		p.slots[i].spares = make(chan *KeyPair, spares)
 	}
 	for _, tep := range teps {
@@ -91,7 +92,7 @@ func (p *KeyPool) slot(tep TEP) *poolSlot {
 	if !tep.Valid() {
 		return nil
 	}
-	return &p.slots[tep-TEPP256]
+	return &p.slots[tepIndex[tep]-1]
 }
 
 // Get returns a key pair for tep: the current one while it is within its

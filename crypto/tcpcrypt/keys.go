@@ -1,9 +1,11 @@
-// Ephemeral key pairs and ECDH (RFC 8548 §5).
+// Ephemeral key pairs and key agreement (RFC 8548 §5).
 //
 // A KeyPair is one side's ephemeral key for one TEP. Its public key goes into
 // Init1/Init2 in wire form; SharedSecret turns the peer's wire-form public key
-// into ES, the input of the key schedule. X25519, P-256 and P-521 come from
-// crypto/ecdh, X448 from circl.
+// into ES, the input of the key schedule, and Respond is B's side: Pub_B and
+// ES from A's Pub_A. The TEP table (tep.go) says which operations a TEP
+// uses; this file holds them: X25519, P-256 and P-521 from crypto/ecdh, X448
+// from circl.
 //
 // Wire form (RFC 8548 §5): X25519 and X448 keys go raw (32 and 56 bytes).
 // P-256 and P-521 keys go as
@@ -16,8 +18,9 @@
 // 67): the point size is fixed per curve, so both readings of the figure
 // describe the same bytes and neither is ambiguous. The point is validated
 // (on the curve, not the point at infinity: IEEE 1363 A.16.10, which §5
-// requires; the NIST curves have cofactor 1, so that is the whole check). The private key never leaves the KeyPair: it
-// is not exported, not printed (Format), and never written anywhere.
+// requires; the NIST curves have cofactor 1, so that is the whole check).
+// The private key never leaves the KeyPair: it is not exported, not printed
+// (Format), and never written anywhere.
 package tcpcrypt
 
 import (
@@ -46,51 +49,149 @@ var (
 type KeyPair struct {
 	tep    TEP
 	public []byte
-
-	ecdhKey hidden[ecdh.PrivateKey] // P-256, P-521, X25519
-	x448Key hidden[x448.Key]        // X448 only
+	key    hidden[privateKey]
 }
 
-// ecdhCurve maps a TEP to its crypto/ecdh curve; nil for X448 (circl).
-func ecdhCurve(tep TEP) ecdh.Curve {
-	switch tep {
-	case TEPP256:
-		return ecdh.P256()
-	case TEPP521:
-		return ecdh.P521()
-	case TEPCurve25519:
-		return ecdh.X25519()
-	}
-	return nil
+func newKeyPair(tep TEP, k privateKey) *KeyPair {
+	return &KeyPair{tep: tep, public: k.public(), key: hide(&k)}
 }
 
 // GenerateKeyPair makes a fresh key pair for tep. Pass crypto/rand.Reader;
 // crypto/ecdh may use the system CSPRNG whatever rand is.
 func GenerateKeyPair(tep TEP, rand io.Reader) (*KeyPair, error) {
-	if !tep.Valid() {
+	s := tep.spec()
+	if s == nil {
 		return nil, errInvalidTEP
 	}
-	if tep == TEPCurve448 {
-		var priv x448.Key
-		if _, err := io.ReadFull(rand, priv[:]); err != nil {
-			return nil, fmt.Errorf("tcpcrypt: generating X448 key: %w", err)
-		}
-		return newX448KeyPair(&priv), nil
-	}
-	k, err := ecdhCurve(tep).GenerateKey(rand)
+	k, err := s.keys.generate(rand)
 	if err != nil {
 		return nil, fmt.Errorf("tcpcrypt: generating %v key: %w", tep, err)
 	}
-	return newECDHKeyPair(tep, k), nil
+	return newKeyPair(tep, k), nil
 }
 
-// newECDHKeyPair wraps a crypto/ecdh key, with its public key in wire form.
-func newECDHKeyPair(tep TEP, k *ecdh.PrivateKey) *KeyPair {
+// NewKeyPairFromPrivate builds a key pair from a private key in its standard
+// encoding: the 32- or 56-byte X25519/X448 scalar (RFC 7748), or the
+// big-endian P-256 (32 bytes) or P-521 (66 bytes) scalar. It exists for
+// known-answer tests; connections use GenerateKeyPair or a KeyPool.
+func NewKeyPairFromPrivate(tep TEP, priv []byte) (*KeyPair, error) {
+	s := tep.spec()
+	if s == nil {
+		return nil, errInvalidTEP
+	}
+	k, err := s.keys.fromPrivate(priv)
+	if err != nil {
+		return nil, errPrivateKey
+	}
+	return newKeyPair(tep, k), nil
+}
+
+// TEP is the key agreement scheme this pair belongs to.
+func (k *KeyPair) TEP() TEP { return k.tep }
+
+// PublicKey is Pub_A in wire form (RFC 8548 §4.1, §5): 32, 35, 69 or 56
+// bytes, and for these Diffie-Hellman TEPs also Pub_B. The caller must not
+// modify it.
+func (k *KeyPair) PublicKey() []byte { return k.public }
+
+// SharedSecret computes ES (RFC 8548 §3.3, §5) with the peer's public key in
+// wire form: A's from Pub_B, and for a Diffie-Hellman TEP also B's from
+// Pub_A. It is the X25519/X448 output, or the x-coordinate for
+// P-256/P-521. A key of the wrong length, a wrong pubkey_len, a point not
+// on the curve (or at infinity) and an all-zero X25519/X448 result are
+// errors: the connection must be aborted (§3.3: "If ... a key-validation
+// step fails ..., it MUST abort the connection"; §5 on the all-zero value).
+func (k *KeyPair) SharedSecret(peerPublic []byte) ([]byte, error) {
+	if len(peerPublic) != k.tep.ResponseKeyLen() {
+		return nil, errPeerKeyLength
+	}
+	return (*k.key.get()).sharedSecret(peerPublic)
+}
+
+// Respond is B's side of the key agreement (RFC 8548 §3.3): from A's Pub_A
+// it returns Pub_B for Init2 and ES. For a Diffie-Hellman TEP Pub_B is
+// PublicKey and ES is SharedSecret(pubA). Errors are those of SharedSecret
+// and abort the connection.
+func (k *KeyPair) Respond(pubA []byte) (pubB, es []byte, err error) {
+	if len(pubA) != k.tep.PublicKeyLen() {
+		return nil, nil, errPeerKeyLength
+	}
+	return (*k.key.get()).respond(pubA)
+}
+
+// Format prints the TEP and public key only, so that a KeyPair in a log line
+// or a %v of a larger struct never shows the private key.
+func (k *KeyPair) Format(f fmt.State, _ rune) {
+	if k == nil {
+		fmt.Fprint(f, "KeyPair(nil)")
+		return
+	}
+	fmt.Fprintf(f, "KeyPair(%v, public %x)", k.tep, k.public)
+}
+
+// ecdhKeys is a TEP over a crypto/ecdh curve: X25519, or a NIST curve whose
+// points go compressed behind pubkey_len (compressed).
+type ecdhKeys struct {
+	curve      ecdh.Curve
+	compressed bool
+}
+
+func (c ecdhKeys) generate(rand io.Reader) (privateKey, error) {
+	k, err := c.curve.GenerateKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	return c.wrap(k), nil
+}
+
+func (c ecdhKeys) fromPrivate(priv []byte) (privateKey, error) {
+	k, err := c.curve.NewPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return c.wrap(k), nil
+}
+
+func (c ecdhKeys) wrap(k *ecdh.PrivateKey) *ecdhKey {
 	pub := k.PublicKey().Bytes()
-	if tep == TEPP256 || tep == TEPP521 {
+	if c.compressed {
 		pub = compressPoint(pub)
 	}
-	return &KeyPair{tep: tep, public: pub, ecdhKey: hide(k)}
+	return &ecdhKey{keys: c, priv: k, pub: pub}
+}
+
+type ecdhKey struct {
+	keys ecdhKeys
+	priv *ecdh.PrivateKey
+	pub  []byte
+}
+
+func (k *ecdhKey) public() []byte { return k.pub }
+
+func (k *ecdhKey) respond(pubA []byte) ([]byte, []byte, error) {
+	es, err := k.sharedSecret(pubA)
+	return k.pub, es, err
+}
+
+func (k *ecdhKey) sharedSecret(peerPublic []byte) ([]byte, error) {
+	if k.keys.compressed {
+		p, err := decompressPoint(k.priv.Curve(), peerPublic)
+		if err != nil {
+			return nil, err
+		}
+		peerPublic = p
+	}
+	peer, err := k.priv.Curve().NewPublicKey(peerPublic)
+	if err != nil {
+		return nil, errPeerKeyInvalid
+	}
+	es, err := k.priv.ECDH(peer)
+	if err != nil {
+		// crypto/ecdh fails only for an all-zero X25519 result here: NIST
+		// points were validated by NewPublicKey.
+		return nil, errSharedSecretZero
+	}
+	return es, nil
 }
 
 // compressPoint turns an uncompressed NIST point 04 | X | Y into its wire
@@ -107,9 +208,9 @@ func compressPoint(uncompressed []byte) []byte {
 
 // decompressPoint validates a NIST public key in wire form and returns it
 // uncompressed (04 | X | Y), as crypto/ecdh takes it.
-func decompressPoint(tep TEP, wire []byte) ([]byte, error) {
+func decompressPoint(c ecdh.Curve, wire []byte) ([]byte, error) {
 	curve := elliptic.P256()
-	if tep == TEPP521 {
+	if c == ecdh.P521() {
 		curve = elliptic.P521()
 	}
 	pointLen := len(wire) - 2
@@ -130,93 +231,54 @@ func decompressPoint(tep TEP, wire []byte) ([]byte, error) {
 	return out, nil
 }
 
-// NewKeyPairFromPrivate builds a key pair from a private key in its standard
-// encoding: the 32- or 56-byte X25519/X448 scalar (RFC 7748), or the
-// big-endian P-256 (32 bytes) or P-521 (66 bytes) scalar. It exists for
-// known-answer tests; connections use GenerateKeyPair or a KeyPool.
-func NewKeyPairFromPrivate(tep TEP, priv []byte) (*KeyPair, error) {
-	if !tep.Valid() {
-		return nil, errInvalidTEP
+// x448Keys is the X448 TEP, from circl (crypto/ecdh has no X448).
+type x448Keys struct{}
+
+func (x448Keys) generate(rand io.Reader) (privateKey, error) {
+	var priv x448.Key
+	if _, err := io.ReadFull(rand, priv[:]); err != nil {
+		return nil, err
 	}
-	if tep == TEPCurve448 {
-		if len(priv) != x448.Size {
-			return nil, errPrivateKey
-		}
-		var k x448.Key
-		copy(k[:], priv)
-		return newX448KeyPair(&k), nil
-	}
-	k, err := ecdhCurve(tep).NewPrivateKey(priv)
-	if err != nil {
+	return newX448Key(&priv), nil
+}
+
+func (x448Keys) fromPrivate(priv []byte) (privateKey, error) {
+	if len(priv) != x448.Size {
 		return nil, errPrivateKey
 	}
-	return newECDHKeyPair(tep, k), nil
+	var k x448.Key
+	copy(k[:], priv)
+	return newX448Key(&k), nil
 }
 
-func newX448KeyPair(priv *x448.Key) *KeyPair {
-	key := new(x448.Key)
-	*key = *priv
+type x448Key struct {
+	priv x448.Key
+	pub  x448.Key
+}
+
+// newX448Key takes the scalar out of priv, clearing it.
+func newX448Key(priv *x448.Key) *x448Key {
+	k := &x448Key{priv: *priv}
 	clear(priv[:])
-	var pub x448.Key
-	x448.KeyGen(&pub, key)
-	return &KeyPair{tep: TEPCurve448, public: pub[:], x448Key: hide(key)}
+	x448.KeyGen(&k.pub, &k.priv)
+	return k
 }
 
-// TEP is the key agreement scheme this pair belongs to.
-func (k *KeyPair) TEP() TEP { return k.tep }
+func (k *x448Key) public() []byte { return k.pub[:] }
 
-// PublicKey is the public key in wire form (Pub_A/Pub_B, RFC 8548 §4.1,
-// §5): 32, 35, 69 or 56 bytes. The caller must not modify it.
-func (k *KeyPair) PublicKey() []byte { return k.public }
+func (k *x448Key) respond(pubA []byte) ([]byte, []byte, error) {
+	es, err := k.sharedSecret(pubA)
+	return k.pub[:], es, err
+}
 
-// SharedSecret computes ES (RFC 8548 §3.3, §5) with the peer's public key in
-// wire form: the X25519/X448 output, or the x-coordinate for P-256/P-521. A
-// key of the wrong length, a wrong pubkey_len, a point not on the curve (or
-// at infinity) and an all-zero X25519/X448 result are errors: the
-// connection must be aborted (§3.3: "If ... a key-validation step fails
-// ..., it MUST abort the connection"; §5 on the all-zero value).
-func (k *KeyPair) SharedSecret(peerPublic []byte) ([]byte, error) {
-	if len(peerPublic) != k.tep.PublicKeyLen() {
-		return nil, errPeerKeyLength
-	}
-	if k.tep == TEPCurve448 {
-		var peer, shared x448.Key
-		copy(peer[:], peerPublic)
-		ok := x448.Shared(&shared, k.x448Key.get(), &peer)
-		if !ok || isAllZero(shared[:]) {
-			return nil, errSharedSecretZero
-		}
-		return shared[:], nil
-	}
-	priv := k.ecdhKey.get()
-	if k.tep == TEPP256 || k.tep == TEPP521 {
-		p, err := decompressPoint(k.tep, peerPublic)
-		if err != nil {
-			return nil, err
-		}
-		peerPublic = p
-	}
-	peer, err := priv.Curve().NewPublicKey(peerPublic)
-	if err != nil {
-		return nil, errPeerKeyInvalid
-	}
-	es, err := priv.ECDH(peer)
-	if err != nil {
-		// crypto/ecdh fails only for an all-zero X25519 result here: NIST
-		// points were validated by NewPublicKey.
+func (k *x448Key) sharedSecret(peerPublic []byte) ([]byte, error) {
+	var peer, shared x448.Key
+	copy(peer[:], peerPublic)
+	ok := x448.Shared(&shared, &k.priv, &peer)
+	if !ok || isAllZero(shared[:]) {
 		return nil, errSharedSecretZero
 	}
-	return es, nil
-}
-
-// Format prints the TEP and public key only, so that a KeyPair in a log line
-// or a %v of a larger struct never shows the private key.
-func (k *KeyPair) Format(f fmt.State, _ rune) {
-	if k == nil {
-		fmt.Fprint(f, "KeyPair(nil)")
-		return
-	}
-	fmt.Fprintf(f, "KeyPair(%v, public %x)", k.tep, k.public)
+	return shared[:], nil
 }
 
 // isAllZero reports whether b is all zero, in time independent of its

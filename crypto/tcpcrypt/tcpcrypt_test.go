@@ -1,6 +1,11 @@
 package tcpcrypt
 
-import "testing"
+import (
+	"bytes"
+	"crypto/rand"
+	"strings"
+	"testing"
+)
 
 func TestTEPNames(t *testing.T) {
 	wantLen := map[TEP]int{TEPP256: 35, TEPP521: 69, TEPCurve25519: 32, TEPCurve448: 56}
@@ -56,5 +61,45 @@ func TestFrameOverheadConstant(t *testing.T) {
 		if got := len(s.SealFrame(nil, 0, 0, 0, make([]byte, n))) - n; got != FrameOverhead {
 			t.Errorf("overhead for %d bytes = %d, want %d", n, got, FrameOverhead)
 		}
+	}
+}
+
+// TestTEPTable checks each row of the TEP table against what its key
+// operations produce, so that a new row with a wrong length or a name
+// ParseTEP cannot find fails here.
+func TestTEPTable(t *testing.T) {
+	if len(TEPs()) != len(tepTable) || len(allTEPs) != len(tepTable) {
+		t.Fatalf("TEPs() %v, tests' allTEPs %v, table %d rows", TEPs(), allTEPs, len(tepTable))
+	}
+	pool := NewKeyPool(nil, 0)
+	t.Cleanup(pool.Close)
+	for _, s := range tepTable {
+		for _, n := range append([]string{s.name, " " + s.name + " "}, s.aliases...) {
+			if got, err := ParseTEP(n); err != nil || got != s.tep {
+				t.Errorf("ParseTEP(%q) = %v, %v; want %v", n, got, err, s.tep)
+			}
+		}
+		a, err := GenerateKeyPair(s.tep, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := pool.Get(s.tep)
+		if err != nil || b.TEP() != s.tep {
+			t.Fatalf("pool.Get(%v) = %v, %v", s.tep, b, err)
+		}
+		if len(a.PublicKey()) != s.tep.PublicKeyLen() {
+			t.Errorf("%v: Pub_A is %d bytes, table says %d", s.tep, len(a.PublicKey()), s.tep.PublicKeyLen())
+		}
+		pubB, esB, err := b.Respond(a.PublicKey())
+		if err != nil || len(pubB) != s.tep.ResponseKeyLen() {
+			t.Fatalf("%v: Respond: %d bytes, %v; table says %d", s.tep, len(pubB), err, s.tep.ResponseKeyLen())
+		}
+		esA, err := a.SharedSecret(pubB)
+		if err != nil || !bytes.Equal(esA, esB) || isAllZero(esA) {
+			t.Errorf("%v: ES differ (%v)", s.tep, err)
+		}
+	}
+	if _, err := ParseTEP("p384"); err == nil || !strings.Contains(err.Error(), tepTable[0].name) {
+		t.Errorf("ParseTEP(p384) error %v does not list the table's names", err)
 	}
 }
