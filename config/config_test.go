@@ -318,7 +318,7 @@ func TestNamesAreCopies(t *testing.T) {
 	if TEPNames()[0] != "curve25519" || !slices.Equal(CipherNames(), []string{"aes128gcm", "aes256gcm", "chacha20poly1305"}) {
 		t.Fatal("names changed")
 	}
-	if !slices.Equal(TEPNames(), []string{"curve25519", "p256", "p521", "curve448"}) {
+	if !slices.Equal(TEPNames(), []string{"curve25519", "p256", "p521", "curve448", "x25519mlkem768"}) {
 		t.Fatal("TEP names changed")
 	}
 	// Every name maps back onto its TEP (the names come from the TEP table).

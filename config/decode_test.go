@@ -31,7 +31,7 @@ var badCases = []struct {
 	{"unknown deep key", "tcpcrypt:\n  session_cache:\n    entries: 10\n", 3, "tcpcrypt.session_cache.entries", "valid keys here: size, ttl, nonce_len"},
 	{"app-aware ports overlap", "tcpcrypt:\n  application_aware:\n    ports: [443, 400-500]\n", 3, "tcpcrypt.application_aware.ports[1]", "overlaps 443"},
 	{"resumption nonce too long", "tcpcrypt:\n  session_cache:\n    nonce_len: 9\n", 3, "tcpcrypt.session_cache.nonce_len", "9 out of range [0, 8]"},
-	{"unknown TEP", "tcpcrypt:\n  teps:\n    - curve25519\n    - p384\n", 4, "tcpcrypt.teps[1]", `unknown TEP "p384" (want one of curve25519, p256, p521, curve448)`},
+	{"unknown TEP", "tcpcrypt:\n  teps:\n    - curve25519\n    - p384\n", 4, "tcpcrypt.teps[1]", `unknown TEP "p384" (want one of curve25519, p256, p521, curve448, x25519mlkem768)`},
 	{"duplicate TEP", "tcpcrypt:\n  teps:\n    - p256\n    - p521\n    - p256\n", 5, "tcpcrypt.teps[2]", `duplicate TEP "p256" (tcpcrypt.teps[0], line 3)`},
 	{"empty TEP list", "tcpcrypt:\n  teps: []\n", 2, "tcpcrypt.teps", "at least one TEP is required"},
 	{"null TEP list", "tcpcrypt:\n  teps:\n", 2, "tcpcrypt.teps", "at least one TEP is required"},

@@ -8,7 +8,8 @@ package config
 import "tcpcrypt-gw/crypto/tcpcrypt"
 
 // tepNames are the TCP encryption protocols of the TEP table (RFC 8548 §5:
-// ECDHE over Curve25519, P-256, P-521, Curve448), in the table's order.
+// ECDHE over Curve25519, P-256, P-521, Curve448; then the experimental
+// hybrid x25519mlkem768, docs/pq-tep.md), in the table's order.
 var tepNames = func() []string {
 	var names []string
 	for _, t := range tcpcrypt.TEPs() {

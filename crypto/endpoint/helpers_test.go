@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	allTEPs  = []tcpcrypt.TEP{tcpcrypt.TEPP256, tcpcrypt.TEPP521, tcpcrypt.TEPCurve25519, tcpcrypt.TEPCurve448}
+	allTEPs  = []tcpcrypt.TEP{tcpcrypt.TEPP256, tcpcrypt.TEPP521, tcpcrypt.TEPCurve25519, tcpcrypt.TEPCurve448, tcpcrypt.TEPX25519MLKEM768}
 	allAEADs = []tcpcrypt.AEADID{tcpcrypt.AES128GCM, tcpcrypt.AES256GCM, tcpcrypt.ChaCha20Poly1305}
 
 	// testKeys hands out a fresh key pair per handshake (lifetime 0).

@@ -77,11 +77,11 @@ func BenchmarkFullHandshake(b *testing.B) {
 					b.Fatal(err)
 				}
 				c, _ := ChooseCipher(m1.Ciphers, []AEADID{aead})
-				init2 := (&Init2{Cipher: c, NonceB: nonceB, PublicKey: kb.PublicKey()}).Append(nil)
-				esB, err := kb.SharedSecret(m1.PublicKey)
+				pubB, esB, err := kb.Respond(m1.PublicKey)
 				if err != nil {
 					b.Fatal(err)
 				}
+				init2 := (&Init2{Cipher: c, NonceB: nonceB, PublicKey: pubB}).Append(nil)
 				ssB := FullHandshakeSecret(tep, transcript, init1, init2, esB, m1.NonceA[:])
 				benchEnd(b, tep, ssB, c)
 				// A

@@ -5,13 +5,13 @@ import (
 	"testing"
 )
 
-// fuzzTEP maps any byte to one of the four TEPs.
+// fuzzTEP maps any byte to one of the TEPs.
 func fuzzTEP(b byte) TEP { return allTEPs[int(b)%len(allTEPs)] }
 
 func fixedKeyPair(t testing.TB, tep TEP) *KeyPair {
-	n := map[TEP]int{TEPP256: 32, TEPP521: 66, TEPCurve25519: 32, TEPCurve448: 56}[tep]
+	n := map[TEP]int{TEPP256: 32, TEPP521: 66, TEPCurve25519: 32, TEPCurve448: 56, TEPX25519MLKEM768: hybridPrivLen}[tep]
 	priv := make([]byte, n)
-	priv[n-1] = 7 // small, valid scalar on every curve
+	priv[n-1] = 7 // small, valid scalar on every curve (and any ML-KEM seed is valid)
 	kp, err := NewKeyPairFromPrivate(tep, priv)
 	if err != nil {
 		t.Fatal(err)
@@ -19,7 +19,19 @@ func fixedKeyPair(t testing.TB, tep TEP) *KeyPair {
 	return kp
 }
 
+// fuzzKeys holds one fixed key pair per TEP: the fuzz targets hand every
+// public value they parse to its key operations, which must reject or
+// accept it without panicking.
+func fuzzKeys(t testing.TB) map[TEP]*KeyPair {
+	keys := map[TEP]*KeyPair{}
+	for _, tep := range allTEPs {
+		keys[tep] = fixedKeyPair(t, tep)
+	}
+	return keys
+}
+
 func FuzzParseInit1(f *testing.F) {
+	keys := fuzzKeys(f)
 	for i, tep := range allTEPs {
 		m := &Init1{Ciphers: []AEADID{AES128GCM, ChaCha20Poly1305}, PublicKey: fixedKeyPair(f, tep).PublicKey(), Ignored: []byte("x")}
 		msg := m.Append(nil)
@@ -46,12 +58,22 @@ func FuzzParseInit1(f *testing.F) {
 		if !bytes.Equal(m.Append(nil), msg) {
 			t.Fatal("re-encoding differs from the parsed message")
 		}
+		// B's side of the key agreement on the parsed Pub_A.
+		pubB, es, err := keys[tep].Respond(m.PublicKey)
+		if err == nil && (len(pubB) != tep.ResponseKeyLen() || len(es) == 0) {
+			t.Fatalf("Respond: %d-byte Pub_B, %d-byte ES", len(pubB), len(es))
+		}
 	})
 }
 
 func FuzzParseInit2(f *testing.F) {
+	keys := fuzzKeys(f)
 	for i, tep := range allTEPs {
-		m := &Init2{Cipher: AES256GCM, PublicKey: fixedKeyPair(f, tep).PublicKey()}
+		pubB, _, err := fixedKeyPair(f, tep).Respond(keys[tep].PublicKey())
+		if err != nil {
+			f.Fatal(err)
+		}
+		m := &Init2{Cipher: AES256GCM, PublicKey: pubB}
 		msg := m.Append(nil)
 		f.Add(byte(i), msg)
 		f.Add(byte(i), append(msg, 1, 2, 3))
@@ -62,11 +84,15 @@ func FuzzParseInit2(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !m.Cipher.Valid() || len(m.PublicKey) != tep.PublicKeyLen() || len(msg) > MaxInitLen {
+		if !m.Cipher.Valid() || len(m.PublicKey) != tep.ResponseKeyLen() || len(msg) > MaxInitLen {
 			t.Fatal("accepted an invalid message")
 		}
 		if !bytes.Equal(m.Append(nil), msg) {
 			t.Fatal("re-encoding differs from the parsed message")
+		}
+		// A's side of the key agreement on the parsed Pub_B.
+		if es, err := keys[tep].SharedSecret(m.PublicKey); err == nil && len(es) == 0 {
+			t.Fatal("SharedSecret: empty ES")
 		}
 	})
 }

@@ -1,15 +1,34 @@
 package tcpcrypt
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"testing"
 )
 
 var (
-	allTEPs  = []TEP{TEPP256, TEPP521, TEPCurve25519, TEPCurve448}
+	allTEPs  = []TEP{TEPP256, TEPP521, TEPCurve25519, TEPCurve448, TEPX25519MLKEM768}
 	allAEADs = []AEADID{AES128GCM, AES256GCM, ChaCha20Poly1305}
 )
+
+// testPubB is a valid Pub_B for tep: some B's answer to some A's Pub_A.
+func testPubB(t testing.TB, tep TEP) []byte {
+	t.Helper()
+	a, err := GenerateKeyPair(tep, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := GenerateKeyPair(tep, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubB, _, err := b.Respond(a.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pubB
+}
 
 func mustHex(t testing.TB, s string) []byte {
 	t.Helper()

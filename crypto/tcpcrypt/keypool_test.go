@@ -106,7 +106,7 @@ func TestKeyPoolConcurrentAndClosed(t *testing.T) {
 	if err != nil || kp.TEP() != TEPP521 {
 		t.Fatalf("Get after Close: %v, %v", kp, err)
 	}
-	if _, err := p.Get(0x20); err == nil {
+	if _, err := p.Get(0x25); err == nil {
 		t.Error("Get accepted an invalid TEP")
 	}
 }

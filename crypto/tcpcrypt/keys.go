@@ -71,8 +71,10 @@ func GenerateKeyPair(tep TEP, rand io.Reader) (*KeyPair, error) {
 }
 
 // NewKeyPairFromPrivate builds a key pair from a private key in its standard
-// encoding: the 32- or 56-byte X25519/X448 scalar (RFC 7748), or the
-// big-endian P-256 (32 bytes) or P-521 (66 bytes) scalar. It exists for
+// encoding: the 32- or 56-byte X25519/X448 scalar (RFC 7748), the
+// big-endian P-256 (32 bytes) or P-521 (66 bytes) scalar, or for
+// x25519mlkem768 the 64-byte ML-KEM-768 seed followed by the X25519 scalar
+// (96 bytes). It exists for
 // known-answer tests; connections use GenerateKeyPair or a KeyPool.
 func NewKeyPairFromPrivate(tep TEP, priv []byte) (*KeyPair, error) {
 	s := tep.spec()
@@ -89,9 +91,9 @@ func NewKeyPairFromPrivate(tep TEP, priv []byte) (*KeyPair, error) {
 // TEP is the key agreement scheme this pair belongs to.
 func (k *KeyPair) TEP() TEP { return k.tep }
 
-// PublicKey is Pub_A in wire form (RFC 8548 §4.1, §5): 32, 35, 69 or 56
-// bytes, and for these Diffie-Hellman TEPs also Pub_B. The caller must not
-// modify it.
+// PublicKey is Pub_A in wire form (RFC 8548 §4.1, §5): 32, 35, 69, 56 or
+// (x25519mlkem768) 1220 bytes, and for a Diffie-Hellman TEP also Pub_B.
+// The caller must not modify it.
 func (k *KeyPair) PublicKey() []byte { return k.public }
 
 // SharedSecret computes ES (RFC 8548 §3.3, §5) with the peer's public key in
@@ -110,8 +112,9 @@ func (k *KeyPair) SharedSecret(peerPublic []byte) ([]byte, error) {
 
 // Respond is B's side of the key agreement (RFC 8548 §3.3): from A's Pub_A
 // it returns Pub_B for Init2 and ES. For a Diffie-Hellman TEP Pub_B is
-// PublicKey and ES is SharedSecret(pubA). Errors are those of SharedSecret
-// and abort the connection.
+// PublicKey and ES is SharedSecret(pubA); for x25519mlkem768 Pub_B holds a
+// fresh ML-KEM ciphertext for A's key (hybrid.go). Errors abort the
+// connection (§3.3).
 func (k *KeyPair) Respond(pubA []byte) (pubB, es []byte, err error) {
 	if len(pubA) != k.tep.PublicKeyLen() {
 		return nil, nil, errPeerKeyLength

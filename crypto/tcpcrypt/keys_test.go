@@ -11,7 +11,7 @@ import (
 )
 
 func TestSharedSecretAgrees(t *testing.T) {
-	wantES := map[TEP]int{TEPP256: 32, TEPP521: 66, TEPCurve25519: 32, TEPCurve448: 56}
+	wantES := map[TEP]int{TEPP256: 32, TEPP521: 66, TEPCurve25519: 32, TEPCurve448: 56, TEPX25519MLKEM768: 64}
 	for _, tep := range allTEPs {
 		a, err := GenerateKeyPair(tep, rand.Reader)
 		if err != nil {
@@ -27,11 +27,11 @@ func TestSharedSecretAgrees(t *testing.T) {
 		if bytes.Equal(a.PublicKey(), b.PublicKey()) {
 			t.Fatalf("%v: two generated pairs share a public key", tep)
 		}
-		esA, err := a.SharedSecret(b.PublicKey())
+		pubB, esB, err := b.Respond(a.PublicKey())
 		if err != nil {
 			t.Fatal(err)
 		}
-		esB, err := b.SharedSecret(a.PublicKey())
+		esA, err := a.SharedSecret(pubB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestSharedSecretAgrees(t *testing.T) {
 		}
 		// A third party gets a different secret.
 		c, _ := GenerateKeyPair(tep, rand.Reader)
-		esC, err := c.SharedSecret(b.PublicKey())
+		esC, err := c.SharedSecret(pubB)
 		if err != nil || bytes.Equal(esC, esA) {
 			t.Errorf("%v: third party shares ES (err %v)", tep, err)
 		}
@@ -92,7 +92,7 @@ func TestInvalidPeerKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		good := kp.PublicKey()
+		good := testPubB(t, tep) // a valid answer to some Pub_A
 		bad := map[string][]byte{
 			"empty":     nil,
 			"short":     good[:len(good)-1],
@@ -196,10 +196,11 @@ func TestNISTWireForm(t *testing.T) {
 
 func TestNewKeyPairFromPrivateRejects(t *testing.T) {
 	cases := map[TEP][][]byte{
-		TEPP256:       {nil, make([]byte, 31), make([]byte, 32), bytes.Repeat([]byte{0xff}, 32)}, // zero and >= order
-		TEPP521:       {make([]byte, 65), make([]byte, 66), bytes.Repeat([]byte{0xff}, 66)},
-		TEPCurve25519: {make([]byte, 31), make([]byte, 33)},
-		TEPCurve448:   {make([]byte, 55), make([]byte, 57)},
+		TEPP256:           {nil, make([]byte, 31), make([]byte, 32), bytes.Repeat([]byte{0xff}, 32)}, // zero and >= order
+		TEPP521:           {make([]byte, 65), make([]byte, 66), bytes.Repeat([]byte{0xff}, 66)},
+		TEPCurve25519:     {make([]byte, 31), make([]byte, 33)},
+		TEPCurve448:       {make([]byte, 55), make([]byte, 57)},
+		TEPX25519MLKEM768: {make([]byte, 95), make([]byte, 97), make([]byte, 64), make([]byte, 32)},
 	}
 	for tep, privs := range cases {
 		for _, p := range privs {
@@ -208,7 +209,7 @@ func TestNewKeyPairFromPrivateRejects(t *testing.T) {
 			}
 		}
 	}
-	if _, err := NewKeyPairFromPrivate(0x20, make([]byte, 32)); err == nil {
+	if _, err := NewKeyPairFromPrivate(0x25, make([]byte, 32)); err == nil {
 		t.Error("invalid TEP accepted")
 	}
 	if _, err := GenerateKeyPair(0x25, rand.Reader); err == nil {

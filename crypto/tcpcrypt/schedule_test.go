@@ -93,7 +93,7 @@ func TestSessionSecretCacheForm(t *testing.T) {
 		t.Error("Next differs between equal secrets")
 	}
 
-	for _, bad := range []SessionSecret{{}, SessionSecretFromBytes(0, raw[:31]), FullHandshakeSecret(0x20, nil, nil, nil, nil, nil)} {
+	for _, bad := range []SessionSecret{{}, SessionSecretFromBytes(0, raw[:31]), FullHandshakeSecret(0x25, nil, nil, nil, nil, nil)} {
 		if bad.Valid() || bad.Bytes() != nil || bad.MasterKey(nil) != nil ||
 			bad.SessionID(0x23, nil) != nil || bad.Next().Valid() || bad.ResumeID() != [ResumeIDLen]byte{} {
 			t.Errorf("invalid secret %v derives something", bad)
@@ -163,13 +163,13 @@ func TestFullHandshake(t *testing.T) {
 			if !ok || cipher != aead {
 				t.Fatalf("B chose %v, %v", cipher, ok)
 			}
-			i2 := &Init2{Cipher: cipher, PublicKey: b.PublicKey()}
-			rand.Read(i2.NonceB[:])
-			init2 := i2.Append(nil)
-			esB, err := b.SharedSecret(got1.PublicKey)
+			pubB, esB, err := b.Respond(got1.PublicKey)
 			if err != nil {
 				t.Fatal(err)
 			}
+			i2 := &Init2{Cipher: cipher, PublicKey: pubB}
+			rand.Read(i2.NonceB[:])
+			init2 := i2.Append(nil)
 			ssB := FullHandshakeSecret(tep, transcript, init1, init2, esB, got1.NonceA[:])
 
 			// A

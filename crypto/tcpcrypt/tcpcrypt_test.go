@@ -8,7 +8,7 @@ import (
 )
 
 func TestTEPNames(t *testing.T) {
-	wantLen := map[TEP]int{TEPP256: 35, TEPP521: 69, TEPCurve25519: 32, TEPCurve448: 56}
+	wantLen := map[TEP]int{TEPP256: 35, TEPP521: 69, TEPCurve25519: 32, TEPCurve448: 56, TEPX25519MLKEM768: 1220}
 	for _, tep := range allTEPs {
 		if !tep.Valid() {
 			t.Errorf("%v not valid", tep)
@@ -21,7 +21,7 @@ func TestTEPNames(t *testing.T) {
 			t.Errorf("ParseTEP(%q) = %v, %v", tep.String(), got, err)
 		}
 	}
-	for _, bad := range []TEP{0, 0x20, 0x25, 0xff} {
+	for _, bad := range []TEP{0, 0x1f, 0x25, 0x7f, 0xa0, 0xff} {
 		if bad.Valid() || bad.PublicKeyLen() != 0 {
 			t.Errorf("TEP 0x%02x accepted", byte(bad))
 		}

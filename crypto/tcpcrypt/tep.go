@@ -76,6 +76,9 @@ var tepTable = [...]tepSpec{
 		keys: ecdhKeys{curve: ecdh.P521(), compressed: true}},
 	{tep: TEPCurve448, name: "curve448", aliases: []string{"x448"}, pubALen: 56, pubBLen: 56,
 		keys: x448Keys{}},
+	// Not an RFC 8548 TEP: docs/pq-tep.md, hybrid.go.
+	{tep: TEPX25519MLKEM768, name: "x25519mlkem768", pubALen: hybridPubA, pubBLen: hybridPubB,
+		keys: hybridKeys{}},
 }
 
 // tepIndex maps a TEP identifier (7 bits, RFC 8547 §4.1 glt) to its row
@@ -114,7 +117,8 @@ func (t TEP) Valid() bool { return t.spec() != nil }
 // every Diffie-Hellman TEP is also Pub_B's: X25519 and X448 send the raw
 // 32- or 56-byte u-coordinate; the NIST curves send a two-byte pubkey_len
 // followed by the compressed point (33 or 67 bytes), 35 or 69 bytes in
-// all. It is 0 for an invalid TEP.
+// all; x25519mlkem768 sends 1220 bytes (docs/pq-tep.md). It is 0 for an
+// invalid TEP.
 func (t TEP) PublicKeyLen() int {
 	if s := t.spec(); s != nil {
 		return s.pubALen
@@ -122,7 +126,8 @@ func (t TEP) PublicKeyLen() int {
 	return 0
 }
 
-// ResponseKeyLen is the length of Pub_B on the wire, 0 for an invalid TEP.
+// ResponseKeyLen is the length of Pub_B on the wire: PublicKeyLen for a
+// Diffie-Hellman TEP, 1124 for x25519mlkem768; 0 for an invalid TEP.
 func (t TEP) ResponseKeyLen() int {
 	if s := t.spec(); s != nil {
 		return s.pubBLen

@@ -38,19 +38,23 @@ type vectorFile struct {
 
 type tepVector struct {
 	// Inputs.
-	TEP          byte     `json:"tep"`
-	TEPName      string   `json:"tep_name"`
-	APrivate     hexBytes `json:"a_private"`
-	BPrivate     hexBytes `json:"b_private"`
-	NonceA       hexBytes `json:"nonce_a"`
-	NonceB       hexBytes `json:"nonce_b"`
-	ENOSynA      hexBytes `json:"eno_syn_a"`
-	ENOSynAckB   hexBytes `json:"eno_synack_b"`
-	Init1Ciphers hexBytes `json:"init1_ciphers"` // the 2*K bytes after nciphers
-	Init1Ignored hexBytes `json:"init1_ignored"` // empty: senders add none (RFC 8548 §4.1)
-	Init2Cipher  uint16   `json:"init2_cipher"`
-	Init2Ignored hexBytes `json:"init2_ignored"`
-	Generations  int      `json:"generations"`
+	TEP      byte     `json:"tep"`
+	TEPName  string   `json:"tep_name"`
+	APrivate hexBytes `json:"a_private"`
+	BPrivate hexBytes `json:"b_private"`
+	// BEncapsRandom is the 32-byte m of ML-KEM.Encaps_internal (FIPS 203
+	// Algorithm 17) with which B encapsulates to A's key: x25519mlkem768
+	// only (docs/pq-tep.md).
+	BEncapsRandom hexBytes `json:"b_encaps_random,omitempty"`
+	NonceA        hexBytes `json:"nonce_a"`
+	NonceB        hexBytes `json:"nonce_b"`
+	ENOSynA       hexBytes `json:"eno_syn_a"`
+	ENOSynAckB    hexBytes `json:"eno_synack_b"`
+	Init1Ciphers  hexBytes `json:"init1_ciphers"` // the 2*K bytes after nciphers
+	Init1Ignored  hexBytes `json:"init1_ignored"` // empty: senders add none (RFC 8548 §4.1)
+	Init2Cipher   uint16   `json:"init2_cipher"`
+	Init2Ignored  hexBytes `json:"init2_ignored"`
+	Generations   int      `json:"generations"`
 
 	// Outputs.
 	APublic       hexBytes    `json:"a_public"`
@@ -124,6 +128,12 @@ func fixedBytes(label string, n int) []byte {
 func vectorInputs(tep TEP) tepVector {
 	v := tepVector{TEP: byte(tep), TEPName: tep.String(), Generations: 3}
 	switch tep {
+	case TEPX25519MLKEM768:
+		// The ML-KEM-768 seed d | z (64 bytes), then the X25519 scalar; B
+		// uses its X25519 scalar only.
+		v.APrivate = append(fixedBytes(tep.String()+" A ML-KEM seed", 64), fixedBytes(tep.String()+" A X25519 private", 32)...)
+		v.BPrivate = append(fixedBytes(tep.String()+" B ML-KEM seed", 64), fixedBytes(tep.String()+" B X25519 private", 32)...)
+		v.BEncapsRandom = fixedBytes(tep.String()+" B encapsulation randomness", 32)
 	case TEPP521:
 		// A P-521 scalar is 66 bytes below the group order: pad 64 bytes.
 		v.APrivate = append([]byte{0, 0}, fixedBytes("p521 A private", 64)...)
@@ -141,6 +151,9 @@ func vectorInputs(tep TEP) tepVector {
 	v.NonceB = fixedBytes(tep.String()+" N_B", NonceLen)
 	// A offers all four TEPs (kind 69, length 6); B answers b=1 and its choice.
 	v.ENOSynA = []byte{0x45, 0x06, 0x23, 0x24, 0x21, 0x22}
+	if tep == TEPX25519MLKEM768 { // A offers the hybrid TEP first, then the four
+		v.ENOSynA = []byte{0x45, 0x07, 0x20, 0x23, 0x24, 0x21, 0x22}
+	}
 	v.ENOSynAckB = []byte{0x45, 0x04, 0x01, byte(tep)}
 	for _, c := range []AEADID{ChaCha20Poly1305, AES128GCM, AES256GCM} {
 		v.Init1Ciphers = binary.BigEndian.AppendUint16(v.Init1Ciphers, uint16(c))
@@ -182,7 +195,16 @@ func computeVector(t testing.TB, in tepVector) tepVector {
 	if err != nil {
 		t.Fatalf("%v B: %v", tep, err)
 	}
-	v.APublic, v.BPublic = a.PublicKey(), b.PublicKey()
+	v.APublic = a.PublicKey()
+	var esB []byte
+	if len(v.BEncapsRandom) > 0 {
+		v.BPublic, esB, err = respondDeterministic(t, b, v.APublic, v.BEncapsRandom)
+	} else {
+		v.BPublic, esB, err = b.Respond(v.APublic)
+	}
+	if err != nil {
+		t.Fatalf("%v B: %v", tep, err)
+	}
 	v.ENOTranscript = append(append([]byte(nil), v.ENOSynA...), v.ENOSynAckB...)
 
 	i1 := Init1{PublicKey: v.APublic}
@@ -198,10 +220,6 @@ func computeVector(t testing.TB, in tepVector) tepVector {
 	binary.BigEndian.PutUint32(v.Init2[4:], uint32(len(v.Init2)))
 
 	esA, err := a.SharedSecret(v.BPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	esB, err := b.SharedSecret(v.APublic)
 	if err != nil || !bytes.Equal(esA, esB) {
 		t.Fatalf("%v: ES differ (%v)", tep, err)
 	}

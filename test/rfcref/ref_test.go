@@ -229,9 +229,12 @@ func pubWire(tep byte, priv []byte) ([]byte, error) {
 	return append(out, point...), nil
 }
 
-// pubWireLen is the length of Pub_A/Pub_B on the wire for a TEP.
+// pubWireLen is the length of Pub_A (and for the RFC TEPs Pub_B) on the
+// wire for a TEP.
 func pubWireLen(tep byte) int {
 	switch tep {
+	case tepX25519MLKEM768:
+		return pqPubALen
 	case tepCurve25519:
 		return 32
 	case tepCurve448:
@@ -340,6 +343,15 @@ type init2Msg struct {
 	pubB   []byte
 }
 
+// pubBWireLen is the length of Pub_B: Pub_A's for the RFC TEPs, whose
+// Pub_A and Pub_B have one format (Section 5).
+func pubBWireLen(tep byte) int {
+	if tep == tepX25519MLKEM768 {
+		return pqPubBLen
+	}
+	return pubWireLen(tep)
+}
+
 // parseInit1 reads one whole Init1 message (message_len bytes).
 func parseInit1(tep byte, b []byte) (init1Msg, error) {
 	var m init1Msg
@@ -372,12 +384,12 @@ func parseInit2(tep byte, b []byte) (init2Msg, error) {
 	if ml != len(b) {
 		return m, fmt.Errorf("init2: message_len %d for %d bytes", ml, len(b))
 	}
-	if 10+nBLen+pubWireLen(tep) > ml {
+	if 10+nBLen+pubBWireLen(tep) > ml {
 		return m, errors.New("init2: too short")
 	}
 	m.cipher = binary.BigEndian.Uint16(b[8:])
 	m.nB = b[10 : 10+nBLen]
-	m.pubB = b[10+nBLen : 10+nBLen+pubWireLen(tep)]
+	m.pubB = b[10+nBLen : 10+nBLen+pubBWireLen(tep)]
 	return m, nil
 }
 
@@ -658,16 +670,26 @@ type refInputs struct {
 	init1Ign, init2Ign   []byte
 	cipher               uint16
 	generations, secrets int
+	encapsRandom         []byte // x25519mlkem768: B's ML-KEM randomness m
 }
 
 func computeSession(in refInputs) (*refSession, error) {
 	s := &refSession{tep: in.tep}
 	var err error
-	if s.pubA, err = pubWire(in.tep, in.privA); err != nil {
-		return nil, fmt.Errorf("Pub_A: %w", err)
-	}
-	if s.pubB, err = pubWire(in.tep, in.privB); err != nil {
-		return nil, fmt.Errorf("Pub_B: %w", err)
+	if in.tep == tepX25519MLKEM768 { // docs/pq-tep.md, pq_test.go
+		if s.pubA, err = pqPubA(in.privA); err != nil {
+			return nil, fmt.Errorf("Pub_A: %w", err)
+		}
+		if s.pubB, s.esB, err = pqRespond(in.privB, s.pubA, in.encapsRandom); err != nil {
+			return nil, fmt.Errorf("Pub_B: %w", err)
+		}
+	} else {
+		if s.pubA, err = pubWire(in.tep, in.privA); err != nil {
+			return nil, fmt.Errorf("Pub_A: %w", err)
+		}
+		if s.pubB, err = pubWire(in.tep, in.privB); err != nil {
+			return nil, fmt.Errorf("Pub_B: %w", err)
+		}
 	}
 	oa, err := parseENO(in.enoSynA)
 	if err != nil {
@@ -690,11 +712,17 @@ func computeSession(in refInputs) (*refSession, error) {
 	s.transcript = cat(in.enoSynA, in.enoSynAckB)
 	s.init1 = buildInit1(in.ciphers, in.nA, s.pubA, in.init1Ign)
 	s.init2 = buildInit2(in.cipher, in.nB, s.pubB, in.init2Ign)
-	if s.es, err = sharedSecret(in.tep, in.privA, s.pubB); err != nil {
-		return nil, fmt.Errorf("ES at A: %w", err)
-	}
-	if s.esB, err = sharedSecret(in.tep, in.privB, s.pubA); err != nil {
-		return nil, fmt.Errorf("ES at B: %w", err)
+	if in.tep == tepX25519MLKEM768 {
+		if s.es, err = pqShared(in.privA, s.pubB); err != nil {
+			return nil, fmt.Errorf("ES at A: %w", err)
+		}
+	} else {
+		if s.es, err = sharedSecret(in.tep, in.privA, s.pubB); err != nil {
+			return nil, fmt.Errorf("ES at A: %w", err)
+		}
+		if s.esB, err = sharedSecret(in.tep, in.privB, s.pubA); err != nil {
+			return nil, fmt.Errorf("ES at B: %w", err)
+		}
 	}
 	if !bytes.Equal(s.es, s.esB) {
 		return nil, fmt.Errorf("ES differs: A %x, B %x", s.es, s.esB)

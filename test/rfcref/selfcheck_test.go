@@ -148,7 +148,7 @@ func TestFrameBinding(t *testing.T) {
 // tcpcrypt-gw packages.
 func TestReferenceIsIndependent(t *testing.T) {
 	fset := token.NewFileSet()
-	for _, name := range []string{"ref_test.go", "vectors_test.go", "selfcheck_test.go", "peer_test.go"} {
+	for _, name := range []string{"ref_test.go", "vectors_test.go", "selfcheck_test.go", "peer_test.go", "pq_test.go"} {
 		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
 		if err != nil {
 			t.Fatal(err)

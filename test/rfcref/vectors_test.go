@@ -95,19 +95,21 @@ type vecResumed struct {
 }
 
 type vector struct {
-	TEP          byte     `json:"tep"`
-	TEPName      string   `json:"tep_name"`
-	APrivate     hexBytes `json:"a_private"`
-	BPrivate     hexBytes `json:"b_private"`
-	NonceA       hexBytes `json:"nonce_a"`
-	NonceB       hexBytes `json:"nonce_b"`
-	ENOSynA      hexBytes `json:"eno_syn_a"`
-	ENOSynAckB   hexBytes `json:"eno_synack_b"`
-	Init1Ciphers hexBytes `json:"init1_ciphers"`
-	Init1Ignored hexBytes `json:"init1_ignored"`
-	Init2Cipher  uint16   `json:"init2_cipher"`
-	Init2Ignored hexBytes `json:"init2_ignored"`
-	Generations  int      `json:"generations"`
+	TEP      byte     `json:"tep"`
+	TEPName  string   `json:"tep_name"`
+	APrivate hexBytes `json:"a_private"`
+	BPrivate hexBytes `json:"b_private"`
+	// BEncapsRandom: x25519mlkem768 only (docs/pq-tep.md section 10).
+	BEncapsRandom hexBytes `json:"b_encaps_random"`
+	NonceA        hexBytes `json:"nonce_a"`
+	NonceB        hexBytes `json:"nonce_b"`
+	ENOSynA       hexBytes `json:"eno_syn_a"`
+	ENOSynAckB    hexBytes `json:"eno_synack_b"`
+	Init1Ciphers  hexBytes `json:"init1_ciphers"`
+	Init1Ignored  hexBytes `json:"init1_ignored"`
+	Init2Cipher   uint16   `json:"init2_cipher"`
+	Init2Ignored  hexBytes `json:"init2_ignored"`
+	Generations   int      `json:"generations"`
 
 	APublic       hexBytes   `json:"a_public"`
 	BPublic       hexBytes   `json:"b_public"`
@@ -215,16 +217,16 @@ func eqList(t *testing.T, field string, vec []hexBytes, ref [][]byte) {
 
 func TestVectorsCounts(t *testing.T) {
 	vs := loadVectors(t)
-	if len(vs) != 4 {
-		t.Fatalf("%d vectors, want 4 (one per TEP)", len(vs))
+	if len(vs) != 5 {
+		t.Fatalf("%d vectors, want 5 (one per TEP: RFC 8548's four and docs/pq-tep.md's)", len(vs))
 	}
 	var teps []byte
 	for _, v := range vs {
 		teps = append(teps, v.TEP)
 	}
 	slices.Sort(teps)
-	if !bytes.Equal(teps, []byte{tepP256, tepP521, tepCurve25519, tepCurve448}) {
-		t.Fatalf("TEPs %x, want 21222324", teps)
+	if !bytes.Equal(teps, []byte{tepX25519MLKEM768, tepP256, tepP521, tepCurve25519, tepCurve448}) {
+		t.Fatalf("TEPs %x, want 2021222324", teps)
 	}
 	for _, v := range vs {
 		t.Run(v.TEPName, func(t *testing.T) {
@@ -306,6 +308,7 @@ func inputsOf(t *testing.T, v vector) refInputs {
 		enoSynA: v.ENOSynA, enoSynAckB: v.ENOSynAckB,
 		ciphers: ciphers, init1Ign: v.Init1Ignored, init2Ign: v.Init2Ignored,
 		cipher: v.Init2Cipher, generations: v.Generations, secrets: len(v.SS),
+		encapsRandom: v.BEncapsRandom,
 	}
 }
 
@@ -348,8 +351,21 @@ func checkVector(t *testing.T, v vector) {
 
 	// The vector's public keys parse back to points on the curve and give
 	// the same ES from both sides.
-	esA, errA := sharedSecret(v.TEP, v.APrivate, v.BPublic)
-	esB, errB := sharedSecret(v.TEP, v.BPrivate, v.APublic)
+	var esA, esB []byte
+	var errA, errB error
+	if v.TEP == tepX25519MLKEM768 {
+		// B's side is an encapsulation: it rebuilds Pub_B from Pub_A.
+		if len(v.BEncapsRandom) != 32 {
+			t.Errorf("b_encaps_random is %d bytes, want 32 (docs/pq-tep.md section 10)", len(v.BEncapsRandom))
+		}
+		esA, errA = pqShared(v.APrivate, v.BPublic)
+		var pubB []byte
+		pubB, esB, errB = pqRespond(v.BPrivate, v.APublic, v.BEncapsRandom)
+		eqBytes(t, "b_public (B's private, vector a_public)", v.BPublic, pubB)
+	} else {
+		esA, errA = sharedSecret(v.TEP, v.APrivate, v.BPublic)
+		esB, errB = sharedSecret(v.TEP, v.BPrivate, v.APublic)
+	}
 	if errA != nil || errB != nil {
 		t.Errorf("ES from the vector's public keys: A: %v, B: %v", errA, errB)
 	} else {

@@ -1,0 +1,164 @@
+// The hybrid post-quantum TEP X25519MLKEM768 on TCP-ENO's experimental
+// identifier 0x20 (RFC 8547 §11 Table 3), specified in docs/pq-tep.md.
+//
+// It is a key encapsulation, not a Diffie-Hellman exchange, so B's public
+// value depends on A's:
+//
+//	Pub_A = id[4] | ML-KEM-768 encapsulation key[1184] | X25519 public[32]   (1220)
+//	Pub_B = id[4] | ML-KEM-768 ciphertext[1088]        | X25519 public[32]   (1124)
+//	ES    = ML-KEM shared secret[32] | X25519 shared secret[32]              (64)
+//
+// The ML-KEM part comes first, as in TLS's X25519MLKEM768 key shares and
+// shared secret (draft-ietf-tls-ecdhe-mlkem-02 §4.1; Go's crypto/tls does the
+// same). id is this experiment's identifier (hybridID): a peer that uses
+// 0x20 for another experiment fails on it with a reason, before any key
+// is derived.
+//
+//  1. A: a pooled KeyPair holds an ML-KEM-768 decapsulation key and an
+//     X25519 key; PublicKey is Pub_A.
+//  2. B: Respond(Pub_A) checks id, the encapsulation key (FIPS 203 §7.2)
+//     and the X25519 result, encapsulates to A's key with fresh randomness
+//     and returns Pub_B and ES. B's pooled pair lends its X25519 key only.
+//  3. A: SharedSecret(Pub_B) checks id and the X25519 result, decapsulates
+//     (FIPS 203 §7.3: implicit rejection, a wrong ciphertext gives a
+//     different secret, never an error) and returns ES.
+package tcpcrypt
+
+import (
+	"crypto/ecdh"
+	"crypto/mlkem"
+	"crypto/subtle"
+	"errors"
+	"io"
+)
+
+// TEPX25519MLKEM768 is the hybrid X25519 + ML-KEM-768 TEP (docs/pq-tep.md)
+// on the experimental TEP identifier (RFC 8547 §11 Table 3).
+const TEPX25519MLKEM768 TEP = 0x20
+
+// hybridID opens Pub_A and Pub_B: "tgw" and the version of docs/pq-tep.md's
+// format, 1. Another experiment on 0x20 (or another version of this one)
+// sends other bytes here, or a Pub_A of another length.
+var hybridID = [4]byte{0x74, 0x67, 0x77, 0x01}
+
+const (
+	hybridIDLen = len(hybridID)
+	hybridXLen  = 32 // X25519 public key and shared secret (RFC 7748)
+	hybridPubA  = hybridIDLen + mlkem.EncapsulationKeySize768 + hybridXLen
+	hybridPubB  = hybridIDLen + mlkem.CiphertextSize768 + hybridXLen
+	// hybridPrivLen is a private key's standard encoding for
+	// NewKeyPairFromPrivate: the ML-KEM seed d | z (FIPS 203 §7.1), then the
+	// X25519 scalar.
+	hybridPrivLen = mlkem.SeedSize + hybridXLen
+)
+
+var (
+	errHybridID     = errors.New("tcpcrypt: peer's x25519mlkem768 public value has another experiment identifier (a different use of TEP 0x20)")
+	errHybridEncKey = errors.New("tcpcrypt: peer's ML-KEM-768 encapsulation key is invalid (FIPS 203 §7.2)")
+)
+
+// hybridKeys is the X25519MLKEM768 row's key operations.
+type hybridKeys struct{}
+
+func (hybridKeys) generate(rand io.Reader) (privateKey, error) {
+	var seed [mlkem.SeedSize]byte
+	if _, err := io.ReadFull(rand, seed[:]); err != nil {
+		return nil, err
+	}
+	dk, err := mlkem.NewDecapsulationKey768(seed[:])
+	clear(seed[:])
+	if err != nil {
+		return nil, err
+	}
+	x, err := ecdh.X25519().GenerateKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	return newHybridKey(dk, hybridX.wrap(x)), nil
+}
+
+func (hybridKeys) fromPrivate(priv []byte) (privateKey, error) {
+	if len(priv) != hybridPrivLen {
+		return nil, errPrivateKey
+	}
+	dk, err := mlkem.NewDecapsulationKey768(priv[:mlkem.SeedSize])
+	if err != nil {
+		return nil, err
+	}
+	x, err := ecdh.X25519().NewPrivateKey(priv[mlkem.SeedSize:])
+	if err != nil {
+		return nil, err
+	}
+	return newHybridKey(dk, hybridX.wrap(x)), nil
+}
+
+// hybridX is the X25519 half: the curve25519 TEP's operations, with its
+// all-zero check (RFC 8548 §5, RFC 7748 §6.1).
+var hybridX = ecdhKeys{curve: ecdh.X25519()}
+
+type hybridKey struct {
+	dk  *mlkem.DecapsulationKey768
+	x   *ecdhKey
+	pub []byte // Pub_A
+}
+
+func newHybridKey(dk *mlkem.DecapsulationKey768, x *ecdhKey) *hybridKey {
+	pub := make([]byte, 0, hybridPubA)
+	pub = append(pub, hybridID[:]...)
+	pub = append(pub, dk.EncapsulationKey().Bytes()...)
+	pub = append(pub, x.pub...)
+	return &hybridKey{dk: dk, x: x, pub: pub}
+}
+
+func (k *hybridKey) public() []byte { return k.pub }
+
+// sharedSecret is A's ES from Pub_B (whose length the caller checked).
+func (k *hybridKey) sharedSecret(pubB []byte) ([]byte, error) {
+	if subtle.ConstantTimeCompare(pubB[:hybridIDLen], hybridID[:]) != 1 {
+		return nil, errHybridID
+	}
+	ct, xB := pubB[hybridIDLen:hybridIDLen+mlkem.CiphertextSize768], pubB[hybridIDLen+mlkem.CiphertextSize768:]
+	xs, err := k.x.sharedSecret(xB)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := k.dk.Decapsulate(ct)
+	if err != nil { // only for a wrong length, which the caller excluded
+		return nil, errPeerKeyLength
+	}
+	return append(ks, xs...), nil
+}
+
+// respond is B's Pub_B and ES from Pub_A, with fresh ML-KEM randomness.
+func (k *hybridKey) respond(pubA []byte) ([]byte, []byte, error) {
+	return k.respondWith(pubA, func(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
+		ks, ct := ek.Encapsulate()
+		return ks, ct, nil
+	})
+}
+
+// respondWith is respond with the encapsulation given: known-answer tests
+// pass crypto/mlkem/mlkemtest's derandomized one.
+func (k *hybridKey) respondWith(pubA []byte, encapsulate func(*mlkem.EncapsulationKey768) (ks, ct []byte, err error)) ([]byte, []byte, error) {
+	if subtle.ConstantTimeCompare(pubA[:hybridIDLen], hybridID[:]) != 1 {
+		return nil, nil, errHybridID
+	}
+	ekBytes, xA := pubA[hybridIDLen:hybridIDLen+mlkem.EncapsulationKeySize768], pubA[hybridIDLen+mlkem.EncapsulationKeySize768:]
+	ek, err := mlkem.NewEncapsulationKey768(ekBytes)
+	if err != nil {
+		return nil, nil, errHybridEncKey
+	}
+	xs, err := k.x.sharedSecret(xA)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, ct, err := encapsulate(ek)
+	if err != nil {
+		return nil, nil, err
+	}
+	pubB := make([]byte, 0, hybridPubB)
+	pubB = append(pubB, hybridID[:]...)
+	pubB = append(pubB, ct...)
+	pubB = append(pubB, k.x.pub...)
+	return pubB, append(ks, xs...), nil
+}
