@@ -200,11 +200,11 @@ func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	if err != nil {
 		return err
 	}
-	es, err := kp.SharedSecret(m.PublicKey)
+	pubB, es, err := kp.Respond(m.PublicKey) // Pub_B depends on Pub_A for a KEM TEP
 	if err != nil {
 		return err
 	}
-	m2 := tcpcrypt.Init2{Cipher: aead, PublicKey: kp.PublicKey()}
+	m2 := tcpcrypt.Init2{Cipher: aead, PublicKey: pubB}
 	randomNonce(m2.NonceB[:])
 	init2 := m2.Append(nil)
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
