@@ -362,3 +362,28 @@ func TestSmallTotalLowersDefaultPerFlow(t *testing.T) {
 		t.Fatal("per flow above total, both set: accepted")
 	}
 }
+
+// TestEveryTEPName: each name of the TEP table (crypto/tcpcrypt) is
+// accepted in tcpcrypt.teps and documented in docs/config.md and
+// docs/protocol.md, so a TEP added to the table shows up in both.
+func TestEveryTEPName(t *testing.T) {
+	cfgDoc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protoDoc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range TEPNames() {
+		c, err := Parse([]byte("tcpcrypt:\n  teps: ["+n+"]\n"), "tep.yaml")
+		if err != nil || !slices.Equal(c.TCPCrypt.TEPs, []string{n}) {
+			t.Errorf("tcpcrypt.teps: [%s]: %v", n, err)
+		}
+		for doc, text := range map[string][]byte{"docs/config.md": cfgDoc, "docs/protocol.md": protoDoc} {
+			if !strings.Contains(string(text), "`"+n+"`") {
+				t.Errorf("%s does not name the TEP `%s`", doc, n)
+			}
+		}
+	}
+}
