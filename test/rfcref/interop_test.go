@@ -159,7 +159,7 @@ func peerSend(t *testing.T, p *refPeer, what string, data []byte, sizes ...int) 
 }
 
 func TestInteropEndpoint(t *testing.T) {
-	teps := []byte{tepP256, tepP521, tepCurve25519, tepCurve448}
+	teps := []byte{tepP256, tepP521, tepCurve25519, tepCurve448, tepX25519MLKEM768}
 	for _, tep := range teps {
 		for _, aead := range wantAEADs {
 			for _, peerIsA := range []bool{true, false} {
@@ -197,7 +197,11 @@ func runInterop(t *testing.T, tep byte, aead uint16, peerIsA bool) {
 
 	// TCP-ENO as it would have run: A offers all four TEPs, B (global
 	// suboption with b = 1) answers with the one it chose, v = 0.
-	transcript := cat(buildENO([]byte{tepP256, tepP521, tepCurve25519, tepCurve448}), buildENO([]byte{0x01, tep}))
+	offer := []byte{tepP256, tepP521, tepCurve25519, tepCurve448}
+	if tep == tepX25519MLKEM768 { // docs/pq-tep.md: offered beside the RFC TEPs
+		offer = append([]byte{tepX25519MLKEM768}, offer...)
+	}
+	transcript := cat(buildENO(offer), buildENO([]byte{0x01, tep}))
 
 	// A offers all three AEADs; B accepts only the one under test, so the
 	// choice is forced either way. As A, the endpoint lists it first; as

@@ -41,6 +41,10 @@ type refPeer struct {
 // genPrivate returns a fresh private key in the vector encoding of tep.
 func genPrivate(tep byte) ([]byte, error) {
 	switch tep {
+	case tepX25519MLKEM768: // docs/pq-tep.md section 10: d | z | x
+		b := make([]byte, pqSeedLen+pqXLen)
+		_, err := rand.Read(b)
+		return b, err
 	case tepCurve25519:
 		b := make([]byte, 32)
 		_, err := rand.Read(b)
@@ -93,7 +97,12 @@ func (p *refPeer) handshakeA(transcript []byte, ciphers []uint16) error {
 	if err != nil {
 		return err
 	}
-	pub, err := pubWire(p.tep, priv)
+	var pub []byte
+	if p.tep == tepX25519MLKEM768 {
+		pub, err = pqPubA(priv)
+	} else {
+		pub, err = pubWire(p.tep, priv)
+	}
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func (p *refPeer) handshakeA(transcript []byte, ciphers []uint16) error {
 	if _, err := p.conn.Write(init1); err != nil {
 		return err
 	}
-	init2, err := p.readInit(init2Magic, 10+nBLen+pubWireLen(p.tep))
+	init2, err := p.readInit(init2Magic, 10+nBLen+pubBWireLen(p.tep))
 	if err != nil {
 		return err
 	}
@@ -114,7 +123,12 @@ func (p *refPeer) handshakeA(transcript []byte, ciphers []uint16) error {
 	if !slices.Contains(ciphers, m2.cipher) {
 		return fmt.Errorf("Init2 chose %#04x, not offered in %x", m2.cipher, ciphers)
 	}
-	es, err := sharedSecret(p.tep, priv, m2.pubB)
+	var es []byte
+	if p.tep == tepX25519MLKEM768 {
+		es, err = pqShared(priv, m2.pubB)
+	} else {
+		es, err = sharedSecret(p.tep, priv, m2.pubB)
+	}
 	if err != nil {
 		return fmt.Errorf("ES: %w", err)
 	}
@@ -144,11 +158,17 @@ func (p *refPeer) handshakeB(transcript []byte, want uint16) error {
 	if err != nil {
 		return err
 	}
-	pub, err := pubWire(p.tep, priv)
-	if err != nil {
-		return err
+	var pub, es []byte
+	if p.tep == tepX25519MLKEM768 {
+		m := make([]byte, 32) // FIPS 203 ML-KEM.Encaps: fresh randomness
+		rand.Read(m)
+		pub, es, err = pqRespond(priv, m1.pubA, m)
+	} else {
+		if pub, err = pubWire(p.tep, priv); err != nil {
+			return err
+		}
+		es, err = sharedSecret(p.tep, priv, m1.pubA)
 	}
-	es, err := sharedSecret(p.tep, priv, m1.pubA)
 	if err != nil {
 		return fmt.Errorf("ES: %w", err)
 	}
