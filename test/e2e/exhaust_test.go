@@ -42,7 +42,7 @@ const (
 	// 62-88): each ENO half-open flow holds its negotiation state, 924
 	// heap bytes instead of 596 (BenchmarkHalfOpenFlowMemory), 16 MiB more
 	// at the inbound share, which the GC's goal (GOGC 100) doubles while
-	// the LAN connections make garbage. docs/security.md ("SYN floods")
+	// the LAN connections make garbage. docs/security.md ("SYN floods with ENO options")
 	// describes the engine change that brings it to the plain bound.
 	spoofENORSSLimit = 128 << 20
 )
