@@ -41,9 +41,9 @@ const (
 	// Issue 23 asks for spoofRSSLimit here too; measured 103-111 MiB (plain:
 	// 62-88): each ENO half-open flow holds its negotiation state, 924
 	// heap bytes instead of 596 (BenchmarkHalfOpenFlowMemory), 16 MiB more
-	// at the inbound share, which the GC's goal (GOGC 100) doubles while
-	// the LAN connections make garbage. docs/security.md ("SYN floods with ENO options")
-	// describes the engine change that brings it to the plain bound.
+	// at the inbound share, on top of the garbage the LAN connections
+	// make. docs/security.md ("SYN floods with ENO options") describes the
+	// engine change that brings it to the plain bound.
 	spoofENORSSLimit = 128 << 20
 )
 
