@@ -200,7 +200,7 @@ func TestServerSurvivesPanicAndBoundsConnections(t *testing.T) {
 	}
 
 	// With the one connection slot taken by a blocked handler, a request
-	// from another host waits (it is not accepted) until the first one
+	// from another host waits, unanswered, until the first one
 	// ends; the same host, which has its share, is refused at once.
 	go http.Get(base + "/block")
 	<-entered
