@@ -38,7 +38,7 @@ const (
 	// than an established one.
 	spoofRSSLimit = 100 << 20
 	// spoofENORSSLimit is the bound with ENO options on the flood's SYNs.
-	// Issue 23 asks for spoofRSSLimit here too; measured 103-111 MiB (plain:
+	// Issue 23 asks for spoofRSSLimit here too; measured 92-111 MiB (plain:
 	// 62-88): each ENO half-open flow holds its negotiation state, 924
 	// heap bytes instead of 596 (BenchmarkHalfOpenFlowMemory), 16 MiB more
 	// at the inbound share, on top of the garbage the LAN connections
