@@ -45,6 +45,12 @@ func FuzzParseSYNOption(f *testing.F) {
 		} else if err == nil && (o.HasGlobal != (first >= 0) || first >= 0 && o.Global != byte(first)&^GlobalZMask) {
 			t.Fatalf("ParseSYNOption(% x) global = %#x/%v, want the first one %#x without z bits", wire, o.Global, o.HasGlobal, first)
 		}
+		// ParseSYNOptionInto reads the same, into a caller's buffer.
+		var buf [4]Suboption
+		into, errInto := ParseSYNOptionInto(wire, buf[:0])
+		if (errInto == nil) != (err == nil) || err != nil && errInto.Error() != err.Error() || err == nil && !equalSYNOption(o, into) {
+			t.Fatalf("ParseSYNOptionInto(% x) = %+v, %v; ParseSYNOption %+v, %v", wire, into, errInto, o, err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v does not match ErrMalformed", err)

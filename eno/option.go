@@ -168,49 +168,70 @@ var (
 // Call it on the ENO option of a SYN or SYN-ACK only: a non-SYN segment's
 // ENO option is never SYN form, its contents are ignored (RFC 8547 §4.1).
 func ParseSYNOption(opt []byte) (SYNOption, error) {
+	contents, err := synContents(opt)
+	if err != nil {
+		return SYNOption{}, err
+	}
+	// First pass validates and counts, so the result is allocated once
+	// and only for a well-formed option.
+	_, count, err := walkSuboptions(contents, nil, false)
+	if err != nil || count == 0 {
+		o, _, err := walkSuboptions(contents, nil, true)
+		return o, err
+	}
+	buf := make([]byte, len(contents))
+	copy(buf, contents)
+	o, _, _ := walkSuboptions(buf, make([]Suboption, 0, count), true)
+	return o, nil
+}
+
+// ParseSYNOptionInto is ParseSYNOption without allocating: the TEPs are
+// appended to teps[:0] (which may be an array on the caller's stack) and
+// their Data alias opt. It is for a caller that is done with the result
+// before opt changes: a gateway reading the offer of a WAN SYN, where
+// anything allocated per SYN is garbage under a SYN flood with ENO
+// options, and garbage lets the heap grow to the GC's goal.
+func ParseSYNOptionInto(opt []byte, teps []Suboption) (SYNOption, error) {
+	contents, err := synContents(opt)
+	if err != nil {
+		return SYNOption{}, err
+	}
+	o, _, err := walkSuboptions(contents, teps[:0], true)
+	return o, err
+}
+
+// synContents checks the kind and length bytes of a SYN-form option (RFC
+// 8547 §4.1, at most 40 bytes, §4.4) and returns its suboption bytes.
+func synContents(opt []byte) ([]byte, error) {
 	if len(opt) < 2 {
-		return SYNOption{}, errTruncated
+		return nil, errTruncated
 	}
 	if opt[0] != OptionKind {
-		return SYNOption{}, errWrongKind
+		return nil, errWrongKind
 	}
 	n := int(opt[1])
 	switch {
 	case n < 2:
-		return SYNOption{}, errBadOptionLen
+		return nil, errBadOptionLen
 	case n > MaxOptionLen:
-		return SYNOption{}, errSYNTooLong
+		return nil, errSYNTooLong
 	case n > len(opt):
-		return SYNOption{}, errTruncated
+		return nil, errTruncated
 	case n < len(opt):
-		return SYNOption{}, errTrailing
+		return nil, errTrailing
 	}
-	contents := opt[2:]
-
-	// First pass validates and counts, so the result is allocated once
-	// and only for a well-formed option.
-	count, err := walkSuboptions(contents, nil)
-	if err != nil {
-		return SYNOption{}, err
-	}
-	o := SYNOption{}
-	if count > 0 {
-		buf := make([]byte, len(contents))
-		copy(buf, contents)
-		o.TEPs = make([]Suboption, 0, count)
-		walkSuboptions(buf, &o)
-	} else {
-		walkSuboptions(contents, &o)
-	}
-	return o, nil
+	return opt[2:], nil
 }
 
 // walkSuboptions checks the suboption sequence c (RFC 8547 §4.1, §4.2,
-// §4.4) and returns the number of TEP suboptions. With o non-nil it also
-// records the first global suboption and appends the TEPs, whose Data
-// alias c.
-func walkSuboptions(c []byte, o *SYNOption) (int, error) {
-	teps, globals := 0, 0
+// §4.4) and returns the number of TEP suboptions. With record it also
+// returns the option: the first global suboption, and the TEPs, whose
+// Data alias c, appended to tepBuf. (It returns the option rather than
+// fill one through a pointer, so that a tepBuf on the caller's stack can
+// stay there.) An option is returned only with a nil error.
+func walkSuboptions(c []byte, tepBuf []Suboption, record bool) (o SYNOption, teps int, err error) {
+	o.TEPs = tepBuf
+	globals := 0
 	for i := 0; i < len(c); {
 		b := c[i]
 		glt, v := b&suboptionGLT, b&suboptionV != 0
@@ -219,7 +240,7 @@ func walkSuboptions(c []byte, o *SYNOption) (int, error) {
 			// Only the first counts; later ones MUST be ignored. Its z
 			// bits MUST be ignored too: they are cleared here.
 			globals++
-			if globals == 1 && o != nil {
+			if globals == 1 && record {
 				o.Global, o.HasGlobal = b&^GlobalZMask, true
 			}
 			i++
@@ -230,36 +251,36 @@ func walkSuboptions(c []byte, o *SYNOption) (int, error) {
 			// items 1 and 2). A length byte as the last octet announces
 			// data past the end.
 			if i+1 >= len(c) {
-				return 0, errLengthAtEnd
+				return SYNOption{}, 0, errLengthAtEnd
 			}
 			tep := c[i+1]
 			if tep&suboptionV == 0 || tep&suboptionGLT < MinTEP {
-				return 0, errLengthNotTEP
+				return SYNOption{}, 0, errLengthNotTEP
 			}
 			start, end := i+2, i+2+int(glt&lengthByteNLen)+1
 			if end > len(c) {
-				return 0, errDataPastEnd
+				return SYNOption{}, 0, errDataPastEnd
 			}
-			if o != nil {
+			if record {
 				o.TEPs = append(o.TEPs, Suboption{TEP: tep & suboptionGLT, Data: c[start:end:end], HasData: true})
 			}
 			teps++
 			i = end
 		case v: // TEP whose data runs to the end of the option (RFC 8547 §4.4)
-			if o != nil {
+			if record {
 				o.TEPs = append(o.TEPs, Suboption{TEP: glt, Data: c[i+1 : len(c) : len(c)], HasData: true})
 			}
 			teps++
 			i = len(c)
 		default: // TEP without data
-			if o != nil {
+			if record {
 				o.TEPs = append(o.TEPs, Suboption{TEP: glt})
 			}
 			teps++
 			i++
 		}
 	}
-	return teps, nil
+	return o, teps, nil
 }
 
 // AppendSYNOption appends o, encoded as a whole SYN-form option, to dst.

@@ -347,3 +347,26 @@ func TestGlobalBits(t *testing.T) {
 		t.Fatalf("NonSYNOption = % x", NonSYNOption)
 	}
 }
+
+// TestParseSYNOptionIntoAllocatesNothing: with room in the caller's buffer
+// the offer of a WAN SYN is read without a heap allocation (a SYN flood
+// with ENO options makes no garbage), and its data aliases the input.
+func TestParseSYNOptionIntoAllocatesNothing(t *testing.T) {
+	wire := cat([]byte{69, 16, 0x88, 0xa3}, seq(1, 9), []byte{0x23, 0x21, 0x22})
+	n := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		var buf [8]Suboption
+		o, err := ParseSYNOptionInto(wire, buf[:0])
+		if err == nil {
+			n = len(o.TEPs)
+		}
+	})
+	if allocs != 0 || n != 4 {
+		t.Errorf("%.0f allocations per parse, %d TEPs", allocs, n)
+	}
+	var buf [8]Suboption
+	o, _ := ParseSYNOptionInto(wire, buf[:0])
+	if want, _ := ParseSYNOption(wire); !equalSYNOption(o, want) || &o.TEPs[0].Data[0] != &wire[4] {
+		t.Errorf("got %+v, want %+v aliasing the input", o, want)
+	}
+}

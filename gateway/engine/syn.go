@@ -302,7 +302,11 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		// way to the LAN host (emitSYN forwards neither): RFC 8547 §4.7
 		// requires discarding SYN data the negotiated TEP does not define,
 		// and acknowledging only the peer's ISN.
-		offer, err := eno.ParseSYNOption(s.opts.ENO)
+		// Parsed on the stack, its data aliasing the packet: nothing of it
+		// outlives this call, and a flood of ENO SYNs makes no garbage,
+		// which would let the heap grow to twice the table's size.
+		var tepBuf [8]eno.Suboption
+		offer, err := eno.ParseSYNOptionInto(s.opts.ENO, tepBuf[:0])
 		if err != nil {
 			why = "malformed ENO offer: " + err.Error()
 			break

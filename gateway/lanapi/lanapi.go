@@ -81,12 +81,13 @@ func Handler(src *Source) http.Handler {
 }
 
 // NewServer returns a server for the endpoint with tight limits: the
-// requests are tiny, and any LAN host may connect. It is a smallhttp
+// requests are tiny, and any LAN host may connect, so one host gets 4 of
+// the 16 connections and 2 s for its request head (docs/security.md). It is a smallhttp
 // server (one request per connection), not net/http's, which would link
 // TLS into the binary (docs/deploy.md, flash).
 func NewServer(src *Source) *smallhttp.Server {
-	return &smallhttp.Server{Handler: Handler(src), ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, MaxHeaderBytes: 4 << 10, MaxBodyBytes: 4 << 10}
+	return &smallhttp.Server{Handler: Handler(src), HeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 5 * time.Second, MaxConnsPerHost: 4, MaxHeaderBytes: 4 << 10, MaxBodyBytes: 4 << 10}
 }
 
 func (s *Source) serveSession(w http.ResponseWriter, r *http.Request) {

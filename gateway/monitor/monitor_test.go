@@ -43,6 +43,26 @@ func TestAuth(t *testing.T) {
 	wantError(t, get(t, h, http.MethodPost, "/api/flows", ""), http.StatusUnauthorized, "POST without token")
 }
 
+// TestTokenCompareIsLengthBlind: the token check compares SHA-256 digests,
+// of one length whatever the token sent, so subtle.ConstantTimeCompare
+// never takes its early return on unequal lengths (which would time out
+// the token's length); prefixes and extensions of the token fail.
+func TestTokenCompareIsLengthBlind(t *testing.T) {
+	g := newTestGW(t, lanA)
+	a, ok := Handler(g.src, "s3cret-token").(*authenticator)
+	if !ok {
+		t.Fatal("a token-protected handler is not the authenticator")
+	}
+	if !a.matches("s3cret-token") {
+		t.Fatal("the right token does not match")
+	}
+	for _, got := range []string{"", "s", "s3cret-toke", "s3cret-tokeN", "s3cret-token ", "s3cret-token\x00", strings.Repeat("s3cret-token", 400)} {
+		if a.matches(got) {
+			t.Errorf("%.20q matches", got)
+		}
+	}
+}
+
 func TestTokenQueryOnlyForThePage(t *testing.T) {
 	g := newTestGW(t, lanA)
 	h := Handler(g.src, "s3cret-token")

@@ -6,18 +6,29 @@
 // parser, the header type and the handlers stay net/http's own.
 //
 // The flow of one connection on the server:
-//  1. Serve waits for a free connection slot (at most MaxConns at once),
-//     then accepts.
-//  2. The request head and body are read through a reader capped at
-//     MaxHeaderBytes + MaxBodyBytes and under one ReadTimeout; a request
-//     that does not parse gets 400, one too large 431, and the connection
-//     closes.
-//  3. The handler runs; what it writes is kept until it returns or passes
+//  1. Serve accepts whenever a connection could be admitted: a slot is free
+//     (at most MaxConns at once), or one is held by a connection that has
+//     not sent its request head yet, which may be evicted.
+//  2. Admission, per client (its source address): a host at
+//     MaxConnsPerHost gives up its own oldest connection still reading
+//     its head, or else the new one is refused (503). With every slot
+//     taken, the oldest connection still reading its head, of the host
+//     holding the most connections, gives way if that host holds more
+//     than the newcomer's; otherwise a newcomer that holds connections
+//     already is refused, and one that holds none waits until a handler
+//     returns. So a host that holds connections open without sending
+//     requests (slowloris) cannot keep another host out, and a request
+//     that arrives whole is served at once.
+//  3. The request head must arrive within HeaderTimeout of the accept, and
+//     in MaxHeaderBytes; the head and the body within ReadTimeout, the
+//     body in MaxBodyBytes. A request that does not parse gets 400, one
+//     too large 431 or 413, and the connection closes.
+//  4. The handler runs; what it writes is kept until it returns or passes
 //     bufferLimit, then sent with Content-Length, or else as chunks. Every
 //     response says Connection: close: one request per connection keeps
 //     the server simple and bounded, and the API's clients (the dashboard
 //     polling every 2 s, a scraper, the CLI) do not need more.
-//  4. A handler that panics gets its connection closed; the server goes on.
+//  5. A handler that panics gets its connection closed; the server goes on.
 package smallhttp
 
 import (
@@ -28,41 +39,69 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 )
 
 // Server serves one handler. Set the fields before Serve; zero values take
-// the defaults below.
+// the defaults below. The limits hold for the server as a whole, over all
+// the listeners it serves.
 type Server struct {
-	Handler        http.Handler
-	ReadTimeout    time.Duration // reading the whole request (default 10 s)
-	WriteTimeout   time.Duration // writing the whole response (default 30 s)
-	MaxConns       int           // connections served at once (default 16)
-	MaxHeaderBytes int           // request line and headers (default 16 KiB)
-	MaxBodyBytes   int64         // request body (default 64 KiB)
-	ErrorLog       func(error)   // handler panics; nil: not logged
+	Handler         http.Handler
+	HeaderTimeout   time.Duration // from the accept to the end of the request head (default 3 s)
+	ReadTimeout     time.Duration // from the accept to the end of the whole request (default 10 s)
+	WriteTimeout    time.Duration // writing the whole response (default 30 s)
+	MaxConns        int           // connections served at once (default 16)
+	MaxConnsPerHost int           // of them, from one source address (default 8)
+	MaxHeaderBytes  int           // request line and headers (default 16 KiB)
+	MaxBodyBytes    int64         // request body (default 64 KiB)
+	ErrorLog        func(error)   // handler panics; nil: not logged
 
-	mu     sync.Mutex
-	ln     []net.Listener
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	room    *sync.Cond // signalled when a connection leaves
+	ln      []net.Listener
+	conns   map[*conn]struct{}
+	perHost map[netip.Addr]int
+	closed  bool
+	wg      sync.WaitGroup
+	stats   Stats
+}
+
+// Stats counts what the per-client limits did.
+type Stats struct {
+	Refused uint64 // connections answered 503 at once: their host had its share
+	Evicted uint64 // connections closed before their request head was complete, to make room
+}
+
+// conn is one admitted connection.
+type conn struct {
+	net.Conn
+	host     netip.Addr
+	accepted time.Time
+	reading  bool // the request head is not complete yet: it may be evicted
+	evicted  bool // closed to make room; its slot is already given back
 }
 
 // ErrServerClosed is what Serve returns after Close.
 var ErrServerClosed = errors.New("smallhttp: server closed")
 
 const (
-	defaultReadTimeout  = 10 * time.Second
-	defaultWriteTimeout = 30 * time.Second
-	defaultMaxConns     = 16
-	defaultMaxHeader    = 16 << 10
-	defaultMaxBody      = 64 << 10
+	defaultHeaderTimeout = 3 * time.Second
+	defaultReadTimeout   = 10 * time.Second
+	defaultWriteTimeout  = 30 * time.Second
+	defaultMaxConns      = 16
+	defaultMaxPerHost    = 8
+	defaultMaxHeader     = 16 << 10
+	defaultMaxBody       = 64 << 10
 	// bufferLimit is how much of a response is kept to send it with a
 	// Content-Length; a longer one goes out in chunks of about this size.
 	bufferLimit = 32 << 10
+	// refuseTimeout bounds the write of a 503 to a refused connection, so
+	// that the accept loop never waits for a client (a fresh socket's
+	// send buffer takes the few bytes at once).
+	refuseTimeout = 50 * time.Millisecond
 )
 
 func orDefault[T int | int64 | time.Duration](v, def T) T {
@@ -70,6 +109,22 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 		return def
 	}
 	return v
+}
+
+// Stats returns the counts so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// init prepares the shared state; s.mu is held.
+func (s *Server) init() {
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+		s.perHost = make(map[netip.Addr]int)
+		s.room = sync.NewCond(&s.mu)
+	}
 }
 
 // Serve accepts connections on l until l fails or Close is called.
@@ -81,18 +136,16 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.ln = append(s.ln, l)
-	if s.conns == nil {
-		s.conns = make(map[net.Conn]struct{})
-	}
+	s.init()
 	s.mu.Unlock()
 
-	slots := make(chan struct{}, orDefault(s.MaxConns, defaultMaxConns))
 	backoff := time.Duration(0)
 	for {
-		slots <- struct{}{}
+		if !s.waitRoom() {
+			return ErrServerClosed
+		}
 		c, err := l.Accept()
 		if err != nil {
-			<-slots
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
@@ -109,35 +162,160 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if !s.track(c) {
+		sc, err := s.admit(c)
+		if err != nil {
 			c.Close()
-			return ErrServerClosed
+			return err
+		}
+		if sc == nil {
+			refuse(c)
+			continue
 		}
 		go func() {
-			defer func() { <-slots }()
-			defer s.untrack(c)
-			s.serveConn(c)
+			defer s.untrack(sc)
+			s.serveConn(sc)
 		}()
 	}
 }
 
-func (s *Server) track(c net.Conn) bool {
+// waitRoom waits until a new connection could be admitted: a free slot or
+// an evictable connection. It reports false once the server is closed.
+func (s *Server) waitRoom() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return false
+	for !s.closed && len(s.conns) >= orDefault(s.MaxConns, defaultMaxConns) && !s.anyReading() {
+		s.room.Wait()
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
+	return !s.closed
 }
 
-func (s *Server) untrack(c net.Conn) {
+func (s *Server) anyReading() bool {
+	for c := range s.conns {
+		if c.reading {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOf is the client a connection's limits are counted for: its source
+// address (IPv4-mapped IPv6 as IPv4, without zone).
+func hostOf(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap().WithZone("")
+	}
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap.Addr().Unmap().WithZone("")
+}
+
+// admit applies the per-client limits to a new connection (step 2). It
+// returns nil when the connection is to be refused, ErrServerClosed when
+// the server was closed meanwhile.
+func (s *Server) admit(c net.Conn) (*conn, error) {
+	host := hostOf(c)
+	maxConns := orDefault(s.MaxConns, defaultMaxConns)
+	maxPerHost := min(orDefault(s.MaxConnsPerHost, defaultMaxPerHost), maxConns)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.closed {
+			return nil, ErrServerClosed
+		}
+		mine := s.perHost[host]
+		if mine >= maxPerHost {
+			// Its own slowest connection gives way, or the new one goes.
+			if v := s.oldestReading(func(v *conn) bool { return v.host == host }); v != nil {
+				s.evict(v)
+				continue
+			}
+			s.stats.Refused++
+			return nil, nil
+		}
+		if len(s.conns) < maxConns {
+			break
+		}
+		// Full: a slot still waiting for its request head gives way, from
+		// a host holding more than this one (each gets its share).
+		most := 0
+		for v := range s.conns {
+			if v.reading {
+				most = max(most, s.perHost[v.host])
+			}
+		}
+		if most > mine {
+			s.evict(s.oldestReading(func(v *conn) bool { return s.perHost[v.host] == most }))
+			continue
+		}
+		if mine > 0 {
+			// It has its share already: waiting here would hold up the
+			// accept loop for every other host.
+			s.stats.Refused++
+			return nil, nil
+		}
+		// Every slot is in a handler, which ends within WriteTimeout.
+		s.room.Wait()
+	}
+	sc := &conn{Conn: c, host: host, accepted: time.Now(), reading: true}
+	s.conns[sc] = struct{}{}
+	s.perHost[host]++
+	s.wg.Add(1)
+	return sc, nil
+}
+
+// refuse answers 503 to a connection that was not admitted and closes it.
+func refuse(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	writeError(c, http.StatusServiceUnavailable)
+	c.Close()
+}
+
+// oldestReading is the connection accepted first among those still
+// reading their request head for which match holds; s.mu is held.
+func (s *Server) oldestReading(match func(*conn) bool) *conn {
+	var old *conn
+	for v := range s.conns {
+		if v.reading && match(v) && (old == nil || v.accepted.Before(old.accepted)) {
+			old = v
+		}
+	}
+	return old
+}
+
+// evict closes v and gives its slot back at once; its goroutine ends on
+// the closed connection. s.mu is held.
+func (s *Server) evict(v *conn) {
+	s.release(v)
+	v.evicted = true
+	s.stats.Evicted++
+	v.Close()
+}
+
+// release gives v's slot back; s.mu is held.
+func (s *Server) release(v *conn) {
+	delete(s.conns, v)
+	if s.perHost[v.host]--; s.perHost[v.host] <= 0 {
+		delete(s.perHost, v.host)
+	}
+	s.room.Broadcast()
+}
+
+func (s *Server) untrack(c *conn) {
 	c.Close()
 	s.mu.Lock()
-	delete(s.conns, c)
+	if !c.evicted {
+		s.release(c)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// headRead marks c's head as complete: from now on it is not evicted. It
+// reports false when c was evicted before.
+func (s *Server) headRead(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.reading = false
+	return !c.evicted
 }
 
 // Close stops the listeners, closes every open connection and waits for
@@ -151,21 +329,36 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.Close()
 	}
+	if s.room != nil {
+		s.room.Broadcast()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }
 
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c *conn) {
 	maxHeader := orDefault(s.MaxHeaderBytes, defaultMaxHeader)
 	maxBody := orDefault(s.MaxBodyBytes, defaultMaxBody)
-	c.SetReadDeadline(time.Now().Add(orDefault(s.ReadTimeout, defaultReadTimeout)))
+	readEnd := c.accepted.Add(orDefault(s.ReadTimeout, defaultReadTimeout))
+	headEnd := c.accepted.Add(orDefault(s.HeaderTimeout, defaultHeaderTimeout))
+	if headEnd.After(readEnd) {
+		headEnd = readEnd
+	}
+	c.SetReadDeadline(headEnd)
 	c.SetWriteDeadline(time.Now().Add(orDefault(s.WriteTimeout, defaultWriteTimeout)))
 
 	// The head must fit in maxHeader bytes; the body gets maxBody more.
 	limited := &io.LimitedReader{R: c, N: int64(maxHeader)}
 	req, err := http.ReadRequest(bufio.NewReaderSize(limited, 4096))
+	if !s.headRead(c) {
+		return
+	}
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return // too slow: no answer, the client is not waiting for one
+		}
 		status := http.StatusBadRequest
 		if limited.N <= 0 {
 			status = http.StatusRequestHeaderFieldsTooLarge
@@ -173,6 +366,7 @@ func (s *Server) serveConn(c net.Conn) {
 		writeError(c, status)
 		return
 	}
+	c.SetReadDeadline(readEnd)
 	limited.N += maxBody
 	req.RemoteAddr = c.RemoteAddr().String()
 	if req.ContentLength > maxBody {

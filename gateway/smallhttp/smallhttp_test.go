@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -197,21 +199,16 @@ func TestServerSurvivesPanicAndBoundsConnections(t *testing.T) {
 		t.Error("the panic was not logged")
 	}
 
-	// With one connection slot taken by a blocked handler, a second
-	// request waits (it is not accepted) until the first one ends.
+	// With the one connection slot taken by a blocked handler, a request
+	// from another host waits, unanswered, until the first one
+	// ends; the same host, which has its share, is refused at once.
 	go http.Get(base + "/block")
 	<-entered
+	if got := rawFrom(t, "127.0.0.1", base, "GET /ok HTTP/1.0\r\n\r\n"); got != "HTTP/1.1 503 Service Unavailable" {
+		t.Errorf("same host, full server: %q", got)
+	}
 	got := make(chan string, 1)
-	go func() {
-		resp, err := http.Get(base + "/ok")
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got <- string(b)
-	}()
+	go func() { got <- rawFrom(t, "127.0.0.2", base, "GET /ok HTTP/1.0\r\n\r\n") }()
 	select {
 	case s := <-got:
 		t.Fatalf("second request served while the only slot was busy: %q", s)
@@ -220,12 +217,198 @@ func TestServerSurvivesPanicAndBoundsConnections(t *testing.T) {
 	close(release)
 	select {
 	case s := <-got:
-		if s != "ok" {
+		if s != "HTTP/1.1 200 OK" {
 			t.Errorf("second request: %q", s)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("second request not served after the first ended")
 	}
+}
+
+// dialFrom connects to base from the loopback address local (any of
+// 127.0.0.0/8 is a distinct client to the server).
+func dialFrom(t *testing.T, local, base string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawFrom sends request from local and returns the status line of the
+// answer ("" when the connection closed without one).
+func rawFrom(t *testing.T, local, base, request string) string {
+	t.Helper()
+	c := dialFrom(t, local, base)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, request)
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+// slowClients opens n connections from each of the addresses and sends
+// half a request line on each, never the rest (slowloris). It waits until
+// the server has taken them in (admitted or refused).
+func slowClients(t *testing.T, s *Server, base string, n int, from ...string) []net.Conn {
+	t.Helper()
+	var cs []net.Conn
+	for _, a := range from {
+		for range n {
+			c := dialFrom(t, a, base)
+			io.WriteString(c, "GET /ok HT")
+			cs = append(cs, c)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := s.Stats()
+		s.mu.Lock()
+		taken := len(s.conns) + int(st.Refused+st.Evicted)
+		s.mu.Unlock()
+		if taken >= len(cs) {
+			return cs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server took %d of %d slow connections", taken, len(cs))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitConns waits until s holds n connections.
+func waitConns(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		got := len(s.conns)
+		s.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections held, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// answeredWithin asks for /ok from local and fails t unless the answer is
+// 200 within d.
+func answeredWithin(t *testing.T, local, base string, d time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	c := dialFrom(t, local, base)
+	c.SetDeadline(t0.Add(d))
+	io.WriteString(c, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if strings.TrimSpace(line) != "HTTP/1.1 200 OK" {
+		t.Fatalf("%s: %q, %v after %v", local, line, err, time.Since(t0))
+	}
+}
+
+func okServer() *Server {
+	return &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		MaxConns: 8, MaxConnsPerHost: 3, HeaderTimeout: 30 * time.Second, ReadTimeout: 60 * time.Second}
+}
+
+// TestSlowlorisOneHost: one host holding many connections that never
+// finish their request keeps only its share of the slots (each new one
+// takes the place of its own oldest), and another host is answered at
+// once.
+func TestSlowlorisOneHost(t *testing.T) {
+	s := okServer()
+	base := start(t, s)
+	slowClients(t, s, base, 20, "127.0.0.2")
+	answeredWithin(t, "127.0.0.3", base, time.Second)
+	if st := s.Stats(); st.Evicted != 20-3 || st.Refused != 0 {
+		t.Errorf("%+v, want the host's 17 oldest of 20 connections evicted (over its 3)", st)
+	}
+	s.mu.Lock()
+	held := s.perHost[netip.MustParseAddr("127.0.0.2")]
+	s.mu.Unlock()
+	if held != 3 {
+		t.Errorf("the slow host holds %d connections, want 3", held)
+	}
+	// The host itself, sending a whole request, gets it served.
+	answeredWithin(t, "127.0.0.2", base, time.Second)
+}
+
+// TestSlowlorisManyHosts: slow connections from many addresses (an IPv6
+// host can take many) fill every slot; a new host still gets one, from
+// the oldest of those still reading their head; a slow host that holds a
+// slot gets no second one on a full server (503).
+func TestSlowlorisManyHosts(t *testing.T) {
+	s := okServer()
+	base := start(t, s)
+	var from []string
+	for i := range 8 {
+		from = append(from, fmt.Sprintf("127.0.1.%d", i+1))
+	}
+	slow := slowClients(t, s, base, 1, from...)
+	if st := s.Stats(); st.Refused != 0 || st.Evicted != 0 {
+		t.Fatalf("the server was not full: %+v", st)
+	}
+	answeredWithin(t, "127.0.0.3", base, time.Second)
+	if st := s.Stats(); st.Evicted != 1 {
+		t.Errorf("%d evicted, want 1", st.Evicted)
+	}
+	// The oldest one went: it reads EOF, no answer.
+	slow[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := slow[0].Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Errorf("the oldest slow connection read %d bytes, %v; want EOF", n, err)
+	}
+	waitConns(t, s, 7)                        // the answered request's slot is given back
+	slowClients(t, s, base, 1, "127.0.1.100") // full again
+	c := dialFrom(t, from[7], base)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if strings.TrimSpace(line) != "HTTP/1.1 503 Service Unavailable" {
+		t.Errorf("a second connection from a slow host on a full server: %q", line)
+	}
+	if st := s.Stats(); st.Refused != 1 || st.Evicted != 1 {
+		t.Errorf("%+v, want 1 refused and still 1 evicted", st)
+	}
+}
+
+// TestHeaderAndBodyTimeouts: a request head that does not arrive within
+// HeaderTimeout closes the connection without an answer, and its slot is
+// free again; a body that does not arrive within ReadTimeout ends the
+// handler's read.
+func TestHeaderAndBodyTimeouts(t *testing.T) {
+	bodyErr := make(chan error, 1)
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		bodyErr <- err
+	}), MaxConns: 1, HeaderTimeout: 200 * time.Millisecond, ReadTimeout: 600 * time.Millisecond}
+	base := start(t, s)
+
+	c := dialFrom(t, "127.0.0.2", base)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // the head never ends
+	t0 := time.Now()
+	c.SetReadDeadline(t0.Add(5 * time.Second))
+	n, err := c.Read(make([]byte, 100))
+	if n != 0 || err != io.EOF || time.Since(t0) > 2*time.Second {
+		t.Fatalf("a head cut short: read %d bytes, %v after %v; want EOF after about 200ms", n, err, time.Since(t0))
+	}
+
+	waitConns(t, s, 0)
+	c = dialFrom(t, "127.0.0.2", base)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc") // 7 bytes never come
+	select {
+	case err := <-bodyErr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("a body cut short: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a body cut short: the handler's read did not end")
+	}
+	// The single slot is free again.
+	answeredWithin(t, "127.0.0.3", base, 2*time.Second)
 }
 
 func TestGet(t *testing.T) {

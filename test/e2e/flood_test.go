@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 	"tcpcrypt-gw/test/netns"
 )
@@ -79,7 +81,7 @@ func TestSYNFlood(t *testing.T) {
 	progressAtStart := long.received()
 	start := time.Now()
 	fromClient := func(*rand.Rand) netip.Addr { return e.topo.ClientAddr4 }
-	sent, sendErrs := synFlood(t, e.topo.Client, fromClient, netip.AddrPortFrom(e.topo.ServerAddr4, floodPort), floodSYNs, time.Minute)
+	sent, sendErrs := synFlood(t, e.topo.Client, fromClient, netip.AddrPortFrom(e.topo.ServerAddr4, floodPort), floodSYNs, time.Minute, nil)
 	floodTime := time.Since(start)
 	close(stopWatch)
 	<-watched
@@ -137,9 +139,10 @@ func TestSYNFlood(t *testing.T) {
 }
 
 // synFlood sends n SYNs from the addresses src picks and random ports to
-// dst through a raw socket in namespace ns, within limit. It returns how
+// dst through a raw socket in namespace ns, within limit. Each carries the
+// options of a Linux SYN and then extra (e.g. enoOffer). It returns how
 // many were sent and how many sends failed (a full socket buffer).
-func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst netip.AddrPort, n int, limit time.Duration) (sent, failed int) {
+func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst netip.AddrPort, n int, limit time.Duration, extra []byte) (sent, failed int) {
 	t.Helper()
 	var fd int
 	err := ns.Do(func() (err error) {
@@ -154,6 +157,10 @@ func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst n
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 99))
 	// The options of a Linux SYN: MSS, SACK permitted, timestamps, window scale.
 	opts := []byte{packet.OptMSS, 4, 0x05, 0xb4, packet.OptSACKPerm, 2, packet.OptTimestamp, 10, 0, 0, 0, 1, 0, 0, 0, 0, packet.OptNOP, packet.OptWScale, 3, 7}
+	opts = append(opts, extra...)
+	for len(opts)%4 != 0 {
+		opts = append(opts, packet.OptEOL) // the data offset counts 32-bit words
+	}
 	h := packet.Header{Dst: dst.Addr(), DstPort: dst.Port(), Flags: packet.FlagSYN,
 		Window: 64240, TTL: 64, Options: opts}
 	buf := make([]byte, h.Len())
@@ -178,6 +185,19 @@ func synFlood(t *testing.T, ns *netns.NS, src func(*rand.Rand) netip.Addr, dst n
 		}
 	}
 	return sent, failed
+}
+
+// enoOffer is the ENO option of a tcpcrypt host's SYN (RFC 8547 §4.1, kind
+// 69): role A (no global suboption, b = 0, §4.2) offering the TEPs of RFC
+// 8548 §7 that the gateway supports, as a peer gateway would send it.
+func enoOffer(t *testing.T) []byte {
+	t.Helper()
+	teps := []eno.Suboption{{TEP: byte(tcpcrypt.TEPCurve25519)}, {TEP: byte(tcpcrypt.TEPCurve448)}, {TEP: byte(tcpcrypt.TEPP256)}, {TEP: byte(tcpcrypt.TEPP521)}}
+	opt, err := eno.AppendSYNOption(nil, eno.Offer(teps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
 }
 
 // peakRSSBelow fails t if gateway A's peak resident set (VmHWM) is above
