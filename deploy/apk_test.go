@@ -90,7 +90,7 @@ func checkAPK(t *testing.T, apk, ipk string) {
 			t.Errorf("%s is in the .apk only", name)
 		}
 	}
-	if len(ipkFiles) != 4 {
+	if len(ipkFiles) != 5 {
 		t.Errorf(".ipk files %q", ipkFiles)
 	}
 

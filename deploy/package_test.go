@@ -240,10 +240,11 @@ func checkIPK(t *testing.T, ipk string) {
 
 	data := tgzFiles(t, outer["data.tar.gz"].data)
 	want := map[string]os.FileMode{
-		"usr/bin/tcpcrypt-gw":         0o755,
-		"etc/init.d/tcpcrypt-gw":      0o755,
-		"etc/config/tcpcrypt-gw":      0o600,
-		"etc/tcpcrypt-gw/config.yaml": 0o600,
+		"usr/bin/tcpcrypt-gw":               0o755,
+		"etc/init.d/tcpcrypt-gw":            0o755,
+		"usr/share/tcpcrypt-gw/uci2yaml.sh": 0o644,
+		"etc/config/tcpcrypt-gw":            0o600,
+		"etc/tcpcrypt-gw/config.yaml":       0o600,
 	}
 	var regular []string
 	for name, e := range data {
@@ -267,9 +268,10 @@ func checkIPK(t *testing.T, ipk string) {
 	}
 	root := repoRoot(t)
 	for name, src := range map[string]string{
-		"etc/init.d/tcpcrypt-gw":      "deploy/openwrt/files/tcpcrypt-gw.init",
-		"etc/config/tcpcrypt-gw":      "deploy/openwrt/files/tcpcrypt-gw.config",
-		"etc/tcpcrypt-gw/config.yaml": "deploy/openwrt/files/config.yaml",
+		"etc/init.d/tcpcrypt-gw":            "deploy/openwrt/files/tcpcrypt-gw.init",
+		"usr/share/tcpcrypt-gw/uci2yaml.sh": "deploy/openwrt/files/uci2yaml.sh",
+		"etc/config/tcpcrypt-gw":            "deploy/openwrt/files/tcpcrypt-gw.config",
+		"etc/tcpcrypt-gw/config.yaml":       "deploy/openwrt/files/config.yaml",
 	} {
 		orig, _ := os.ReadFile(filepath.Join(root, src))
 		if !bytes.Equal(data[name].data, orig) {

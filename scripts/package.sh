@@ -158,6 +158,7 @@ for pt in $PKG_TARGETS; do
 			-depends "kmod-tun nftables" \
 			-file "$PKG_BINARY:/usr/bin/tcpcrypt-gw:0755" \
 			-file deploy/openwrt/files/tcpcrypt-gw.init:/etc/init.d/tcpcrypt-gw:0755 \
+			-file deploy/openwrt/files/uci2yaml.sh:/usr/share/tcpcrypt-gw/uci2yaml.sh:0644 \
 			-file deploy/openwrt/files/tcpcrypt-gw.config:/etc/config/tcpcrypt-gw:0600 \
 			-file deploy/openwrt/files/config.yaml:/etc/tcpcrypt-gw/config.yaml:0600 \
 			-conffile /etc/config/tcpcrypt-gw -conffile /etc/tcpcrypt-gw/config.yaml \

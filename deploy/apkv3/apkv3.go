@@ -247,6 +247,7 @@ func (x *w) obj(slots ...uint32) uint32 {
 	x.err = cmp(x.err, err)
 	return v
 }
+
 // fields writes an object from field number -> value.
 func (x *w) fields(f map[int]uint32) uint32 {
 	n := 0
