@@ -15,46 +15,16 @@ import (
 	"tcpcrypt-gw/config"
 )
 
-// uciStub stands in for OpenWrt's /lib/functions.sh as far as the init
-// script and uci2yaml.sh use it. As there, a UCI file is shell: `config`,
-// `option` and `list` are functions that store each value in
-// CONFIG_<section>_<option> (a list also in _ITEMn and _LENGTH), and
-// config_load reads the file ($UCI_FILE here, the output of `uci export`
-// there); config_get, config_get_bool and config_list_foreach read them
-// back. procd's functions record their arguments, as in procdStub.
-const uciStub = `
-record() { printf '%s\n' "$*" >>"$RECORD"; }
-procd_open_instance() { record "procd_open_instance $*"; }
-procd_set_param() { record "procd_set_param $*"; }
-procd_close_instance() { record "procd_close_instance $*"; }
-procd_send_signal() { record "procd_send_signal $*"; }
-stop() { record "stop"; }
-config() { CONFIG_SECTION="$2"; }
-option() { eval "CONFIG_${CONFIG_SECTION}_$1=\$2"; }
-list() {
-	eval "_n=\$((\${CONFIG_${CONFIG_SECTION}_$1_LENGTH:-0} + 1))"
-	eval "CONFIG_${CONFIG_SECTION}_$1_ITEM$_n=\$2; CONFIG_${CONFIG_SECTION}_$1_LENGTH=$_n"
+// uciStub is deploy/testdata/functions.sh: OpenWrt's /lib/functions.sh
+// and procd's functions as far as the init script, uci2yaml.sh and the
+// LuCI app's rpcd plugin use them.
+func uciStub(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/testdata/functions.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
-config_load() { record "config_load $*"; . "$UCI_FILE"; }
-config_get() {
-	eval "_v=\${CONFIG_$2_$3-}"
-	[ -n "$_v" ] || _v="$4"
-	eval "$1=\$_v"
-}
-config_get_bool() {
-	config_get _v "$2" "$3" "$4"
-	case "$_v" in 1|on|true|yes|enabled) eval "$1=1" ;; *) eval "$1=0" ;; esac
-}
-config_list_foreach() {
-	eval "_len=\${CONFIG_$1_$2_LENGTH:-0}"
-	_i=1
-	while [ "$_i" -le "$_len" ]; do
-		eval "_item=\$CONFIG_$1_$2_ITEM$_i"
-		"$3" "$_item"
-		_i=$((_i + 1))
-	done
-}
-`
 
 var (
 	gwBinOnce sync.Once
@@ -113,7 +83,7 @@ if [ "$1" = check-config ]; then shift; exec `+bin+` check-config -no-interfaces
 exec `+bin+` "$@"
 `), 0o755)
 	root := repoRoot(t)
-	sh := uciStub + ". " + filepath.Join(root, "deploy/openwrt/files/tcpcrypt-gw.init") + "\n" +
+	sh := uciStub(t) + "\n. " + filepath.Join(root, "deploy/openwrt/files/tcpcrypt-gw.init") + "\n" +
 		"PROG=" + wrapper + "\nUCI2YAML=" + filepath.Join(root, "deploy/openwrt/files/uci2yaml.sh") +
 		"\nGEN_DIR=" + r.genDir + "\nRUN_DIR=" + r.runDir + "\n" + commands + "\n"
 	cmd := exec.Command(shell[0], append(shell[1:], "-c", sh)...)
