@@ -132,7 +132,7 @@ func TestUCIToYAML(t *testing.T) {
 			}
 			checkOrder(t, r.record, []string{
 				"config_load tcpcrypt-gw",
-				"binary check-config -c GEN_DIR/config.yaml",
+				"binary check-config -c GEN_DIR/config.yaml.new",
 				"procd_open_instance main",
 				"procd_set_param command PROG run -c GEN_DIR/config.yaml",
 			})
@@ -216,6 +216,7 @@ func TestUCIBadValue(t *testing.T) {
 			}
 			if name == "injection" {
 				// The value stays one string in the list.
+				r := runInitUCI(t, sh, uci+c.uci, `config_load tcpcrypt-gw; . "$UCI2YAML"; mkdir -p "$GEN_DIR"; tcpcrypt_gw_uci2yaml tok >"$GEN_DIR/config.yaml"`)
 				b, _ := os.ReadFile(filepath.Join(r.genDir, "config.yaml"))
 				var doc struct {
 					Interfaces struct{ WAN []string }
@@ -226,6 +227,33 @@ func TestUCIBadValue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUCIBadReload: a bad value on reload sends no signal and leaves the
+// last good YAML in place (a respawn of the gateway uses it).
+func TestUCIBadReload(t *testing.T) {
+	sh := shells[len(shells)-1]
+	needTool(t, sh[0])
+	good := "config tcpcrypt-gw 'main'\n\toption enabled '1'\n\toption source 'uci'\n\tlist lan_device 'br-lan'\n\tlist wan_device 'wan'\n\toption flows_max '4096'\n"
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte(good+"\toption flows_max '0'\n"), 0o600)
+	r := runInitUCI(t, sh, good, "start_service || exit 9; UCI_FILE="+bad+" reload_service && exit 8; exit 0")
+	if r.err != nil {
+		t.Fatalf("%v\n%s\n%s", r.err, r.output, r.record)
+	}
+	if !strings.Contains(r.record, "procd_open_instance") || strings.Contains(r.record, "procd_send_signal") {
+		t.Errorf("record:\n%s", r.record)
+	}
+	if !strings.Contains(r.output, "flows.max: 0 out of range") {
+		t.Errorf("output:\n%s", r.output)
+	}
+	b, err := os.ReadFile(filepath.Join(r.genDir, "config.yaml"))
+	if err != nil || !strings.Contains(string(b), "max: 4096") {
+		t.Errorf("the good YAML was replaced: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(r.genDir, "config.yaml.new")); !os.IsNotExist(err) {
+		t.Errorf("the rejected YAML was left: %v", err)
 	}
 }
 
