@@ -17,11 +17,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -268,26 +265,8 @@ func (s *luciServer) screenshot(t *testing.T, url, name string, height int) {
 	}
 	os.Remove(path)
 	chromium(t, s.ns, 1280, height, url, "--screenshot="+path)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", path, err)
-	}
-	if img.Bounds() != image.Rect(0, 0, 1280, height) {
-		t.Errorf("screenshot %s is %v", path, img.Bounds())
-	}
-	colours := map[[3]uint32]bool{}
-	for y := 0; y < height; y += 2 {
-		for x := 0; x < 1280; x += 2 {
-			r, g, b, _ := img.At(x, y).RGBA()
-			colours[[3]uint32{r >> 8, g >> 8, b >> 8}] = true
-		}
-	}
-	if len(colours) < 16 {
-		t.Errorf("screenshot %s looks empty: %d colours", path, len(colours))
+	if colours, _ := screenshotColours(t, path, 1280, height); colours < 16 {
+		t.Errorf("screenshot %s looks empty: %d colours", path, colours)
 	}
 	t.Logf("screenshot: %s", path)
 }
