@@ -134,3 +134,72 @@ func checkAPK(t *testing.T, apk, ipk string) {
 	}
 	checkMipsleBinary(t, files["/usr/bin/tcpcrypt-gw"].Data)
 }
+
+// checkLuCIPackages: make package also builds the LuCI app, without an
+// architecture, as an .ipk ("all") and an .apk ("noarch"), both with the
+// app's files where luci.mk puts them, its dependencies and the postinst
+// that reloads rpcd.
+func checkLuCIPackages(t *testing.T, dist string) {
+	app := filepath.Join(repoRoot(t), "deploy/openwrt/luci-app-tcpcrypt-gw")
+	want := map[string]string{ // installed path -> source in app
+		"/www/luci-static/resources/view/tcpcrypt-gw/settings.js": "htdocs/luci-static/resources/view/tcpcrypt-gw/settings.js",
+		"/www/luci-static/resources/view/tcpcrypt-gw/status.js":   "htdocs/luci-static/resources/view/tcpcrypt-gw/status.js",
+		"/usr/share/luci/menu.d/luci-app-tcpcrypt-gw.json":        "root/usr/share/luci/menu.d/luci-app-tcpcrypt-gw.json",
+		"/usr/share/rpcd/acl.d/luci-app-tcpcrypt-gw.json":         "root/usr/share/rpcd/acl.d/luci-app-tcpcrypt-gw.json",
+		"/usr/libexec/rpcd/tcpcrypt-gw":                           "root/usr/libexec/rpcd/tcpcrypt-gw",
+	}
+	// Every file of the app directory but its Makefile is packaged.
+	n := 0
+	filepath.Walk(app, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && filepath.Base(p) != "Makefile" {
+			n++
+		}
+		return err
+	})
+	if n != len(want) {
+		t.Errorf("the app has %d files, the packages %d", n, len(want))
+	}
+	postinst, _ := os.ReadFile(filepath.Join(repoRoot(t), "deploy/nfpm/luci-postinst.sh"))
+
+	p, err := adbread.ReadFile(filepath.Join(dist, "luci-app-tcpcrypt-gw_1.2.3-r0_noarch.apk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "luci-app-tcpcrypt-gw" || p.Arch != "noarch" || !slices.Equal(p.Depends, []string{"luci-base", "tcpcrypt-gw"}) ||
+		p.Scripts["post-install"] != string(postinst) || p.Scripts["post-upgrade"] != string(postinst) {
+		t.Errorf(".apk info: %+v", p)
+	}
+	files := p.Files()
+	b, err := os.ReadFile(filepath.Join(dist, "luci-app-tcpcrypt-gw_1.2.3.test_all.ipk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := tgzFiles(t, b)
+	control := tgzFiles(t, outer["control.tar.gz"].data)
+	data := tgzFiles(t, outer["data.tar.gz"].data)
+	if c := string(control["control"].data); !strings.Contains(c, "Architecture: all\n") || !strings.Contains(c, "Depends: luci-base, tcpcrypt-gw\n") {
+		t.Errorf(".ipk control:\n%s", c)
+	}
+	if string(control["postinst"].data) != string(postinst) {
+		t.Errorf(".ipk postinst %q", control["postinst"].data)
+	}
+	for dst, src := range want {
+		orig, err := os.ReadFile(filepath.Join(app, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(dst, "/usr/libexec/") {
+			mode = 0o755
+		}
+		if f := files[dst]; f == nil || !bytes.Equal(f.Data, orig) || f.Mode != mode {
+			t.Errorf(".apk %s: %+v", dst, f)
+		}
+		if e, ok := data[strings.TrimPrefix(dst, "/")]; !ok || !bytes.Equal(e.data, orig) || os.FileMode(e.hdr.Mode).Perm() != mode {
+			t.Errorf(".ipk %s missing or different", dst)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "postinst")
+	os.WriteFile(f, postinst, 0o755)
+	run(t, "sh", "-n", f)
+}

@@ -92,6 +92,7 @@ func TestPackages(t *testing.T) {
 	t.Run("deb", func(t *testing.T) { checkDeb(t, deb) })
 	t.Run("ipk", func(t *testing.T) { checkIPK(t, ipk) })
 	t.Run("apk", func(t *testing.T) { checkAPK(t, apk, ipk) })
+	t.Run("luci", func(t *testing.T) { checkLuCIPackages(t, filepath.Dir(ipk)) })
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -27,7 +27,10 @@
 #     index, not each package (include/package-pack.mk runs `apk mkpkg`
 #     without a key); a package installed from a file takes
 #     `apk add --allow-untrusted`.
-#  4. SHA256SUMS covers binaries and packages; the list is printed.
+#  4. The LuCI app (deploy/openwrt/luci-app-tcpcrypt-gw), which has no
+#     architecture: one .ipk ("all") and one .apk ("noarch") when any
+#     OpenWrt package is built.
+#  5. SHA256SUMS covers binaries and packages; the list is printed.
 #
 # Usage: scripts/package.sh
 #        PKG_TARGETS="deb:linux/amd64 ipk:linux/mipsle/softfloat apk:linux/mipsle/softfloat" DIST=/tmp/out scripts/package.sh
@@ -134,7 +137,7 @@ export PKG_WORK=$work
 sed 's#/usr/local/bin/tcpcrypt-gw#/usr/bin/tcpcrypt-gw#g' deploy/systemd/tcpcrypt-gw.service >"$work/tcpcrypt-gw.service"
 
 # 3. The packages.
-rm -f "$DIST"/tcpcrypt-gw_*.deb "$DIST"/tcpcrypt-gw_*.ipk "$DIST"/tcpcrypt-gw_*.apk
+rm -f "$DIST"/tcpcrypt-gw_*.deb "$DIST"/tcpcrypt-gw_*.ipk "$DIST"/tcpcrypt-gw_*.apk "$DIST"/luci-app-tcpcrypt-gw_*
 # The .apk's build time and file times: the last commit's, for packages
 # that are the same when built again.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
@@ -175,7 +178,39 @@ for pt in $PKG_TARGETS; do
 	built+=("$out")
 done
 
-# 4. Checksums of everything in DIST that this and release.sh made.
+# 4. The LuCI app, architecture-independent: once for opkg, once for apk,
+# when any OpenWrt package was asked for (deploy/nfpm/luci-ipk.yaml lists
+# its files; the .apk carries the same).
+case " $PKG_TARGETS" in *" ipk:"*)
+	out="$DIST/luci-app-tcpcrypt-gw_${PKG_VERSION}_all.ipk"
+	echo "packaging $out"
+	render deploy/nfpm/luci-ipk.yaml >"$work/luci-ipk.yaml"
+	"$GO" run "$NFPM" package -f "$work/luci-ipk.yaml" -p ipk -t "$out" >/dev/null
+	built+=("$out")
+	;;
+esac
+case " $PKG_TARGETS" in *" apk:"*)
+	out="$DIST/luci-app-tcpcrypt-gw_${APK_VERSION}_noarch.apk"
+	echo "packaging $out"
+	luci=deploy/openwrt/luci-app-tcpcrypt-gw
+	"$work/mkapk" -o "$out" \
+		-name luci-app-tcpcrypt-gw -version "$APK_VERSION" -arch noarch \
+		-description "LuCI pages of tcpcrypt-gw (settings and status)" \
+		-maintainer "tcpcrypt-gw developers <tcpcrypt-gw@localhost>" \
+		-url https://www.rfc-editor.org/rfc/rfc8548 \
+		-depends "luci-base tcpcrypt-gw" \
+		-file "$luci/htdocs/luci-static/resources/view/tcpcrypt-gw/settings.js:/www/luci-static/resources/view/tcpcrypt-gw/settings.js:0644" \
+		-file "$luci/htdocs/luci-static/resources/view/tcpcrypt-gw/status.js:/www/luci-static/resources/view/tcpcrypt-gw/status.js:0644" \
+		-file "$luci/root/usr/share/luci/menu.d/luci-app-tcpcrypt-gw.json:/usr/share/luci/menu.d/luci-app-tcpcrypt-gw.json:0644" \
+		-file "$luci/root/usr/share/rpcd/acl.d/luci-app-tcpcrypt-gw.json:/usr/share/rpcd/acl.d/luci-app-tcpcrypt-gw.json:0644" \
+		-file "$luci/root/usr/libexec/rpcd/tcpcrypt-gw:/usr/libexec/rpcd/tcpcrypt-gw:0755" \
+		-script post-install:deploy/nfpm/luci-postinst.sh \
+		-script post-upgrade:deploy/nfpm/luci-postinst.sh
+	built+=("$out")
+	;;
+esac
+
+# 5. Checksums of everything in DIST that this and release.sh made.
 (cd "$DIST" && sha256sum tcpcrypt-gw-linux-* "${built[@]#"$DIST"/}" >SHA256SUMS)
 echo
 echo "tcpcrypt-gw $VERSION (package version $PKG_VERSION, apk $APK_VERSION), in $DIST/:"
