@@ -77,8 +77,10 @@ release:
 # OpenWrt 25.12) for mipsel_24kc, aarch64_cortex-a53,
 # arm_cortex-a7_neon-vfpv4 and x86_64; .deb and .ipk built with nfpm (go
 # run, pinned in scripts/package.sh), .apk with deploy/apkv3/mkapk.
-# PKG_TARGETS="deb:linux/amd64 ..." picks others. The OpenWrt feed packages
-# (the gateway and luci-app-tcpcrypt-gw) are in deploy/openwrt/.
+# With any OpenWrt package, the LuCI app too (luci-app-tcpcrypt-gw, .ipk
+# "all" and .apk "noarch"). PKG_TARGETS="deb:linux/amd64 ..." picks others.
+# The OpenWrt feed packages (the gateway and the LuCI app) are in
+# deploy/openwrt/.
 package:
 	bash scripts/package.sh
 
