@@ -102,3 +102,22 @@ func TestReadRejects(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRead: any input gives a package or an error, never a panic.
+func FuzzRead(f *testing.F) {
+	b, err := os.ReadFile("testdata/mkpkg-ref.apk")
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(b[4:])))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(raw)
+	f.Add(raw[:len(raw)/2])
+	f.Add([]byte("ADB.pckg"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		Read(data)
+	})
+}
