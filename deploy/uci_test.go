@@ -32,6 +32,15 @@ var (
 	gwBinErr  error
 )
 
+// TestMain removes the gateway binary gatewayBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if gwBin != "" {
+		os.RemoveAll(filepath.Dir(gwBin))
+	}
+	os.Exit(code)
+}
+
 // gatewayBinary builds the gateway once for the tests of this package.
 func gatewayBinary(t *testing.T) string {
 	t.Helper()
