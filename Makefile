@@ -73,10 +73,14 @@ release:
 
 # package: the static binaries (as release) and the installable packages in
 # dist/: .deb for amd64 and arm64 (systemd unit, /etc/tcpcrypt-gw/config.yaml
-# as a conffile) and OpenWrt .ipk for mipsel_24kc, aarch64_cortex-a53,
-# arm_cortex-a7_neon-vfpv4 and x86_64, built with nfpm (go run, pinned in
-# scripts/package.sh). PKG_TARGETS="deb:linux/amd64 ..." picks others. The
-# OpenWrt feed package (also .apk for OpenWrt 25) is deploy/openwrt/Makefile.
+# as a conffile), OpenWrt .ipk (opkg, up to 24.10) and .apk (apk-tools 3,
+# OpenWrt 25.12) for mipsel_24kc, aarch64_cortex-a53,
+# arm_cortex-a7_neon-vfpv4 and x86_64; .deb and .ipk built with nfpm (go
+# run, pinned in scripts/package.sh), .apk with deploy/apkv3/mkapk.
+# With any OpenWrt package, the LuCI app too (luci-app-tcpcrypt-gw, .ipk
+# "all" and .apk "noarch"). PKG_TARGETS="deb:linux/amd64 ..." picks others.
+# The OpenWrt feed packages (the gateway and the LuCI app) are in
+# deploy/openwrt/.
 package:
 	bash scripts/package.sh
 

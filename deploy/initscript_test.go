@@ -166,9 +166,9 @@ func TestFeedMakefile(t *testing.T) {
 	for _, want := range []string{
 		"include $(TOPDIR)/rules.mk",
 		"include $(INCLUDE_DIR)/package.mk",
-		"include ../../lang/golang/golang-package.mk",
+		"include $(TOPDIR)/feeds/packages/lang/golang/golang-package.mk",
 		"PKG_BUILD_DEPENDS:=golang/host",
-		"DEPENDS:=$(GO_ARCH_DEPENDS) +kmod-tun",
+		"DEPENDS:=$(GO_ARCH_DEPENDS) +kmod-tun +nftables",
 		"GO_PKG_BUILD_PKG:=tcpcrypt-gw/cmd/tcpcrypt-gw",
 		"GO_PKG_LDFLAGS_X:=main.version=",
 		"define Package/tcpcrypt-gw/conffiles\n/etc/config/tcpcrypt-gw\n/etc/tcpcrypt-gw/config.yaml\nendef",

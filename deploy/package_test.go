@@ -48,9 +48,10 @@ const testVersion = "1.2.3-test"
 // budget of docs/deploy.md for a 16 MB-flash router.
 const mipsleMax = 8 << 20
 
-// buildPackages runs scripts/package.sh for one .deb (amd64) and one .ipk
-// (mipsle, the most common OpenWrt router CPU) into a temporary dist.
-func buildPackages(t *testing.T) (deb, ipk string) {
+// buildPackages runs scripts/package.sh for one .deb (amd64), one .ipk and
+// one .apk (mipsle, the most common OpenWrt router CPU) into a temporary
+// dist.
+func buildPackages(t *testing.T) (deb, ipk, apk string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds binaries and packages")
@@ -64,7 +65,7 @@ func buildPackages(t *testing.T) (deb, ipk string) {
 	cmd := exec.Command("bash", "scripts/package.sh")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), "DIST="+dist, "VERSION="+testVersion,
-		"PKG_TARGETS=deb:linux/amd64 ipk:linux/mipsle/softfloat")
+		"PKG_TARGETS=deb:linux/amd64 ipk:linux/mipsle/softfloat apk:linux/mipsle/softfloat")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("package.sh: %v\n%s", err, out)
@@ -72,18 +73,26 @@ func buildPackages(t *testing.T) (deb, ipk string) {
 	// VERSION 1.2.3-test: the package version keeps its digits, '-' -> '.'
 	deb = filepath.Join(dist, "tcpcrypt-gw_1.2.3.test_amd64.deb")
 	ipk = filepath.Join(dist, "tcpcrypt-gw_1.2.3.test_mipsel_24kc.ipk")
-	for _, f := range []string{deb, ipk, filepath.Join(dist, "SHA256SUMS")} {
+	// apk's version grammar has no room for "test": the numbers, -r0.
+	apk = filepath.Join(dist, "tcpcrypt-gw_1.2.3-r0_mipsel_24kc.apk")
+	for _, f := range []string{deb, ipk, apk, filepath.Join(dist, "SHA256SUMS")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("package.sh did not make %s:\n%s", f, out)
 		}
 	}
-	return deb, ipk
+	sums, _ := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if !strings.Contains(string(sums), filepath.Base(apk)) {
+		t.Errorf("SHA256SUMS does not cover the .apk:\n%s", sums)
+	}
+	return deb, ipk, apk
 }
 
 func TestPackages(t *testing.T) {
-	deb, ipk := buildPackages(t)
+	deb, ipk, apk := buildPackages(t)
 	t.Run("deb", func(t *testing.T) { checkDeb(t, deb) })
 	t.Run("ipk", func(t *testing.T) { checkIPK(t, ipk) })
+	t.Run("apk", func(t *testing.T) { checkAPK(t, apk, ipk) })
+	t.Run("luci", func(t *testing.T) { checkLuCIPackages(t, filepath.Dir(ipk)) })
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -208,7 +217,7 @@ func checkIPK(t *testing.T, ipk string) {
 			fields[k] = v
 		}
 	}
-	for k, want := range map[string]string{"Package": "tcpcrypt-gw", "Version": "1.2.3.test", "Architecture": "mipsel_24kc", "Depends": "kmod-tun", "Section": "net"} {
+	for k, want := range map[string]string{"Package": "tcpcrypt-gw", "Version": "1.2.3.test", "Architecture": "mipsel_24kc", "Depends": "kmod-tun, nftables", "Section": "net"} {
 		if fields[k] != want {
 			t.Errorf("control %s: %q, want %q", k, fields[k], want)
 		}
@@ -232,10 +241,11 @@ func checkIPK(t *testing.T, ipk string) {
 
 	data := tgzFiles(t, outer["data.tar.gz"].data)
 	want := map[string]os.FileMode{
-		"usr/bin/tcpcrypt-gw":         0o755,
-		"etc/init.d/tcpcrypt-gw":      0o755,
-		"etc/config/tcpcrypt-gw":      0o600,
-		"etc/tcpcrypt-gw/config.yaml": 0o600,
+		"usr/bin/tcpcrypt-gw":               0o755,
+		"etc/init.d/tcpcrypt-gw":            0o755,
+		"usr/share/tcpcrypt-gw/uci2yaml.sh": 0o644,
+		"etc/config/tcpcrypt-gw":            0o600,
+		"etc/tcpcrypt-gw/config.yaml":       0o600,
 	}
 	var regular []string
 	for name, e := range data {
@@ -259,9 +269,10 @@ func checkIPK(t *testing.T, ipk string) {
 	}
 	root := repoRoot(t)
 	for name, src := range map[string]string{
-		"etc/init.d/tcpcrypt-gw":      "deploy/openwrt/files/tcpcrypt-gw.init",
-		"etc/config/tcpcrypt-gw":      "deploy/openwrt/files/tcpcrypt-gw.config",
-		"etc/tcpcrypt-gw/config.yaml": "deploy/openwrt/files/config.yaml",
+		"etc/init.d/tcpcrypt-gw":            "deploy/openwrt/files/tcpcrypt-gw.init",
+		"usr/share/tcpcrypt-gw/uci2yaml.sh": "deploy/openwrt/files/uci2yaml.sh",
+		"etc/config/tcpcrypt-gw":            "deploy/openwrt/files/tcpcrypt-gw.config",
+		"etc/tcpcrypt-gw/config.yaml":       "deploy/openwrt/files/config.yaml",
 	} {
 		orig, _ := os.ReadFile(filepath.Join(root, src))
 		if !bytes.Equal(data[name].data, orig) {
@@ -269,7 +280,13 @@ func checkIPK(t *testing.T, ipk string) {
 		}
 	}
 
-	bin := data["usr/bin/tcpcrypt-gw"].data
+	checkMipsleBinary(t, data["usr/bin/tcpcrypt-gw"].data)
+}
+
+// checkMipsleBinary checks the packaged binary: a stripped little-endian
+// MIPS ELF with its version, within the flash budget.
+func checkMipsleBinary(t *testing.T, bin []byte) {
+	t.Helper()
 	f, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
 		t.Fatalf("binary: %v", err)

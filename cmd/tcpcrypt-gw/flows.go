@@ -24,8 +24,15 @@ func cmdFlows(args []string) error {
 	api := fs.String("api", "http://127.0.0.1:8473", "base URL of the gateway's HTTP API")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	tokenFile := fs.String("token-file", "", "file holding the API bearer token")
+	// --stats: the totals (/api/stats) as JSON, for OpenWrt's rpcd plugin
+	// of the LuCI app, which has no HTTP client that sends a header.
+	stats := fs.Bool("stats", false, "print the totals (/api/stats) as JSON instead")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	path := "/api/flows?limit=10000"
+	if *stats {
+		path, *asJSON = "/api/stats", true
 	}
 	header := http.Header{}
 	if *tokenFile != "" {
@@ -35,7 +42,7 @@ func cmdFlows(args []string) error {
 		}
 		header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	resp, err := smallhttp.Get(context.Background(), strings.TrimRight(*api, "/")+"/api/flows?limit=10000", header, 10*time.Second)
+	resp, err := smallhttp.Get(context.Background(), strings.TrimRight(*api, "/")+path, header, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("cannot reach the gateway API: %w", err)
 	}

@@ -48,3 +48,22 @@ func TestFlowsCommandUsesTokenAndReportsErrors(t *testing.T) {
 		t.Fatalf("without the token: %v, want a 401 error", err)
 	}
 }
+
+// TestFlowsStats: --stats asks for the totals (the LuCI app's rpcd plugin
+// reads them this way), with the token.
+func TestFlowsStats(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.Path + " " + r.Header.Get("Authorization")
+		w.Write([]byte(`{"flows_active":1}`))
+	}))
+	defer srv.Close()
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte("s3cret\n"), 0o600)
+	if err := cmdFlows([]string{"--api", srv.URL, "--token-file", tok, "--stats"}); err != nil {
+		t.Fatal(err)
+	}
+	if got != "/api/stats Bearer s3cret" {
+		t.Errorf("request %q", got)
+	}
+}

@@ -18,7 +18,7 @@ const usage = `usage: tcpcrypt-gw <command> [flags]
 commands:
   run [-c FILE]            run the gateway (embedded defaults without -c)
   check-config -c FILE     check a config file and report every problem
-  flows [--json] [--api URL] [--token-file F]
+  flows [--json] [--stats] [--api URL] [--token-file F]
                            show the flows of a running gateway
   session [--gateway H:P] [--json] LOCAL-IP:PORT REMOTE-IP:PORT
                            on a LAN host: the tcpcrypt session ID of one of its

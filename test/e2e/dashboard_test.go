@@ -85,6 +85,16 @@ func flowRows(dom []byte) []string {
 // than a blank page, including the green of encrypted rows.
 func checkScreenshot(t *testing.T, path string, width, height int) {
 	t.Helper()
+	colours, green := screenshotColours(t, path, width, height)
+	if colours < 16 || green < 200 {
+		t.Errorf("screenshot %s looks empty: %d colours, %d green pixels", path, colours, green)
+	}
+}
+
+// screenshotColours decodes a PNG, checks its size and counts its colours
+// and its green pixels (every other pixel of every other row).
+func screenshotColours(t *testing.T, path string, width, height int) (colours, green int) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -96,20 +106,17 @@ func checkScreenshot(t *testing.T, path string, width, height int) {
 	if img.Bounds() != image.Rect(0, 0, width, height) {
 		t.Errorf("screenshot %s is %v, want %dx%d", path, img.Bounds(), width, height)
 	}
-	colours := map[[3]uint32]bool{}
-	green := 0
+	seen := map[[3]uint32]bool{}
 	for y := 0; y < height; y += 2 {
 		for x := 0; x < width; x += 2 {
 			r, g, b, _ := img.At(x, y).RGBA()
-			colours[[3]uint32{r >> 8, g >> 8, b >> 8}] = true
+			seen[[3]uint32{r >> 8, g >> 8, b >> 8}] = true
 			if g>>8 > r>>8+8 && g>>8 > b>>8+4 {
 				green++
 			}
 		}
 	}
-	if len(colours) < 16 || green < 200 {
-		t.Errorf("screenshot %s looks empty: %d colours, %d green pixels", path, len(colours), green)
-	}
+	return len(seen), green
 }
 
 func TestDashboardInBrowser(t *testing.T) {
