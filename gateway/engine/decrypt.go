@@ -141,7 +141,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		// or the global budget is spent: refuse the bytes; the sender
 		// retransmits them later. (Reserved here for all the bytes can
 		// become, a frame being gathered or plaintext for the LAN host;
-		// settle returns the rest.)
+		// returnUnheld returns the rest.)
 		e.stats.BufferDrops.Add(1)
 		return delivered
 	}

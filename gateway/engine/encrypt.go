@@ -315,7 +315,7 @@ func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
 // ever reach it, so Tick re-sends it.
 func (e *Engine) ownTailUnacked(f *Flow) bool {
 	en := &f.enc
-	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).own()
+	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).rekeyAnswer()
 }
 
 // resendOwnTail re-sends the gateway's own empty frames at the end of the
@@ -323,7 +323,7 @@ func (e *Engine) ownTailUnacked(f *Flow) bool {
 func (e *Engine) resendOwnTail(f *Flow, out *Output) {
 	en := &f.enc
 	i := en.recs.len()
-	for i > 0 && en.recs.at(i-1).own() {
+	for i > 0 && en.recs.at(i-1).rekeyAnswer() {
 		i--
 	}
 	for ; i < en.recs.len(); i++ {
@@ -352,7 +352,7 @@ func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
 	sent := false
 	// The first frame that reaches past from, or an empty frame of ours
 	// (answerRekey) that sits exactly at from.
-	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) || r.own() && r.pStart == from })
+	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) || r.rekeyAnswer() && r.pStart == from })
 	for ; i < en.recs.len(); i++ {
 		r := en.recs.at(i)
 		if !seqLT(r.pStart, to) {

@@ -12,7 +12,7 @@
 // The flow of one packet through Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
-//     A GSO super-packet is one segment with a large payload (output.go).
+//     A GSO super-packet is one segment with a large payload (emit.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
 //  3. By the flow's state (dispatch.go):
 //     - handshake (syn.go, keyexchange.go): add, check and strip TCP-ENO,
@@ -25,7 +25,7 @@
 //     data are mapped from C to P;
 //     - passthrough: forwarded as it is.
 //  4. Every packet the engine sends is written to the Output batch, runs of
-//     segments of one flow joined into super-packets (output.go).
+//     segments of one flow joined into super-packets (emit.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
@@ -152,12 +152,12 @@ type Engine struct {
 	Flush func(*Output)
 
 	now       time.Time
-	rxOffload packet.Offload // of the packet being processed (forward keeps it)
-	rxSegs    uint64         // the segments it stands for
-	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
-	spare     spares         // an evicted flow's memory, for the next new ones (recycle)
-	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
-	ow        packet.OptionWriter
+	rxOffload packet.Offload      // of the packet being processed (forward keeps it)
+	rxSegs    uint64              // the segments it stands for
+	pending   []*Flow             // flows whose own Init bytes are not yet acknowledged
+	spare     spares              // an evicted flow's memory, for the next new ones (recycle)
+	idleScan  time.Time           // when Tick last looked for idle flows (releaseIdle)
+	optWriter packet.OptionWriter // builds the options of the segment being emitted
 	sack      [4]packet.SACKBlock
 
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
@@ -321,7 +321,7 @@ func (e *Engine) Tick(now time.Time, out *Output) {
 	cfg := e.cfg.Load()
 	kept := e.pending[:0]
 	for _, f := range e.pending {
-		e.spill(out)
+		e.flushIfFull(out)
 		en := &f.enc
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
@@ -400,7 +400,7 @@ func (e *Engine) ResetAll(now time.Time, out *Output) {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"
 			e.abort(en.Value, out)
-			e.spill(out)
+			e.flushIfFull(out)
 		}
 		return true
 	})

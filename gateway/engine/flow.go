@@ -69,7 +69,7 @@ type Flow struct {
 	WAN         netip.AddrPort
 
 	// *handshake holds what only the handshake needs; it is dropped once
-	// the flow is encrypted (Engine.settle), so an established flow is
+	// the flow is encrypted (Engine.returnUnheld), so an established flow is
 	// smaller. Plain flows keep it (a LAN host may still retransmit its SYN).
 	*handshake
 

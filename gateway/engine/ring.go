@@ -9,17 +9,6 @@ package engine
 
 import "sync"
 
-// Sequence-number arithmetic modulo 2^32 (RFC 9293 §3.4).
-func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
-func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
-func seqGT(a, b uint32) bool  { return int32(a-b) > 0 }
-func seqMax(a, b uint32) uint32 {
-	if seqGT(a, b) {
-		return a
-	}
-	return b
-}
-
 // byteRing holds the bytes of sequence range [seq, seq+len). Its buffer
 // comes from bufPools and goes back there when the ring empties (after the
 // packet, unless the flow parks it: parkRing): an idle flow holds no
@@ -219,7 +208,7 @@ func (r *byteRing) trim(to uint32) int {
 		r.head, r.lenA, r.lenB = k, r.lenB-k, 0
 	}
 	if r.len() == 0 {
-		r.head = 0 // the buffer stays until the packet is done (settle)
+		r.head = 0 // the buffer stays until the packet is done (returnUnheld)
 	}
 	return n
 }
@@ -238,16 +227,9 @@ type frameRec struct {
 func (r *frameRec) cAfter() uint32 { return r.cEnd + b2u(r.fin) }
 func (r *frameRec) pAfter() uint32 { return r.pEnd + b2u(r.fin) }
 
-// own reports a frame the gateway sent of itself, carrying none of the LAN
+// rekeyAnswer reports a frame the gateway sent of itself, carrying none of the LAN
 // host's bytes: an empty frame that answers the peer's rekey.
-func (r *frameRec) own() bool { return !r.init && !r.fin && r.pStart == r.pEnd }
-
-func b2u(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
-}
+func (r *frameRec) rekeyAnswer() bool { return !r.init && !r.fin && r.pStart == r.pEnd }
 
 // recRing is a FIFO of frame records in a circular slice (its length a
 // power of two); like byteRing, the slice comes from a pool and goes back
@@ -314,11 +296,4 @@ func (q *recRing) search(pred func(*frameRec) bool) int {
 		}
 	}
 	return lo
-}
-
-func seqMin(a, b uint32) uint32 {
-	if seqLT(a, b) {
-		return a
-	}
-	return b
 }

@@ -462,23 +462,23 @@ func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, ou
 // TFO option (RFC 8547 §4.7): a LAN host that never gets a cookie never
 // sends SYN data, so its later connections stay encryptable.
 func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool {
-	ow := &e.ow
-	ow.Reset()
+	w := &e.optWriter
+	w.Reset()
 	mss := uint16(0)
 	if clamp > 0 {
 		mss = uint16(min(clamp, int(^uint16(0))))
 		if !s.opts.HasMSS {
-			ow.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
+			w.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
 		} else if int(s.opts.MSS) < clamp {
 			mss = s.opts.MSS
 		}
 	}
-	ow.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
-	if enoOpt != nil && !ow.Raw(enoOpt) {
+	w.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
+	if enoOpt != nil && !w.Raw(enoOpt) {
 		return false
 	}
 	h := packet.HeaderFrom(s.Packet)
-	h.Options = ow.Bytes()
+	h.Options = w.Bytes()
 	e.emit(&h, out)
 	return true
 }

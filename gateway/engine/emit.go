@@ -1,18 +1,28 @@
-// The segments the engine sends on a flow's behalf, in both directions:
-// each carries the flow's current acknowledgment, window and options for
-// the side it goes to.
+// Emission: every packet the engine sends goes through this file into the
+// Output batch (output.go).
 //
-//  1. toWAN: from the LAN host's side to the WAN peer, in C: the
+//  1. forward copies a packet as it came in, with the offload header it
+//     came with (a super-packet stays one); emit builds a packet from a
+//     Header and, when the device takes offload headers, leaves the TCP
+//     checksum to the kernel (NEEDS_CSUM) and appends a packet that
+//     continues the previous one (the next segment of the same flow, same
+//     headers) to it: one frame per segment still, many segments per write
+//     (packet.Coalescer).
+//
+// The segments the engine sends on a flow's behalf, in both directions,
+// carry the flow's current acknowledgment, window and options for the side
+// it goes to:
+//
+//  2. toWAN: from the LAN host's side to the WAN peer, in C: the
 //     acknowledgment the decrypting direction has earned (dec.cAcked), the
 //     LAN host's window capped to what the flow can hold (winToWAN), the
 //     LAN host's timestamps, the non-SYN ENO option while it must ride
 //     along (RFC 8547 §4.6), SACK blocks for bytes held beyond a hole.
-//  2. toLAN: from the WAN peer's side to the LAN host, in P: the
+//  3. toLAN: from the WAN peer's side to the LAN host, in P: the
 //     acknowledgment of whole frames the WAN has acknowledged (enc.pAcked),
 //     the WAN peer's window scaled for the framing overhead (winToLAN), its
 //     timestamps, SACK blocks mapped to whole frames.
-//  3. Both go through emit (output.go), which joins runs of them into
-//     super-packets.
+//  4. Both go through emit, which joins runs of them into super-packets.
 
 package engine
 
@@ -25,21 +35,21 @@ import (
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.
 func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
-	ow := &e.ow
-	ow.Reset()
+	w := &e.optWriter
+	w.Reset()
 	if f.enoPending {
-		ow.Raw(eno.NonSYNOption[:])
+		w.Raw(eno.NonSYNOption[:])
 	}
 	if f.tsOK {
-		ow.Timestamp(f.lanTSval, f.lanTSecr)
+		w.Timestamp(f.lanTSval, f.lanTSecr)
 	}
 	if f.sackOK && flags&packet.FlagRST == 0 {
 		// SACK blocks only where the segment still fits the path: a full
 		// frame leaves room for the timestamp option alone.
-		ow.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-ow.Len())
+		w.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAcked, Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: f.dec.cAcked, Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
 	}
@@ -70,16 +80,16 @@ func (e *Engine) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uin
 }
 
 func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
-	ow := &e.ow
-	ow.Reset()
+	w := &e.optWriter
+	w.Reset()
 	if f.tsOK {
-		ow.Timestamp(f.wanTSval, f.wanTSecr)
+		w.Timestamp(f.wanTSval, f.wanTSecr)
 	}
 	if f.sackOK && len(sack) > 0 {
-		ow.SACK(sack, f.lanMSS-len(payload)-ow.Len())
+		w.SACK(sack, f.lanMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: ow.Bytes(), Payload: payload}
+		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	e.emit(&h, out)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true
@@ -106,4 +116,49 @@ func (e *Engine) cappedWindow(win uint16, ws uint8, room int, num, den uint64) u
 	w := uint64(win) << ws
 	w = min(w, uint64(room)) * num / den
 	return uint16(min(w>>ws, 0xffff))
+}
+
+// forward copies the packet being processed to the output unchanged, with
+// the offload header it came with.
+func (e *Engine) forward(b []byte, out *Output) {
+	if len(b) > MaxPacket+40 {
+		e.stats.Malformed.Add(1)
+		return
+	}
+	dst := out.next(len(b))
+	out.commit(copy(dst, b), e.rxOffload)
+	out.co.Reset()
+	e.stats.PacketsOut.Add(e.rxSegs)
+}
+
+// emit builds one packet from h into the output, or appends it to the
+// super-packet being built (Output.Offload).
+func (e *Engine) emit(h *packet.Header, out *Output) {
+	if h.Len() > MaxPacket {
+		// Every sender cuts payloads to an MSS; a longer one is a bug,
+		// never worth a panic.
+		e.stats.Malformed.Add(1)
+		return
+	}
+	e.stats.PacketsOut.Add(1)
+	if !out.Offload {
+		out.commit(len(packet.Build(out.next(h.Len()), h)), packet.Offload{})
+		return
+	}
+	h.PartialChecksum = true
+	if out.N > 0 {
+		last := out.Bufs[out.N-1]
+		if grown, meta, ok := out.co.Append(last[out.Offset:], h, min(MaxPacket, cap(last)-out.Offset)); ok {
+			out.Bufs[out.N-1] = last[:out.Offset+len(grown)]
+			out.Meta[out.N-1] = meta
+			return
+		}
+	}
+	n := h.Len()
+	if packet.MayCoalesce(h) {
+		n = MaxPacket
+	}
+	pkt := packet.Build(out.next(n), h)
+	out.commit(len(pkt), packet.OffloadOf(pkt))
+	out.co.Start(pkt, h)
 }
