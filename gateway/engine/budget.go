@@ -120,8 +120,8 @@ func (e *Engine) returnUnheld(f *Flow) {
 			*d.reserved = d.held
 		}
 	}
-	e.parkRing(&f.enc.ring)
-	e.parkRing(&f.dec.ring)
+	parkRing(e, &f.enc.ring)
+	parkRing(e, &f.dec.ring)
 }
 
 // ParkShare: parked buffers take at most 1/ParkShare of the buffer budget
@@ -141,7 +141,7 @@ const ParkShare = 8
 // for flows that have data (a zero-window flow, never idle, could keep it
 // for good): it has its own allowance. A flow going idle (releaseIdle) or
 // away (release) gives its parked buffers back.
-func (e *Engine) parkRing(r *byteRing) {
+func parkRing[S space](e *Engine, r *byteRing[S]) {
 	const parkMin = 64 << 10
 	if r.parked > 0 && (r.len() > 0 || r.pool == nil || len(*r.pool) != int(r.parked)) {
 		e.stats.ParkedBytes.Add(-int64(r.parked))

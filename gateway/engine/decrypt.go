@@ -38,14 +38,14 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.wanWin = s.Window
 	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
 	if s.has(packet.FlagACK) {
-		e.wanAck(f, s.Ack)
+		e.wanAck(f, cSeq(s.Ack))
 	}
 	if s.has(packet.FlagRST) {
 		e.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
 		f.State = StateClosed
 		return
 	}
-	seq, data := s.Seq, s.Payload()
+	seq, data := cSeq(s.Seq), s.Payload()
 	fin := s.has(packet.FlagFIN)
 	f.Stats.CipherBytesIn += uint64(len(data))
 	if !d.keyed {
@@ -92,21 +92,21 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 // receive takes the C bytes [seq, seq+len(data)) (and a FIN after them);
 // psh is the segment's PSH flag, passed on with the plaintext of the last
 // frame it completes.
-func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh bool, out *Output) bool {
+func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh bool, out *Output) bool {
 	d := &f.dec
-	end := seq + uint32(len(data))
+	end := seq.add(len(data))
 	delivered := false
-	if seqLT(seq, d.cRcv) {
-		oldEnd := end + b2u(fin)
-		if seqGT(oldEnd, d.cRcv) {
+	if seq.lt(d.cRcv) {
+		oldEnd := end.add(b2i(fin))
+		if oldEnd.gt(d.cRcv) {
 			oldEnd = d.cRcv
 		}
 		delivered = e.redeliver(f, seq, oldEnd, out)
-		if seqGT(end, d.cRcv) {
-			data, seq = data[int(d.cRcv-seq):], d.cRcv
+		if end.gt(d.cRcv) {
+			data, seq = data[d.cRcv.since(seq):], d.cRcv
 		} else {
 			data, seq = nil, end
-			if seqLT(end, d.cRcv) || d.finDelivered {
+			if end.lt(d.cRcv) || d.finDelivered {
 				fin = false
 			}
 		}
@@ -118,22 +118,22 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 	if len(data) == 0 && !fin {
 		return delivered
 	}
-	if seqGT(seq, d.cRcv) {
+	if seq.gt(d.cRcv) {
 		e.queueBeyondHole(f, seq, data, fin)
 		if f.holeReportable() {
 			e.ackWAN(f, out)
 		}
 		return delivered
 	}
-	if d.ooo.len() > 0 && seqGT(end, d.ooo.first().seq) {
+	if d.ooo.len() > 0 && end.gt(d.ooo.first().seq) {
 		// The segment fills the hole and runs on into bytes already
 		// queued beyond it (a retransmitted super-packet): what lies
 		// beyond the hole joins the queue, where only bytes not held
 		// yet are reserved. Reserving it all again here could exceed
 		// the direction's limit and drop the hole's only repair, for
 		// good.
-		cut := int(d.ooo.first().seq - seq)
-		e.queueBeyondHole(f, seq+uint32(cut), data[cut:], fin)
+		cut := d.ooo.first().seq.since(seq)
+		e.queueBeyondHole(f, seq.add(cut), data[cut:], fin)
 		data, fin = data[:cut], false
 	}
 	if !e.admitIn(f, len(data)) {
@@ -149,17 +149,17 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
-		e.wanFIN(f, seq+uint32(len(data)), out)
+		e.wanFIN(f, seq.add(len(data)), out)
 	}
 	for d.ooo.len() > 0 && f.State == StateEncrypted {
 		q := d.ooo.first()
-		qEnd := q.seq + uint32(len(q.data))
-		if seqGT(q.seq, d.cRcv) {
+		qEnd := q.seq.add(len(q.data))
+		if q.seq.gt(d.cRcv) {
 			break
 		}
 		qdata, qfin := q.data, q.fin
-		if seqGT(qEnd, d.cRcv) {
-			qdata = qdata[int(d.cRcv-q.seq):]
+		if qEnd.gt(d.cRcv) {
+			qdata = qdata[d.cRcv.since(q.seq):]
 		} else {
 			qdata = nil
 		}
@@ -182,8 +182,8 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh
 }
 
 // queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
-func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
-	e.enqueue(f, &f.dec.ooo, (*Engine).admitIn, seq, data, fin)
+func (e *Engine) queueBeyondHole(f *Flow, seq cSeq, data []byte, fin bool) {
+	enqueue(e, f, &f.dec.ooo, (*Engine).admitIn, seq, data, fin)
 }
 
 // ackPartial acknowledges to the WAN the bytes of a frame still being
@@ -196,7 +196,7 @@ func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
 // (redeliver) if the LAN host lost it. It reports whether cAcked moved.
 func (f *Flow) ackPartial() bool {
 	d := &f.dec
-	if len(d.partial) == 0 || !f.lanCaughtUp() || !seqGT(d.cRcv, d.cAcked) {
+	if len(d.partial) == 0 || !f.lanCaughtUp() || !d.cRcv.gt(d.cAcked) {
 		return false
 	}
 	d.cAcked = d.cRcv
@@ -218,7 +218,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 			}
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
-				d.cRcv += uint32(n)
+				d.cRcv = d.cRcv.add(n)
 				if !e.openAndDeliver(cfg, f, data[:n], start, psh && n == len(data), out) {
 					return delivered
 				}
@@ -240,9 +240,9 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 		take := min(need-len(d.partial), len(data))
 		d.partial = append(d.partial, data[:take]...)
 		data = data[take:]
-		d.cRcv += uint32(take)
+		d.cRcv = d.cRcv.add(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
-			start := d.cRcv - uint32(need)
+			start := d.cRcv.add(-need)
 			ok := e.openAndDeliver(cfg, f, d.partial, start, psh && len(data) == 0, out)
 			d.partial = d.partial[:0]
 			if !ok {
@@ -257,7 +257,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 // openAndDeliver authenticates one whole frame that starts at C sequence
 // cStart and sends its plaintext to the LAN host, the last segment with PSH
 // if psh.
-func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint32, psh bool, out *Output) bool {
+func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart cSeq, psh bool, out *Output) bool {
 	d := &f.dec
 	if d.finFrame {
 		e.authFailed(f, "data after the FIN frame", out)
@@ -271,8 +271,8 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 	}
 	rekeyed := d.opener.Generation() != gen
 	d.offRcv += uint64(len(frame))
-	cEnd := cStart + uint32(len(frame))
-	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
+	cEnd := cStart.add(len(frame))
+	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv.add(len(pt))}
 	d.ring.append(pt, d.reserved) // reserved by receive
 	d.recs.push(r)
 	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
@@ -300,7 +300,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 
 // sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS,
 // the last segment with PSH if psh or fin.
-func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *Output) {
+func (e *Engine) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool, out *Output) {
 	maxSeg := f.lanMSS
 	if f.tsOK {
 		maxSeg -= 12
@@ -321,13 +321,13 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 			flags |= packet.FlagFIN
 		}
 		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos, out)
-		seq += uint32(n)
+		seq = seq.add(n)
 		pt = pt[n:]
 	}
 }
 
 // wanFIN handles a TCP FIN at C sequence finSeq, reached in order.
-func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
+func (e *Engine) wanFIN(f *Flow, finSeq cSeq, out *Output) {
 	d := &f.dec
 	if d.finDelivered {
 		return
@@ -349,13 +349,13 @@ func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
 
 // redeliver sends again, from the kept plaintext, the frames that cover the
 // C range [from, to): the LAN host lost them or the sender retransmits.
-func (e *Engine) redeliver(f *Flow, from, to uint32, out *Output) bool {
+func (e *Engine) redeliver(f *Flow, from, to cSeq, out *Output) bool {
 	d := &f.dec
 	sent := false
-	i := d.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), from) })
+	i := d.recs.search(func(r *frameRec) bool { return r.cAfter().gt(from) })
 	for ; i < d.recs.len(); i++ {
 		r := d.recs.at(i)
-		if !seqLT(r.cStart, to) {
+		if !r.cStart.lt(to) {
 			break
 		}
 		if r.init {
@@ -371,25 +371,25 @@ func (e *Engine) redeliver(f *Flow, from, to uint32, out *Output) bool {
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
 // plaintext the LAN host has acknowledged (and the peer's Init, which the
 // gateway consumed itself).
-func (e *Engine) lanAck(f *Flow, ack uint32) {
+func (e *Engine) lanAck(f *Flow, ack pSeq) {
 	d := &f.dec
-	if seqGT(ack, d.pRcv) {
+	if ack.gt(d.pRcv) {
 		ack = d.pRcv
 	}
-	if seqGT(ack, d.pAck) {
+	if ack.gt(d.pAck) {
 		d.pAck = ack
 	}
 	for d.recs.len() > 0 {
 		r := d.recs.first()
-		if !seqLEQ(r.pAfter(), d.pAck) {
+		if !r.pAfter().leq(d.pAck) {
 			break
 		}
-		d.cAcked = seqMax(d.cAcked, r.cAfter())
+		d.cAcked = d.cAcked.max(r.cAfter())
 		d.recs.pop()
 	}
 	f.ackPartial()
-	if seqGT(d.pAck, d.ring.seq) {
-		d.ring.trim(seqMin(d.pAck, d.ring.end()))
+	if d.pAck.gt(d.ring.seq) {
+		d.ring.trim(d.pAck.min(d.ring.end()))
 	}
 }
 

@@ -34,7 +34,7 @@ import (
 
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.
-func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uint8, out *Output) {
+func (e *Engine) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8, out *Output) {
 	w := &e.optWriter
 	w.Reset()
 	if f.enoPending {
@@ -49,7 +49,7 @@ func (e *Engine) toWAN(f *Flow, seq uint32, flags uint8, payload []byte, tos uin
 		w.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: seq, Ack: f.dec.cAcked, Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
 	}
@@ -71,7 +71,7 @@ func (e *Engine) ackWAN(f *Flow, out *Output) {
 }
 
 // toLAN sends a segment from the WAN peer's side of f to the LAN host.
-func (e *Engine) toLAN(f *Flow, seq, ack uint32, flags uint8, payload []byte, tos uint8, out *Output) {
+func (e *Engine) toLAN(f *Flow, seq, ack pSeq, flags uint8, payload []byte, tos uint8, out *Output) {
 	e.toLANOpts(f, seq, ack, flags, payload, nil, tos, out)
 }
 
@@ -79,7 +79,7 @@ func (e *Engine) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uin
 	e.toLANOpts(f, f.dec.pRcv, f.enc.pAcked, flags, nil, sack, tos, out)
 }
 
-func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
+func (e *Engine) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
 	w := &e.optWriter
 	w.Reset()
 	if f.tsOK {
@@ -89,7 +89,7 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack uint32, flags uint8, payload []byte
 		w.SACK(sack, f.lanMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: seq, Ack: ack, Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	e.emit(&h, out)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true

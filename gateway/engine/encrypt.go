@@ -31,17 +31,17 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	}
 	f.lanWin = s.Window
 	if s.has(packet.FlagRST) {
-		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		e.toWAN(f, e.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
 		f.State = StateClosed
 		return
 	}
 	if s.has(packet.FlagACK) {
-		e.lanAck(f, s.Ack)
+		e.lanAck(f, pSeq(s.Ack))
 	}
 	pay := s.Payload()
 	fin := s.has(packet.FlagFIN)
 	if len(pay) == 0 && !fin {
-		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS, out)
+		e.toWAN(f, e.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS, out)
 		return
 	}
 	keyed := en.sealer != nil
@@ -52,9 +52,9 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 			expect++
 		}
 	}
-	seq := s.Seq
-	end := seq + uint32(len(pay))
-	if seqGT(seq, expect) {
+	seq := pSeq(s.Seq)
+	end := seq.add(len(pay))
+	if seq.gt(expect) {
 		// A hole in the LAN host's own stream: the C position of these
 		// bytes is unknown until the hole is filled, so they wait for it
 		// (queueBeyondLANHole). The ACK they carry goes on only if it says
@@ -69,15 +69,15 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		return
 	}
 	sent := false
-	if seqLT(seq, expect) && keyed {
-		oldEnd := end + b2u(fin)
-		if seqGT(oldEnd, expect) {
+	if seq.lt(expect) && keyed {
+		oldEnd := end.add(b2i(fin))
+		if oldEnd.gt(expect) {
 			oldEnd = expect
 		}
 		sent = e.retransmit(f, seq, oldEnd, out)
 	}
-	if seqGT(end, expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
-		at := len(s.Buf) - len(pay) + int(expect-seq) // fresh = s.Buf[at:], behind the TCP header
+	if end.gt(expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
+		at := len(s.Buf) - len(pay) + expect.since(seq) // fresh = s.Buf[at:], behind the TCP header
 		fresh := s.Buf[at:]
 		f.Stats.PlainBytesOut += uint64(len(fresh))
 		if !keyed {
@@ -87,7 +87,7 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		if e.frame(cfg, f, s.Buf, at, fin, s.has(packet.FlagPSH), out) {
 			sent = true
 		}
-		if en.ooo.len() > 0 && seqLT(en.pNxt, end) {
+		if en.ooo.len() > 0 && en.pNxt.lt(end) {
 			// The hole's repair could not be framed whole (the budget is
 			// spent): what waits beyond it must not keep the budget the
 			// repair needs, or flows whose queues hold all of it would
@@ -115,8 +115,8 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (e *Engine) queueBeyondLANHole(f *Flow, seq uint32, data []byte, fin bool) {
-	if e.enqueue(f, &f.enc.ooo, (*Engine).admitOut, seq, data, fin) {
+func (e *Engine) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
+	if enqueue(e, f, &f.enc.ooo, (*Engine).admitOut, seq, data, fin) {
 		e.stats.LANReordered.Add(1)
 	}
 }
@@ -130,17 +130,17 @@ func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
 	en := &f.enc
 	q := &en.ooo
 	sent := false
-	for q.len() > 0 && !seqGT(q.first().seq, en.pNxt) {
+	for q.len() > 0 && !q.first().seq.gt(en.pNxt) {
 		s := q.first()
 		e.table.Release(len(s.data))
 		en.reserved -= len(s.data)
-		if seqGT(s.end(), en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
-			fresh := s.data[int(en.pNxt-s.seq):]
+		if s.end().gt(en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
+			fresh := s.data[en.pNxt.since(s.seq):]
 			f.Stats.PlainBytesOut += uint64(len(fresh))
 			if e.frame(cfg, f, fresh, 0, s.fin, true, out) {
 				sent = true
 			}
-			if en.pNxt != s.end()+b2u(s.fin) { // cut short by the limits
+			if en.pNxt != s.end().add(b2i(s.fin)) { // cut short by the limits
 				q.pop()
 				e.dropQueued(f)
 				return sent
@@ -247,7 +247,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 			fr = en.sealer.SealFrame(t, en.offNxt, flags, 0, buf[at:at+n])
 		}
 		en.ring.commit(len(fr))
-		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0, psh: last && (psh || fin)}
+		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt.add(len(fr)), pStart: en.pNxt, pEnd: en.pNxt.add(n), fin: flags != 0, psh: last && (psh || fin)}
 		en.recs.push(r)
 		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
 		en.offNxt += uint64(len(fr))
@@ -344,7 +344,7 @@ func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).
-func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
+func (e *Engine) retransmit(f *Flow, from, to pSeq, out *Output) bool {
 	en := &f.enc
 	if !en.initAcked {
 		e.sendInit(f, out)
@@ -352,10 +352,10 @@ func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
 	sent := false
 	// The first frame that reaches past from, or an empty frame of ours
 	// (answerRekey) that sits exactly at from.
-	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) || r.rekeyAnswer() && r.pStart == from })
+	i := en.recs.search(func(r *frameRec) bool { return r.pAfter().gt(from) || r.rekeyAnswer() && r.pStart == from })
 	for ; i < en.recs.len(); i++ {
 		r := en.recs.at(i)
-		if !seqLT(r.pStart, to) {
+		if !r.pStart.lt(to) {
 			break
 		}
 		if r.init {
@@ -368,7 +368,7 @@ func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
 }
 
 // pToC maps a P sequence number of the LAN host's stream to C.
-func (e *Engine) pToC(f *Flow, p uint32) uint32 {
+func (e *Engine) pToC(f *Flow, p pSeq) cSeq {
 	en := &f.enc
 	if p == en.pNxt || en.sealer == nil {
 		return en.cNxt
@@ -380,10 +380,10 @@ func (e *Engine) pToC(f *Flow, p uint32) uint32 {
 			break
 		}
 	}
-	if seqLT(p, en.pAcked) { // keep-alive probes sit just before snd_una
-		return cUna - (en.pAcked - p)
+	if p.lt(en.pAcked) { // keep-alive probes sit just before snd_una
+		return cUna.add(-en.pAcked.since(p))
 	}
-	i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.pStart, p) })
+	i := en.recs.search(func(r *frameRec) bool { return !r.pStart.lt(p) })
 	if i < en.recs.len() && en.recs.at(i).pStart == p && !en.recs.at(i).init {
 		return en.recs.at(i).cStart
 	}
@@ -394,21 +394,21 @@ func (e *Engine) pToC(f *Flow, p uint32) uint32 {
 // frames wholly acknowledged are forgotten and their P end becomes the
 // acknowledgment the LAN host sees. A partly acknowledged frame counts as
 // not acknowledged.
-func (e *Engine) wanAck(f *Flow, ack uint32) {
+func (e *Engine) wanAck(f *Flow, ack cSeq) {
 	en := &f.enc
-	if seqGT(ack, en.cNxt) {
+	if ack.gt(en.cNxt) {
 		return // acknowledges what was never sent
 	}
-	en.cAckSeen = seqMax(en.cAckSeen, ack)
+	en.cAckSeen = en.cAckSeen.max(ack)
 	for en.recs.len() > 0 {
 		r := en.recs.first()
-		if !seqLEQ(r.cAfter(), ack) {
+		if !r.cAfter().leq(ack) {
 			break
 		}
 		if r.init {
 			en.initAcked = true
 		}
-		en.pAcked = seqMax(en.pAcked, r.pAfter())
+		en.pAcked = en.pAcked.max(r.pAfter())
 		en.recs.pop()
 	}
 	if en.recs.len() > 0 {
@@ -423,14 +423,14 @@ func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 	en := &f.enc
 	blocks := e.sack[:0]
 	for _, b := range o.SACK[:o.NSACK] {
-		i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.cStart, b.Left) })
-		j := en.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), b.Right) }) - 1
+		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
+		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
 		if i > j || i >= en.recs.len() || j < 0 {
 			continue
 		}
 		l, r := en.recs.at(i), en.recs.at(j)
-		if seqLT(l.pStart, r.pAfter()) {
-			blocks = append(blocks, packet.SACKBlock{Left: l.pStart, Right: r.pAfter()})
+		if l.pStart.lt(r.pAfter()) {
+			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
 		}
 	}
 	return blocks

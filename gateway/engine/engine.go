@@ -382,10 +382,10 @@ func (e *Engine) releaseIdle(now time.Time) {
 		}
 		f.enc.sealer.Release()
 		f.dec.opener.Release()
-		for _, r := range [2]*byteRing{&f.enc.ring, &f.dec.ring} {
-			r.free()
-			e.parkRing(r) // gives back what it parked
-		}
+		f.enc.ring.free()
+		parkRing(e, &f.enc.ring) // gives back what it parked
+		f.dec.ring.free()
+		parkRing(e, &f.dec.ring)
 		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true
 	})

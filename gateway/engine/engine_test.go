@@ -101,7 +101,7 @@ func TestBareFINIsTruncation(t *testing.T) {
 	h := packet.HeaderFrom(&p)
 	h.Options = p.Options()
 	h.Flags |= packet.FlagFIN
-	h.Seq = c.a.flow(t).enc.cNxt // a forged FIN at the right C position
+	h.Seq = uint32(c.a.flow(t).enc.cNxt) // a forged FIN at the right C position
 	forged := packet.Build(make([]byte, h.Len()), &h)
 	outs := c.b.process(forged, c.now)
 	for _, q := range outs {

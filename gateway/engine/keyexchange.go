@@ -34,14 +34,14 @@ func (f *Flow) initDirections() {
 		f.streams = new(streams)
 	}
 	en, d := &f.enc, &f.dec
-	s := f.lanISN + 1
-	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = s, s, s, s
-	en.ring.reset(s)
-	en.held.reset(s)
+	p, c := f.encStart()
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
+	en.ring.reset(c)
+	en.held.reset(p)
 	en.recs.reset()
-	w := f.wanISN + 1
-	d.cRcv, d.pRcv, d.pAck, d.cAcked = w, w, w, w
-	d.ring.reset(w)
+	c, p = f.decStart()
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
+	d.ring.reset(p)
 	d.recs.reset()
 }
 
@@ -80,9 +80,9 @@ func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
 func (e *Engine) queueInit(f *Flow, msg []byte) {
 	en := &f.enc
 	en.ring.append(msg, 0)
-	start := f.lanISN + 1
-	en.recs.push(frameRec{cStart: start, cEnd: start + uint32(len(msg)), pStart: start, pEnd: start, init: true})
-	en.cNxt = start + uint32(len(msg))
+	p, c := f.encStart()
+	en.recs.push(frameRec{cStart: c, cEnd: c.add(len(msg)), pStart: p, pEnd: p, init: true})
+	en.cNxt = c.add(len(msg))
 	en.offNxt = uint64(len(msg))
 	en.initLen = len(msg)
 	en.initStart = e.now
@@ -104,13 +104,14 @@ func (e *Engine) sendInit(f *Flow, out *Output) {
 // consumeInit takes the bytes of the peer's Init message from the start of
 // its C stream, acknowledging them itself. It returns what follows the
 // message in this segment.
-func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out *Output) (uint32, []byte) {
+func (e *Engine) consumeInit(cfg *Config, f *Flow, seq cSeq, data []byte, out *Output) (cSeq, []byte) {
 	d := &f.dec
-	pos := f.wanISN + 1 + uint32(len(d.initBuf))
-	if seqGT(seq, pos) || len(data) == 0 {
+	c0, _ := f.decStart()
+	pos := c0.add(len(d.initBuf))
+	if seq.gt(pos) || len(data) == 0 {
 		return seq, nil // a hole before the Init completes: the peer retransmits
 	}
-	skip := int(pos - seq)
+	skip := pos.since(seq)
 	if skip >= len(data) {
 		return seq, nil
 	}
@@ -131,7 +132,7 @@ func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out 
 		}
 		take := min(need-len(d.initBuf), len(data))
 		d.initBuf = append(d.initBuf, data[:take]...)
-		data, seq = data[take:], seq+uint32(take)
+		data, seq = data[take:], seq.add(take)
 		if len(d.initBuf) < need {
 			return seq, nil
 		}
@@ -275,10 +276,10 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = e.now
 	d := &f.dec
-	start := f.wanISN + 1
-	n := uint32(len(d.initBuf))
-	d.recs.push(frameRec{cStart: start, cEnd: start + n, pStart: start, pEnd: start, init: true})
-	d.cRcv = start + n
+	c, p := f.decStart()
+	n := len(d.initBuf)
+	d.recs.push(frameRec{cStart: c, cEnd: c.add(n), pStart: p, pEnd: p, init: true})
+	d.cRcv = c.add(n)
 	d.offRcv = uint64(n)
 	d.keyed = true
 	d.initBuf = nil

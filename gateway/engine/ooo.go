@@ -9,7 +9,7 @@ import "tcpcrypt-gw/gateway/packet"
 // enqueue keeps [seq, seq+len(data)) in q, a direction's queue beyond a
 // hole, reserving with admit (admitIn or admitOut) only the bytes q does
 // not hold yet. It reports false if the bytes were dropped (limits).
-func (e *Engine) enqueue(f *Flow, q *oooQueue, admit func(*Engine, *Flow, int) bool, seq uint32, data []byte, fin bool) bool {
+func enqueue[S space](e *Engine, f *Flow, q *oooQueue[S], admit func(*Engine, *Flow, int) bool, seq seqNum[S], data []byte, fin bool) bool {
 	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !admit(e, f, n)) {
 		e.stats.BufferDrops.Add(1)
 		return false
@@ -20,8 +20,8 @@ func (e *Engine) enqueue(f *Flow, q *oooQueue, admit func(*Engine, *Flow, int) b
 
 // oooSeg is a segment that arrived beyond a hole (from the WAN in C, from
 // the LAN in P).
-type oooSeg struct {
-	seq  uint32
+type oooSeg[S space] struct {
+	seq  seqNum[S]
 	data []byte
 	buf  *[]byte // the pooled buffer data lives in (oooPool)
 	fin  bool
@@ -33,28 +33,28 @@ type oooSeg struct {
 var oooPool = slicePool[byte]{minLen: 2048}
 
 // newOOOSeg returns a segment of n bytes at seq, in a pooled buffer.
-func newOOOSeg(seq uint32, n int) oooSeg {
+func newOOOSeg[S space](seq seqNum[S], n int) oooSeg[S] {
 	b := oooPool.get(n)
-	return oooSeg{seq: seq, data: (*b)[:n], buf: b}
+	return oooSeg[S]{seq: seq, data: (*b)[:n], buf: b}
 }
 
 // free gives the segment's buffer back; the segment is empty after.
-func (s *oooSeg) free() {
+func (s *oooSeg[S]) free() {
 	if s.buf != nil {
 		oooPool.put(s.buf)
 	}
-	*s = oooSeg{}
+	*s = oooSeg[S]{}
 }
 
-func (s *oooSeg) end() uint32 { return s.seq + uint32(len(s.data)) }
+func (s *oooSeg[S]) end() seqNum[S] { return s.seq.add(len(s.data)) }
 
 // oooQueue keeps out-of-order segments sorted by sequence number, and the
 // sequence number of the last one that arrived (its island of data leads
 // the SACK blocks).
-type oooQueue struct {
-	segs   []oooSeg
+type oooQueue[S space] struct {
+	segs   []oooSeg[S]
 	bytes  int
-	recent uint32
+	recent seqNum[S]
 }
 
 // oooMaxIslands bounds the islands of a queue. Each lives in a pooled
@@ -64,34 +64,34 @@ type oooQueue struct {
 // loss and reordering make a few islands per window.
 const oooMaxIslands = 64
 
-func (q *oooQueue) len() int { return len(q.segs) }
+func (q *oooQueue[S]) len() int { return len(q.segs) }
 
 // room reports whether [seq, seq+n) can be queued: it joins an island, or
 // there is room for one more.
-func (q *oooQueue) room(seq uint32, n int) bool {
+func (q *oooQueue[S]) room(seq seqNum[S], n int) bool {
 	if len(q.segs) < oooMaxIslands {
 		return true
 	}
-	end := seq + uint32(n)
+	end := seq.add(n)
 	for i := range q.segs {
-		if seqLEQ(q.segs[i].seq, end) && seqLEQ(seq, q.segs[i].end()) {
+		if q.segs[i].seq.leq(end) && seq.leq(q.segs[i].end()) {
 			return true
 		}
 	}
 	return false
 }
 
-func (q *oooQueue) first() *oooSeg { return &q.segs[0] }
+func (q *oooQueue[S]) first() *oooSeg[S] { return &q.segs[0] }
 
-func (q *oooQueue) pop() {
+func (q *oooQueue[S]) pop() {
 	q.bytes -= len(q.segs[0].data)
 	q.segs[0].free()
 	copy(q.segs, q.segs[1:])
-	q.segs[len(q.segs)-1] = oooSeg{}
+	q.segs[len(q.segs)-1] = oooSeg[S]{}
 	q.segs = q.segs[:len(q.segs)-1]
 }
 
-func (q *oooQueue) clear() {
+func (q *oooQueue[S]) clear() {
 	for i := range q.segs {
 		q.segs[i].free()
 	}
@@ -100,12 +100,12 @@ func (q *oooQueue) clear() {
 
 // newBytes counts the bytes of [seq, seq+n) that no queued segment holds
 // (queued segments never overlap: insert merges them).
-func (q *oooQueue) newBytes(seq uint32, n int) int {
-	end := seq + uint32(n)
+func (q *oooQueue[S]) newBytes(seq seqNum[S], n int) int {
+	end := seq.add(n)
 	for _, s := range q.segs {
-		lo, hi := seqMax(seq, s.seq), seqMin(end, s.end())
-		if seqLT(lo, hi) {
-			n -= int(hi - lo)
+		lo, hi := seq.max(s.seq), end.min(s.end())
+		if lo.lt(hi) {
+			n -= hi.since(lo)
 		}
 	}
 	return n
@@ -117,19 +117,19 @@ func (q *oooQueue) newBytes(seq uint32, n int) int {
 // bytes counts each byte once and the reservation (newBytes) matches it.
 // A retransmission carries the same bytes (RFC 8548 §3.6), so which copy
 // is kept does not matter.
-func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
+func (q *oooQueue[S]) insert(seq seqNum[S], data []byte, fin bool) {
 	q.recent = seq
-	end := seq + uint32(len(data))
+	end := seq.add(len(data))
 	i := 0
-	for i < len(q.segs) && seqLT(q.segs[i].end(), seq) {
+	for i < len(q.segs) && q.segs[i].end().lt(seq) {
 		i++
 	}
 	j := i
-	for j < len(q.segs) && seqLEQ(q.segs[j].seq, end) {
+	for j < len(q.segs) && q.segs[j].seq.leq(end) {
 		j++
 	}
 	if i == j { // touches nothing: a segment of its own
-		q.segs = append(q.segs, oooSeg{})
+		q.segs = append(q.segs, oooSeg[S]{})
 		copy(q.segs[i+1:], q.segs[i:])
 		q.segs[i] = newOOOSeg(seq, len(data))
 		copy(q.segs[i].data, data)
@@ -137,16 +137,16 @@ func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
 		q.bytes += len(data)
 		return
 	}
-	lo, hi := seqMin(seq, q.segs[i].seq), seqMax(end, q.segs[j-1].end())
-	merged := newOOOSeg(lo, int(hi-lo))
+	lo, hi := seq.min(q.segs[i].seq), end.max(q.segs[j-1].end())
+	merged := newOOOSeg(lo, hi.since(lo))
 	for k := i; k < j; k++ {
 		s := &q.segs[k]
-		copy(merged.data[s.seq-lo:], s.data)
+		copy(merged.data[s.seq.since(lo):], s.data)
 		merged.fin = merged.fin || s.fin && s.end() == hi
 		q.bytes -= len(s.data)
 		s.free()
 	}
-	copy(merged.data[seq-lo:], data)
+	copy(merged.data[seq.since(lo):], data)
 	merged.fin = merged.fin || fin && end == hi
 	q.bytes += len(merged.data)
 	q.segs[i] = merged
@@ -154,17 +154,17 @@ func (q *oooQueue) insert(seq uint32, data []byte, fin bool) {
 	clear(q.segs[len(q.segs) : len(q.segs)+j-i-1])
 }
 
-func (q *oooQueue) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
+func (q *oooQueue[S]) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
 	start := len(dst)
 	for i := 0; i < len(q.segs); {
 		l := q.segs[i].seq
-		r := l + uint32(len(q.segs[i].data))
+		r := q.segs[i].end()
 		j := i + 1
-		for j < len(q.segs) && seqLEQ(q.segs[j].seq, r) {
-			r = seqMax(r, q.segs[j].seq+uint32(len(q.segs[j].data)))
+		for j < len(q.segs) && q.segs[j].seq.leq(r) {
+			r = r.max(q.segs[j].end())
 			j++
 		}
-		dst = append(dst, packet.SACKBlock{Left: l, Right: r})
+		dst = append(dst, packet.SACKBlock{Left: uint32(l), Right: uint32(r)})
 		i = j
 	}
 	// highest first, then the recent island to the front
@@ -173,7 +173,7 @@ func (q *oooQueue) blocks(dst []packet.SACKBlock, n int) []packet.SACKBlock {
 		b[x], b[y] = b[y], b[x]
 	}
 	for k := range b {
-		if !seqLT(q.recent, b[k].Left) && seqLT(q.recent, b[k].Right) {
+		if l, r := seqNum[S](b[k].Left), seqNum[S](b[k].Right); q.recent.geq(l) && q.recent.lt(r) {
 			rec := b[k]
 			copy(b[1:k+1], b[:k])
 			b[0] = rec

@@ -69,7 +69,7 @@ func TestWindowsBoundedByTheFlowBuffer(t *testing.T) {
 // the segment that arrived last (RFC 2018 §4), the others follow highest
 // first, and nothing below the hole is reported.
 func TestSACKBlocksLeadWithTheNewest(t *testing.T) {
-	var q oooQueue
+	var q oooQueue[cSpace]
 	q.insert(1000, make([]byte, 100), false)
 	q.insert(3000, make([]byte, 100), false)
 	q.insert(2000, make([]byte, 100), false) // newest, in the middle
