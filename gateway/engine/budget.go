@@ -54,20 +54,28 @@ const maxFrameLen = 1<<16 - 1 + tcpcrypt.FrameHeaderLen
 // dirLimit is what one direction of a flow may hold.
 func dirLimit(cfg *Config) int { return cfg.MaxBufferPerFlow / 2 }
 
+// admit reserves n bytes for one of f's directions (in: WAN to LAN).
+func (c *pkt) admit(f *Flow, in bool, n int) bool {
+	if in {
+		return c.admitIn(f, n)
+	}
+	return c.admitOut(f, n)
+}
+
 // admitOut reserves n bytes for f's LAN-to-WAN direction; false means the
 // bytes must not be kept.
-func (e *Engine) admitOut(f *Flow, n int) bool {
-	return e.reserve(&f.enc.reserved, n, dirLimit(e.cfg.Load()))
+func (c *pkt) admitOut(f *Flow, n int) bool {
+	return c.reserve(&f.enc.reserved, n, dirLimit(c.cfg))
 }
 
 // admitIn reserves n bytes for f's WAN-to-LAN direction; false means the
 // bytes must not be kept.
-func (e *Engine) admitIn(f *Flow, n int) bool {
-	limit := dirLimit(e.cfg.Load())
+func (c *pkt) admitIn(f *Flow, n int) bool {
+	limit := dirLimit(c.cfg)
 	if d := &f.dec; d.ring.len() == 0 && d.ooo.bytes == 0 && len(d.partial)+n <= maxFrameLen {
 		limit = max(limit, maxFrameLen) // a frame being gathered, and nothing else (see above)
 	}
-	return e.reserve(&f.dec.reserved, n, limit)
+	return c.reserve(&f.dec.reserved, n, limit)
 }
 
 func (e *Engine) reserve(reserved *int, n, limit int) bool {
@@ -81,9 +89,9 @@ func (e *Engine) reserve(reserved *int, n, limit int) bool {
 // room is how many bytes a direction that has reserved `reserved` may hold
 // in all, as far as its limit and the global budget allow now: the window
 // its sender is given.
-func (e *Engine) room(reserved int) int {
-	free := e.table.MaxBytesTotal() - e.table.BytesInUse()
-	return reserved + int(max(0, min(int64(dirLimit(e.cfg.Load())-reserved), free)))
+func (c *pkt) room(reserved int) int {
+	free := c.table.MaxBytesTotal() - c.table.BytesInUse()
+	return reserved + int(max(0, min(int64(dirLimit(c.cfg)-reserved), free)))
 }
 
 // heldOut is what f's LAN-to-WAN direction holds now, our Init aside.
@@ -104,7 +112,7 @@ func (f *Flow) heldIn() int {
 
 // returnUnheld returns to the budget what f no longer keeps, and drops the
 // handshake state of an encrypted flow.
-func (e *Engine) returnUnheld(f *Flow) {
+func (c *pkt) returnUnheld(f *Flow) {
 	if f.State == StateEncrypted {
 		f.handshake = nil // done with it (see Flow)
 	}
@@ -116,12 +124,12 @@ func (e *Engine) returnUnheld(f *Flow) {
 		held     int
 	}{{&f.enc.reserved, f.heldOut()}, {&f.dec.reserved, f.heldIn()}} {
 		if d.held < *d.reserved {
-			e.table.Release(*d.reserved - d.held)
+			c.table.Release(*d.reserved - d.held)
 			*d.reserved = d.held
 		}
 	}
-	parkRing(e, &f.enc.ring)
-	parkRing(e, &f.dec.ring)
+	parkRing(c.Engine, &f.enc.ring)
+	parkRing(c.Engine, &f.dec.ring)
 }
 
 // ParkShare: parked buffers take at most 1/ParkShare of the buffer budget

@@ -29,7 +29,7 @@ import (
 )
 
 // wanSegment handles a WAN segment of a flow in key exchange or encrypted.
-func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
+func (c *pkt) wanSegment(f *Flow, s *segment) {
 	d := &f.dec
 	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
 	if s.opts.HasTS {
@@ -38,10 +38,10 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.wanWin = s.Window
 	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
 	if s.has(packet.FlagACK) {
-		e.wanAck(f, cSeq(s.Ack))
+		c.wanAck(f, cSeq(s.Ack))
 	}
 	if s.has(packet.FlagRST) {
-		e.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		c.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
 	}
@@ -50,7 +50,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	f.Stats.CipherBytesIn += uint64(len(data))
 	if !d.keyed {
 		if len(data) > 0 {
-			seq, data = e.consumeInit(cfg, f, seq, data, out)
+			seq, data = c.consumeInit(f, seq, data)
 		}
 		if f.State != StateEncrypted && f.State != StateKeyExchange {
 			return
@@ -58,7 +58,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		if !f.lanSynAcked && s.has(packet.FlagACK) {
 			// Role B: the LAN server still waits for the ACK of its
 			// SYN-ACK; it gets it without the Init bytes.
-			e.toLANAck(f, packet.FlagACK, nil, s.TOS, out)
+			c.toLANAck(f, packet.FlagACK, nil, s.TOS)
 		}
 		if !d.keyed {
 			return // no data for the LAN host before the keys exist
@@ -66,7 +66,7 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	}
 	delivered := false
 	if len(data) > 0 || fin {
-		delivered = e.receive(cfg, f, seq, data, fin, s.has(packet.FlagPSH), out)
+		delivered = c.receive(f, seq, data, fin, s.has(packet.FlagPSH))
 	}
 	if len(data) > 0 && !delivered && s.TOS&ecnMask == ecnCE {
 		// The bytes of a CE-marked segment wait (a frame cut across
@@ -84,15 +84,15 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	// (our Init, our own rekey frames) or part of a frame: passed on, it
 	// would look like a duplicate ACK to the LAN host.
 	if len(s.Payload()) == 0 && !fin && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
-		blocks := e.sackToLAN(f, s.opts)
-		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
+		blocks := c.sackToLAN(f, s.opts)
+		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
 	}
 }
 
 // receive takes the C bytes [seq, seq+len(data)) (and a FIN after them);
 // psh is the segment's PSH flag, passed on with the plaintext of the last
 // frame it completes.
-func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh bool, out *Output) bool {
+func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 	d := &f.dec
 	end := seq.add(len(data))
 	delivered := false
@@ -101,7 +101,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh b
 		if oldEnd.gt(d.cRcv) {
 			oldEnd = d.cRcv
 		}
-		delivered = e.redeliver(f, seq, oldEnd, out)
+		delivered = c.redeliver(f, seq, oldEnd)
 		if end.gt(d.cRcv) {
 			data, seq = data[d.cRcv.since(seq):], d.cRcv
 		} else {
@@ -111,7 +111,7 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh b
 			}
 		}
 		if !delivered && len(data) == 0 && !fin {
-			e.ackWAN(f, out) // already delivered and acknowledged: tell the sender again
+			c.ackWAN(f) // already delivered and acknowledged: tell the sender again
 			return false
 		}
 	}
@@ -119,9 +119,9 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh b
 		return delivered
 	}
 	if seq.gt(d.cRcv) {
-		e.queueBeyondHole(f, seq, data, fin)
+		c.queueBeyondHole(f, seq, data, fin)
 		if f.holeReportable() {
-			e.ackWAN(f, out)
+			c.ackWAN(f)
 		}
 		return delivered
 	}
@@ -133,23 +133,23 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh b
 		// the direction's limit and drop the hole's only repair, for
 		// good.
 		cut := d.ooo.first().seq.since(seq)
-		e.queueBeyondHole(f, seq.add(cut), data[cut:], fin)
+		c.queueBeyondHole(f, seq.add(cut), data[cut:], fin)
 		data, fin = data[:cut], false
 	}
-	if !e.admitIn(f, len(data)) {
+	if !c.admitIn(f, len(data)) {
 		// The LAN host has not acknowledged enough of what it was given,
 		// or the global budget is spent: refuse the bytes; the sender
 		// retransmits them later. (Reserved here for all the bytes can
 		// become, a frame being gathered or plaintext for the LAN host;
 		// returnUnheld returns the rest.)
-		e.stats.BufferDrops.Add(1)
+		c.stats.BufferDrops.Add(1)
 		return delivered
 	}
-	if e.feed(cfg, f, data, psh, out) {
+	if c.feed(f, data, psh) {
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
-		e.wanFIN(f, seq.add(len(data)), out)
+		c.wanFIN(f, seq.add(len(data)))
 	}
 	for d.ooo.len() > 0 && f.State == StateEncrypted {
 		q := d.ooo.first()
@@ -163,27 +163,27 @@ func (e *Engine) receive(cfg *Config, f *Flow, seq cSeq, data []byte, fin, psh b
 		} else {
 			qdata = nil
 		}
-		if len(qdata) > 0 && e.feed(cfg, f, qdata, true, out) {
+		if len(qdata) > 0 && c.feed(f, qdata, true) {
 			delivered = true
 		}
 		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
-			e.wanFIN(f, qEnd, out)
+			c.wanFIN(f, qEnd)
 		}
 		d.ooo.pop()
 	}
 	if d.ooo.len() > 0 && f.State == StateEncrypted {
 		if f.holeReportable() {
-			e.ackWAN(f, out)
+			c.ackWAN(f)
 		}
 	} else if !delivered && f.State == StateEncrypted && f.ackPartial() {
-		e.ackWAN(f, out)
+		c.ackWAN(f)
 	}
 	return delivered
 }
 
 // queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
-func (e *Engine) queueBeyondHole(f *Flow, seq cSeq, data []byte, fin bool) {
-	enqueue(e, f, &f.dec.ooo, (*Engine).admitIn, seq, data, fin)
+func (c *pkt) queueBeyondHole(f *Flow, seq cSeq, data []byte, fin bool) {
+	enqueue(c, f, &f.dec.ooo, true, seq, data, fin)
 }
 
 // ackPartial acknowledges to the WAN the bytes of a frame still being
@@ -206,20 +206,20 @@ func (f *Flow) ackPartial() bool {
 // feed parses in-order C bytes into frames and delivers each authenticated
 // frame; the last frame to end with data gets PSH if psh. It reports
 // whether anything was delivered.
-func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) bool {
+func (c *pkt) feed(f *Flow, data []byte, psh bool) bool {
 	d := &f.dec
 	delivered := false
 	for len(data) > 0 && f.State == StateEncrypted {
 		if len(d.partial) == 0 && len(data) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(data)
 			if err != nil {
-				e.authFailed(f, "malformed frame header", out)
+				c.authFailed(f, "malformed frame header")
 				return delivered
 			}
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
 				d.cRcv = d.cRcv.add(n)
-				if !e.openAndDeliver(cfg, f, data[:n], start, psh && n == len(data), out) {
+				if !c.openAndDeliver(f, data[:n], start, psh && n == len(data)) {
 					return delivered
 				}
 				delivered = true
@@ -232,7 +232,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 		if len(d.partial) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(d.partial)
 			if err != nil {
-				e.authFailed(f, "malformed frame header", out)
+				c.authFailed(f, "malformed frame header")
 				return delivered
 			}
 			need = n
@@ -243,7 +243,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 		d.cRcv = d.cRcv.add(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
 			start := d.cRcv.add(-need)
-			ok := e.openAndDeliver(cfg, f, d.partial, start, psh && len(data) == 0, out)
+			ok := c.openAndDeliver(f, d.partial, start, psh && len(data) == 0)
 			d.partial = d.partial[:0]
 			if !ok {
 				return delivered
@@ -257,16 +257,16 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 // openAndDeliver authenticates one whole frame that starts at C sequence
 // cStart and sends its plaintext to the LAN host, the last segment with PSH
 // if psh.
-func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart cSeq, psh bool, out *Output) bool {
+func (c *pkt) openAndDeliver(f *Flow, frame []byte, cStart cSeq, psh bool) bool {
 	d := &f.dec
 	if d.finFrame {
-		e.authFailed(f, "data after the FIN frame", out)
+		c.authFailed(f, "data after the FIN frame")
 		return false
 	}
 	gen := d.opener.Generation()
 	flags, _, pt, err := d.opener.OpenFrame(frame, d.offRcv)
 	if err != nil {
-		e.authFailed(f, "frame failed authentication", out)
+		c.authFailed(f, "frame failed authentication")
 		return false
 	}
 	rekeyed := d.opener.Generation() != gen
@@ -279,7 +279,7 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart cSeq,
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
 		// after it (wanFIN) is the segment that tells it the stream
 		// ended, one packet less per connection.
-		e.sendPlain(f, d.pRcv, pt, false, psh, out)
+		c.sendPlain(f, d.pRcv, pt, false, psh)
 	}
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
@@ -292,15 +292,15 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart cSeq,
 		// keep-alive. After the frame's plaintext, so that the LAN
 		// host's data keeps its order.
 		f.Stats.RekeysIn++
-		e.stats.RekeysIn.Add(1)
-		e.answerRekey(cfg, f, d.opener.Generation(), out)
+		c.stats.RekeysIn.Add(1)
+		c.answerRekey(f, d.opener.Generation())
 	}
 	return true
 }
 
 // sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS,
 // the last segment with PSH if psh or fin.
-func (e *Engine) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool, out *Output) {
+func (c *pkt) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool) {
 	maxSeg := f.lanMSS
 	if f.tsOK {
 		maxSeg -= 12
@@ -308,8 +308,8 @@ func (e *Engine) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool, out *Out
 	maxSeg = max(maxSeg, 1)
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
-		flags := packet.FlagACK | e.ecnToLAN
-		tos := e.tosToLAN
+		flags := packet.FlagACK | c.ecnToLAN
+		tos := c.tosToLAN
 		if f.dec.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
 			tos |= ecnCE
 			f.dec.pendingCE = false
@@ -320,14 +320,14 @@ func (e *Engine) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool, out *Out
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos, out)
+		c.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos)
 		seq = seq.add(n)
 		pt = pt[n:]
 	}
 }
 
 // wanFIN handles a TCP FIN at C sequence finSeq, reached in order.
-func (e *Engine) wanFIN(f *Flow, finSeq cSeq, out *Output) {
+func (c *pkt) wanFIN(f *Flow, finSeq cSeq) {
 	d := &f.dec
 	if d.finDelivered {
 		return
@@ -335,13 +335,13 @@ func (e *Engine) wanFIN(f *Flow, finSeq cSeq, out *Output) {
 	if !d.finFrame || finSeq != d.finC || len(d.partial) != 0 {
 		// RFC 8548 §3.7: a FIN without an authenticated FIN
 		// frame is a truncation attack; never turn it into an end of stream.
-		e.stats.Truncations.Add(1)
+		c.stats.Truncations.Add(1)
 		f.Reason = "TCP FIN without a FIN frame (truncation)"
-		e.abort(f, out)
+		c.abort(f)
 		return
 	}
 	d.recs.push(frameRec{cStart: finSeq, cEnd: finSeq, pStart: d.pRcv, pEnd: d.pRcv, fin: true})
-	e.sendPlain(f, d.pRcv, nil, true, true, out)
+	c.sendPlain(f, d.pRcv, nil, true, true)
 	d.pRcv++
 	d.cRcv++
 	d.finDelivered = true
@@ -349,7 +349,7 @@ func (e *Engine) wanFIN(f *Flow, finSeq cSeq, out *Output) {
 
 // redeliver sends again, from the kept plaintext, the frames that cover the
 // C range [from, to): the LAN host lost them or the sender retransmits.
-func (e *Engine) redeliver(f *Flow, from, to cSeq, out *Output) bool {
+func (c *pkt) redeliver(f *Flow, from, to cSeq) bool {
 	d := &f.dec
 	sent := false
 	i := d.recs.search(func(r *frameRec) bool { return r.cAfter().gt(from) })
@@ -361,7 +361,7 @@ func (e *Engine) redeliver(f *Flow, from, to cSeq, out *Output) bool {
 		if r.init {
 			continue
 		}
-		e.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true, out)
+		c.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
 		sent = true
 	}
 	return sent
@@ -371,7 +371,7 @@ func (e *Engine) redeliver(f *Flow, from, to cSeq, out *Output) bool {
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
 // plaintext the LAN host has acknowledged (and the peer's Init, which the
 // gateway consumed itself).
-func (e *Engine) lanAck(f *Flow, ack pSeq) {
+func (c *pkt) lanAck(f *Flow, ack pSeq) {
 	d := &f.dec
 	if ack.gt(d.pRcv) {
 		ack = d.pRcv
@@ -412,18 +412,18 @@ func (f *Flow) lanCaughtUp() bool { return f.dec.recs.len() == 0 }
 // sackToWAN describes, in C, the bytes the gateway holds past a hole, the
 // island of the segment that arrived last first (oooQueue.blocks), once the
 // hole is reportable (holeReportable).
-func (e *Engine) sackToWAN(f *Flow) []packet.SACKBlock {
+func (c *pkt) sackToWAN(f *Flow) []packet.SACKBlock {
 	d := &f.dec
 	if d.ooo.len() == 0 || !f.holeReportable() {
 		return nil
 	}
-	return d.ooo.blocks(e.sack[:0], 3)
+	return d.ooo.blocks(c.sack[:0], 3)
 }
 
 // authFailed resets the flow after a frame failed authentication (RFC 8548
 // §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
-func (e *Engine) authFailed(f *Flow, why string, out *Output) {
-	e.stats.AuthFailures.Add(1)
+func (c *pkt) authFailed(f *Flow, why string) {
+	c.stats.AuthFailures.Add(1)
 	f.Reason = why
-	e.abort(f, out)
+	c.abort(f)
 }

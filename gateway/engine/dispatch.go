@@ -19,7 +19,7 @@ import (
 )
 
 // fromLAN handles a packet from a LAN host.
-func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
 		// A retransmission, also after the peer's SYN-ACK if that was lost
 		// on its way to the LAN host: the peer's answer belongs to our
@@ -27,18 +27,18 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		// offer the next cached secret, RFC 8548 §3.5, and fail to match
 		// the peer's answer to the first).
 		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
-			e.lanSYNAgain(cfg, f, s, out)
-			e.touch(cfg, entry)
+			c.lanSYNAgain(f, s)
+			c.touch(entry)
 			return
 		}
 		if entry != nil {
-			e.remove(entry)
+			c.remove(entry)
 		}
-		e.newOutbound(cfg, key, s, out)
+		c.newOutbound(key, s)
 		return
 	}
 	if f == nil {
-		e.resetUnknown(s, out)
+		c.resetUnknown(s)
 		return
 	}
 	f.Stats.PacketsOut++
@@ -47,69 +47,69 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return // the gateway reset this flow: nothing more from it
 	case StateSYNReceived, StateSYNACKSent:
 		if s.has(packet.FlagSYN) {
-			e.lanSYNACK(cfg, f, s, out)
+			c.lanSYNACK(f, s)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateACKPending:
 		if s.has(packet.FlagRST) || s.has(packet.FlagSYN) {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 			break
 		}
 		if f.resume != nil {
 			// Resumed (RFC 8548 §3.5): no Init messages; the keys exist now.
 			f.initDirections()
 			f.enoPending = true
-			if err := e.resumeKeys(cfg, f); err != nil {
+			if err := c.resumeKeys(f); err != nil {
 				f.Reason = "resumption: " + err.Error()
-				e.abort(f, out)
+				c.abort(f)
 				break
 			}
-			e.lanSegment(cfg, f, s, out)
+			c.lanSegment(f, s)
 			break
 		}
-		if !e.startInit(cfg, f, s, out) {
-			e.forwardPlain(f, s, out)
+		if !c.startInit(f, s) {
+			c.forwardPlain(f, s)
 			break
 		}
 		if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
-			e.lanSegment(cfg, f, s, out)
+			c.lanSegment(f, s)
 		}
 	case StateKeyExchange, StateEncrypted:
-		e.lanSegment(cfg, f, s, out)
+		c.lanSegment(f, s)
 	default:
-		e.forwardPlain(f, s, out)
+		c.forwardPlain(f, s)
 	}
 	if !f.established {
 		f.trackOpen(s, true)
 	}
-	e.returnUnheld(f)
-	e.touch(cfg, entry)
+	c.returnUnheld(f)
+	c.touch(entry)
 }
 
 // fromWAN handles a packet from a WAN host.
-func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
 		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
 			switch {
 			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
-				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+				c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 			case synENOWithData(s):
-				e.emitSYN(s, nil, 0, out) // as the first SYN (newInbound)
+				c.emitSYN(s, nil, 0) // as the first SYN (newInbound)
 			default:
-				e.forwardPlain(f, s, out)
+				c.forwardPlain(f, s)
 			}
-			e.touch(cfg, entry)
+			c.touch(entry)
 			return
 		}
 		if entry != nil {
-			e.remove(entry)
+			c.remove(entry)
 		}
-		e.newInbound(cfg, key, s, out)
+		c.newInbound(key, s)
 		return
 	}
 	if f == nil {
-		e.resetUnknown(s, out)
+		c.resetUnknown(s)
 		return
 	}
 	f.Stats.PacketsIn++
@@ -118,57 +118,57 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return
 	case StateSYNSent:
 		if s.has(packet.FlagSYN) {
-			e.wanSYNACK(cfg, f, s, out)
+			c.wanSYNACK(f, s)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateACKPending:
 		if s.has(packet.FlagSYN) { // retransmitted SYN-ACK
-			e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateSYNACKSent:
 		if s.has(packet.FlagSYN) || s.has(packet.FlagRST) {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 			break
 		}
-		if s.opts.ENO == nil && mustEncrypt(cfg, f) {
-			e.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO", out)
+		if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
+			c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
 			break
 		}
 		if s.opts.ENO == nil {
 			// RFC 8547 §4.6: B's first non-SYN segment from A lacks ENO:
 			// negotiation failed, plain TCP.
-			e.plain(f, "peer did not confirm ENO")
-			e.forwardPlain(f, s, out)
+			c.plain(f, "peer did not confirm ENO")
+			c.forwardPlain(f, s)
 			break
 		}
-		e.startKeyExchange(f)
+		c.startKeyExchange(f)
 		if f.resume != nil {
-			if err := e.resumeKeys(cfg, f); err != nil {
+			if err := c.resumeKeys(f); err != nil {
 				f.Reason = "resumption: " + err.Error()
-				e.abort(f, out)
+				c.abort(f)
 				break
 			}
 		}
-		e.wanSegment(cfg, f, s, out)
+		c.wanSegment(f, s)
 	case StateKeyExchange, StateEncrypted:
 		if s.has(packet.FlagSYN) {
 			if f.Role == RoleA { // our ACK or Init1 was lost: the LAN host answers again
-				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+				c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 			}
 			break
 		}
-		e.wanSegment(cfg, f, s, out)
+		c.wanSegment(f, s)
 	default:
-		e.forwardPlain(f, s, out)
+		c.forwardPlain(f, s)
 	}
 	if !f.established {
 		f.trackOpen(s, false)
 	}
-	e.returnUnheld(f)
-	e.touch(cfg, entry)
+	c.returnUnheld(f)
+	c.touch(entry)
 }
 
 // trackOpen follows the three-way handshake (RFC 9293 §3.5) of a flow not
@@ -198,8 +198,8 @@ func (f *Flow) trackOpen(s *segment, fromLAN bool) {
 // RST, the way a closed port does (RFC 9293 §3.10.7.1). Passing it would be
 // unsafe: the connection may have been encrypted, and then its plaintext
 // would reach the WAN or its ciphertext a LAN host.
-func (e *Engine) resetUnknown(s *segment, out *Output) {
-	e.stats.UnknownResets.Add(1)
+func (c *pkt) resetUnknown(s *segment) {
+	c.stats.UnknownResets.Add(1)
 	if s.has(packet.FlagRST) {
 		return
 	}
@@ -209,11 +209,11 @@ func (e *Engine) resetUnknown(s *segment, out *Output) {
 	} else {
 		h.Ack, h.Flags = s.Seq+s.SeqLen(), packet.FlagRST|packet.FlagACK
 	}
-	e.emit(&h, out)
+	c.emit(&h)
 }
 
 // forwardPlain forwards a packet of a flow unchanged and notes an RST.
-func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
+func (c *pkt) forwardPlain(f *Flow, s *segment) {
 	if n := uint64(len(s.Payload())); s.SrcPort == f.LAN.Port() && s.Src == f.LAN.Addr() {
 		f.Stats.PlainBytesOut += n
 	} else {
@@ -224,11 +224,11 @@ func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
 	} else if s.has(packet.FlagRST) {
 		f.Reason = f.Reason + "; reset"
 	}
-	e.forward(s.Buf, out)
+	c.forward(s.Buf)
 }
 
-func (e *Engine) plain(f *Flow, why string) {
+func (c *pkt) plain(f *Flow, why string) {
 	f.State = StatePassthrough
 	f.Reason = why
-	e.stats.FlowsPlain.Add(1)
+	c.stats.FlowsPlain.Add(1)
 }

@@ -34,8 +34,8 @@ import (
 
 // toWAN sends a segment from the LAN host's side of f to the WAN peer, with
 // the current acknowledgment and window of the decrypting direction.
-func (e *Engine) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8, out *Output) {
-	w := &e.optWriter
+func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
+	w := &c.optWriter
 	w.Reset()
 	if f.enoPending {
 		w.Raw(eno.NonSYNOption[:])
@@ -46,41 +46,41 @@ func (e *Engine) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8
 	if f.sackOK && flags&packet.FlagRST == 0 {
 		// SACK blocks only where the segment still fits the path: a full
 		// frame leaves room for the timestamp option alone.
-		w.SACK(e.sackToWAN(f), f.peerMSS-len(payload)-w.Len())
+		w.SACK(c.sackToWAN(f), f.peerMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
-		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: e.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: c.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
 	}
-	e.emit(&h, out)
+	c.emit(&h)
 }
 
 // winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
 // the peer's C bytes can only undershoot) and at most what the gateway can
 // hold of it: delivered plaintext stays in the flow's ring until the LAN
 // host acknowledges it (redelivery on a WAN retransmission).
-func (e *Engine) winToWAN(f *Flow) uint16 {
-	return e.cappedWindow(f.lanWin, f.lanWS, e.room(f.dec.reserved), 1, 1)
+func (c *pkt) winToWAN(f *Flow) uint16 {
+	return c.cappedWindow(f.lanWin, f.lanWS, c.room(f.dec.reserved), 1, 1)
 }
 
 // ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
 // as a duplicate ACK with SACK when its bytes arrive beyond a hole.
-func (e *Engine) ackWAN(f *Flow, out *Output) {
-	e.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0, out)
+func (c *pkt) ackWAN(f *Flow) {
+	c.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0)
 }
 
 // toLAN sends a segment from the WAN peer's side of f to the LAN host.
-func (e *Engine) toLAN(f *Flow, seq, ack pSeq, flags uint8, payload []byte, tos uint8, out *Output) {
-	e.toLANOpts(f, seq, ack, flags, payload, nil, tos, out)
+func (c *pkt) toLAN(f *Flow, seq, ack pSeq, flags uint8, payload []byte, tos uint8) {
+	c.toLANOpts(f, seq, ack, flags, payload, nil, tos)
 }
 
-func (e *Engine) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8, out *Output) {
-	e.toLANOpts(f, f.dec.pRcv, f.enc.pAcked, flags, nil, sack, tos, out)
+func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
+	c.toLANOpts(f, f.dec.pRcv, f.enc.pAcked, flags, nil, sack, tos)
 }
 
-func (e *Engine) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8, out *Output) {
-	w := &e.optWriter
+func (c *pkt) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {
+	w := &c.optWriter
 	w.Reset()
 	if f.tsOK {
 		w.Timestamp(f.wanTSval, f.wanTSecr)
@@ -89,8 +89,8 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, 
 		w.SACK(sack, f.lanMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: e.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
-	e.emit(&h, out)
+		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: c.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+	c.emit(&h)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true
 	}
@@ -102,17 +102,17 @@ func (e *Engine) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, 
 // Every frame the LAN host sends stays in the flow's ring until the WAN
 // acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
 // so a window beyond the flow's buffer would make the gateway drop
-// segments and the LAN host time out. The cap is relative to the
+// segments and the LAN host time c.out. The cap is relative to the
 // acknowledgment the LAN host has, so its right edge moves back only when
 // the global budget shrinks under it (budget.go).
-func (e *Engine) winToLAN(f *Flow) uint16 {
+func (c *pkt) winToLAN(f *Flow) uint16 {
 	m := uint64(f.maxFrameData())
-	return e.cappedWindow(f.wanWin, f.wanWS, e.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
+	return c.cappedWindow(f.wanWin, f.wanWS, c.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
 }
 
 // cappedWindow is the raw window win (in scale ws), at most room (what the
 // direction may hold, budget.go), times num/den, in the same scale.
-func (e *Engine) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
+func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
 	w := uint64(win) << ws
 	w = min(w, uint64(room)) * num / den
 	return uint16(min(w>>ws, 0xffff))
@@ -120,37 +120,37 @@ func (e *Engine) cappedWindow(win uint16, ws uint8, room int, num, den uint64) u
 
 // forward copies the packet being processed to the output unchanged, with
 // the offload header it came with.
-func (e *Engine) forward(b []byte, out *Output) {
+func (c *pkt) forward(b []byte) {
 	if len(b) > MaxPacket+40 {
-		e.stats.Malformed.Add(1)
+		c.stats.Malformed.Add(1)
 		return
 	}
-	dst := out.next(len(b))
-	out.commit(copy(dst, b), e.rxOffload)
-	out.co.Reset()
-	e.stats.PacketsOut.Add(e.rxSegs)
+	dst := c.out.next(len(b))
+	c.out.commit(copy(dst, b), c.rxOffload)
+	c.out.co.Reset()
+	c.stats.PacketsOut.Add(c.rxSegs)
 }
 
 // emit builds one packet from h into the output, or appends it to the
 // super-packet being built (Output.Offload).
-func (e *Engine) emit(h *packet.Header, out *Output) {
+func (c *pkt) emit(h *packet.Header) {
 	if h.Len() > MaxPacket {
 		// Every sender cuts payloads to an MSS; a longer one is a bug,
 		// never worth a panic.
-		e.stats.Malformed.Add(1)
+		c.stats.Malformed.Add(1)
 		return
 	}
-	e.stats.PacketsOut.Add(1)
-	if !out.Offload {
-		out.commit(len(packet.Build(out.next(h.Len()), h)), packet.Offload{})
+	c.stats.PacketsOut.Add(1)
+	if !c.out.Offload {
+		c.out.commit(len(packet.Build(c.out.next(h.Len()), h)), packet.Offload{})
 		return
 	}
 	h.PartialChecksum = true
-	if out.N > 0 {
-		last := out.Bufs[out.N-1]
-		if grown, meta, ok := out.co.Append(last[out.Offset:], h, min(MaxPacket, cap(last)-out.Offset)); ok {
-			out.Bufs[out.N-1] = last[:out.Offset+len(grown)]
-			out.Meta[out.N-1] = meta
+	if c.out.N > 0 {
+		last := c.out.Bufs[c.out.N-1]
+		if grown, meta, ok := c.out.co.Append(last[c.out.Offset:], h, min(MaxPacket, cap(last)-c.out.Offset)); ok {
+			c.out.Bufs[c.out.N-1] = last[:c.out.Offset+len(grown)]
+			c.out.Meta[c.out.N-1] = meta
 			return
 		}
 	}
@@ -158,7 +158,7 @@ func (e *Engine) emit(h *packet.Header, out *Output) {
 	if packet.MayCoalesce(h) {
 		n = MaxPacket
 	}
-	pkt := packet.Build(out.next(n), h)
-	out.commit(len(pkt), packet.OffloadOf(pkt))
-	out.co.Start(pkt, h)
+	pkt := packet.Build(c.out.next(n), h)
+	c.out.commit(len(pkt), packet.OffloadOf(pkt))
+	c.out.co.Start(pkt, h)
 }

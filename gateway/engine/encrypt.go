@@ -23,7 +23,7 @@ import (
 )
 
 // lanSegment handles a LAN segment of a flow in key exchange or encrypted.
-func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
+func (c *pkt) lanSegment(f *Flow, s *segment) {
 	en := &f.enc
 	ackBefore, winBefore := f.dec.cAcked, f.lanWin
 	if s.opts.HasTS {
@@ -31,17 +31,17 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 	}
 	f.lanWin = s.Window
 	if s.has(packet.FlagRST) {
-		e.toWAN(f, e.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
+		c.toWAN(f, c.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
 	}
 	if s.has(packet.FlagACK) {
-		e.lanAck(f, pSeq(s.Ack))
+		c.lanAck(f, pSeq(s.Ack))
 	}
 	pay := s.Payload()
 	fin := s.has(packet.FlagFIN)
 	if len(pay) == 0 && !fin {
-		e.toWAN(f, e.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS, out)
+		c.toWAN(f, c.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS)
 		return
 	}
 	keyed := en.sealer != nil
@@ -61,10 +61,10 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		// something new: a copy of the last one would be a duplicate ACK
 		// to the WAN peer.
 		if keyed {
-			e.queueBeyondLANHole(f, seq, pay, fin)
+			c.queueBeyondLANHole(f, seq, pay, fin)
 		}
 		if !keyed || f.dec.cAcked != ackBefore || f.lanWin != winBefore {
-			e.toWAN(f, e.pToC(f, expect), packet.FlagACK, nil, s.TOS, out)
+			c.toWAN(f, c.pToC(f, expect), packet.FlagACK, nil, s.TOS)
 		}
 		return
 	}
@@ -74,17 +74,17 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		if oldEnd.gt(expect) {
 			oldEnd = expect
 		}
-		sent = e.retransmit(f, seq, oldEnd, out)
+		sent = c.retransmit(f, seq, oldEnd)
 	}
 	if end.gt(expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
 		at := len(s.Buf) - len(pay) + expect.since(seq) // fresh = s.Buf[at:], behind the TCP header
 		fresh := s.Buf[at:]
 		f.Stats.PlainBytesOut += uint64(len(fresh))
 		if !keyed {
-			e.hold(f, fresh, fin)
+			c.hold(f, fresh, fin)
 			return
 		}
-		if e.frame(cfg, f, s.Buf, at, fin, s.has(packet.FlagPSH), out) {
+		if c.frame(f, s.Buf, at, fin, s.has(packet.FlagPSH)) {
 			sent = true
 		}
 		if en.ooo.len() > 0 && en.pNxt.lt(end) {
@@ -92,16 +92,16 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 			// spent): what waits beyond it must not keep the budget the
 			// repair needs, or flows whose queues hold all of it would
 			// wait for each other.
-			e.dropQueued(f)
+			c.dropQueued(f)
 		}
 	}
-	if keyed && en.ooo.len() > 0 && e.frameQueued(cfg, f, out) {
+	if keyed && en.ooo.len() > 0 && c.frameQueued(f) {
 		sent = true
 	}
 	if !sent && keyed {
 		// Everything in it was acknowledged already (a keep-alive probe at
 		// snd_una-1, RFC 9293 §3.8.4): translate the numbers, no payload.
-		e.toWAN(f, e.pToC(f, seq), packet.FlagACK, nil, s.TOS, out)
+		c.toWAN(f, c.pToC(f, seq), packet.FlagACK, nil, s.TOS)
 	}
 }
 
@@ -115,9 +115,9 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (e *Engine) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
-	if enqueue(e, f, &f.enc.ooo, (*Engine).admitOut, seq, data, fin) {
-		e.stats.LANReordered.Add(1)
+func (c *pkt) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
+	if enqueue(c, f, &f.enc.ooo, false, seq, data, fin) {
+		c.stats.LANReordered.Add(1)
 	}
 }
 
@@ -126,23 +126,23 @@ func (e *Engine) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
 // flushHeld); what cannot be framed within the limits is dropped, and the
 // LAN host, which never had it acknowledged, sends it again. It reports
 // whether it sent a frame.
-func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
+func (c *pkt) frameQueued(f *Flow) bool {
 	en := &f.enc
 	q := &en.ooo
 	sent := false
 	for q.len() > 0 && !q.first().seq.gt(en.pNxt) {
 		s := q.first()
-		e.table.Release(len(s.data))
+		c.table.Release(len(s.data))
 		en.reserved -= len(s.data)
 		if s.end().gt(en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
 			fresh := s.data[en.pNxt.since(s.seq):]
 			f.Stats.PlainBytesOut += uint64(len(fresh))
-			if e.frame(cfg, f, fresh, 0, s.fin, true, out) {
+			if c.frame(f, fresh, 0, s.fin, true) {
 				sent = true
 			}
 			if en.pNxt != s.end().add(b2i(s.fin)) { // cut short by the limits
 				q.pop()
-				e.dropQueued(f)
+				c.dropQueued(f)
 				return sent
 			}
 		}
@@ -152,23 +152,23 @@ func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
 }
 
 // dropQueued gives up the queued LAN bytes (the LAN host sends them again).
-func (e *Engine) dropQueued(f *Flow) {
+func (c *pkt) dropQueued(f *Flow) {
 	en := &f.enc
 	if n := en.ooo.bytes; n > 0 {
-		e.table.Release(n)
+		c.table.Release(n)
 		en.reserved -= n
-		e.stats.BufferDrops.Add(1)
+		c.stats.BufferDrops.Add(1)
 	}
 	en.ooo.clear()
 }
 
 // hold keeps LAN plaintext until the keys exist.
-func (e *Engine) hold(f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !e.admitOut(f, len(data)) {
+func (c *pkt) hold(f *Flow, data []byte, fin bool) {
+	if len(data) > 0 && !c.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	f.enc.held.appendStream(data)
-	f.enc.heldTOS = e.tosToWAN
+	f.enc.heldTOS = c.tosToWAN
 	if fin {
 		f.enc.heldFIN = true
 	}
@@ -176,21 +176,20 @@ func (e *Engine) hold(f *Flow, data []byte, fin bool) {
 
 // flushHeld frames the plaintext held during the key exchange. It reports
 // whether it sent a frame (which carries the acknowledgment too).
-func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
+func (c *pkt) flushHeld(f *Flow) bool {
 	en := &f.enc
 	if en.held.len() == 0 && !en.heldFIN {
 		return false
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
 	// The held bytes become frames: their reservation passes to them.
-	e.table.Release(len(data))
+	c.table.Release(len(data))
 	en.reserved -= len(data)
 	// The held data leaves with the marks its segment had, not those of
-	// the segment that completed the key exchange.
-	tos, ecn := e.tosToWAN, e.ecnToWAN
-	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
-	sent := e.frame(cfg, f, data, 0, en.heldFIN, true, out)
-	e.tosToWAN, e.ecnToWAN = tos, ecn
+	// the segment that completed the key exchange: in a context of its own.
+	held := *c
+	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
+	sent := held.frame(f, data, 0, en.heldFIN, true)
 	en.held.free()
 	en.heldFIN = false
 	return sent
@@ -220,15 +219,15 @@ func (f *Flow) maxFrameData() int {
 // sealed straight from buf into the ring, that byte lent for the frame's
 // flags (tcpcrypt.Sealer.SealFrameAfter). It reports false if nothing
 // could be framed (buffer limits).
-func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, out *Output) bool {
+func (c *pkt) frame(f *Flow, buf []byte, at int, fin, psh bool) bool {
 	en := &f.enc
 	maxData := f.maxFrameData()
 	framed := false
 	for first := true; first || at < len(buf); first = false {
 		n := min(len(buf)-at, maxData)
 		last := at+n == len(buf)
-		if !e.admitOut(f, n+tcpcrypt.FrameOverhead) {
-			e.stats.BufferDrops.Add(1)
+		if !c.admitOut(f, n+tcpcrypt.FrameOverhead) {
+			c.stats.BufferDrops.Add(1)
 			return framed
 		}
 		var flags byte
@@ -238,7 +237,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 		t := en.ring.tail(n+tcpcrypt.FrameOverhead, en.reserved)
 		if en.sealer.RekeyPending() { // the first frame under the new key carries rekey = 1
 			f.Stats.RekeysOut++
-			e.stats.RekeysOut.Add(1)
+			c.stats.RekeysOut.Add(1)
 		}
 		var fr []byte
 		if at > 0 {
@@ -251,7 +250,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 		en.recs.push(r)
 		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
 		en.offNxt += uint64(len(fr))
-		e.sendFrame(f, &r, out)
+		c.sendFrame(f, &r)
 		f.Stats.CipherBytesOut += uint64(len(fr))
 		framed = true
 		if r.fin {
@@ -259,9 +258,9 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 		}
 		en.sinceRekey += int64(n)
 		en.framesThisKey++
-		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
-			cfg.RekeyInterval > 0 && e.now.Sub(en.lastRekey) >= cfg.RekeyInterval {
-			e.rekeyOut(f)
+		if c.cfg.RekeyBytes > 0 && en.sinceRekey >= c.cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
+			c.cfg.RekeyInterval > 0 && c.now.Sub(en.lastRekey) >= c.cfg.RekeyInterval {
+			c.rekeyOut(f)
 		}
 		at += n
 	}
@@ -273,13 +272,13 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 // bytes first sent. The receiver counts one generation per rekey = 1
 // frame, so while no frame has used the new generation this does nothing
 // (Sealer.Rekey).
-func (e *Engine) rekeyOut(f *Flow) {
+func (c *pkt) rekeyOut(f *Flow) {
 	en := &f.enc
 	if en.sealer == nil || !en.sealer.Rekey() {
 		return
 	}
 	en.sinceRekey, en.framesThisKey = 0, 0
-	en.lastRekey = e.now
+	en.lastRekey = c.now
 }
 
 // answerRekey catches our local generation up with the peer's, one frame
@@ -288,7 +287,7 @@ func (e *Engine) rekeyOut(f *Flow) {
 // and the gateway's own: they have no P bytes, LAN retransmissions that
 // reach their P position re-send them, and Tick re-sends them while they
 // are the unacknowledged tail.
-func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
+func (c *pkt) answerRekey(f *Flow, remote uint32) {
 	en := &f.enc
 	if en.sealer == nil || en.finSent {
 		return
@@ -296,58 +295,58 @@ func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
 	sent := false
 	for gen := en.sealer.Generation(); en.sealer.CatchUp(remote); gen = en.sealer.Generation() {
 		if en.sealer.Generation() != gen {
-			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, e.now
+			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, c.now
 		}
-		if !e.frame(cfg, f, nil, 0, false, true, out) {
+		if !c.frame(f, nil, 0, false, true) {
 			return // buffer limits: the next data frame carries the rekey
 		}
 		sent = true
 	}
 	if sent && en.retxAt.IsZero() {
 		en.rto = initialInitRTO
-		en.retxAt = e.now.Add(en.rto)
-		e.pending = append(e.pending, f)
+		en.retxAt = c.now.Add(en.rto)
+		c.pending = append(c.pending, f)
 	}
 }
 
 // ownTailUnacked reports whether the last unacknowledged frame is one of
 // the gateway's own empty frames (answerRekey): no LAN retransmission will
 // ever reach it, so Tick re-sends it.
-func (e *Engine) ownTailUnacked(f *Flow) bool {
+func (c *pkt) ownTailUnacked(f *Flow) bool {
 	en := &f.enc
 	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).rekeyAnswer()
 }
 
 // resendOwnTail re-sends the gateway's own empty frames at the end of the
 // unacknowledged ones, exactly as first sent.
-func (e *Engine) resendOwnTail(f *Flow, out *Output) {
+func (c *pkt) resendOwnTail(f *Flow) {
 	en := &f.enc
 	i := en.recs.len()
 	for i > 0 && en.recs.at(i-1).rekeyAnswer() {
 		i--
 	}
 	for ; i < en.recs.len(); i++ {
-		e.sendFrame(f, en.recs.at(i), out)
+		c.sendFrame(f, en.recs.at(i))
 	}
 }
 
 // sendFrame sends one recorded frame, exactly as first sent.
-func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
-	flags := packet.FlagACK | e.ecnToWAN
+func (c *pkt) sendFrame(f *Flow, r *frameRec) {
+	flags := packet.FlagACK | c.ecnToWAN
 	if r.psh {
 		flags |= packet.FlagPSH
 	}
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
-	e.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), e.tosToWAN, out)
+	c.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), c.tosToWAN)
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).
-func (e *Engine) retransmit(f *Flow, from, to pSeq, out *Output) bool {
+func (c *pkt) retransmit(f *Flow, from, to pSeq) bool {
 	en := &f.enc
 	if !en.initAcked {
-		e.sendInit(f, out)
+		c.sendInit(f)
 	}
 	sent := false
 	// The first frame that reaches past from, or an empty frame of ours
@@ -361,14 +360,14 @@ func (e *Engine) retransmit(f *Flow, from, to pSeq, out *Output) bool {
 		if r.init {
 			continue
 		}
-		e.sendFrame(f, r, out)
+		c.sendFrame(f, r)
 		sent = true
 	}
 	return sent
 }
 
 // pToC maps a P sequence number of the LAN host's stream to C.
-func (e *Engine) pToC(f *Flow, p pSeq) cSeq {
+func (c *pkt) pToC(f *Flow, p pSeq) cSeq {
 	en := &f.enc
 	if p == en.pNxt || en.sealer == nil {
 		return en.cNxt
@@ -394,7 +393,7 @@ func (e *Engine) pToC(f *Flow, p pSeq) cSeq {
 // frames wholly acknowledged are forgotten and their P end becomes the
 // acknowledgment the LAN host sees. A partly acknowledged frame counts as
 // not acknowledged.
-func (e *Engine) wanAck(f *Flow, ack cSeq) {
+func (c *pkt) wanAck(f *Flow, ack cSeq) {
 	en := &f.enc
 	if ack.gt(en.cNxt) {
 		return // acknowledges what was never sent
@@ -419,9 +418,9 @@ func (e *Engine) wanAck(f *Flow, ack cSeq) {
 }
 
 // sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
-func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
+func (c *pkt) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
 	en := &f.enc
-	blocks := e.sack[:0]
+	blocks := c.sack[:0]
 	for _, b := range o.SACK[:o.NSACK] {
 		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
 		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1

@@ -141,24 +141,38 @@ func (s *Stats) observeHandshake(d time.Duration) {
 	s.Handshakes[i].Add(1)
 }
 
-// Engine processes the packets of one shard of the flow table.
+// Engine processes the packets of one shard of the flow table. It keeps
+// only what outlives a packet; what one packet is processed with is its
+// pkt.
 type Engine struct {
-	cfg   atomic.Pointer[Config]
-	table *flowtable.Table[*Flow]
-	shard int
-	stats *Stats
+	config atomic.Pointer[Config]
+	table  *flowtable.Table[*Flow]
+	shard  int
+	stats  *Stats
 	// Flush, if set, writes and empties an Output that has grown to
 	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
 	Flush func(*Output)
 
-	now       time.Time
-	rxOffload packet.Offload      // of the packet being processed (forward keeps it)
-	rxSegs    uint64              // the segments it stands for
 	pending   []*Flow             // flows whose own Init bytes are not yet acknowledged
 	spare     spares              // an evicted flow's memory, for the next new ones (recycle)
 	idleScan  time.Time           // when Tick last looked for idle flows (releaseIdle)
 	optWriter packet.OptionWriter // builds the options of the segment being emitted
 	sack      [4]packet.SACKBlock
+}
+
+// pkt is the context one packet is processed in (and one Tick or
+// ResetAll): the engine, the configuration snapshot, the clock, the output
+// batch, and what the packet brings that its data keeps on the other side.
+// It lives on the stack of the entry point and is passed down explicitly,
+// so nothing of one packet is left in the Engine for the next.
+type pkt struct {
+	*Engine
+	cfg *Config // loaded once, at the entry point: one configuration per packet
+	now time.Time
+	out *Output
+
+	rxOffload packet.Offload // of the packet being processed (forward keeps it)
+	rxSegs    uint64         // the segments it stands for
 
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
 	// and CWR flags (§6.1) of the segment being processed, given to the
@@ -170,6 +184,11 @@ type Engine struct {
 	// 0: not-ECT, no flags. Held data keeps its own (encState.heldTOS).
 	tosToWAN, tosToLAN uint8
 	ecnToWAN, ecnToLAN uint8
+}
+
+// begin returns the context of a packet, a Tick or a ResetAll at now.
+func (e *Engine) begin(now time.Time, out *Output) pkt {
+	return pkt{Engine: e, cfg: e.config.Load(), now: now, out: out}
 }
 
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
@@ -196,15 +215,15 @@ func segmentTOS(tos uint8, payload []byte) uint8 {
 // New returns the engine of shard `shard` of table.
 func New(cfg *Config, table *flowtable.Table[*Flow], shard int, stats *Stats) *Engine {
 	e := &Engine{table: table, shard: shard, stats: stats}
-	e.cfg.Store(cfg)
+	e.config.Store(cfg)
 	return e
 }
 
 // SetConfig replaces the policy (SIGHUP); established flows keep their state.
-func (e *Engine) SetConfig(cfg *Config) { e.cfg.Store(cfg) }
+func (e *Engine) SetConfig(cfg *Config) { e.config.Store(cfg) }
 
 // Config returns the current policy.
-func (e *Engine) Config() *Config { return e.cfg.Load() }
+func (e *Engine) Config() *Config { return e.config.Load() }
 
 // KeyOf returns the flow key and whether the packet goes LAN to WAN, or
 // ok=false if it is not a packet between the LAN and the WAN.
@@ -230,61 +249,64 @@ func (e *Engine) Process(b []byte, now time.Time, out *Output) {
 // payload is all of its segments', and a checksum the kernel vouches for is
 // not verified again. It never keeps b.
 func (e *Engine) ProcessOffload(b []byte, off packet.Offload, now time.Time, out *Output) {
-	e.now = now
-	e.rxOffload, e.rxSegs = off, 1
-	e.stats.PacketsIn.Add(1)
-	cfg := e.cfg.Load()
+	c := e.begin(now, out)
+	c.rxOffload, c.rxSegs = off, 1
+	c.process(b)
+}
+
+// process handles the packet b in its context.
+func (c *pkt) process(b []byte) {
+	c.stats.PacketsIn.Add(1)
 	p, err := packet.Parse(b)
 	if err != nil {
 		// Not TCP, a fragment, or an IPv6 extension header: not ours to
 		// rewrite. A packet too broken to parse is dropped.
 		if err == packet.ErrNotTCP || err == packet.ErrFragment || err == packet.ErrExtHeader {
-			e.stats.PassedUnparsable.Add(1)
-			e.forward(b, out)
+			c.stats.PassedUnparsable.Add(1)
+			c.forward(b)
 		} else {
-			e.stats.Malformed.Add(1)
+			c.stats.Malformed.Add(1)
 		}
 		return
 	}
-	if off.GSOType != packet.GSONone && off.GSOSize > 0 {
+	if off := c.rxOffload; off.GSOType != packet.GSONone && off.GSOSize > 0 {
 		// Counters count segments: a super-packet counts as the
 		// segments it stands for.
-		e.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
-		e.stats.PacketsIn.Add(e.rxSegs - 1)
+		c.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
+		c.stats.PacketsIn.Add(c.rxSegs - 1)
 	}
-	key, fromLAN, ok := KeyOf(cfg, &p)
+	key, fromLAN, ok := KeyOf(c.cfg, &p)
 	if !ok {
-		e.forward(p.Buf, out)
+		c.forward(p.Buf)
 		return
 	}
 	opts, err := packet.ParseOptions(p.Options())
-	entry, found := e.table.Get(e.shard, key)
+	entry, found := c.table.Get(c.shard, key)
 	var f *Flow
 	if found {
 		f = entry.Value
 	}
 	if err != nil {
-		e.stats.Malformed.Add(1)
+		c.stats.Malformed.Add(1)
 		if f == nil || f.State == StatePassthrough {
-			e.forward(p.Buf, out)
+			c.forward(p.Buf)
 		}
 		return
 	}
-	if f != nil && f.rewrites() && !off.ChecksumTrusted() && !p.VerifyChecksum() {
+	if f != nil && f.rewrites() && !c.rxOffload.ChecksumTrusted() && !p.VerifyChecksum() {
 		// A segment TCP itself would discard: never encrypt or
 		// authenticate it (line noise must not reset the connection).
-		e.stats.BadChecksum.Add(1)
+		c.stats.BadChecksum.Add(1)
 		return
 	}
 	seg := segment{Packet: &p, opts: &opts}
 	if fromLAN {
-		e.tosToWAN, e.ecnToWAN = p.TOS, p.Flags&ecnFlags
-		e.fromLAN(cfg, key, entry, f, &seg, out)
+		c.tosToWAN, c.ecnToWAN = p.TOS, p.Flags&ecnFlags
+		c.fromLAN(key, entry, f, &seg)
 	} else {
-		e.tosToLAN, e.ecnToLAN = p.TOS, p.Flags&ecnFlags
-		e.fromWAN(cfg, key, entry, f, &seg, out)
+		c.tosToLAN, c.ecnToLAN = p.TOS, p.Flags&ecnFlags
+		c.fromWAN(key, entry, f, &seg)
 	}
-	e.tosToWAN, e.tosToLAN, e.ecnToWAN, e.ecnToLAN = 0, 0, 0, 0
 }
 
 // segment is a parsed packet with its options.
@@ -296,51 +318,55 @@ type segment struct {
 func (s *segment) has(flag uint8) bool { return s.Flags&flag != 0 }
 
 // touch refreshes a flow's expiry deadline according to its state.
-func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
+func (c *pkt) touch(entry *flowtable.Entry[*Flow]) {
 	f := entry.Value
-	d := cfg.IdleTimeout
+	d := c.cfg.IdleTimeout
 	switch f.State {
 	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
-		d = cfg.HandshakeTimeout
+		d = c.cfg.HandshakeTimeout
 	case StateClosed, StateReset:
-		d = cfg.ClosingTimeout
+		d = c.cfg.ClosingTimeout
 	case StatePassthrough:
 		if !f.established { // half-open (trackOpen)
-			d = cfg.HandshakeTimeout
+			d = c.cfg.HandshakeTimeout
 		}
 	}
 	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
-		d = cfg.ClosingTimeout
+		d = c.cfg.ClosingTimeout
 	}
-	entry.Touch(e.now, e.now.Add(d))
+	entry.Touch(c.now, c.now.Add(d))
 }
 
 // Tick retransmits the gateway's own Init messages and expires flows.
 func (e *Engine) Tick(now time.Time, out *Output) {
-	e.now = now
-	cfg := e.cfg.Load()
+	c := e.begin(now, out)
+	c.tick()
+}
+
+func (c *pkt) tick() {
+	e, now := c.Engine, c.now
 	kept := e.pending[:0]
 	for _, f := range e.pending {
-		e.flushIfFull(out)
+		c.flushIfFull()
 		en := &f.enc
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
 		}
-		if !en.initAcked && now.Sub(en.initStart) > cfg.InitTimeout {
+		if !en.initAcked && now.Sub(en.initStart) > c.cfg.InitTimeout {
 			e.stats.InitTimeouts.Add(1)
 			f.Reason = "init exchange timed out"
-			e.abort(f, out)
+			c.abort(f)
 			continue
 		}
-		if en.initAcked && !e.ownTailUnacked(f) {
+		if en.initAcked && !c.ownTailUnacked(f) {
 			en.retxAt = time.Time{}
 			continue
 		}
 		if !now.Before(en.retxAt) {
 			if !en.initAcked {
-				e.sendInit(f, out)
+				c.sendInit(f)
 			} else {
-				e.resendOwnTail(f, out)
+				c.resendOwnTail(f)
 			}
 			en.rto = min(2*en.rto, 4*time.Second)
 			en.retxAt = now.Add(en.rto)
@@ -395,12 +421,12 @@ func (e *Engine) releaseIdle(now time.Time) {
 // the kernel will forward these connections' packets directly, and a LAN
 // host must never take ciphertext for data.
 func (e *Engine) ResetAll(now time.Time, out *Output) {
-	e.now = now
+	c := e.begin(now, out)
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"
-			e.abort(en.Value, out)
-			e.flushIfFull(out)
+			c.abort(en.Value)
+			c.flushIfFull()
 		}
 		return true
 	})

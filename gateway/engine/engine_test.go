@@ -167,8 +167,8 @@ func TestResumption(t *testing.T) {
 	cacheA, cacheB := endpoint.NewCache(16, time.Minute), endpoint.NewCache(16, time.Minute)
 	mk := func(port uint16, cb *endpoint.Cache) *pair {
 		c := newPair(t)
-		c.a.e.cfg.Load().Cache = cacheA
-		c.b.e.cfg.Load().Cache = cb
+		c.a.e.Config().Cache = cacheA
+		c.b.e.Config().Cache = cb
 		c.client.addr = netip.AddrPortFrom(clientAddr.Addr(), port)
 		c.server.peer = c.client.addr
 		c.a.client, c.b.client = c.client.addr, c.client.addr

@@ -47,6 +47,13 @@ type gw struct {
 	out    Output
 }
 
+// at is the context of a packet at now, for calling the engine's internals
+// (a new output batch: what they send is not looked at).
+func (g *gw) at(now time.Time) *pkt {
+	c := g.e.begin(now, new(Output))
+	return &c
+}
+
 func newGW(t testing.TB, cfg *Config) *gw { return newGWFlows(t, cfg, 1024) }
 
 // newGWFlows is newGW with room for maxFlows flows.

@@ -46,7 +46,7 @@ func (f *Flow) initDirections() {
 }
 
 // startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.6).
-func (e *Engine) startKeyExchange(f *Flow) {
+func (c *pkt) startKeyExchange(f *Flow) {
 	f.initDirections()
 	f.State = StateKeyExchange
 }
@@ -54,57 +54,57 @@ func (e *Engine) startKeyExchange(f *Flow) {
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
 // the SYN-ACK. It returns false when no key pair could be had: the ACK then
 // goes without ENO and both ends fall back to plain TCP.
-func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
-	kp, err := cfg.Keys.Get(f.tep)
+func (c *pkt) startInit(f *Flow, s *segment) bool {
+	kp, err := c.cfg.Keys.Get(f.tep)
 	if err != nil {
-		e.plain(f, "no key pair: "+err.Error())
+		c.plain(f, "no key pair: "+err.Error())
 		return false
 	}
 	f.initDirections()
 	f.keyPair = kp
 	randomNonce(f.nonce[:])
-	m := tcpcrypt.Init1{Ciphers: cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
+	m := tcpcrypt.Init1{Ciphers: c.cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
 	f.ownInit = m.Append(nil) // kept for the key schedule: the WAN may acknowledge it first
-	e.queueInit(f, f.ownInit)
+	c.queueInit(f, f.ownInit)
 	f.enoPending = true
 	f.State = StateKeyExchange
 	if s.opts.HasTS {
 		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
 	}
 	f.lanWin = s.Window
-	e.sendInit(f, out)
+	c.sendInit(f)
 	return true
 }
 
 // queueInit places our Init message at the start of our C stream.
-func (e *Engine) queueInit(f *Flow, msg []byte) {
+func (c *pkt) queueInit(f *Flow, msg []byte) {
 	en := &f.enc
 	en.ring.append(msg, 0)
-	p, c := f.encStart()
-	en.recs.push(frameRec{cStart: c, cEnd: c.add(len(msg)), pStart: p, pEnd: p, init: true})
-	en.cNxt = c.add(len(msg))
+	p0, c0 := f.encStart()
+	en.recs.push(frameRec{cStart: c0, cEnd: c0.add(len(msg)), pStart: p0, pEnd: p0, init: true})
+	en.cNxt = c0.add(len(msg))
 	en.offNxt = uint64(len(msg))
 	en.initLen = len(msg)
-	en.initStart = e.now
+	en.initStart = c.now
 	en.rto = initialInitRTO
-	en.retxAt = e.now.Add(en.rto)
-	e.pending = append(e.pending, f)
+	en.retxAt = c.now.Add(en.rto)
+	c.pending = append(c.pending, f)
 }
 
 // sendInit (re)sends our Init message as first sent.
-func (e *Engine) sendInit(f *Flow, out *Output) {
+func (c *pkt) sendInit(f *Flow) {
 	en := &f.enc
 	if en.recs.len() == 0 || !en.recs.first().init {
 		return
 	}
 	r := en.recs.first()
-	e.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0, out)
+	c.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0)
 }
 
 // consumeInit takes the bytes of the peer's Init message from the start of
 // its C stream, acknowledging them itself. It returns what follows the
 // message in this segment.
-func (e *Engine) consumeInit(cfg *Config, f *Flow, seq cSeq, data []byte, out *Output) (cSeq, []byte) {
+func (c *pkt) consumeInit(f *Flow, seq cSeq, data []byte) (cSeq, []byte) {
 	d := &f.dec
 	c0, _ := f.decStart()
 	pos := c0.add(len(d.initBuf))
@@ -125,7 +125,7 @@ func (e *Engine) consumeInit(cfg *Config, f *Flow, seq cSeq, data []byte, out *O
 		if len(d.initBuf) >= 8 {
 			n, _, err := tcpcrypt.InitMessageLen(magic, f.tep, d.initBuf)
 			if err != nil {
-				e.initFailed(f, "bad Init message: "+err.Error(), out)
+				c.initFailed(f, "bad Init message: "+err.Error())
 				return seq, nil
 			}
 			need = n
@@ -142,24 +142,24 @@ func (e *Engine) consumeInit(cfg *Config, f *Flow, seq cSeq, data []byte, out *O
 	}
 	var err error
 	if f.Role == RoleA {
-		err = e.gotInit2(cfg, f, out)
+		err = c.gotInit2(f)
 	} else {
-		err = e.gotInit1(cfg, f, out)
+		err = c.gotInit1(f)
 	}
 	if err != nil {
-		e.initFailed(f, err.Error(), out)
+		c.initFailed(f, err.Error())
 		return seq, nil
 	}
 	return seq, data
 }
 
-func (e *Engine) initFailed(f *Flow, why string, out *Output) {
+func (c *pkt) initFailed(f *Flow, why string) {
 	f.Reason = why
-	e.abort(f, out)
+	c.abort(f)
 }
 
 // gotInit2 completes role A's key exchange (RFC 8548 §3.3, §4.1).
-func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
+func (c *pkt) gotInit2(f *Flow) error {
 	m, err := tcpcrypt.ParseInit2(f.tep, f.dec.initBuf)
 	if err != nil {
 		return err
@@ -176,28 +176,28 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 		return err
 	}
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.ownInit, f.dec.initBuf, es, f.nonce[:])
-	if err := e.keysReady(f, m.Cipher, ss); err != nil {
+	if err := c.keysReady(f, m.Cipher, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
-	e.cacheNext(cfg, f, ss)
-	if !e.flushHeld(cfg, f, out) {
-		e.ackWAN(f, out) // B's Init2 is acknowledged by the first frame, or here
+	c.cacheNext(f, ss)
+	if !c.flushHeld(f) {
+		c.ackWAN(f) // B's Init2 is acknowledged by the first frame, or here
 	}
 	return nil
 }
 
 // gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §3.3, §4.1).
-func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
+func (c *pkt) gotInit1(f *Flow) error {
 	m, err := tcpcrypt.ParseInit1(f.tep, f.dec.initBuf)
 	if err != nil {
 		return err
 	}
-	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, cfg.Ciphers)
+	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, c.cfg.Ciphers)
 	if !ok {
 		return fmt.Errorf("no common cipher")
 	}
-	kp, err := cfg.Keys.Get(f.tep)
+	kp, err := c.cfg.Keys.Get(f.tep)
 	if err != nil {
 		return err
 	}
@@ -209,13 +209,13 @@ func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	randomNonce(m2.NonceB[:])
 	init2 := m2.Append(nil)
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
-	if err := e.keysReady(f, aead, ss); err != nil {
+	if err := c.keysReady(f, aead, ss); err != nil {
 		return err
 	}
-	e.cacheNext(cfg, f, ss)
-	e.queueInit(f, init2)
-	e.sendInit(f, out)
-	e.flushHeld(cfg, f, out)
+	c.cacheNext(f, ss)
+	c.queueInit(f, init2)
+	c.sendInit(f)
+	c.flushHeld(f)
 	return nil
 }
 
@@ -231,26 +231,26 @@ func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
 // keys and session ID from ss[i] and sn[i] directly, the first frame at
 // offset 0.
-func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
+func (c *pkt) resumeKeys(f *Flow) error {
 	ent := f.resume
 	ss := ent.Secret
-	if err := e.keysReady(f, ent.AEAD, ss); err != nil {
+	if err := c.keysReady(f, ent.AEAD, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true
 	f.Resumed = true
 	f.resume = nil
-	e.stats.Resumptions.Add(1)
-	e.cacheNext(cfg, f, ss)
+	c.stats.Resumptions.Add(1)
+	c.cacheNext(f, ss)
 	return nil
 }
 
 // cacheNext keeps ss[i+1] for the next connection to the same peer, with
 // the role we played in the original session; both ends do the same, so
 // they agree on it (RFC 8548 §3.5: "compute and cache ss[i+1]").
-func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
-	if cfg.Cache != nil {
-		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
+func (c *pkt) cacheNext(f *Flow, ss tcpcrypt.SessionSecret) {
+	if c.cfg.Cache != nil {
+		c.cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
 	}
 }
 
@@ -259,7 +259,7 @@ func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
 // entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
 // with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
 // pseudo-frame of the C stream that the gateway itself acknowledges.
-func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
+func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
 	f.originalRole = eno.RoleA
 	if f.Role == RoleB {
 		f.originalRole = eno.RoleB
@@ -274,33 +274,33 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.aead = aead
 	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
 	f.enc.sealer, f.dec.opener = sealer, opener
-	f.enc.lastRekey = e.now
+	f.enc.lastRekey = c.now
 	d := &f.dec
-	c, p := f.decStart()
+	c0, p0 := f.decStart()
 	n := len(d.initBuf)
-	d.recs.push(frameRec{cStart: c, cEnd: c.add(n), pStart: p, pEnd: p, init: true})
-	d.cRcv = c.add(n)
+	d.recs.push(frameRec{cStart: c0, cEnd: c0.add(n), pStart: p0, pEnd: p0, init: true})
+	d.cRcv = c0.add(n)
 	d.offRcv = uint64(n)
 	d.keyed = true
 	d.initBuf = nil
 	f.keyPair, f.ownInit = nil, nil
-	e.lanAck(f, d.pAck)
+	c.lanAck(f, d.pAck)
 	f.State = StateEncrypted
-	f.Stats.HandshakeDone = e.now
+	f.Stats.HandshakeDone = c.now
 	if f.Role == RoleA {
 		// A peer we connected to speaks tcpcrypt: a later answer without
 		// ENO from it is a suspected downgrade (refuse.go).
-		e.cfg.Load().Peers.Remember(f.WAN.Addr(), e.now)
+		c.cfg.Peers.Remember(f.WAN.Addr(), c.now)
 	}
-	e.stats.FlowsEncrypted.Add(1)
-	e.stats.observeHandshake(e.now.Sub(f.Stats.Started))
+	c.stats.FlowsEncrypted.Add(1)
+	c.stats.observeHandshake(c.now.Sub(f.Stats.Started))
 	return nil
 }
 
 // abort resets both ends of an encrypted flow (RFC 8548 §3.6, §3.7: fail closed
 // once encryption is on): RST to the LAN host at the P sequence it expects,
 // and to the WAN peer at the C sequence it expects.
-func (e *Engine) abort(f *Flow, out *Output) {
+func (c *pkt) abort(f *Flow) {
 	if f.State == StateReset {
 		return
 	}
@@ -308,7 +308,7 @@ func (e *Engine) abort(f *Flow, out *Output) {
 		f.State = StateReset
 		return
 	}
-	e.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0, out)
-	e.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	c.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0)
+	c.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0)
 	f.State = StateReset
 }

@@ -7,11 +7,12 @@ package engine
 import "tcpcrypt-gw/gateway/packet"
 
 // enqueue keeps [seq, seq+len(data)) in q, a direction's queue beyond a
-// hole, reserving with admit (admitIn or admitOut) only the bytes q does
-// not hold yet. It reports false if the bytes were dropped (limits).
-func enqueue[S space](e *Engine, f *Flow, q *oooQueue[S], admit func(*Engine, *Flow, int) bool, seq seqNum[S], data []byte, fin bool) bool {
-	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !admit(e, f, n)) {
-		e.stats.BufferDrops.Add(1)
+// hole (in: the WAN-to-LAN one), reserving (admitIn or admitOut) only the
+// bytes q does not hold yet. It reports false if the bytes were dropped
+// (limits).
+func enqueue[S space](c *pkt, f *Flow, q *oooQueue[S], in bool, seq seqNum[S], data []byte, fin bool) bool {
+	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !c.admit(f, in, n)) {
+		c.stats.BufferDrops.Add(1)
 		return false
 	}
 	q.insert(seq, data, fin)

@@ -80,9 +80,9 @@ func (o *Output) EncodeOffloads() {
 	}
 }
 
-// flushIfFull hands out to e.Flush once it holds SpillAt packets (long loops).
-func (e *Engine) flushIfFull(out *Output) {
-	if out.N >= SpillAt && e.Flush != nil {
-		e.Flush(out)
+// flushIfFull hands the output batch to Engine.Flush once it holds SpillAt packets (long loops).
+func (c *pkt) flushIfFull() {
+	if c.out.N >= SpillAt && c.Flush != nil {
+		c.Flush(c.out)
 	}
 }

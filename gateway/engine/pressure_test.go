@@ -259,7 +259,7 @@ func TestFloodLostSYNACKKeepsResumptionOffer(t *testing.T) {
 	cacheA, cacheB := endpoint.NewCache(16, time.Minute), endpoint.NewCache(16, time.Minute)
 	mk := func(port uint16) *pair {
 		c := newPair(t)
-		c.a.e.cfg.Load().Cache, c.b.e.cfg.Load().Cache = cacheA, cacheB
+		c.a.e.Config().Cache, c.b.e.Config().Cache = cacheA, cacheB
 		c.client.addr = netip.AddrPortFrom(clientAddr.Addr(), port)
 		c.server.peer = c.client.addr
 		c.a.client, c.b.client = c.client.addr, c.client.addr

@@ -24,39 +24,39 @@ func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
 	e.table.Delete(e.shard, entry)
 }
 
-func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
+func (c *pkt) insert(key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
 	inbound := f.Role == RoleB
-	put := e.table.Insert
+	put := c.table.Insert
 	if inbound {
-		put = e.table.InsertInbound // within the inbound share: the LAN reserve stays free
+		put = c.table.InsertInbound // within the inbound share: the LAN reserve stays free
 	}
-	entry, err := put(e.shard, key, f, e.now)
+	entry, err := put(c.shard, key, f, c.now)
 	for kind := EvictHalfOpen; err == flowtable.ErrFull && kind < NumEvictKinds; {
 		// Under pressure, make room: first the half-open flows from the
 		// WAN and closing flows, then idle plain ones, then the LAN's own
 		// half-open ones, each time the one due soonest. A flow from the
 		// WAN only ever evicts another flow from the WAN.
-		v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool {
-			return (!inbound || en.Inbound) && en.Value.evictable(en, e.now) == kind
+		v := c.table.Evict(c.shard, func(en *flowtable.Entry[*Flow]) bool {
+			return (!inbound || en.Inbound) && en.Value.evictable(en, c.now) == kind
 		})
 		if v == nil {
 			kind++
 			continue
 		}
-		e.stats.Evictions[kind].Add(1)
-		e.recycle(v)
-		entry, err = put(e.shard, key, f, e.now)
+		c.stats.Evictions[kind].Add(1)
+		c.recycle(v)
+		entry, err = put(c.shard, key, f, c.now)
 	}
 	if err != nil {
-		e.stats.TableFull.Add(1)
+		c.stats.TableFull.Add(1)
 		return nil
 	}
-	f.Stats.Started = e.now
+	f.Stats.Started = c.now
 	// A new flow has seen only its SYN: it is half-open, whatever state the
 	// caller then gives it, until its next packet touches it by state. (The
 	// state is not set yet here, so touch would give it idle_timeout and a
 	// SYN flood would stay in the table for hours.)
-	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
+	entry.Touch(c.now, c.now.Add(c.cfg.HandshakeTimeout))
 	return entry
 }
 
