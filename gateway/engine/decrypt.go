@@ -1,25 +1,31 @@
-// WAN to LAN: the peer's ciphertext stream is reassembled and its frames
-// authenticated and delivered as plaintext (RFC 8548 §3.6, §4.2); the WAN's
-// acknowledgments of our frames are mapped back into the P space.
+// The decrypting direction (decState), WAN to LAN: the peer's ciphertext
+// stream is reassembled and its frames authenticated and delivered as
+// plaintext (RFC 8548 §3.6, §4.2), and the LAN host's acknowledgments of
+// that plaintext are mapped back into C. Its two halves, in the order
+// lanSegment and wanSegment (dispatch.go) use them:
 //
-// For each WAN segment of an encrypted flow:
-//  1. Its ACK (C space) releases our whole acknowledged frames and gives the
-//     LAN host the P end of the last of them.
-//  2. Before the keys exist, its payload is the peer's Init message, which
-//     the gateway consumes and acknowledges itself.
-//  3. Bytes the frame parser already has are a retransmission: the frames
+// Data from the WAN peer (dataFromWAN), after the encrypting direction has
+// taken the segment's ACK:
+//  1. Before the keys exist, its payload is the peer's Init message, which
+//     the gateway consumes and acknowledges itself (keyexchange.go).
+//  2. Bytes the frame parser already has are a retransmission: the frames
 //     they cover are delivered again from the plaintext kept until the LAN
 //     host acknowledges it.
-//  4. Bytes beyond a hole wait in a bounded queue; the gateway tells the
-//     sender with a duplicate ACK carrying SACK (in C) so it repairs the hole
-//     quickly.
-//  5. In-order bytes feed the frame parser: a frame is opened only when all
+//  3. Bytes beyond a hole wait in a bounded queue (ooo.go); the gateway
+//     tells the sender with a duplicate ACK carrying SACK (in C) so it
+//     repairs the hole quickly, once the hole is reportable.
+//  4. In-order bytes feed the frame parser: a frame is opened only when all
 //     of it is present, in place when one segment holds it whole. Each
 //     authenticated frame goes to the LAN host as one segment at the next P
 //     position. A frame that fails authentication resets both sides; no byte
 //     of it is delivered.
-//  6. The TCP FIN is delivered only after a frame with the FIN flag; a bare
+//  5. The TCP FIN is delivered only after a frame with the FIN flag; a bare
 //     FIN is a truncation attack and resets the flow.
+//
+// ACKs from the LAN host (ackFromLAN, sackToWAN): only C bytes of frames
+// whose whole plaintext the LAN host has acknowledged are acknowledged to
+// the WAN (and the bytes of a frame still being gathered, ackPartial);
+// bytes beyond a hole are reported as SACK blocks in C.
 
 package engine
 
@@ -28,23 +34,11 @@ import (
 	"tcpcrypt-gw/gateway/packet"
 )
 
-// wanSegment handles a WAN segment of a flow in key exchange or encrypted.
-func (c *pkt) wanSegment(f *Flow, s *segment) {
-	d := &f.dec
-	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
-	if s.opts.HasTS {
-		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
-	}
-	f.wanWin = s.Window
-	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
-	if s.has(packet.FlagACK) {
-		c.wanAck(f, cSeq(s.Ack))
-	}
-	if s.has(packet.FlagRST) {
-		c.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
-		f.State = StateClosed
-		return
-	}
+// dataFromWAN takes the data of a WAN segment (after its ACK:
+// wanSegment): first the peer's Init message, then the C stream, whose
+// whole frames are authenticated and delivered. It reports whether
+// plaintext went to the LAN host (it carries the acknowledgment then).
+func (d *decState) dataFromWAN(c *pkt, f *Flow, s *segment) bool {
 	seq, data := cSeq(s.Seq), s.Payload()
 	fin := s.has(packet.FlagFIN)
 	f.Stats.CipherBytesIn += uint64(len(data))
@@ -53,7 +47,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 			seq, data = c.consumeInit(f, seq, data)
 		}
 		if f.State != StateEncrypted && f.State != StateKeyExchange {
-			return
+			return false
 		}
 		if !f.lanSynAcked && s.has(packet.FlagACK) {
 			// Role B: the LAN server still waits for the ACK of its
@@ -61,12 +55,12 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 			c.toLANAck(f, packet.FlagACK, nil, s.TOS)
 		}
 		if !d.keyed {
-			return // no data for the LAN host before the keys exist
+			return false // no data for the LAN host before the keys exist
 		}
 	}
 	delivered := false
 	if len(data) > 0 || fin {
-		delivered = c.receive(f, seq, data, fin, s.has(packet.FlagPSH))
+		delivered = d.receive(c, f, seq, data, fin, s.has(packet.FlagPSH))
 	}
 	if len(data) > 0 && !delivered && s.TOS&ecnMask == ecnCE {
 		// The bytes of a CE-marked segment wait (a frame cut across
@@ -74,26 +68,13 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 		// plaintext the LAN host gets (sendPlain), not with an ACK.
 		d.pendingCE = true
 	}
-	if f.State != StateEncrypted || delivered {
-		return
-	}
-	// Pass the acknowledgment on when it tells the LAN host something: a
-	// new P ack, or a pure ACK that did not move the C ack (a duplicate
-	// ACK, a loss signal, or a window update). A pure ACK that moved the C
-	// ack but not the P ack covered only bytes the LAN host never sent
-	// (our Init, our own rekey frames) or part of a frame: passed on, it
-	// would look like a duplicate ACK to the LAN host.
-	if len(s.Payload()) == 0 && !fin && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
-		blocks := c.sackToLAN(f, s.opts)
-		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
-	}
+	return delivered
 }
 
 // receive takes the C bytes [seq, seq+len(data)) (and a FIN after them);
 // psh is the segment's PSH flag, passed on with the plaintext of the last
 // frame it completes.
-func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
-	d := &f.dec
+func (d *decState) receive(c *pkt, f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 	end := seq.add(len(data))
 	delivered := false
 	if seq.lt(d.cRcv) {
@@ -101,7 +82,7 @@ func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 		if oldEnd.gt(d.cRcv) {
 			oldEnd = d.cRcv
 		}
-		delivered = c.redeliver(f, seq, oldEnd)
+		delivered = d.redeliver(c, f, seq, oldEnd)
 		if end.gt(d.cRcv) {
 			data, seq = data[d.cRcv.since(seq):], d.cRcv
 		} else {
@@ -119,8 +100,8 @@ func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 		return delivered
 	}
 	if seq.gt(d.cRcv) {
-		c.queueBeyondHole(f, seq, data, fin)
-		if f.holeReportable() {
+		d.queueBeyondHole(c, f, seq, data, fin)
+		if d.holeReportable() {
 			c.ackWAN(f)
 		}
 		return delivered
@@ -133,7 +114,7 @@ func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 		// the direction's limit and drop the hole's only repair, for
 		// good.
 		cut := d.ooo.first().seq.since(seq)
-		c.queueBeyondHole(f, seq.add(cut), data[cut:], fin)
+		d.queueBeyondHole(c, f, seq.add(cut), data[cut:], fin)
 		data, fin = data[:cut], false
 	}
 	if !c.admitIn(f, len(data)) {
@@ -145,11 +126,11 @@ func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 		c.stats.BufferDrops.Add(1)
 		return delivered
 	}
-	if c.feed(f, data, psh) {
+	if d.feed(c, f, data, psh) {
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
-		c.wanFIN(f, seq.add(len(data)))
+		d.wanFIN(c, f, seq.add(len(data)))
 	}
 	for d.ooo.len() > 0 && f.State == StateEncrypted {
 		q := d.ooo.first()
@@ -163,63 +144,45 @@ func (c *pkt) receive(f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
 		} else {
 			qdata = nil
 		}
-		if len(qdata) > 0 && c.feed(f, qdata, true) {
+		if len(qdata) > 0 && d.feed(c, f, qdata, true) {
 			delivered = true
 		}
 		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
-			c.wanFIN(f, qEnd)
+			d.wanFIN(c, f, qEnd)
 		}
 		d.ooo.pop()
 	}
 	if d.ooo.len() > 0 && f.State == StateEncrypted {
-		if f.holeReportable() {
+		if d.holeReportable() {
 			c.ackWAN(f)
 		}
-	} else if !delivered && f.State == StateEncrypted && f.ackPartial() {
+	} else if !delivered && f.State == StateEncrypted && d.ackPartial() {
 		c.ackWAN(f)
 	}
 	return delivered
 }
 
 // queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
-func (c *pkt) queueBeyondHole(f *Flow, seq cSeq, data []byte, fin bool) {
-	enqueue(c, f, &f.dec.ooo, true, seq, data, fin)
-}
-
-// ackPartial acknowledges to the WAN the bytes of a frame still being
-// gathered, once every frame before it is acknowledged by the LAN host. A
-// peer may send frames larger than its congestion window (RFC 8548 §3.6
-// allows up to 64 KiB); without an acknowledgment it would wait for one
-// that never comes. The frame's last byte is never acknowledged early: it
-// completes the frame, so its segment stays the sender's to retransmit,
-// and a retransmission makes the gateway deliver the whole frame again
-// (redeliver) if the LAN host lost it. It reports whether cAcked moved.
-func (f *Flow) ackPartial() bool {
-	d := &f.dec
-	if len(d.partial) == 0 || !f.lanCaughtUp() || !d.cRcv.gt(d.cAcked) {
-		return false
-	}
-	d.cAcked = d.cRcv
-	return true
+func (d *decState) queueBeyondHole(c *pkt, f *Flow, seq cSeq, data []byte, fin bool) {
+	enqueue(c, f, &d.ooo, true, seq, data, fin)
 }
 
 // feed parses in-order C bytes into frames and delivers each authenticated
 // frame; the last frame to end with data gets PSH if psh. It reports
 // whether anything was delivered.
-func (c *pkt) feed(f *Flow, data []byte, psh bool) bool {
-	d := &f.dec
+func (d *decState) feed(c *pkt, f *Flow, data []byte, psh bool) bool {
 	delivered := false
 	for len(data) > 0 && f.State == StateEncrypted {
 		if len(d.partial) == 0 && len(data) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(data)
 			if err != nil {
-				c.authFailed(f, "malformed frame header")
+				d.authFailed(c, f, "malformed frame header")
 				return delivered
 			}
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
 				d.cRcv = d.cRcv.add(n)
-				if !c.openAndDeliver(f, data[:n], start, psh && n == len(data)) {
+				if !d.openAndDeliver(c, f, data[:n], start, psh && n == len(data)) {
 					return delivered
 				}
 				delivered = true
@@ -232,7 +195,7 @@ func (c *pkt) feed(f *Flow, data []byte, psh bool) bool {
 		if len(d.partial) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(d.partial)
 			if err != nil {
-				c.authFailed(f, "malformed frame header")
+				d.authFailed(c, f, "malformed frame header")
 				return delivered
 			}
 			need = n
@@ -243,7 +206,7 @@ func (c *pkt) feed(f *Flow, data []byte, psh bool) bool {
 		d.cRcv = d.cRcv.add(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
 			start := d.cRcv.add(-need)
-			ok := c.openAndDeliver(f, d.partial, start, psh && len(data) == 0)
+			ok := d.openAndDeliver(c, f, d.partial, start, psh && len(data) == 0)
 			d.partial = d.partial[:0]
 			if !ok {
 				return delivered
@@ -257,16 +220,15 @@ func (c *pkt) feed(f *Flow, data []byte, psh bool) bool {
 // openAndDeliver authenticates one whole frame that starts at C sequence
 // cStart and sends its plaintext to the LAN host, the last segment with PSH
 // if psh.
-func (c *pkt) openAndDeliver(f *Flow, frame []byte, cStart cSeq, psh bool) bool {
-	d := &f.dec
+func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, psh bool) bool {
 	if d.finFrame {
-		c.authFailed(f, "data after the FIN frame")
+		d.authFailed(c, f, "data after the FIN frame")
 		return false
 	}
 	gen := d.opener.Generation()
 	flags, _, pt, err := d.opener.OpenFrame(frame, d.offRcv)
 	if err != nil {
-		c.authFailed(f, "frame failed authentication")
+		d.authFailed(c, f, "frame failed authentication")
 		return false
 	}
 	rekeyed := d.opener.Generation() != gen
@@ -279,7 +241,7 @@ func (c *pkt) openAndDeliver(f *Flow, frame []byte, cStart cSeq, psh bool) bool 
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
 		// after it (wanFIN) is the segment that tells it the stream
 		// ended, one packet less per connection.
-		c.sendPlain(f, d.pRcv, pt, false, psh)
+		d.sendPlain(c, f, d.pRcv, pt, false, psh)
 	}
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
@@ -293,14 +255,22 @@ func (c *pkt) openAndDeliver(f *Flow, frame []byte, cStart cSeq, psh bool) bool 
 		// host's data keeps its order.
 		f.Stats.RekeysIn++
 		c.stats.RekeysIn.Add(1)
-		c.answerRekey(f, d.opener.Generation())
+		f.enc.answerRekey(c, f, d.opener.Generation())
 	}
 	return true
 }
 
+// authFailed resets the flow after a frame failed authentication (RFC 8548
+// §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
+func (d *decState) authFailed(c *pkt, f *Flow, why string) {
+	c.stats.AuthFailures.Add(1)
+	f.Reason = why
+	c.abort(f)
+}
+
 // sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS,
 // the last segment with PSH if psh or fin.
-func (c *pkt) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool) {
+func (d *decState) sendPlain(c *pkt, f *Flow, seq pSeq, pt []byte, fin, psh bool) {
 	maxSeg := f.lanMSS
 	if f.tsOK {
 		maxSeg -= 12
@@ -310,9 +280,9 @@ func (c *pkt) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool) {
 		n := min(len(pt), maxSeg)
 		flags := packet.FlagACK | c.ecnToLAN
 		tos := c.tosToLAN
-		if f.dec.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
+		if d.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
 			tos |= ecnCE
-			f.dec.pendingCE = false
+			d.pendingCE = false
 		}
 		if n == len(pt) && (psh || fin) {
 			flags |= packet.FlagPSH
@@ -327,8 +297,7 @@ func (c *pkt) sendPlain(f *Flow, seq pSeq, pt []byte, fin, psh bool) {
 }
 
 // wanFIN handles a TCP FIN at C sequence finSeq, reached in order.
-func (c *pkt) wanFIN(f *Flow, finSeq cSeq) {
-	d := &f.dec
+func (d *decState) wanFIN(c *pkt, f *Flow, finSeq cSeq) {
 	if d.finDelivered {
 		return
 	}
@@ -341,7 +310,7 @@ func (c *pkt) wanFIN(f *Flow, finSeq cSeq) {
 		return
 	}
 	d.recs.push(frameRec{cStart: finSeq, cEnd: finSeq, pStart: d.pRcv, pEnd: d.pRcv, fin: true})
-	c.sendPlain(f, d.pRcv, nil, true, true)
+	d.sendPlain(c, f, d.pRcv, nil, true, true)
 	d.pRcv++
 	d.cRcv++
 	d.finDelivered = true
@@ -349,8 +318,7 @@ func (c *pkt) wanFIN(f *Flow, finSeq cSeq) {
 
 // redeliver sends again, from the kept plaintext, the frames that cover the
 // C range [from, to): the LAN host lost them or the sender retransmits.
-func (c *pkt) redeliver(f *Flow, from, to cSeq) bool {
-	d := &f.dec
+func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 	sent := false
 	i := d.recs.search(func(r *frameRec) bool { return r.cAfter().gt(from) })
 	for ; i < d.recs.len(); i++ {
@@ -361,18 +329,17 @@ func (c *pkt) redeliver(f *Flow, from, to cSeq) bool {
 		if r.init {
 			continue
 		}
-		c.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
+		d.sendPlain(c, f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
 		sent = true
 	}
 	return sent
 }
 
-// lanAck applies the LAN host's acknowledgment (P) to the frames delivered
+// ackFromLAN applies the LAN host's acknowledgment (P) to the frames delivered
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
 // plaintext the LAN host has acknowledged (and the peer's Init, which the
 // gateway consumed itself).
-func (c *pkt) lanAck(f *Flow, ack pSeq) {
-	d := &f.dec
+func (d *decState) ackFromLAN(ack pSeq) {
 	if ack.gt(d.pRcv) {
 		ack = d.pRcv
 	}
@@ -387,7 +354,7 @@ func (c *pkt) lanAck(f *Flow, ack pSeq) {
 		d.cAcked = d.cAcked.max(r.cAfter())
 		d.recs.pop()
 	}
-	f.ackPartial()
+	d.ackPartial()
 	if d.pAck.gt(d.ring.seq) {
 		d.ring.trim(d.pAck.min(d.ring.end()))
 	}
@@ -403,27 +370,34 @@ func (c *pkt) lanAck(f *Flow, ack pSeq) {
 // The delivered bytes cannot be SACKed instead: Linux discards a SACK
 // block that starts at its snd_una. The LAN host's next ACK, translated,
 // carries the hole exactly and the SACK blocks (toWAN adds sackToWAN).
-func (f *Flow) holeReportable() bool { return f.lanCaughtUp() }
+func (d *decState) holeReportable() bool { return d.lanCaughtUp() }
 
 // lanCaughtUp reports whether the LAN host has acknowledged every frame
 // delivered to it.
-func (f *Flow) lanCaughtUp() bool { return f.dec.recs.len() == 0 }
+func (d *decState) lanCaughtUp() bool { return d.recs.len() == 0 }
 
 // sackToWAN describes, in C, the bytes the gateway holds past a hole, the
 // island of the segment that arrived last first (oooQueue.blocks), once the
 // hole is reportable (holeReportable).
-func (c *pkt) sackToWAN(f *Flow) []packet.SACKBlock {
-	d := &f.dec
-	if d.ooo.len() == 0 || !f.holeReportable() {
+func (d *decState) sackToWAN(dst []packet.SACKBlock) []packet.SACKBlock {
+	if d.ooo.len() == 0 || !d.holeReportable() {
 		return nil
 	}
-	return d.ooo.blocks(c.sack[:0], 3)
+	return d.ooo.blocks(dst, 3)
 }
 
-// authFailed resets the flow after a frame failed authentication (RFC 8548
-// §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
-func (c *pkt) authFailed(f *Flow, why string) {
-	c.stats.AuthFailures.Add(1)
-	f.Reason = why
-	c.abort(f)
+// ackPartial acknowledges to the WAN the bytes of a frame still being
+// gathered, once every frame before it is acknowledged by the LAN host. A
+// peer may send frames larger than its congestion window (RFC 8548 §3.6
+// allows up to 64 KiB); without an acknowledgment it would wait for one
+// that never comes. The frame's last byte is never acknowledged early: it
+// completes the frame, so its segment stays the sender's to retransmit,
+// and a retransmission makes the gateway deliver the whole frame again
+// (redeliver) if the LAN host lost it. It reports whether cAcked moved.
+func (d *decState) ackPartial() bool {
+	if len(d.partial) == 0 || !d.lanCaughtUp() || !d.cRcv.gt(d.cAcked) {
+		return false
+	}
+	d.cAcked = d.cRcv
+	return true
 }

@@ -1,12 +1,16 @@
 // Per-state dispatch of the packets of a flow.
 //
 //  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
-//     newInbound); any other segment of an unknown flow is answered with RST
-//     (resetUnknown), never passed: it could carry ciphertext to a LAN host
-//     or plaintext of an encrypted flow to the WAN.
+//     newInbound; its place in the table: table.go); any other segment of
+//     an unknown flow is answered with RST (resetUnknown), never passed: it
+//     could carry ciphertext to a LAN host or plaintext of an encrypted
+//     flow to the WAN.
 //  2. A flow in the SYN exchange: syn.go. In the key exchange or encrypted:
-//     encrypt.go (from the LAN) and decrypt.go (from the WAN), which take the
-//     peer's Init message first (keyexchange.go). Plain: forwarded as it is.
+//     lanSegment and wanSegment hand the segment to the two directions the
+//     way TCP hands one to its receiver, then its sender: a LAN segment is
+//     the decrypting direction learning the LAN host's ACK (decrypt.go),
+//     then the encrypting direction taking its data (encrypt.go); a WAN
+//     segment the other way round. Plain: forwarded as it is.
 //  3. After the packet: what the flow no longer holds goes back to the
 //     budget (budget.go), and its expiry moves by its state (touch).
 
@@ -231,4 +235,60 @@ func (c *pkt) plain(f *Flow, why string) {
 	f.State = StatePassthrough
 	f.Reason = why
 	c.stats.FlowsPlain.Add(1)
+}
+
+// lanSegment handles a LAN segment of a flow in key exchange or encrypted,
+// the way TCP hands a segment to its receiver, then to its sender: the
+// decrypting direction learns the LAN host's ACK (ackFromLAN), then the
+// encrypting direction takes its data (dataFromLAN).
+func (c *pkt) lanSegment(f *Flow, s *segment) {
+	ackBefore, winBefore := f.dec.cAcked, f.lanWin
+	if s.opts.HasTS {
+		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.lanWin = s.Window
+	if s.has(packet.FlagRST) {
+		c.toWAN(f, f.enc.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
+		f.State = StateClosed
+		return
+	}
+	if s.has(packet.FlagACK) {
+		f.dec.ackFromLAN(pSeq(s.Ack))
+	}
+	f.enc.dataFromLAN(c, f, s, f.dec.cAcked != ackBefore || f.lanWin != winBefore)
+}
+
+// wanSegment handles a WAN segment of a flow in key exchange or encrypted:
+// the encrypting direction learns the WAN peer's ACK (ackFromWAN), then the
+// decrypting direction takes its data (dataFromWAN); an ACK that carried no
+// plaintext to the LAN host goes on to it if it tells it something.
+func (c *pkt) wanSegment(f *Flow, s *segment) {
+	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
+	if s.opts.HasTS {
+		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.wanWin = s.Window
+	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
+	if s.has(packet.FlagACK) {
+		f.enc.ackFromWAN(cSeq(s.Ack))
+	}
+	if s.has(packet.FlagRST) {
+		c.toLAN(f, f.dec.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
+		f.State = StateClosed
+		return
+	}
+	delivered := f.dec.dataFromWAN(c, f, s)
+	if f.State != StateEncrypted || delivered {
+		return
+	}
+	// Pass the acknowledgment on when it tells the LAN host something: a
+	// new P ack, or a pure ACK that did not move the C ack (a duplicate
+	// ACK, a loss signal, or a window update). A pure ACK that moved the C
+	// ack but not the P ack covered only bytes the LAN host never sent
+	// (our Init, our own rekey frames) or part of a frame: passed on, it
+	// would look like a duplicate ACK to the LAN host.
+	if len(s.Payload()) == 0 && !s.has(packet.FlagFIN) && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
+		blocks := f.enc.sackToLAN(c.sack[:0], s.opts)
+		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
+	}
 }

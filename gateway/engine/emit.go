@@ -46,7 +46,7 @@ func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
 	if f.sackOK && flags&packet.FlagRST == 0 {
 		// SACK blocks only where the segment still fits the path: a full
 		// frame leaves room for the timestamp option alone.
-		w.SACK(c.sackToWAN(f), f.peerMSS-len(payload)-w.Len())
+		w.SACK(f.dec.sackToWAN(c.sack[:0]), f.peerMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
 		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: c.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}

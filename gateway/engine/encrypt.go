@@ -1,47 +1,48 @@
-// LAN to WAN: plaintext segments from the LAN host become frames on the
-// WAN (RFC 8548 §3.6, §4.2), and the LAN host's acknowledgments of WAN data are
-// mapped back into the C space.
+// The encrypting direction (encState), LAN to WAN: plaintext segments
+// from the LAN host become frames on the WAN (RFC 8548 §3.6, §4.2), and the
+// WAN peer's acknowledgments of those frames are mapped back into P. Its
+// two halves, in the order lanSegment and wanSegment (dispatch.go) use
+// them:
 //
-// For each LAN segment of an encrypted flow:
-//  1. Its ACK (P space, for WAN-to-LAN data) moves the decrypting
-//     direction's acknowledgment: only C bytes of frames whose whole
-//     plaintext the LAN host has acknowledged are acknowledged to the WAN.
-//  2. Bytes before the next expected P byte are a retransmission: the frames
+// Data from the LAN host (dataFromLAN), after the decrypting direction has
+// taken the segment's ACK:
+//  1. Bytes before the next expected P byte are a retransmission: the frames
 //     that cover them are re-sent exactly as first sent (same key, offset,
 //     boundaries), from the ring of unacknowledged ciphertext.
-//  3. New bytes become new frames, one per segment (MSS clamping makes them
+//  2. New bytes become new frames, one per segment (MSS clamping makes them
 //     fit), each recorded with its P and C ranges until the WAN acknowledges
-//     it. Before the keys exist they are held instead.
-//  4. A segment with nothing to frame (pure ACK, window update, keep-alive)
+//     it. Before the keys exist they are held instead; beyond a hole in the
+//     LAN host's stream they wait for it.
+//  3. A segment with nothing to frame (pure ACK, window update, keep-alive)
 //     is translated and sent as it is.
+//  4. Rekeying: the own direction by bytes or time (rekeyOut), and the
+//     peer's rekey answered at once with empty frames of the gateway's own
+//     (answerRekey, which the decrypting direction calls when it opens a
+//     frame of a new generation: RFC 8548 §3.8 wants the answer then,
+//     between that frame's plaintext and the next).
+//
+// ACKs from the WAN peer (ackFromWAN, sackToLAN): a C acknowledgment
+// releases the frames it covers whole, and their P end becomes the
+// acknowledgment the LAN host gets; SACK blocks map to whole frames.
 
 package engine
 
 import (
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/packet"
+	"time"
 )
 
-// lanSegment handles a LAN segment of a flow in key exchange or encrypted.
-func (c *pkt) lanSegment(f *Flow, s *segment) {
-	en := &f.enc
-	ackBefore, winBefore := f.dec.cAcked, f.lanWin
-	if s.opts.HasTS {
-		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
-	}
-	f.lanWin = s.Window
-	if s.has(packet.FlagRST) {
-		c.toWAN(f, c.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
-		f.State = StateClosed
-		return
-	}
-	if s.has(packet.FlagACK) {
-		c.lanAck(f, pSeq(s.Ack))
-	}
+// dataFromLAN takes the data of a LAN segment (after its ACK: lanSegment):
+// new bytes become frames, bytes before the next expected one re-send the
+// frames first sent, bytes beyond a hole wait, and a segment with nothing
+// to frame is translated as it is. ackNews: the segment's ACK or window
+// told the WAN peer something new.
+func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 	pay := s.Payload()
 	fin := s.has(packet.FlagFIN)
 	if len(pay) == 0 && !fin {
-		c.toWAN(f, c.pToC(f, pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS)
+		c.toWAN(f, en.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS)
 		return
 	}
 	keyed := en.sealer != nil
@@ -61,10 +62,10 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 		// something new: a copy of the last one would be a duplicate ACK
 		// to the WAN peer.
 		if keyed {
-			c.queueBeyondLANHole(f, seq, pay, fin)
+			en.queueBeyondLANHole(c, f, seq, pay, fin)
 		}
-		if !keyed || f.dec.cAcked != ackBefore || f.lanWin != winBefore {
-			c.toWAN(f, c.pToC(f, expect), packet.FlagACK, nil, s.TOS)
+		if !keyed || ackNews {
+			c.toWAN(f, en.pToC(expect), packet.FlagACK, nil, s.TOS)
 		}
 		return
 	}
@@ -74,17 +75,17 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 		if oldEnd.gt(expect) {
 			oldEnd = expect
 		}
-		sent = c.retransmit(f, seq, oldEnd)
+		sent = en.retransmit(c, f, seq, oldEnd)
 	}
 	if end.gt(expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
 		at := len(s.Buf) - len(pay) + expect.since(seq) // fresh = s.Buf[at:], behind the TCP header
 		fresh := s.Buf[at:]
 		f.Stats.PlainBytesOut += uint64(len(fresh))
 		if !keyed {
-			c.hold(f, fresh, fin)
+			en.hold(c, f, fresh, fin)
 			return
 		}
-		if c.frame(f, s.Buf, at, fin, s.has(packet.FlagPSH)) {
+		if en.frame(c, f, s.Buf, at, fin, s.has(packet.FlagPSH)) {
 			sent = true
 		}
 		if en.ooo.len() > 0 && en.pNxt.lt(end) {
@@ -92,16 +93,16 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 			// spent): what waits beyond it must not keep the budget the
 			// repair needs, or flows whose queues hold all of it would
 			// wait for each other.
-			c.dropQueued(f)
+			en.dropQueued(c)
 		}
 	}
-	if keyed && en.ooo.len() > 0 && c.frameQueued(f) {
+	if keyed && en.ooo.len() > 0 && en.frameQueued(c, f) {
 		sent = true
 	}
 	if !sent && keyed {
 		// Everything in it was acknowledged already (a keep-alive probe at
 		// snd_una-1, RFC 9293 §3.8.4): translate the numbers, no payload.
-		c.toWAN(f, c.pToC(f, seq), packet.FlagACK, nil, s.TOS)
+		c.toWAN(f, en.pToC(seq), packet.FlagACK, nil, s.TOS)
 	}
 }
 
@@ -115,8 +116,8 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (c *pkt) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
-	if enqueue(c, f, &f.enc.ooo, false, seq, data, fin) {
+func (en *encState) queueBeyondLANHole(c *pkt, f *Flow, seq pSeq, data []byte, fin bool) {
+	if enqueue(c, f, &en.ooo, false, seq, data, fin) {
 		c.stats.LANReordered.Add(1)
 	}
 }
@@ -126,8 +127,7 @@ func (c *pkt) queueBeyondLANHole(f *Flow, seq pSeq, data []byte, fin bool) {
 // flushHeld); what cannot be framed within the limits is dropped, and the
 // LAN host, which never had it acknowledged, sends it again. It reports
 // whether it sent a frame.
-func (c *pkt) frameQueued(f *Flow) bool {
-	en := &f.enc
+func (en *encState) frameQueued(c *pkt, f *Flow) bool {
 	q := &en.ooo
 	sent := false
 	for q.len() > 0 && !q.first().seq.gt(en.pNxt) {
@@ -137,12 +137,12 @@ func (c *pkt) frameQueued(f *Flow) bool {
 		if s.end().gt(en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
 			fresh := s.data[en.pNxt.since(s.seq):]
 			f.Stats.PlainBytesOut += uint64(len(fresh))
-			if c.frame(f, fresh, 0, s.fin, true) {
+			if en.frame(c, f, fresh, 0, s.fin, true) {
 				sent = true
 			}
 			if en.pNxt != s.end().add(b2i(s.fin)) { // cut short by the limits
 				q.pop()
-				c.dropQueued(f)
+				en.dropQueued(c)
 				return sent
 			}
 		}
@@ -152,8 +152,7 @@ func (c *pkt) frameQueued(f *Flow) bool {
 }
 
 // dropQueued gives up the queued LAN bytes (the LAN host sends them again).
-func (c *pkt) dropQueued(f *Flow) {
-	en := &f.enc
+func (en *encState) dropQueued(c *pkt) {
 	if n := en.ooo.bytes; n > 0 {
 		c.table.Release(n)
 		en.reserved -= n
@@ -163,21 +162,20 @@ func (c *pkt) dropQueued(f *Flow) {
 }
 
 // hold keeps LAN plaintext until the keys exist.
-func (c *pkt) hold(f *Flow, data []byte, fin bool) {
+func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
 	if len(data) > 0 && !c.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
-	f.enc.held.appendStream(data)
-	f.enc.heldTOS = c.tosToWAN
+	en.held.appendStream(data)
+	en.heldTOS = c.tosToWAN
 	if fin {
-		f.enc.heldFIN = true
+		en.heldFIN = true
 	}
 }
 
 // flushHeld frames the plaintext held during the key exchange. It reports
 // whether it sent a frame (which carries the acknowledgment too).
-func (c *pkt) flushHeld(f *Flow) bool {
-	en := &f.enc
+func (en *encState) flushHeld(c *pkt, f *Flow) bool {
 	if en.held.len() == 0 && !en.heldFIN {
 		return false
 	}
@@ -189,7 +187,7 @@ func (c *pkt) flushHeld(f *Flow) bool {
 	// the segment that completed the key exchange: in a context of its own.
 	held := *c
 	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
-	sent := held.frame(f, data, 0, en.heldFIN, true)
+	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
 	en.held.free()
 	en.heldFIN = false
 	return sent
@@ -219,8 +217,7 @@ func (f *Flow) maxFrameData() int {
 // sealed straight from buf into the ring, that byte lent for the frame's
 // flags (tcpcrypt.Sealer.SealFrameAfter). It reports false if nothing
 // could be framed (buffer limits).
-func (c *pkt) frame(f *Flow, buf []byte, at int, fin, psh bool) bool {
-	en := &f.enc
+func (en *encState) frame(c *pkt, f *Flow, buf []byte, at int, fin, psh bool) bool {
 	maxData := f.maxFrameData()
 	framed := false
 	for first := true; first || at < len(buf); first = false {
@@ -250,7 +247,7 @@ func (c *pkt) frame(f *Flow, buf []byte, at int, fin, psh bool) bool {
 		en.recs.push(r)
 		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
 		en.offNxt += uint64(len(fr))
-		c.sendFrame(f, &r)
+		en.sendFrame(c, f, &r)
 		f.Stats.CipherBytesOut += uint64(len(fr))
 		framed = true
 		if r.fin {
@@ -260,7 +257,7 @@ func (c *pkt) frame(f *Flow, buf []byte, at int, fin, psh bool) bool {
 		en.framesThisKey++
 		if c.cfg.RekeyBytes > 0 && en.sinceRekey >= c.cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
 			c.cfg.RekeyInterval > 0 && c.now.Sub(en.lastRekey) >= c.cfg.RekeyInterval {
-			c.rekeyOut(f)
+			en.rekeyOut(c.now)
 		}
 		at += n
 	}
@@ -272,13 +269,12 @@ func (c *pkt) frame(f *Flow, buf []byte, at int, fin, psh bool) bool {
 // bytes first sent. The receiver counts one generation per rekey = 1
 // frame, so while no frame has used the new generation this does nothing
 // (Sealer.Rekey).
-func (c *pkt) rekeyOut(f *Flow) {
-	en := &f.enc
+func (en *encState) rekeyOut(now time.Time) {
 	if en.sealer == nil || !en.sealer.Rekey() {
 		return
 	}
 	en.sinceRekey, en.framesThisKey = 0, 0
-	en.lastRekey = c.now
+	en.lastRekey = now
 }
 
 // answerRekey catches our local generation up with the peer's, one frame
@@ -287,8 +283,7 @@ func (c *pkt) rekeyOut(f *Flow) {
 // and the gateway's own: they have no P bytes, LAN retransmissions that
 // reach their P position re-send them, and Tick re-sends them while they
 // are the unacknowledged tail.
-func (c *pkt) answerRekey(f *Flow, remote uint32) {
-	en := &f.enc
+func (en *encState) answerRekey(c *pkt, f *Flow, remote uint32) {
 	if en.sealer == nil || en.finSent {
 		return
 	}
@@ -297,7 +292,7 @@ func (c *pkt) answerRekey(f *Flow, remote uint32) {
 		if en.sealer.Generation() != gen {
 			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, c.now
 		}
-		if !c.frame(f, nil, 0, false, true) {
+		if !en.frame(c, f, nil, 0, false, true) {
 			return // buffer limits: the next data frame carries the rekey
 		}
 		sent = true
@@ -312,26 +307,24 @@ func (c *pkt) answerRekey(f *Flow, remote uint32) {
 // ownTailUnacked reports whether the last unacknowledged frame is one of
 // the gateway's own empty frames (answerRekey): no LAN retransmission will
 // ever reach it, so Tick re-sends it.
-func (c *pkt) ownTailUnacked(f *Flow) bool {
-	en := &f.enc
+func (en *encState) ownTailUnacked() bool {
 	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).rekeyAnswer()
 }
 
 // resendOwnTail re-sends the gateway's own empty frames at the end of the
 // unacknowledged ones, exactly as first sent.
-func (c *pkt) resendOwnTail(f *Flow) {
-	en := &f.enc
+func (en *encState) resendOwnTail(c *pkt, f *Flow) {
 	i := en.recs.len()
 	for i > 0 && en.recs.at(i-1).rekeyAnswer() {
 		i--
 	}
 	for ; i < en.recs.len(); i++ {
-		c.sendFrame(f, en.recs.at(i))
+		en.sendFrame(c, f, en.recs.at(i))
 	}
 }
 
 // sendFrame sends one recorded frame, exactly as first sent.
-func (c *pkt) sendFrame(f *Flow, r *frameRec) {
+func (en *encState) sendFrame(c *pkt, f *Flow, r *frameRec) {
 	flags := packet.FlagACK | c.ecnToWAN
 	if r.psh {
 		flags |= packet.FlagPSH
@@ -339,12 +332,11 @@ func (c *pkt) sendFrame(f *Flow, r *frameRec) {
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
-	c.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), c.tosToWAN)
+	c.toWAN(f, r.cStart, flags, en.ring.slice(r.cStart, r.cEnd), c.tosToWAN)
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).
-func (c *pkt) retransmit(f *Flow, from, to pSeq) bool {
-	en := &f.enc
+func (en *encState) retransmit(c *pkt, f *Flow, from, to pSeq) bool {
 	if !en.initAcked {
 		c.sendInit(f)
 	}
@@ -360,15 +352,14 @@ func (c *pkt) retransmit(f *Flow, from, to pSeq) bool {
 		if r.init {
 			continue
 		}
-		c.sendFrame(f, r)
+		en.sendFrame(c, f, r)
 		sent = true
 	}
 	return sent
 }
 
 // pToC maps a P sequence number of the LAN host's stream to C.
-func (c *pkt) pToC(f *Flow, p pSeq) cSeq {
-	en := &f.enc
+func (en *encState) pToC(p pSeq) cSeq {
 	if p == en.pNxt || en.sealer == nil {
 		return en.cNxt
 	}
@@ -389,12 +380,11 @@ func (c *pkt) pToC(f *Flow, p pSeq) cSeq {
 	return en.cNxt
 }
 
-// wanAck applies an acknowledgment from the WAN (C space) to our frames:
+// ackFromWAN applies an acknowledgment from the WAN (C space) to our frames:
 // frames wholly acknowledged are forgotten and their P end becomes the
 // acknowledgment the LAN host sees. A partly acknowledged frame counts as
 // not acknowledged.
-func (c *pkt) wanAck(f *Flow, ack cSeq) {
-	en := &f.enc
+func (en *encState) ackFromWAN(ack cSeq) {
 	if ack.gt(en.cNxt) {
 		return // acknowledges what was never sent
 	}
@@ -418,9 +408,7 @@ func (c *pkt) wanAck(f *Flow, ack cSeq) {
 }
 
 // sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
-func (c *pkt) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
-	en := &f.enc
-	blocks := c.sack[:0]
+func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
 	for _, b := range o.SACK[:o.NSACK] {
 		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
 		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1

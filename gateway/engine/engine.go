@@ -358,7 +358,7 @@ func (c *pkt) tick() {
 			c.abort(f)
 			continue
 		}
-		if en.initAcked && !c.ownTailUnacked(f) {
+		if en.initAcked && !f.enc.ownTailUnacked() {
 			en.retxAt = time.Time{}
 			continue
 		}
@@ -366,7 +366,7 @@ func (c *pkt) tick() {
 			if !en.initAcked {
 				c.sendInit(f)
 			} else {
-				c.resendOwnTail(f)
+				f.enc.resendOwnTail(c, f)
 			}
 			en.rto = min(2*en.rto, 4*time.Second)
 			en.retxAt = now.Add(en.rto)

@@ -181,7 +181,7 @@ func (c *pkt) gotInit2(f *Flow) error {
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
 	c.cacheNext(f, ss)
-	if !c.flushHeld(f) {
+	if !f.enc.flushHeld(c, f) {
 		c.ackWAN(f) // B's Init2 is acknowledged by the first frame, or here
 	}
 	return nil
@@ -215,7 +215,7 @@ func (c *pkt) gotInit1(f *Flow) error {
 	c.cacheNext(f, ss)
 	c.queueInit(f, init2)
 	c.sendInit(f)
-	c.flushHeld(f)
+	f.enc.flushHeld(c, f)
 	return nil
 }
 
@@ -284,7 +284,7 @@ func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret
 	d.keyed = true
 	d.initBuf = nil
 	f.keyPair, f.ownInit = nil, nil
-	c.lanAck(f, d.pAck)
+	f.dec.ackFromLAN(d.pAck)
 	f.State = StateEncrypted
 	f.Stats.HandshakeDone = c.now
 	if f.Role == RoleA {

@@ -52,7 +52,7 @@ func TestRekeyIsAnsweredAtOnce(t *testing.T) {
 	c.handshake()
 	fb := c.b.flow(t)
 	c.b.table.LockShard(0)
-	c.b.at(c.now).rekeyOut(fb) // gateway B starts generation 1
+	fb.enc.rekeyOut(c.now) // gateway B starts generation 1
 	c.b.table.UnlockShard(0)
 
 	reply := []byte("rekeyed reply")
