@@ -9,7 +9,7 @@
 // grows ahead of P by the Init message (none when resumed), 20 bytes per
 // frame, and the gateway's own empty frames that answer a peer's rekey.
 //
-// The flow of one packet through Process:
+// The flow of one packet through Locked.Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
 //     A GSO super-packet is one segment with a large payload (emit.go).
@@ -31,7 +31,9 @@
 // bytes (Init messages, empty rekey frames) and expires idle flows.
 //
 // Concurrency: an Engine belongs to one worker goroutine and one shard of
-// the flow table; the worker holds the shard's lock around Process and Tick.
+// the flow table. Packets are processed only through a Locked (Engine.Lock),
+// which holds the shard's lock for a batch and the configuration of the
+// batch.
 package engine
 
 import (
@@ -163,11 +165,11 @@ type Engine struct {
 // pkt is the context one packet is processed in (and one Tick or
 // ResetAll): the engine, the configuration snapshot, the clock, the output
 // batch, and what the packet brings that its data keeps on the other side.
-// It lives on the stack of the entry point and is passed down explicitly,
+// It lives on the stack of the entry point (Locked.ctx) and is passed down explicitly,
 // so nothing of one packet is left in the Engine for the next.
 type pkt struct {
 	*Engine
-	cfg *Config // loaded once, at the entry point: one configuration per packet
+	cfg *Config // the batch's, loaded once by Engine.Lock
 	now time.Time
 	out *Output
 
@@ -186,9 +188,36 @@ type pkt struct {
 	ecnToWAN, ecnToLAN uint8
 }
 
-// begin returns the context of a packet, a Tick or a ResetAll at now.
-func (e *Engine) begin(now time.Time, out *Output) pkt {
-	return pkt{Engine: e, cfg: e.config.Load(), now: now, out: out}
+// Locked is an Engine while it holds its shard's lock, for one batch of
+// packets, one Tick or one ResetAll: Lock takes the lock and the
+// configuration the batch is processed with, Unlock gives the lock back and
+// ends the handle (using it after panics). The engine's packet methods
+// exist only on a Locked, so that nothing processes a packet without the
+// lock, and one batch sees one configuration. The lock guards every Flow
+// of the shard and the Engine's own fields (pending, spare, idleScan,
+// optWriter, sack); a pkt is made only from a Locked (ctx).
+type Locked struct {
+	e   *Engine
+	cfg *Config
+	now time.Time
+	out *Output
+}
+
+// Lock takes the engine's shard lock for a batch processed at now into out.
+func (e *Engine) Lock(now time.Time, out *Output) Locked {
+	e.table.LockShard(e.shard)
+	return Locked{e: e, cfg: e.config.Load(), now: now, out: out}
+}
+
+// Unlock releases the shard lock; l is dead after it.
+func (l *Locked) Unlock() {
+	l.e.table.UnlockShard(l.e.shard)
+	*l = Locked{}
+}
+
+// ctx is the context of one packet (or Tick, or ResetAll) of the batch.
+func (l *Locked) ctx() pkt {
+	return pkt{Engine: l.e, cfg: l.cfg, now: l.now, out: l.out}
 }
 
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
@@ -240,16 +269,14 @@ func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok boo
 
 // Process handles one packet read from the TUN device, with a complete
 // checksum and no offload header. It never keeps b.
-func (e *Engine) Process(b []byte, now time.Time, out *Output) {
-	e.ProcessOffload(b, packet.Offload{}, now, out)
-}
+func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
 
 // ProcessOffload handles one packet read from the TUN device with its
 // virtio-net header: a GSO super-packet is handled as one segment whose
 // payload is all of its segments', and a checksum the kernel vouches for is
 // not verified again. It never keeps b.
-func (e *Engine) ProcessOffload(b []byte, off packet.Offload, now time.Time, out *Output) {
-	c := e.begin(now, out)
+func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
+	c := l.ctx()
 	c.rxOffload, c.rxSegs = off, 1
 	c.process(b)
 }
@@ -338,8 +365,8 @@ func (c *pkt) touch(entry *flowtable.Entry[*Flow]) {
 }
 
 // Tick retransmits the gateway's own Init messages and expires flows.
-func (e *Engine) Tick(now time.Time, out *Output) {
-	c := e.begin(now, out)
+func (l *Locked) Tick() {
+	c := l.ctx()
 	c.tick()
 }
 
@@ -420,8 +447,9 @@ func (e *Engine) releaseIdle(now time.Time) {
 // ResetAll resets both ends of every flow the engine rewrites: at shutdown
 // the kernel will forward these connections' packets directly, and a LAN
 // host must never take ciphertext for data.
-func (e *Engine) ResetAll(now time.Time, out *Output) {
-	c := e.begin(now, out)
+func (l *Locked) ResetAll() {
+	c := l.ctx()
+	e := l.e
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"

@@ -264,9 +264,9 @@ func TestUnknownFlowIsReset(t *testing.T) {
 func TestResetAllAtShutdown(t *testing.T) {
 	c := newPair(t)
 	c.handshake()
-	c.a.table.LockShard(0)
-	c.a.e.ResetAll(c.now, &c.a.out)
-	c.a.table.UnlockShard(0)
+	lk := c.a.e.Lock(c.now, &c.a.out)
+	lk.ResetAll()
+	lk.Unlock()
 	var toClient, toWAN bool
 	for _, b := range c.a.out.Packets() {
 		p, _ := mustParse(t, b[c.a.out.Offset:])
@@ -303,11 +303,70 @@ func TestResetAllSpillsItsOutput(t *testing.T) {
 		o.Reset()
 	}
 	c.a.e.Flush = func(o *Output) { spills++; count(o) }
-	c.a.table.LockShard(0)
-	c.a.e.ResetAll(c.now, &c.a.out)
-	c.a.table.UnlockShard(0)
+	lk := c.a.e.Lock(c.now, &c.a.out)
+	lk.ResetAll()
+	lk.Unlock()
 	count(&c.a.out)
 	if rsts != 2*flows || spills < 2 || most > SpillAt {
 		t.Fatalf("%d RSTs for %d flows, %d spills, at most %d packets held (SpillAt %d)", rsts, flows, spills, most, SpillAt)
+	}
+}
+
+// TestLockedHoldsTheShard: a Locked holds its shard's lock from Lock to
+// Unlock (another taker waits for it), and is dead after Unlock.
+func TestLockedHoldsTheShard(t *testing.T) {
+	g := newGW(t, testConfig(t, lanA))
+	lk := g.e.Lock(time.Unix(1, 0), &g.out)
+	taken := make(chan struct{})
+	go func() {
+		g.table.LockShard(0)
+		close(taken)
+		g.table.UnlockShard(0)
+	}()
+	select {
+	case <-taken:
+		t.Fatal("the shard lock was taken while a Locked held it")
+	case <-time.After(50 * time.Millisecond):
+	}
+	lk.Unlock()
+	<-taken
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a Locked processed a packet after Unlock")
+		}
+	}()
+	lk.Process((&host{addr: clientAddr, peer: serverAddr, seq: 1}).seg(packet.FlagSYN, nil, synOpts(1460)))
+}
+
+// TestOneConfigurationPerBatch: a batch (one Locked) is processed with the
+// configuration of its Lock, whatever a reload does meanwhile; the next
+// batch takes the new one.
+func TestOneConfigurationPerBatch(t *testing.T) {
+	g := newGW(t, testConfig(t, lanA))
+	bypass := *g.e.Config()
+	bypass.Bypass = func(_, _ netip.AddrPort) bool { return true }
+	now := time.Unix(1, 0)
+	syn := func(port uint16) []byte {
+		cl := &host{addr: netip.AddrPortFrom(clientAddr.Addr(), port), peer: serverAddr, seq: 1}
+		return cl.seg(packet.FlagSYN, nil, synOpts(1460))
+	}
+	offersENO := func() bool {
+		t.Helper()
+		_, o := mustParse(t, g.out.Packets()[g.out.N-1][g.out.Offset:])
+		return o.ENO != nil
+	}
+	lk := g.e.Lock(now, &g.out)
+	lk.Process(syn(40001))
+	g.e.SetConfig(&bypass) // a reload in the middle of the batch
+	lk.Process(syn(40002))
+	if !offersENO() {
+		t.Fatal("a reload applied in the middle of a batch")
+	}
+	lk.Unlock()
+	lk = g.e.Lock(now, &g.out)
+	lk.Process(syn(40003))
+	lk.Unlock()
+	if offersENO() {
+		t.Fatal("the next batch did not take the reloaded configuration")
 	}
 }

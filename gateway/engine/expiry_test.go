@@ -11,9 +11,9 @@ import (
 
 // tick runs the engine's timers at now and returns copies of what they sent.
 func (g *gw) tick(now time.Time) [][]byte {
-	g.table.LockShard(0)
-	g.e.Tick(now, &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(now, &g.out)
+	lk.Tick()
+	lk.Unlock()
 	var res [][]byte
 	for _, b := range g.out.Packets() {
 		res = append(res, append([]byte(nil), b[g.out.Offset:]...))

@@ -145,9 +145,9 @@ func (r *fuzzRun) step(in *fuzzInput) {
 	case opTick:
 		r.now = r.now.Add(time.Duration(in.byte()) * 50 * time.Millisecond)
 		for _, g := range []*gw{r.a, r.b} {
-			g.table.LockShard(0)
-			g.e.Tick(r.now, &g.out)
-			g.table.UnlockShard(0)
+			lk := g.e.Lock(r.now, &g.out)
+			lk.Tick()
+			lk.Unlock()
 			for _, o := range g.out.Packets() {
 				p, err := packet.Parse(o[g.out.Offset:])
 				if err == nil && !g.e.Config().IsLAN(p.Dst) {

@@ -50,8 +50,7 @@ type gw struct {
 // at is the context of a packet at now, for calling the engine's internals
 // (a new output batch: what they send is not looked at).
 func (g *gw) at(now time.Time) *pkt {
-	c := g.e.begin(now, new(Output))
-	return &c
+	return &pkt{Engine: g.e, cfg: g.e.Config(), now: now, out: new(Output)}
 }
 
 func newGW(t testing.TB, cfg *Config) *gw { return newGWFlows(t, cfg, 1024) }
@@ -65,9 +64,9 @@ func newGWFlows(t testing.TB, cfg *Config, maxFlows int) *gw {
 
 // process runs one packet through the engine and returns copies of what it sent.
 func (g *gw) process(pkt []byte, now time.Time) [][]byte {
-	g.table.LockShard(0)
-	g.e.Process(append([]byte(nil), pkt...), now, &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(now, &g.out)
+	lk.Process(append([]byte(nil), pkt...))
+	lk.Unlock()
 	var res [][]byte
 	for _, b := range g.out.Packets() {
 		res = append(res, append([]byte(nil), b[g.out.Offset:]...))

@@ -220,9 +220,9 @@ type offloaded struct {
 // processOffload runs one packet with an offload header through the engine
 // and returns copies of what it sent, with their headers.
 func (g *gw) processOffload(pkt []byte, off packet.Offload, now time.Time) []offloaded {
-	g.table.LockShard(0)
-	g.e.ProcessOffload(append([]byte(nil), pkt...), off, now, &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(now, &g.out)
+	lk.ProcessOffload(append([]byte(nil), pkt...), off)
+	lk.Unlock()
 	var res []offloaded
 	for i, b := range g.out.Packets() {
 		res = append(res, offloaded{append([]byte(nil), b[g.out.Offset:]...), g.out.Meta[i]})

@@ -232,12 +232,16 @@ func TestFloodEvictionDoesNotAllocate(t *testing.T) {
 		pkts = append(pkts, h.seg(packet.FlagSYN, nil, synOpts(1460)), srv.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)))
 	}
 	for _, p := range pkts[:2*max] { // fill the inbound share
-		g.e.Process(p, now, &g.out)
+		lk := g.e.Lock(now, &g.out)
+		lk.Process(p)
+		lk.Unlock()
 		g.out.Reset()
 	}
 	next := 2 * max
 	allocs := testing.AllocsPerRun(2*max, func() {
-		g.e.Process(pkts[next], now, &g.out)
+		lk := g.e.Lock(now, &g.out)
+		lk.Process(pkts[next])
+		lk.Unlock()
 		g.out.Reset()
 		next++
 	})
