@@ -170,3 +170,33 @@ func parkRing[S space](e *Engine, r *byteRing[S]) {
 	e.stats.ParkedBytes.Add(-int64(c))
 	r.free()
 }
+
+// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
+// the peer's C bytes can only undershoot) and at most what the gateway can
+// hold of it: delivered plaintext stays in the flow's ring until the LAN
+// host acknowledges it (redelivery on a WAN retransmission).
+func (c *pkt) winToWAN(f *Flow) uint16 {
+	return c.cappedWindow(f.lanWin, f.lanWS, c.room(f.dec.reserved), 1, 1)
+}
+
+// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
+// scaled to P so that it cannot be overrun once 20 bytes of framing are
+// added to each segment, and at most what the gateway can hold of it.
+// Every frame the LAN host sends stays in the flow's ring until the WAN
+// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
+// so a window beyond the flow's buffer would make the gateway drop
+// segments and the LAN host time c.out. The cap is relative to the
+// acknowledgment the LAN host has, so its right edge moves back only when
+// the global budget shrinks under it (budget.go).
+func (c *pkt) winToLAN(f *Flow) uint16 {
+	m := uint64(f.maxFrameData())
+	return c.cappedWindow(f.wanWin, f.wanWS, c.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
+}
+
+// cappedWindow is the raw window win (in scale ws), at most room (what the
+// direction may hold, budget.go), times num/den, in the same scale.
+func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
+	w := uint64(win) << ws
+	w = min(w, uint64(room)) * num / den
+	return uint16(min(w>>ws, 0xffff))
+}

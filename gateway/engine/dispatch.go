@@ -60,23 +60,10 @@ func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 			c.forwardPlain(f, s)
 			break
 		}
-		if f.resume != nil {
-			// Resumed (RFC 8548 §3.5): no Init messages; the keys exist now.
-			f.initDirections()
-			f.enoPending = true
-			if err := c.resumeKeys(f); err != nil {
-				f.Reason = "resumption: " + err.Error()
-				c.abort(f)
-				break
-			}
-			c.lanSegment(f, s)
-			break
-		}
-		if !c.startInit(f, s) {
+		switch c.startA(f, s) {
+		case segPlain:
 			c.forwardPlain(f, s)
-			break
-		}
-		if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
+		case segKeyed:
 			c.lanSegment(f, s)
 		}
 	case StateKeyExchange, StateEncrypted:
@@ -137,26 +124,12 @@ func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 			c.forwardPlain(f, s)
 			break
 		}
-		if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
-			c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
-			break
-		}
-		if s.opts.ENO == nil {
-			// RFC 8547 §4.6: B's first non-SYN segment from A lacks ENO:
-			// negotiation failed, plain TCP.
-			c.plain(f, "peer did not confirm ENO")
+		switch c.startB(f, s) {
+		case segPlain:
 			c.forwardPlain(f, s)
-			break
+		case segKeyed:
+			c.wanSegment(f, s)
 		}
-		c.startKeyExchange(f)
-		if f.resume != nil {
-			if err := c.resumeKeys(f); err != nil {
-				f.Reason = "resumption: " + err.Error()
-				c.abort(f)
-				break
-			}
-		}
-		c.wanSegment(f, s)
 	case StateKeyExchange, StateEncrypted:
 		if s.has(packet.FlagSYN) {
 			if f.Role == RoleA { // our ACK or Init1 was lost: the LAN host answers again
@@ -231,12 +204,6 @@ func (c *pkt) forwardPlain(f *Flow, s *segment) {
 	c.forward(s.Buf)
 }
 
-func (c *pkt) plain(f *Flow, why string) {
-	f.State = StatePassthrough
-	f.Reason = why
-	c.stats.FlowsPlain.Add(1)
-}
-
 // lanSegment handles a LAN segment of a flow in key exchange or encrypted,
 // the way TCP hands a segment to its receiver, then to its sender: the
 // decrypting direction learns the LAN host's ACK (ackFromLAN), then the
@@ -291,4 +258,24 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 		blocks := f.enc.sackToLAN(c.sack[:0], s.opts)
 		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
 	}
+}
+
+// touch refreshes a flow's expiry deadline according to its state.
+func (c *pkt) touch(entry *flowtable.Entry[*Flow]) {
+	f := entry.Value
+	d := c.cfg.IdleTimeout
+	switch f.State {
+	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
+		d = c.cfg.HandshakeTimeout
+	case StateClosed, StateReset:
+		d = c.cfg.ClosingTimeout
+	case StatePassthrough:
+		if !f.established { // half-open (trackOpen)
+			d = c.cfg.HandshakeTimeout
+		}
+	}
+	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
+		d = c.cfg.ClosingTimeout
+	}
+	entry.Touch(c.now, c.now.Add(d))
 }

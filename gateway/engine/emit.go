@@ -27,7 +27,6 @@
 package engine
 
 import (
-	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 )
@@ -54,14 +53,6 @@ func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
 		h.Ack = 0
 	}
 	c.emit(&h)
-}
-
-// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
-// the peer's C bytes can only undershoot) and at most what the gateway can
-// hold of it: delivered plaintext stays in the flow's ring until the LAN
-// host acknowledges it (redelivery on a WAN retransmission).
-func (c *pkt) winToWAN(f *Flow) uint16 {
-	return c.cappedWindow(f.lanWin, f.lanWS, c.room(f.dec.reserved), 1, 1)
 }
 
 // ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
@@ -94,28 +85,6 @@ func (c *pkt) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sac
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true
 	}
-}
-
-// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
-// scaled to P so that it cannot be overrun once 20 bytes of framing are
-// added to each segment, and at most what the gateway can hold of it.
-// Every frame the LAN host sends stays in the flow's ring until the WAN
-// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
-// so a window beyond the flow's buffer would make the gateway drop
-// segments and the LAN host time c.out. The cap is relative to the
-// acknowledgment the LAN host has, so its right edge moves back only when
-// the global budget shrinks under it (budget.go).
-func (c *pkt) winToLAN(f *Flow) uint16 {
-	m := uint64(f.maxFrameData())
-	return c.cappedWindow(f.wanWin, f.wanWS, c.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
-}
-
-// cappedWindow is the raw window win (in scale ws), at most room (what the
-// direction may hold, budget.go), times num/den, in the same scale.
-func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
-	w := uint64(win) << ws
-	w = min(w, uint64(room)) * num / den
-	return uint16(min(w>>ws, 0xffff))
 }
 
 // forward copies the packet being processed to the output unchanged, with
@@ -161,4 +130,15 @@ func (c *pkt) emit(h *packet.Header) {
 	pkt := packet.Build(c.out.next(n), h)
 	c.out.commit(len(pkt), packet.OffloadOf(pkt))
 	c.out.co.Start(pkt, h)
+}
+
+// segmentTOS is the TOS byte of a segment the engine builds: a segment
+// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
+// ACKs and the like are sent not-ECT), whatever the segment it answers
+// carried; DSCP stays.
+func segmentTOS(tos uint8, payload []byte) uint8 {
+	if len(payload) == 0 {
+		return tos &^ ecnMask
+	}
+	return tos
 }

@@ -37,7 +37,6 @@
 package engine
 
 import (
-	"crypto/rand"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -230,17 +229,6 @@ const (
 	ecnCE   = 0x03
 )
 
-// segmentTOS is the TOS byte of a segment the engine builds: a segment
-// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
-// ACKs and the like are sent not-ECT), whatever the segment it answers
-// carried; DSCP stays.
-func segmentTOS(tos uint8, payload []byte) uint8 {
-	if len(payload) == 0 {
-		return tos &^ ecnMask
-	}
-	return tos
-}
-
 // New returns the engine of shard `shard` of table.
 func New(cfg *Config, table *flowtable.Table[*Flow], shard int, stats *Stats) *Engine {
 	e := &Engine{table: table, shard: shard, stats: stats}
@@ -344,26 +332,6 @@ type segment struct {
 
 func (s *segment) has(flag uint8) bool { return s.Flags&flag != 0 }
 
-// touch refreshes a flow's expiry deadline according to its state.
-func (c *pkt) touch(entry *flowtable.Entry[*Flow]) {
-	f := entry.Value
-	d := c.cfg.IdleTimeout
-	switch f.State {
-	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
-		d = c.cfg.HandshakeTimeout
-	case StateClosed, StateReset:
-		d = c.cfg.ClosingTimeout
-	case StatePassthrough:
-		if !f.established { // half-open (trackOpen)
-			d = c.cfg.HandshakeTimeout
-		}
-	}
-	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
-		d = c.cfg.ClosingTimeout
-	}
-	entry.Touch(c.now, c.now.Add(d))
-}
-
 // Tick retransmits the gateway's own Init messages and expires flows.
 func (l *Locked) Tick() {
 	c := l.ctx()
@@ -458,11 +426,4 @@ func (l *Locked) ResetAll() {
 		}
 		return true
 	})
-}
-
-// randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
-func randomNonce(n []byte) {
-	if _, err := rand.Read(n); err != nil {
-		panic("engine: no randomness: " + err.Error())
-	}
 }

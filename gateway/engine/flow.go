@@ -309,3 +309,21 @@ func (f *Flow) Snapshot() Info {
 	}
 	return in
 }
+
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
+	en, d := &f.enc, &f.dec
+	p, c := f.encStart()
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
+	en.ring.reset(c)
+	en.held.reset(p)
+	en.recs.reset()
+	c, p = f.decStart()
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
+	d.ring.reset(p)
+	d.recs.reset()
+}

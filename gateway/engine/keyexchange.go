@@ -16,6 +16,7 @@
 package engine
 
 import (
+	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -27,28 +28,60 @@ import (
 
 const initialInitRTO = 300 * time.Millisecond
 
-// initDirections sets both directions at the start of the key exchange:
-// P and C spaces start at the same initial sequence numbers.
-func (f *Flow) initDirections() {
-	if f.streams == nil {
-		f.streams = new(streams)
+// What becomes of the segment that starts the key exchange (startA,
+// startB).
+const (
+	segDone  = iota // nothing more: the flow was reset, or the segment carried nothing for the other side
+	segPlain        // the flow went plain: the segment passes as it is
+	segKeyed        // the flow is in the key exchange or encrypted: the segment goes on to lanSegment or wanSegment
+)
+
+// startA starts role A's key exchange on the LAN host's ACK of the
+// SYN-ACK: resumed (RFC 8548 §3.5), the keys exist at once and there are no
+// Init messages; otherwise Init1 goes out (startInit).
+func (c *pkt) startA(f *Flow, s *segment) int {
+	if f.resume != nil {
+		f.initDirections()
+		f.enoPending = true
+		if err := c.resumeKeys(f); err != nil {
+			f.Reason = "resumption: " + err.Error()
+			c.abort(f)
+			return segDone
+		}
+		return segKeyed
 	}
-	en, d := &f.enc, &f.dec
-	p, c := f.encStart()
-	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
-	en.ring.reset(c)
-	en.held.reset(p)
-	en.recs.reset()
-	c, p = f.decStart()
-	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
-	d.ring.reset(p)
-	d.recs.reset()
+	if !c.startInit(f, s) {
+		return segPlain
+	}
+	if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
+		return segKeyed
+	}
+	return segDone
 }
 
-// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.6).
-func (c *pkt) startKeyExchange(f *Flow) {
+// startB starts role B's key exchange on A's first non-SYN segment, if it
+// carries ENO (RFC 8547 §4.6): without it the negotiation failed and the
+// flow is plain, or refused if it must be encrypted (refuse.go). Resumed
+// (RFC 8548 §3.5), the keys exist at once.
+func (c *pkt) startB(f *Flow, s *segment) int {
+	if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
+		c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
+		return segDone
+	}
+	if s.opts.ENO == nil {
+		c.plain(f, "peer did not confirm ENO")
+		return segPlain
+	}
 	f.initDirections()
 	f.State = StateKeyExchange
+	if f.resume != nil {
+		if err := c.resumeKeys(f); err != nil {
+			f.Reason = "resumption: " + err.Error()
+			c.abort(f)
+			return segDone
+		}
+	}
+	return segKeyed
 }
 
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
@@ -219,15 +252,6 @@ func (c *pkt) gotInit1(f *Flow) error {
 	return nil
 }
 
-func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
-}
-
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
 // keys and session ID from ss[i] and sn[i] directly, the first frame at
 // offset 0.
@@ -311,4 +335,11 @@ func (c *pkt) abort(f *Flow) {
 	c.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0)
 	c.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0)
 	f.State = StateReset
+}
+
+// randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
+func randomNonce(n []byte) {
+	if _, err := rand.Read(n); err != nil {
+		panic("engine: no randomness: " + err.Error())
+	}
 }

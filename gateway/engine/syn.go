@@ -482,3 +482,18 @@ func (c *pkt) emitSYN(s *segment, enoOpt []byte, clamp int) bool {
 	c.emit(&h)
 	return true
 }
+
+func (c *pkt) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.Reason = why
+	c.stats.FlowsPlain.Add(1)
+}
+
+func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
