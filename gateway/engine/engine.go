@@ -17,12 +17,14 @@
 //  3. By the flow's state (dispatch.go):
 //     - handshake (syn.go, keyexchange.go): add, check and strip TCP-ENO,
 //     clamp MSS, start the key exchange, consume the peer's Init message;
-//     - LAN to WAN (encrypt.go): new plaintext becomes one frame per segment,
-//     a LAN retransmission re-sends the frames first sent, ACKs and SACKs
-//     for WAN data are mapped from P to C;
-//     - WAN to LAN (decrypt.go): the C stream is reassembled, complete frames
-//     are authenticated and delivered as plaintext, ACKs and SACKs for LAN
-//     data are mapped from C to P;
+//     - encrypted, each segment to both directions (lanSegment, wanSegment:
+//     the ACK to one, then the data to the other), each its own type;
+//     - LAN to WAN (encrypt.go, encState): new plaintext becomes one frame
+//     per segment, a LAN retransmission re-sends the frames first sent, the
+//     WAN peer's ACKs and SACKs of those frames are mapped from C to P;
+//     - WAN to LAN (decrypt.go, decState): the C stream is reassembled,
+//     complete frames are authenticated and delivered as plaintext, the LAN
+//     host's ACKs and SACKs of that plaintext are mapped from P to C;
 //     - passthrough: forwarded as it is.
 //  4. Every packet the engine sends is written to the Output batch, runs of
 //     segments of one flow joined into super-packets (emit.go).

@@ -1,8 +1,10 @@
 // The state of one connection. A Flow is created by the first SYN, goes
 // through the ENO handshake and the Init exchange, and then either carries
 // tcpcrypt (StateEncrypted) or passes untouched (StatePassthrough) for the
-// rest of its life. Each direction keeps its own state: enc for LAN-to-WAN
-// data (plaintext in, ciphertext out) and dec for WAN-to-LAN data.
+// rest of its life. Each direction keeps its own state, a type with its
+// own methods: enc (encState, encrypt.go) for LAN-to-WAN data (plaintext
+// in, ciphertext out) and dec (decState, decrypt.go) for WAN-to-LAN data;
+// both start at the key exchange (initDirections).
 
 package engine
 

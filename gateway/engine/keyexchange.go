@@ -1,9 +1,10 @@
 // The tcpcrypt key exchange of a flow (RFC 8548 §3.3, §4.1), once TCP-ENO
 // has negotiated its TEP (syn.go), or its resumption (RFC 8548 §3.5).
 //
-//  1. Role A, on the LAN host's ACK of the SYN-ACK: send Init1 (with the
-//     non-SYN ENO option) as the first bytes of our C stream; hold LAN data
-//     until the keys exist.
+//  1. Role A, on the LAN host's ACK of the SYN-ACK (startA): send Init1
+//     (with the non-SYN ENO option) as the first bytes of our C stream;
+//     hold LAN data until the keys exist. Role B, on A's first non-SYN
+//     segment with ENO (startB): wait for Init1.
 //  2. Role B, all of Init1: choose the cipher, send Init2, derive the keys.
 //  3. Role A, Init2: derive the keys, send the held data as frames (the
 //     first of them acknowledges Init2).
