@@ -14,12 +14,7 @@ func (g *gw) tick(now time.Time) [][]byte {
 	lk := g.e.Lock(now, &g.out)
 	lk.Tick()
 	lk.Unlock()
-	var res [][]byte
-	for _, b := range g.out.Packets() {
-		res = append(res, append([]byte(nil), b[g.out.Offset:]...))
-	}
-	g.out.Reset()
-	return res
+	return g.sent()
 }
 
 // TestHalfOpenFlowsExpire: flows that saw only a SYN (outbound with our

@@ -67,6 +67,11 @@ func (g *gw) process(pkt []byte, now time.Time) [][]byte {
 	lk := g.e.Lock(now, &g.out)
 	lk.Process(append([]byte(nil), pkt...))
 	lk.Unlock()
+	return g.sent()
+}
+
+// sent returns copies of the packets in the output batch, and empties it.
+func (g *gw) sent() [][]byte {
 	var res [][]byte
 	for _, b := range g.out.Packets() {
 		res = append(res, append([]byte(nil), b[g.out.Offset:]...))
