@@ -25,20 +25,9 @@ import (
 // fromLAN handles a packet from a LAN host.
 func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		// A retransmission, also after the peer's SYN-ACK if that was lost
-		// on its way to the LAN host: the peer's answer belongs to our
-		// first offer, so the flow and its offer stay (a new flow would
-		// offer the next cached secret, RFC 8548 §3.5, and fail to match
-		// the peer's answer to the first).
-		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
-			c.lanSYNAgain(f, s)
+		if c.lanSYN(key, entry, f, s) {
 			c.touch(entry)
-			return
 		}
-		if entry != nil {
-			c.remove(entry)
-		}
-		c.newOutbound(key, s)
 		return
 	}
 	if f == nil {
@@ -81,22 +70,9 @@ func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 // fromWAN handles a packet from a WAN host.
 func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
-			switch {
-			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
-				c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
-			case synENOWithData(s):
-				c.emitSYN(s, nil, 0) // as the first SYN (newInbound)
-			default:
-				c.forwardPlain(f, s)
-			}
+		if c.wanSYN(key, entry, f, s) {
 			c.touch(entry)
-			return
 		}
-		if entry != nil {
-			c.remove(entry)
-		}
-		c.newInbound(key, s)
 		return
 	}
 	if f == nil {

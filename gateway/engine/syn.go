@@ -1,16 +1,18 @@
 // The SYN exchange of a flow: TCP-ENO negotiation (RFC 8547 §4).
 //
 // Outbound (the gateway is role A):
-//  1. LAN SYN: add our ENO offer (TEPs in preference order), remember it as
-//     the first half of the transcript. No room, SYN data, Fast Open, MPTCP,
-//     a bypass rule, or a LAN host that sends ENO itself: plain for good.
+//  1. LAN SYN (lanSYN; a retransmission keeps the flow): add our ENO offer
+//     (TEPs in preference order), remember it as the first half of the
+//     transcript. No room, SYN data, Fast Open, MPTCP, a bypass rule, or a
+//     LAN host that sends ENO itself: plain for good.
 //  2. WAN SYN-ACK: take B's answer (the last TEP in it that we offered),
 //     strip ENO, clamp the MSS to the LAN host by the framing overhead. No
 //     valid answer: plain.
 //  3. The LAN host's ACK: the key exchange starts (keyexchange.go).
 //
 // Inbound (the gateway is role B):
-//  1. WAN SYN with an ENO offer we accept: remember it, strip it, clamp MSS.
+//  1. WAN SYN (wanSYN; a retransmission keeps the flow) with an ENO offer
+//     we accept: remember it, strip it, clamp MSS.
 //  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
 //  3. The first non-SYN segment from A carries ENO (RFC 8547 §4.6):
 //     encryption is on, its payload starts Init1. Without ENO: plain.
@@ -38,15 +40,55 @@ func mssOf(s *segment) int {
 	return 536
 }
 
+// lanSYN handles a SYN from the LAN host. A retransmission, also after the
+// peer's SYN-ACK if that was lost on its way to the LAN host, keeps the
+// flow (it reports true): the peer's answer belongs to our first offer, so
+// the flow and its offer stay (a new flow would offer the next cached
+// secret, RFC 8548 §3.5, and fail to match the peer's answer to the
+// first). Any other SYN starts a new flow.
+func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) bool {
+	if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
+		c.lanSYNAgain(f, s)
+		return true
+	}
+	if entry != nil {
+		c.remove(entry)
+	}
+	c.newOutbound(key, s)
+	return false
+}
+
+// wanSYN handles a SYN from the WAN: a retransmission keeps the flow (it
+// reports true) and goes on as the first did; any other SYN starts a new
+// flow.
+func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) bool {
+	if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
+		switch {
+		case f.State == StateSYNReceived || f.State == StateSYNACKSent:
+			c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
+		case synENOWithData(s):
+			c.emitSYN(s, nil, 0) // as the first SYN (newInbound)
+		default:
+			c.forwardPlain(f, s)
+		}
+		return true
+	}
+	if entry != nil {
+		c.remove(entry)
+	}
+	c.newInbound(key, s)
+	return false
+}
+
 // newOutbound starts a flow for a SYN from the LAN (role A).
 func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
+	cp := connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
+	if s.opts.HasWScale {
+		cp.lanWS = s.opts.WScale
+	}
 	f := c.newFlow()
 	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
-	f.handshake = c.newHandshake()
-	f.connParams = c.newConnParams(connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval})
-	if s.opts.HasWScale {
-		f.lanWS = s.opts.WScale
-	}
+	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
 	entry := c.insert(key, f)
 	if entry == nil {
 		// Table full (a flood): drop the SYN, the host tries again. A
