@@ -290,7 +290,7 @@ func (d *decState) sendPlain(c *pkt, f *Flow, seq pSeq, pt []byte, fin, psh bool
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		c.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos)
+		c.toLAN(f, seq, flags, pt[:n], tos)
 		seq = seq.add(n)
 		pt = pt[n:]
 	}

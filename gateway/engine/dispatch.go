@@ -216,7 +216,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 		f.enc.ackFromWAN(cSeq(s.Ack))
 	}
 	if s.has(packet.FlagRST) {
-		c.toLAN(f, f.dec.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
+		c.toLAN(f, f.dec.pRcv, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
 	}

@@ -61,16 +61,17 @@ func (c *pkt) ackWAN(f *Flow) {
 	c.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0)
 }
 
-// toLAN sends a segment from the WAN peer's side of f to the LAN host.
-func (c *pkt) toLAN(f *Flow, seq, ack pSeq, flags uint8, payload []byte, tos uint8) {
-	c.toLANOpts(f, seq, ack, flags, payload, nil, tos)
+// toLAN sends a segment from the WAN peer's side of f to the LAN host, with
+// the acknowledgment the encrypting direction has earned (enc.pAcked).
+func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
+	c.toLANOpts(f, seq, flags, payload, nil, tos)
 }
 
 func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
-	c.toLANOpts(f, f.dec.pRcv, f.enc.pAcked, flags, nil, sack, tos)
+	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
 }
 
-func (c *pkt) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {
+func (c *pkt) toLANOpts(f *Flow, seq pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {
 	w := &c.optWriter
 	w.Reset()
 	if f.tsOK {
@@ -80,7 +81,7 @@ func (c *pkt) toLANOpts(f *Flow, seq, ack pSeq, flags uint8, payload []byte, sac
 		w.SACK(sack, f.lanMSS-len(payload)-w.Len())
 	}
 	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
-		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: c.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+		Seq: uint32(seq), Ack: uint32(f.enc.pAcked), Flags: flags, Window: c.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	c.emit(&h)
 	if flags&packet.FlagACK != 0 {
 		f.lanSynAcked = true

@@ -333,7 +333,7 @@ func (c *pkt) abort(f *Flow) {
 		f.State = StateReset
 		return
 	}
-	c.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0)
+	c.toLAN(f, f.dec.pRcv, packet.FlagRST|packet.FlagACK, nil, 0)
 	c.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0)
 	f.State = StateReset
 }
