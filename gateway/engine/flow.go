@@ -71,7 +71,7 @@ type Flow struct {
 	WAN         netip.AddrPort
 
 	// *handshake holds what only the handshake needs; it is dropped once
-	// the flow is encrypted (Engine.returnUnheld), so an established flow is
+	// the flow is encrypted (returnUnheld), so an established flow is
 	// smaller. Plain flows keep it (a LAN host may still retransmit its SYN).
 	*handshake
 
@@ -155,12 +155,12 @@ type encState struct {
 	held          byteRing[pSpace] // LAN plaintext that arrived before the keys existed
 	ooo           oooQueue[pSpace] // LAN plaintext that arrived beyond a hole in the LAN host's stream (queueBeyondLANHole)
 	heldFIN       bool
-	heldTOS       uint8  // the TOS of the held data's segment (Engine.tosToWAN)
+	heldTOS       uint8  // the TOS of the held data's segment (pkt.tosToWAN)
 	pNxt          pSeq   // next P byte expected from the LAN host
 	cNxt          cSeq   // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
 	pAcked        pSeq   // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
-	cAckSeen      cSeq   // the highest acknowledgment the WAN peer has sent, in C (wanAck)
+	cAckSeen      cSeq   // the highest acknowledgment the WAN peer has sent, in C (ackFromWAN)
 	sealer        *tcpcrypt.Sealer
 	sinceRekey    int64
 	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey
