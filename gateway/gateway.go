@@ -81,13 +81,13 @@ func (d *Dataplane) SetConfig(cfg *engine.Config) {
 }
 
 // ResetAll resets every encrypted flow, before the gateway stops (see
-// engine.ResetAll).
+// engine.Locked.ResetAll).
 func (d *Dataplane) ResetAll() {
 	out := d.newOutput()
-	for i, e := range d.engines {
-		d.table.LockShard(i)
-		e.ResetAll(time.Now(), out)
-		d.table.UnlockShard(i)
+	for _, e := range d.engines {
+		lk := e.Lock(time.Now(), out)
+		lk.ResetAll()
+		lk.Unlock()
 		d.flush(out)
 	}
 }
@@ -271,18 +271,18 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			return
 		case b := <-work:
 			now := time.Now()
-			d.table.LockShard(i)
+			lk := e.Lock(now, out)
 			for k := 0; k < b.n; k++ {
-				e.ProcessOffload(b.bufs[k], b.offs[k], now, out)
+				lk.ProcessOffload(b.bufs[k], b.offs[k])
 			}
-			d.table.UnlockShard(i)
+			lk.Unlock()
 			b.n = 0
 			free <- b
 			d.flush(out)
 		case now := <-tick.C:
-			d.table.LockShard(i)
-			e.Tick(now, out)
-			d.table.UnlockShard(i)
+			lk := e.Lock(now, out)
+			lk.Tick()
+			lk.Unlock()
 			d.flush(out)
 			if i == 0 {
 				d.returnIdleMemory()
@@ -310,9 +310,9 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
-				d.table.LockShard(0)
-				e.Tick(now, out)
-				d.table.UnlockShard(0)
+				lk := e.Lock(now, out)
+				lk.Tick()
+				lk.Unlock()
 				d.flush(out)
 				d.returnIdleMemory()
 			}
@@ -326,11 +326,11 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		d.table.LockShard(0)
+		lk := e.Lock(now, out)
 		for i := 0; i < n; i++ {
-			e.ProcessOffload(bufs[i][headroom:headroom+sizes[i]], offs[i], now, out)
+			lk.ProcessOffload(bufs[i][headroom:headroom+sizes[i]], offs[i])
 		}
-		d.table.UnlockShard(0)
+		lk.Unlock()
 		d.flush(out)
 	}
 }

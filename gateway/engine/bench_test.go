@@ -50,17 +50,17 @@ func ackBack(c *pair, buf, opts []byte) {
 		Seq: c.server.seq, Ack: c.client.seq, Flags: packet.FlagACK, Window: 5000, TTL: 64, Options: opts}
 	runOne(c.b, packet.Build(buf, &ah), c)
 	wanAck := c.b.out.Bufs[0][c.b.out.Offset:]
-	c.a.table.LockShard(0)
-	c.a.e.ProcessOffload(wanAck[:packetLen(wanAck)], c.b.out.Meta[0], c.now, &c.a.out)
-	c.a.table.UnlockShard(0)
+	lk := c.a.e.Lock(c.now, &c.a.out)
+	lk.ProcessOffload(wanAck[:packetLen(wanAck)], c.b.out.Meta[0])
+	lk.Unlock()
 	c.a.out.Reset()
 	c.b.out.Reset()
 }
 
 func runOne(g *gw, pkt []byte, c *pair) {
-	g.table.LockShard(0)
-	g.e.Process(pkt, c.now, &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(c.now, &g.out)
+	lk.Process(pkt)
+	lk.Unlock()
 }
 
 // tcpcryptOverheadWithHeaders: the frame adds 20 bytes to the payload; the
@@ -145,14 +145,14 @@ func BenchmarkSuperPacketPath(b *testing.B) {
 			PartialChecksum: true}
 		seg := packet.Build(segBuf, &h)
 		c.client.seq += uint32(len(payload))
-		c.a.table.LockShard(0)
-		c.a.e.ProcessOffload(seg, in, c.now, &c.a.out)
-		c.a.table.UnlockShard(0)
+		lk := c.a.e.Lock(c.now, &c.a.out)
+		lk.ProcessOffload(seg, in)
+		lk.Unlock()
 		for k := 0; k < c.a.out.N; k++ {
 			wanBuf = append(wanBuf[:0], c.a.out.Bufs[k][c.a.out.Offset:]...)
-			c.b.table.LockShard(0)
-			c.b.e.ProcessOffload(wanBuf, c.a.out.Meta[k], c.now, &c.b.out)
-			c.b.table.UnlockShard(0)
+			lk := c.b.e.Lock(c.now, &c.b.out)
+			lk.ProcessOffload(wanBuf, c.a.out.Meta[k])
+			lk.Unlock()
 		}
 		c.a.out.Reset()
 		c.b.out.Reset()

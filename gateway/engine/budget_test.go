@@ -199,8 +199,8 @@ func TestBudgetQueueHoldsEachByteOnce(t *testing.T) {
 	for i := range stream {
 		stream[i] = byte(i)
 	}
-	var q oooQueue
-	put := func(from, to int, fin bool) { q.insert(uint32(1000+from), stream[from:to], fin) }
+	var q oooQueue[cSpace]
+	put := func(from, to int, fin bool) { q.insert(cSeq(1000+from), stream[from:to], fin) }
 	put(10, 20, false)
 	put(40, 50, false)
 	if n := q.newBytes(1000+15, 30); n != 20 { // of [15,45) only [20,40) is not held
@@ -230,7 +230,7 @@ func TestBudgetQueueHoldsEachByteOnce(t *testing.T) {
 // buffers, oooPool).
 func TestBudgetQueueAllocatesNothing(t *testing.T) {
 	seg := make([]byte, 1448)
-	var q oooQueue
+	var q oooQueue[cSpace]
 	cycle := func() {
 		q.insert(3000, seg, false)
 		q.insert(3000+1448, seg, false) // touches: merged
@@ -256,13 +256,13 @@ func TestBudgetQueueAllocatesNothing(t *testing.T) {
 // 2 KiB, whatever its size); bytes that join or bridge an island are still
 // taken once it is full.
 func TestQueueIslandsBounded(t *testing.T) {
-	var q oooQueue
+	var q oooQueue[cSpace]
 	defer q.clear()
 	for i := 0; i < oooMaxIslands; i++ {
-		if !q.room(uint32(10*i), 1) {
+		if !q.room(cSeq(10*i), 1) {
 			t.Fatalf("island %d refused", i)
 		}
-		q.insert(uint32(10*i), []byte{1}, false)
+		q.insert(cSeq(10*i), []byte{1}, false)
 	}
 	if q.len() != oooMaxIslands || q.room(10*oooMaxIslands, 1) {
 		t.Fatalf("%d islands, one more accepted: %v", q.len(), q.room(10*oooMaxIslands, 1))
@@ -305,8 +305,8 @@ func TestLANQueueYieldsToTheRepair(t *testing.T) {
 		t.Fatal("reserve")
 	}
 	c.a.process(segs[0], c.now)
-	if fa.enc.pNxt != start {
-		t.Fatalf("the repair was framed with the budget spent (pNxt moved %d)", fa.enc.pNxt-start)
+	if uint32(fa.enc.pNxt) != start {
+		t.Fatalf("the repair was framed with the budget spent (pNxt moved %d)", uint32(fa.enc.pNxt)-start)
 	}
 	if fa.enc.ooo.len() != 0 || fa.enc.reserved != fa.heldOut() || c.a.table.BytesInUse() != int64(other) {
 		t.Fatalf("after the failed repair: %d bytes still queued, reserved %d held %d, %d in use (others %d)",
@@ -324,7 +324,7 @@ func TestLANQueueYieldsToTheRepair(t *testing.T) {
 		}
 		c.client.seq += uint32(len(m))
 	}
-	if framed != 3 || fa.enc.pNxt != c.client.seq {
-		t.Fatalf("after the retransmission: %d frames, pNxt at %d of %d", framed, fa.enc.pNxt-start, c.client.seq-start)
+	if framed != 3 || uint32(fa.enc.pNxt) != c.client.seq {
+		t.Fatalf("after the retransmission: %d frames, pNxt at %d of %d", framed, uint32(fa.enc.pNxt)-start, c.client.seq-start)
 	}
 }

@@ -1,25 +1,31 @@
-// WAN to LAN: the peer's ciphertext stream is reassembled and its frames
-// authenticated and delivered as plaintext (RFC 8548 §3.6, §4.2); the WAN's
-// acknowledgments of our frames are mapped back into the P space.
+// The decrypting direction (decState), WAN to LAN: the peer's ciphertext
+// stream is reassembled and its frames authenticated and delivered as
+// plaintext (RFC 8548 §3.6, §4.2), and the LAN host's acknowledgments of
+// that plaintext are mapped back into C. Its two halves, in the order
+// lanSegment and wanSegment (dispatch.go) use them:
 //
-// For each WAN segment of an encrypted flow:
-//  1. Its ACK (C space) releases our whole acknowledged frames and gives the
-//     LAN host the P end of the last of them.
-//  2. Before the keys exist, its payload is the peer's Init message, which
-//     the gateway consumes and acknowledges itself.
-//  3. Bytes the frame parser already has are a retransmission: the frames
+// Data from the WAN peer (dataFromWAN), after the encrypting direction has
+// taken the segment's ACK:
+//  1. Before the keys exist, its payload is the peer's Init message, which
+//     the gateway consumes and acknowledges itself (keyexchange.go).
+//  2. Bytes the frame parser already has are a retransmission: the frames
 //     they cover are delivered again from the plaintext kept until the LAN
 //     host acknowledges it.
-//  4. Bytes beyond a hole wait in a bounded queue; the gateway tells the
-//     sender with a duplicate ACK carrying SACK (in C) so it repairs the hole
-//     quickly.
-//  5. In-order bytes feed the frame parser: a frame is opened only when all
+//  3. Bytes beyond a hole wait in a bounded queue (ooo.go); the gateway
+//     tells the sender with a duplicate ACK carrying SACK (in C) so it
+//     repairs the hole quickly, once the hole is reportable.
+//  4. In-order bytes feed the frame parser: a frame is opened only when all
 //     of it is present, in place when one segment holds it whole. Each
 //     authenticated frame goes to the LAN host as one segment at the next P
 //     position. A frame that fails authentication resets both sides; no byte
 //     of it is delivered.
-//  6. The TCP FIN is delivered only after a frame with the FIN flag; a bare
+//  5. The TCP FIN is delivered only after a frame with the FIN flag; a bare
 //     FIN is a truncation attack and resets the flow.
+//
+// ACKs from the LAN host (ackFromLAN, sackToWAN): only C bytes of frames
+// whose whole plaintext the LAN host has acknowledged are acknowledged to
+// the WAN (and the bytes of a frame still being gathered, ackPartial);
+// bytes beyond a hole are reported as SACK blocks in C.
 
 package engine
 
@@ -28,45 +34,33 @@ import (
 	"tcpcrypt-gw/gateway/packet"
 )
 
-// wanSegment handles a WAN segment of a flow in key exchange or encrypted.
-func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
-	d := &f.dec
-	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
-	if s.opts.HasTS {
-		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
-	}
-	f.wanWin = s.Window
-	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
-	if s.has(packet.FlagACK) {
-		e.wanAck(f, s.Ack)
-	}
-	if s.has(packet.FlagRST) {
-		e.toLAN(f, d.pRcv, f.enc.pAcked, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
-		f.State = StateClosed
-		return
-	}
-	seq, data := s.Seq, s.Payload()
+// dataFromWAN takes the data of a WAN segment (after its ACK:
+// wanSegment): first the peer's Init message, then the C stream, whose
+// whole frames are authenticated and delivered. It reports whether
+// plaintext went to the LAN host (it carries the acknowledgment then).
+func (d *decState) dataFromWAN(c *pkt, f *Flow, s *segment) bool {
+	seq, data := cSeq(s.Seq), s.Payload()
 	fin := s.has(packet.FlagFIN)
 	f.Stats.CipherBytesIn += uint64(len(data))
 	if !d.keyed {
 		if len(data) > 0 {
-			seq, data = e.consumeInit(cfg, f, seq, data, out)
+			seq, data = c.consumeInit(f, seq, data)
 		}
 		if f.State != StateEncrypted && f.State != StateKeyExchange {
-			return
+			return false
 		}
 		if !f.lanSynAcked && s.has(packet.FlagACK) {
 			// Role B: the LAN server still waits for the ACK of its
 			// SYN-ACK; it gets it without the Init bytes.
-			e.toLANAck(f, packet.FlagACK, nil, s.TOS, out)
+			c.toLANAck(f, packet.FlagACK, nil, s.TOS)
 		}
 		if !d.keyed {
-			return // no data for the LAN host before the keys exist
+			return false // no data for the LAN host before the keys exist
 		}
 	}
 	delivered := false
 	if len(data) > 0 || fin {
-		delivered = e.receive(cfg, f, seq, data, fin, s.has(packet.FlagPSH), out)
+		delivered = d.receive(c, f, seq, data, fin, s.has(packet.FlagPSH))
 	}
 	if len(data) > 0 && !delivered && s.TOS&ecnMask == ecnCE {
 		// The bytes of a CE-marked segment wait (a frame cut across
@@ -74,152 +68,121 @@ func (e *Engine) wanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 		// plaintext the LAN host gets (sendPlain), not with an ACK.
 		d.pendingCE = true
 	}
-	if f.State != StateEncrypted || delivered {
-		return
-	}
-	// Pass the acknowledgment on when it tells the LAN host something: a
-	// new P ack, or a pure ACK that did not move the C ack (a duplicate
-	// ACK, a loss signal, or a window update). A pure ACK that moved the C
-	// ack but not the P ack covered only bytes the LAN host never sent
-	// (our Init, our own rekey frames) or part of a frame: passed on, it
-	// would look like a duplicate ACK to the LAN host.
-	if len(s.Payload()) == 0 && !fin && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
-		blocks := e.sackToLAN(f, s.opts)
-		e.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS, out)
-	}
+	return delivered
 }
 
 // receive takes the C bytes [seq, seq+len(data)) (and a FIN after them);
 // psh is the segment's PSH flag, passed on with the plaintext of the last
 // frame it completes.
-func (e *Engine) receive(cfg *Config, f *Flow, seq uint32, data []byte, fin, psh bool, out *Output) bool {
-	d := &f.dec
-	end := seq + uint32(len(data))
+func (d *decState) receive(c *pkt, f *Flow, seq cSeq, data []byte, fin, psh bool) bool {
+	end := seq.add(len(data))
 	delivered := false
-	if seqLT(seq, d.cRcv) {
-		oldEnd := end + b2u(fin)
-		if seqGT(oldEnd, d.cRcv) {
+	if seq.lt(d.cRcv) {
+		oldEnd := end.add(b2i(fin))
+		if oldEnd.gt(d.cRcv) {
 			oldEnd = d.cRcv
 		}
-		delivered = e.redeliver(f, seq, oldEnd, out)
-		if seqGT(end, d.cRcv) {
-			data, seq = data[int(d.cRcv-seq):], d.cRcv
+		delivered = d.redeliver(c, f, seq, oldEnd)
+		if end.gt(d.cRcv) {
+			data, seq = data[d.cRcv.since(seq):], d.cRcv
 		} else {
 			data, seq = nil, end
-			if seqLT(end, d.cRcv) || d.finDelivered {
+			if end.lt(d.cRcv) || d.finDelivered {
 				fin = false
 			}
 		}
 		if !delivered && len(data) == 0 && !fin {
-			e.ackWAN(f, out) // already delivered and acknowledged: tell the sender again
+			c.ackWAN(f) // already delivered and acknowledged: tell the sender again
 			return false
 		}
 	}
 	if len(data) == 0 && !fin {
 		return delivered
 	}
-	if seqGT(seq, d.cRcv) {
-		e.queueBeyondHole(f, seq, data, fin)
-		if f.holeReportable() {
-			e.ackWAN(f, out)
+	if seq.gt(d.cRcv) {
+		d.queueBeyondHole(c, f, seq, data, fin)
+		if d.holeReportable() {
+			c.ackWAN(f)
 		}
 		return delivered
 	}
-	if d.ooo.len() > 0 && seqGT(end, d.ooo.first().seq) {
+	if d.ooo.len() > 0 && end.gt(d.ooo.first().seq) {
 		// The segment fills the hole and runs on into bytes already
 		// queued beyond it (a retransmitted super-packet): what lies
 		// beyond the hole joins the queue, where only bytes not held
 		// yet are reserved. Reserving it all again here could exceed
 		// the direction's limit and drop the hole's only repair, for
 		// good.
-		cut := int(d.ooo.first().seq - seq)
-		e.queueBeyondHole(f, seq+uint32(cut), data[cut:], fin)
+		cut := d.ooo.first().seq.since(seq)
+		d.queueBeyondHole(c, f, seq.add(cut), data[cut:], fin)
 		data, fin = data[:cut], false
 	}
-	if !e.admitIn(f, len(data)) {
+	if !c.admitIn(f, len(data)) {
 		// The LAN host has not acknowledged enough of what it was given,
 		// or the global budget is spent: refuse the bytes; the sender
 		// retransmits them later. (Reserved here for all the bytes can
 		// become, a frame being gathered or plaintext for the LAN host;
-		// settle returns the rest.)
-		e.stats.BufferDrops.Add(1)
+		// returnUnheld returns the rest.)
+		c.stats.BufferDrops.Add(1)
 		return delivered
 	}
-	if e.feed(cfg, f, data, psh, out) {
+	if d.feed(c, f, data, psh) {
 		delivered = true
 	}
 	if fin && f.State == StateEncrypted {
-		e.wanFIN(f, seq+uint32(len(data)), out)
+		d.wanFIN(c, f, seq.add(len(data)))
 	}
 	for d.ooo.len() > 0 && f.State == StateEncrypted {
 		q := d.ooo.first()
-		qEnd := q.seq + uint32(len(q.data))
-		if seqGT(q.seq, d.cRcv) {
+		qEnd := q.seq.add(len(q.data))
+		if q.seq.gt(d.cRcv) {
 			break
 		}
 		qdata, qfin := q.data, q.fin
-		if seqGT(qEnd, d.cRcv) {
-			qdata = qdata[int(d.cRcv-q.seq):]
+		if qEnd.gt(d.cRcv) {
+			qdata = qdata[d.cRcv.since(q.seq):]
 		} else {
 			qdata = nil
 		}
-		if len(qdata) > 0 && e.feed(cfg, f, qdata, true, out) {
+		if len(qdata) > 0 && d.feed(c, f, qdata, true) {
 			delivered = true
 		}
 		if qfin && qEnd == d.cRcv && f.State == StateEncrypted && !d.finDelivered {
-			e.wanFIN(f, qEnd, out)
+			d.wanFIN(c, f, qEnd)
 		}
 		d.ooo.pop()
 	}
 	if d.ooo.len() > 0 && f.State == StateEncrypted {
-		if f.holeReportable() {
-			e.ackWAN(f, out)
+		if d.holeReportable() {
+			c.ackWAN(f)
 		}
-	} else if !delivered && f.State == StateEncrypted && f.ackPartial() {
-		e.ackWAN(f, out)
+	} else if !delivered && f.State == StateEncrypted && d.ackPartial() {
+		c.ackWAN(f)
 	}
 	return delivered
 }
 
 // queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
-func (e *Engine) queueBeyondHole(f *Flow, seq uint32, data []byte, fin bool) {
-	e.enqueue(f, &f.dec.ooo, (*Engine).admitIn, seq, data, fin)
-}
-
-// ackPartial acknowledges to the WAN the bytes of a frame still being
-// gathered, once every frame before it is acknowledged by the LAN host. A
-// peer may send frames larger than its congestion window (RFC 8548 §3.6
-// allows up to 64 KiB); without an acknowledgment it would wait for one
-// that never comes. The frame's last byte is never acknowledged early: it
-// completes the frame, so its segment stays the sender's to retransmit,
-// and a retransmission makes the gateway deliver the whole frame again
-// (redeliver) if the LAN host lost it. It reports whether cAcked moved.
-func (f *Flow) ackPartial() bool {
-	d := &f.dec
-	if len(d.partial) == 0 || !f.lanCaughtUp() || !seqGT(d.cRcv, d.cAcked) {
-		return false
-	}
-	d.cAcked = d.cRcv
-	return true
+func (d *decState) queueBeyondHole(c *pkt, f *Flow, seq cSeq, data []byte, fin bool) {
+	enqueue(c, f, &d.ooo, true, seq, data, fin)
 }
 
 // feed parses in-order C bytes into frames and delivers each authenticated
 // frame; the last frame to end with data gets PSH if psh. It reports
 // whether anything was delivered.
-func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) bool {
-	d := &f.dec
+func (d *decState) feed(c *pkt, f *Flow, data []byte, psh bool) bool {
 	delivered := false
 	for len(data) > 0 && f.State == StateEncrypted {
 		if len(d.partial) == 0 && len(data) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(data)
 			if err != nil {
-				e.authFailed(f, "malformed frame header", out)
+				d.authFailed(c, f, "malformed frame header")
 				return delivered
 			}
 			if n <= len(data) { // the whole frame is here: open it in place
 				start := d.cRcv
-				d.cRcv += uint32(n)
-				if !e.openAndDeliver(cfg, f, data[:n], start, psh && n == len(data), out) {
+				d.cRcv = d.cRcv.add(n)
+				if !d.openAndDeliver(c, f, data[:n], start, psh && n == len(data)) {
 					return delivered
 				}
 				delivered = true
@@ -232,7 +195,7 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 		if len(d.partial) >= tcpcrypt.FrameHeaderLen {
 			n, _, err := tcpcrypt.FrameLen(d.partial)
 			if err != nil {
-				e.authFailed(f, "malformed frame header", out)
+				d.authFailed(c, f, "malformed frame header")
 				return delivered
 			}
 			need = n
@@ -240,10 +203,10 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 		take := min(need-len(d.partial), len(data))
 		d.partial = append(d.partial, data[:take]...)
 		data = data[take:]
-		d.cRcv += uint32(take)
+		d.cRcv = d.cRcv.add(take)
 		if len(d.partial) == need && need > tcpcrypt.FrameHeaderLen {
-			start := d.cRcv - uint32(need)
-			ok := e.openAndDeliver(cfg, f, d.partial, start, psh && len(data) == 0, out)
+			start := d.cRcv.add(-need)
+			ok := d.openAndDeliver(c, f, d.partial, start, psh && len(data) == 0)
 			d.partial = d.partial[:0]
 			if !ok {
 				return delivered
@@ -257,29 +220,28 @@ func (e *Engine) feed(cfg *Config, f *Flow, data []byte, psh bool, out *Output) 
 // openAndDeliver authenticates one whole frame that starts at C sequence
 // cStart and sends its plaintext to the LAN host, the last segment with PSH
 // if psh.
-func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint32, psh bool, out *Output) bool {
-	d := &f.dec
+func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, psh bool) bool {
 	if d.finFrame {
-		e.authFailed(f, "data after the FIN frame", out)
+		d.authFailed(c, f, "data after the FIN frame")
 		return false
 	}
 	gen := d.opener.Generation()
 	flags, _, pt, err := d.opener.OpenFrame(frame, d.offRcv)
 	if err != nil {
-		e.authFailed(f, "frame failed authentication", out)
+		d.authFailed(c, f, "frame failed authentication")
 		return false
 	}
 	rekeyed := d.opener.Generation() != gen
 	d.offRcv += uint64(len(frame))
-	cEnd := cStart + uint32(len(frame))
-	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv + uint32(len(pt))}
+	cEnd := cStart.add(len(frame))
+	r := frameRec{cStart: cStart, cEnd: cEnd, pStart: d.pRcv, pEnd: d.pRcv.add(len(pt))}
 	d.ring.append(pt, d.reserved) // reserved by receive
 	d.recs.push(r)
 	if len(pt) > 0 || flags&tcpcrypt.FlagFIN == 0 {
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
 		// after it (wanFIN) is the segment that tells it the stream
 		// ended, one packet less per connection.
-		e.sendPlain(f, d.pRcv, pt, false, psh, out)
+		d.sendPlain(c, f, d.pRcv, pt, false, psh)
 	}
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
@@ -292,15 +254,23 @@ func (e *Engine) openAndDeliver(cfg *Config, f *Flow, frame []byte, cStart uint3
 		// keep-alive. After the frame's plaintext, so that the LAN
 		// host's data keeps its order.
 		f.Stats.RekeysIn++
-		e.stats.RekeysIn.Add(1)
-		e.answerRekey(cfg, f, d.opener.Generation(), out)
+		c.stats.RekeysIn.Add(1)
+		f.enc.answerRekey(c, f, d.opener.Generation())
 	}
 	return true
 }
 
+// authFailed resets the flow after a frame failed authentication (RFC 8548
+// §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
+func (d *decState) authFailed(c *pkt, f *Flow, why string) {
+	c.stats.AuthFailures.Add(1)
+	f.Reason = why
+	c.abort(f)
+}
+
 // sendPlain sends P bytes starting at seq to the LAN host, cut to its MSS,
 // the last segment with PSH if psh or fin.
-func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *Output) {
+func (d *decState) sendPlain(c *pkt, f *Flow, seq pSeq, pt []byte, fin, psh bool) {
 	maxSeg := f.lanMSS
 	if f.tsOK {
 		maxSeg -= 12
@@ -308,11 +278,11 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 	maxSeg = max(maxSeg, 1)
 	for first := true; first || len(pt) > 0; first = false {
 		n := min(len(pt), maxSeg)
-		flags := packet.FlagACK | e.ecnToLAN
-		tos := e.tosToLAN
-		if f.dec.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
+		flags := packet.FlagACK | c.ecnToLAN
+		tos := c.tosToLAN
+		if d.pendingCE && tos&ecnMask != 0 { // CE only on an ECN-capable packet (RFC 3168 §5)
 			tos |= ecnCE
-			f.dec.pendingCE = false
+			d.pendingCE = false
 		}
 		if n == len(pt) && (psh || fin) {
 			flags |= packet.FlagPSH
@@ -320,28 +290,27 @@ func (e *Engine) sendPlain(f *Flow, seq uint32, pt []byte, fin, psh bool, out *O
 		if n == len(pt) && fin {
 			flags |= packet.FlagFIN
 		}
-		e.toLAN(f, seq, f.enc.pAcked, flags, pt[:n], tos, out)
-		seq += uint32(n)
+		c.toLAN(f, seq, flags, pt[:n], tos)
+		seq = seq.add(n)
 		pt = pt[n:]
 	}
 }
 
 // wanFIN handles a TCP FIN at C sequence finSeq, reached in order.
-func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
-	d := &f.dec
+func (d *decState) wanFIN(c *pkt, f *Flow, finSeq cSeq) {
 	if d.finDelivered {
 		return
 	}
 	if !d.finFrame || finSeq != d.finC || len(d.partial) != 0 {
 		// RFC 8548 §3.7: a FIN without an authenticated FIN
 		// frame is a truncation attack; never turn it into an end of stream.
-		e.stats.Truncations.Add(1)
+		c.stats.Truncations.Add(1)
 		f.Reason = "TCP FIN without a FIN frame (truncation)"
-		e.abort(f, out)
+		c.abort(f)
 		return
 	}
 	d.recs.push(frameRec{cStart: finSeq, cEnd: finSeq, pStart: d.pRcv, pEnd: d.pRcv, fin: true})
-	e.sendPlain(f, d.pRcv, nil, true, true, out)
+	d.sendPlain(c, f, d.pRcv, nil, true, true)
 	d.pRcv++
 	d.cRcv++
 	d.finDelivered = true
@@ -349,47 +318,45 @@ func (e *Engine) wanFIN(f *Flow, finSeq uint32, out *Output) {
 
 // redeliver sends again, from the kept plaintext, the frames that cover the
 // C range [from, to): the LAN host lost them or the sender retransmits.
-func (e *Engine) redeliver(f *Flow, from, to uint32, out *Output) bool {
-	d := &f.dec
+func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 	sent := false
-	i := d.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), from) })
+	i := d.recs.search(func(r *frameRec) bool { return r.cAfter().gt(from) })
 	for ; i < d.recs.len(); i++ {
 		r := d.recs.at(i)
-		if !seqLT(r.cStart, to) {
+		if !r.cStart.lt(to) {
 			break
 		}
 		if r.init {
 			continue
 		}
-		e.sendPlain(f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true, out)
+		d.sendPlain(c, f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
 		sent = true
 	}
 	return sent
 }
 
-// lanAck applies the LAN host's acknowledgment (P) to the frames delivered
+// ackFromLAN applies the LAN host's acknowledgment (P) to the frames delivered
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
 // plaintext the LAN host has acknowledged (and the peer's Init, which the
 // gateway consumed itself).
-func (e *Engine) lanAck(f *Flow, ack uint32) {
-	d := &f.dec
-	if seqGT(ack, d.pRcv) {
+func (d *decState) ackFromLAN(ack pSeq) {
+	if ack.gt(d.pRcv) {
 		ack = d.pRcv
 	}
-	if seqGT(ack, d.pAck) {
+	if ack.gt(d.pAck) {
 		d.pAck = ack
 	}
 	for d.recs.len() > 0 {
 		r := d.recs.first()
-		if !seqLEQ(r.pAfter(), d.pAck) {
+		if !r.pAfter().leq(d.pAck) {
 			break
 		}
-		d.cAcked = seqMax(d.cAcked, r.cAfter())
+		d.cAcked = d.cAcked.max(r.cAfter())
 		d.recs.pop()
 	}
-	f.ackPartial()
-	if seqGT(d.pAck, d.ring.seq) {
-		d.ring.trim(seqMin(d.pAck, d.ring.end()))
+	d.ackPartial()
+	if d.pAck.gt(d.ring.seq) {
+		d.ring.trim(d.pAck.min(d.ring.end()))
 	}
 }
 
@@ -403,27 +370,34 @@ func (e *Engine) lanAck(f *Flow, ack uint32) {
 // The delivered bytes cannot be SACKed instead: Linux discards a SACK
 // block that starts at its snd_una. The LAN host's next ACK, translated,
 // carries the hole exactly and the SACK blocks (toWAN adds sackToWAN).
-func (f *Flow) holeReportable() bool { return f.lanCaughtUp() }
+func (d *decState) holeReportable() bool { return d.lanCaughtUp() }
 
 // lanCaughtUp reports whether the LAN host has acknowledged every frame
 // delivered to it.
-func (f *Flow) lanCaughtUp() bool { return f.dec.recs.len() == 0 }
+func (d *decState) lanCaughtUp() bool { return d.recs.len() == 0 }
 
 // sackToWAN describes, in C, the bytes the gateway holds past a hole, the
 // island of the segment that arrived last first (oooQueue.blocks), once the
 // hole is reportable (holeReportable).
-func (e *Engine) sackToWAN(f *Flow) []packet.SACKBlock {
-	d := &f.dec
-	if d.ooo.len() == 0 || !f.holeReportable() {
+func (d *decState) sackToWAN(dst []packet.SACKBlock) []packet.SACKBlock {
+	if d.ooo.len() == 0 || !d.holeReportable() {
 		return nil
 	}
-	return d.ooo.blocks(e.sack[:0], 3)
+	return d.ooo.blocks(dst, 3)
 }
 
-// authFailed resets the flow after a frame failed authentication (RFC 8548
-// §4.6): nothing of the frame, nor anything after it, reaches the LAN host.
-func (e *Engine) authFailed(f *Flow, why string, out *Output) {
-	e.stats.AuthFailures.Add(1)
-	f.Reason = why
-	e.abort(f, out)
+// ackPartial acknowledges to the WAN the bytes of a frame still being
+// gathered, once every frame before it is acknowledged by the LAN host. A
+// peer may send frames larger than its congestion window (RFC 8548 §3.6
+// allows up to 64 KiB); without an acknowledgment it would wait for one
+// that never comes. The frame's last byte is never acknowledged early: it
+// completes the frame, so its segment stays the sender's to retransmit,
+// and a retransmission makes the gateway deliver the whole frame again
+// (redeliver) if the LAN host lost it. It reports whether cAcked moved.
+func (d *decState) ackPartial() bool {
+	if len(d.partial) == 0 || !d.lanCaughtUp() || !d.cRcv.gt(d.cAcked) {
+		return false
+	}
+	d.cAcked = d.cRcv
+	return true
 }

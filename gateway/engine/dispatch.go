@@ -1,48 +1,37 @@
-// Per-state dispatch of the packets of a flow, and the flow's place in the
-// flow table.
+// Per-state dispatch of the packets of a flow.
 //
 //  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
-//     newInbound); any other segment of an unknown flow is answered with RST
-//     (resetUnknown), never passed: it could carry ciphertext to a LAN host
-//     or plaintext of an encrypted flow to the WAN.
+//     newInbound; its place in the table: table.go); any other segment of
+//     an unknown flow is answered with RST (resetUnknown), never passed: it
+//     could carry ciphertext to a LAN host or plaintext of an encrypted
+//     flow to the WAN.
 //  2. A flow in the SYN exchange: syn.go. In the key exchange or encrypted:
-//     encrypt.go (from the LAN) and decrypt.go (from the WAN), which take the
-//     peer's Init message first (keyexchange.go). Plain: forwarded as it is.
-//  3. insert, recycle, evictable: the flow table under pressure (a flow from
-//     the WAN takes only the inbound share; half-open flows go first, and
-//     their memory is reused).
+//     lanSegment and wanSegment hand the segment to the two directions the
+//     way TCP hands one to its receiver, then its sender: a LAN segment is
+//     the decrypting direction learning the LAN host's ACK (decrypt.go),
+//     then the encrypting direction taking its data (encrypt.go); a WAN
+//     segment the other way round. Plain: forwarded as it is.
+//  3. After the packet: what the flow no longer holds goes back to the
+//     budget (budget.go), and its expiry moves by its state (touch).
 
 package engine
 
 import (
-	"time"
-
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
 )
 
 // fromLAN handles a packet from a LAN host.
-func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		// A retransmission, also after the peer's SYN-ACK if that was lost
-		// on its way to the LAN host: the peer's answer belongs to our
-		// first offer, so the flow and its offer stay (a new flow would
-		// offer the next cached secret, RFC 8548 §3.5, and fail to match
-		// the peer's answer to the first).
-		if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
-			e.lanSYNAgain(cfg, f, s, out)
-			e.touch(cfg, entry)
-			return
+		if c.lanSYN(key, entry, f, s) {
+			c.touch(entry)
 		}
-		if entry != nil {
-			e.remove(entry)
-		}
-		e.newOutbound(cfg, key, s, out)
 		return
 	}
 	if f == nil {
-		e.resetUnknown(s, out)
+		c.resetUnknown(s)
 		return
 	}
 	f.Stats.PacketsOut++
@@ -51,69 +40,43 @@ func (e *Engine) fromLAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return // the gateway reset this flow: nothing more from it
 	case StateSYNReceived, StateSYNACKSent:
 		if s.has(packet.FlagSYN) {
-			e.lanSYNACK(cfg, f, s, out)
+			c.lanSYNACK(f, s)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateACKPending:
 		if s.has(packet.FlagRST) || s.has(packet.FlagSYN) {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 			break
 		}
-		if f.resume != nil {
-			// Resumed (RFC 8548 §3.5): no Init messages; the keys exist now.
-			f.initDirections()
-			f.enoPending = true
-			if err := e.resumeKeys(cfg, f); err != nil {
-				f.Reason = "resumption: " + err.Error()
-				e.abort(f, out)
-				break
-			}
-			e.lanSegment(cfg, f, s, out)
-			break
-		}
-		if !e.startInit(cfg, f, s, out) {
-			e.forwardPlain(f, s, out)
-			break
-		}
-		if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
-			e.lanSegment(cfg, f, s, out)
+		switch c.startA(f, s) {
+		case segPlain:
+			c.forwardPlain(f, s)
+		case segKeyed:
+			c.lanSegment(f, s)
 		}
 	case StateKeyExchange, StateEncrypted:
-		e.lanSegment(cfg, f, s, out)
+		c.lanSegment(f, s)
 	default:
-		e.forwardPlain(f, s, out)
+		c.forwardPlain(f, s)
 	}
 	if !f.established {
 		f.trackOpen(s, true)
 	}
-	e.settle(f)
-	e.touch(cfg, entry)
+	c.returnUnheld(f)
+	c.touch(entry)
 }
 
 // fromWAN handles a packet from a WAN host.
-func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment, out *Output) {
+func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {
 	if s.has(packet.FlagSYN) && !s.has(packet.FlagACK) {
-		if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
-			switch {
-			case f.State == StateSYNReceived || f.State == StateSYNACKSent:
-				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
-			case synENOWithData(s):
-				e.emitSYN(s, nil, 0, out) // as the first SYN (newInbound)
-			default:
-				e.forwardPlain(f, s, out)
-			}
-			e.touch(cfg, entry)
-			return
+		if c.wanSYN(key, entry, f, s) {
+			c.touch(entry)
 		}
-		if entry != nil {
-			e.remove(entry)
-		}
-		e.newInbound(cfg, key, s, out)
 		return
 	}
 	if f == nil {
-		e.resetUnknown(s, out)
+		c.resetUnknown(s)
 		return
 	}
 	f.Stats.PacketsIn++
@@ -122,57 +85,43 @@ func (e *Engine) fromWAN(cfg *Config, key flowtable.Key, entry *flowtable.Entry[
 		return
 	case StateSYNSent:
 		if s.has(packet.FlagSYN) {
-			e.wanSYNACK(cfg, f, s, out)
+			c.wanSYNACK(f, s)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateACKPending:
 		if s.has(packet.FlagSYN) { // retransmitted SYN-ACK
-			e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+			c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 		} else {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 		}
 	case StateSYNACKSent:
 		if s.has(packet.FlagSYN) || s.has(packet.FlagRST) {
-			e.forwardPlain(f, s, out)
+			c.forwardPlain(f, s)
 			break
 		}
-		if s.opts.ENO == nil && mustEncrypt(cfg, f) {
-			e.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO", out)
-			break
+		switch c.startB(f, s) {
+		case segPlain:
+			c.forwardPlain(f, s)
+		case segKeyed:
+			c.wanSegment(f, s)
 		}
-		if s.opts.ENO == nil {
-			// RFC 8547 §4.6: B's first non-SYN segment from A lacks ENO:
-			// negotiation failed, plain TCP.
-			e.plain(f, "peer did not confirm ENO")
-			e.forwardPlain(f, s, out)
-			break
-		}
-		e.startKeyExchange(f)
-		if f.resume != nil {
-			if err := e.resumeKeys(cfg, f); err != nil {
-				f.Reason = "resumption: " + err.Error()
-				e.abort(f, out)
-				break
-			}
-		}
-		e.wanSegment(cfg, f, s, out)
 	case StateKeyExchange, StateEncrypted:
 		if s.has(packet.FlagSYN) {
 			if f.Role == RoleA { // our ACK or Init1 was lost: the LAN host answers again
-				e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+				c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 			}
 			break
 		}
-		e.wanSegment(cfg, f, s, out)
+		c.wanSegment(f, s)
 	default:
-		e.forwardPlain(f, s, out)
+		c.forwardPlain(f, s)
 	}
 	if !f.established {
 		f.trackOpen(s, false)
 	}
-	e.settle(f)
-	e.touch(cfg, entry)
+	c.returnUnheld(f)
+	c.touch(entry)
 }
 
 // trackOpen follows the three-way handshake (RFC 9293 §3.5) of a flow not
@@ -202,8 +151,8 @@ func (f *Flow) trackOpen(s *segment, fromLAN bool) {
 // RST, the way a closed port does (RFC 9293 §3.10.7.1). Passing it would be
 // unsafe: the connection may have been encrypted, and then its plaintext
 // would reach the WAN or its ciphertext a LAN host.
-func (e *Engine) resetUnknown(s *segment, out *Output) {
-	e.stats.UnknownResets.Add(1)
+func (c *pkt) resetUnknown(s *segment) {
+	c.stats.UnknownResets.Add(1)
 	if s.has(packet.FlagRST) {
 		return
 	}
@@ -213,11 +162,11 @@ func (e *Engine) resetUnknown(s *segment, out *Output) {
 	} else {
 		h.Ack, h.Flags = s.Seq+s.SeqLen(), packet.FlagRST|packet.FlagACK
 	}
-	e.emit(&h, out)
+	c.emit(&h)
 }
 
 // forwardPlain forwards a packet of a flow unchanged and notes an RST.
-func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
+func (c *pkt) forwardPlain(f *Flow, s *segment) {
 	if n := uint64(len(s.Payload())); s.SrcPort == f.LAN.Port() && s.Src == f.LAN.Addr() {
 		f.Stats.PlainBytesOut += n
 	} else {
@@ -228,156 +177,81 @@ func (e *Engine) forwardPlain(f *Flow, s *segment, out *Output) {
 	} else if s.has(packet.FlagRST) {
 		f.Reason = f.Reason + "; reset"
 	}
-	e.forward(s.Buf, out)
+	c.forward(s.Buf)
 }
 
-func (e *Engine) plain(f *Flow, why string) {
-	f.State = StatePassthrough
-	f.Reason = why
-	e.stats.FlowsPlain.Add(1)
-}
-
-func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
-	entry.Value.release(e.table, e.stats)
-	e.table.Delete(e.shard, entry)
-}
-
-func (e *Engine) insert(cfg *Config, key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
-	inbound := f.Role == RoleB
-	put := e.table.Insert
-	if inbound {
-		put = e.table.InsertInbound // within the inbound share: the LAN reserve stays free
+// lanSegment handles a LAN segment of a flow in key exchange or encrypted,
+// the way TCP hands a segment to its receiver, then to its sender: the
+// decrypting direction learns the LAN host's ACK (ackFromLAN), then the
+// encrypting direction takes its data (dataFromLAN).
+func (c *pkt) lanSegment(f *Flow, s *segment) {
+	ackBefore, winBefore := f.dec.cAcked, f.lanWin
+	if s.opts.HasTS {
+		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
 	}
-	entry, err := put(e.shard, key, f, e.now)
-	for kind := EvictHalfOpen; err == flowtable.ErrFull && kind < NumEvictKinds; {
-		// Under pressure, make room: first the half-open flows from the
-		// WAN and closing flows, then idle plain ones, then the LAN's own
-		// half-open ones, each time the one due soonest. A flow from the
-		// WAN only ever evicts another flow from the WAN.
-		v := e.table.Evict(e.shard, func(en *flowtable.Entry[*Flow]) bool {
-			return (!inbound || en.Inbound) && en.Value.evictable(en, e.now) == kind
-		})
-		if v == nil {
-			kind++
-			continue
-		}
-		e.stats.Evictions[kind].Add(1)
-		e.recycle(v)
-		entry, err = put(e.shard, key, f, e.now)
-	}
-	if err != nil {
-		e.stats.TableFull.Add(1)
-		return nil
-	}
-	f.Stats.Started = e.now
-	// A new flow has seen only its SYN: it is half-open, whatever state the
-	// caller then gives it, until its next packet touches it by state. (The
-	// state is not set yet here, so touch would give it idle_timeout and a
-	// SYN flood would stay in the table for hours.)
-	entry.Touch(e.now, e.now.Add(cfg.HandshakeTimeout))
-	return entry
-}
-
-// recycle releases an evicted flow and keeps its memory for the next new
-// flows (newFlow, newHandshake, newConnParams, Table.Recycle), so that a
-// SYN flood, which evicts a flow for each new one, makes little garbage.
-// Only a flow without streams is reused: no list of the engine (pending)
-// can hold it.
-func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
-	f := v.Value
-	f.release(e.table, e.stats)
-	e.table.Recycle(e.shard, v)
-	if f.streams != nil {
+	f.lanWin = s.Window
+	if s.has(packet.FlagRST) {
+		c.toWAN(f, f.enc.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
+		f.State = StateClosed
 		return
 	}
-	e.spare.flow = f
-	if f.handshake != nil {
-		e.spare.handshake = f.handshake
+	if s.has(packet.FlagACK) {
+		f.dec.ackFromLAN(pSeq(s.Ack))
 	}
-	if f.connParams != nil {
-		e.spare.connParams = f.connParams
+	f.enc.dataFromLAN(c, f, s, f.dec.cAcked != ackBefore || f.lanWin != winBefore)
+}
+
+// wanSegment handles a WAN segment of a flow in key exchange or encrypted:
+// the encrypting direction learns the WAN peer's ACK (ackFromWAN), then the
+// decrypting direction takes its data (dataFromWAN); an ACK that carried no
+// plaintext to the LAN host goes on to it if it tells it something.
+func (c *pkt) wanSegment(f *Flow, s *segment) {
+	f.enoPending = false // RFC 8547 §4.6: B has sent a non-SYN segment
+	if s.opts.HasTS {
+		f.wanTSval, f.wanTSecr = s.opts.TSval, s.opts.TSecr
+	}
+	f.wanWin = s.Window
+	oldUna, oldSeen := f.enc.pAcked, f.enc.cAckSeen
+	if s.has(packet.FlagACK) {
+		f.enc.ackFromWAN(cSeq(s.Ack))
+	}
+	if s.has(packet.FlagRST) {
+		c.toLAN(f, f.dec.pRcv, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
+		f.State = StateClosed
+		return
+	}
+	delivered := f.dec.dataFromWAN(c, f, s)
+	if f.State != StateEncrypted || delivered {
+		return
+	}
+	// Pass the acknowledgment on when it tells the LAN host something: a
+	// new P ack, or a pure ACK that did not move the C ack (a duplicate
+	// ACK, a loss signal, or a window update). A pure ACK that moved the C
+	// ack but not the P ack covered only bytes the LAN host never sent
+	// (our Init, our own rekey frames) or part of a frame: passed on, it
+	// would look like a duplicate ACK to the LAN host.
+	if len(s.Payload()) == 0 && !s.has(packet.FlagFIN) && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
+		blocks := f.enc.sackToLAN(c.sack[:0], s.opts)
+		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
 	}
 }
 
-// spares are the parts of an evicted flow kept for reuse (recycle).
-type spares struct {
-	flow       *Flow
-	handshake  *handshake
-	connParams *connParams
-}
-
-// newFlow returns a zero Flow, the spare one if there is one.
-func (e *Engine) newFlow() *Flow {
-	f := e.spare.flow
-	if f == nil {
-		return new(Flow)
-	}
-	e.spare.flow = nil
-	*f = Flow{}
-	return f
-}
-
-// newHandshake returns a zero handshake, the spare one if there is one.
-func (e *Engine) newHandshake() *handshake {
-	h := e.spare.handshake
-	if h == nil {
-		return new(handshake)
-	}
-	e.spare.handshake = nil
-	*h = handshake{}
-	return h
-}
-
-// newConnParams returns cp in a connParams of its own, the spare one if
-// there is one.
-func (e *Engine) newConnParams(cp connParams) *connParams {
-	p := e.spare.connParams
-	if p == nil {
-		p = new(connParams)
-	} else {
-		e.spare.connParams = nil
-	}
-	*p = cp
-	return p
-}
-
-// Kinds of flows evicted under pressure (Stats.Evictions), in the order
-// they are evicted.
-const (
-	EvictHalfOpen    = iota // opened from the WAN, three-way handshake not complete; or closed (RST seen or sent)
-	EvictIdlePlain          // plain, established, no packet for evictIdleAfter
-	EvictHalfOpenLAN        // opened from the LAN, three-way handshake not complete: a LAN host waits for it
-	NumEvictKinds
-	evictNever = NumEvictKinds
-)
-
-// evictIdleAfter: a plain flow this long without a packet may be evicted
-// for a new one when the table is full. Its endpoints, if they ever send
-// again, get a RST (resetUnknown) and reconnect.
-const evictIdleAfter = time.Minute
-
-// evictable says which kind of eviction victim the flow is, or evictNever.
-// Encrypted flows and flows in the key exchange are never evicted: their
-// keys cannot be rebuilt, and the LAN reserve, not eviction, keeps room
-// for the LAN.
-func (f *Flow) evictable(en *flowtable.Entry[*Flow], now time.Time) int {
-	halfOpen := f.embryonic() || f.State == StatePassthrough && !f.established
-	switch {
-	case halfOpen && f.Role == RoleA:
-		return EvictHalfOpenLAN
-	case halfOpen || f.State == StateClosed || f.State == StateReset:
-		return EvictHalfOpen
-	case f.State == StatePassthrough && now.Sub(en.LastActive) >= evictIdleAfter:
-		return EvictIdlePlain
-	}
-	return evictNever
-}
-
-// embryonic: a flow that has not completed its three-way handshake.
-func (f *Flow) embryonic() bool {
+// touch refreshes a flow's expiry deadline according to its state.
+func (c *pkt) touch(entry *flowtable.Entry[*Flow]) {
+	f := entry.Value
+	d := c.cfg.IdleTimeout
 	switch f.State {
-	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending:
-		return true
+	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
+		d = c.cfg.HandshakeTimeout
+	case StateClosed, StateReset:
+		d = c.cfg.ClosingTimeout
+	case StatePassthrough:
+		if !f.established { // half-open (trackOpen)
+			d = c.cfg.HandshakeTimeout
+		}
 	}
-	return false
+	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
+		d = c.cfg.ClosingTimeout
+	}
+	entry.Touch(c.now, c.now.Add(d))
 }

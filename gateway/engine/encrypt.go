@@ -1,47 +1,48 @@
-// LAN to WAN: plaintext segments from the LAN host become frames on the
-// WAN (RFC 8548 §3.6, §4.2), and the LAN host's acknowledgments of WAN data are
-// mapped back into the C space.
+// The encrypting direction (encState), LAN to WAN: plaintext segments
+// from the LAN host become frames on the WAN (RFC 8548 §3.6, §4.2), and the
+// WAN peer's acknowledgments of those frames are mapped back into P. Its
+// two halves, in the order lanSegment and wanSegment (dispatch.go) use
+// them:
 //
-// For each LAN segment of an encrypted flow:
-//  1. Its ACK (P space, for WAN-to-LAN data) moves the decrypting
-//     direction's acknowledgment: only C bytes of frames whose whole
-//     plaintext the LAN host has acknowledged are acknowledged to the WAN.
-//  2. Bytes before the next expected P byte are a retransmission: the frames
+// Data from the LAN host (dataFromLAN), after the decrypting direction has
+// taken the segment's ACK:
+//  1. Bytes before the next expected P byte are a retransmission: the frames
 //     that cover them are re-sent exactly as first sent (same key, offset,
 //     boundaries), from the ring of unacknowledged ciphertext.
-//  3. New bytes become new frames, one per segment (MSS clamping makes them
+//  2. New bytes become new frames, one per segment (MSS clamping makes them
 //     fit), each recorded with its P and C ranges until the WAN acknowledges
-//     it. Before the keys exist they are held instead.
-//  4. A segment with nothing to frame (pure ACK, window update, keep-alive)
+//     it. Before the keys exist they are held instead; beyond a hole in the
+//     LAN host's stream they wait for it.
+//  3. A segment with nothing to frame (pure ACK, window update, keep-alive)
 //     is translated and sent as it is.
+//  4. Rekeying: the own direction by bytes or time (rekeyOut), and the
+//     peer's rekey answered at once with empty frames of the gateway's own
+//     (answerRekey, which the decrypting direction calls when it opens a
+//     frame of a new generation: RFC 8548 §3.8 wants the answer then,
+//     between that frame's plaintext and the next).
+//
+// ACKs from the WAN peer (ackFromWAN, sackToLAN): a C acknowledgment
+// releases the frames it covers whole, and their P end becomes the
+// acknowledgment the LAN host gets; SACK blocks map to whole frames.
 
 package engine
 
 import (
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/packet"
+	"time"
 )
 
-// lanSegment handles a LAN segment of a flow in key exchange or encrypted.
-func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
-	en := &f.enc
-	ackBefore, winBefore := f.dec.cAcked, f.lanWin
-	if s.opts.HasTS {
-		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
-	}
-	f.lanWin = s.Window
-	if s.has(packet.FlagRST) {
-		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS, out)
-		f.State = StateClosed
-		return
-	}
-	if s.has(packet.FlagACK) {
-		e.lanAck(f, s.Ack)
-	}
+// dataFromLAN takes the data of a LAN segment (after its ACK: lanSegment):
+// new bytes become frames, bytes before the next expected one re-send the
+// frames first sent, bytes beyond a hole wait, and a segment with nothing
+// to frame is translated as it is. ackNews: the segment's ACK or window
+// told the WAN peer something new.
+func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 	pay := s.Payload()
 	fin := s.has(packet.FlagFIN)
 	if len(pay) == 0 && !fin {
-		e.toWAN(f, e.pToC(f, s.Seq), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS, out)
+		c.toWAN(f, en.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), nil, s.TOS)
 		return
 	}
 	keyed := en.sealer != nil
@@ -52,56 +53,56 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 			expect++
 		}
 	}
-	seq := s.Seq
-	end := seq + uint32(len(pay))
-	if seqGT(seq, expect) {
+	seq := pSeq(s.Seq)
+	end := seq.add(len(pay))
+	if seq.gt(expect) {
 		// A hole in the LAN host's own stream: the C position of these
 		// bytes is unknown until the hole is filled, so they wait for it
 		// (queueBeyondLANHole). The ACK they carry goes on only if it says
 		// something new: a copy of the last one would be a duplicate ACK
 		// to the WAN peer.
 		if keyed {
-			e.queueBeyondLANHole(f, seq, pay, fin)
+			en.queueBeyondLANHole(c, f, seq, pay, fin)
 		}
-		if !keyed || f.dec.cAcked != ackBefore || f.lanWin != winBefore {
-			e.toWAN(f, e.pToC(f, expect), packet.FlagACK, nil, s.TOS, out)
+		if !keyed || ackNews {
+			c.toWAN(f, en.pToC(expect), packet.FlagACK, nil, s.TOS)
 		}
 		return
 	}
 	sent := false
-	if seqLT(seq, expect) && keyed {
-		oldEnd := end + b2u(fin)
-		if seqGT(oldEnd, expect) {
+	if seq.lt(expect) && keyed {
+		oldEnd := end.add(b2i(fin))
+		if oldEnd.gt(expect) {
 			oldEnd = expect
 		}
-		sent = e.retransmit(f, seq, oldEnd, out)
+		sent = en.retransmit(c, f, seq, oldEnd)
 	}
-	if seqGT(end, expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
-		at := len(s.Buf) - len(pay) + int(expect-seq) // fresh = s.Buf[at:], behind the TCP header
+	if end.gt(expect) || fin && end == expect && !(keyed && en.finSent) && !(!keyed && en.heldFIN) {
+		at := len(s.Buf) - len(pay) + expect.since(seq) // fresh = s.Buf[at:], behind the TCP header
 		fresh := s.Buf[at:]
 		f.Stats.PlainBytesOut += uint64(len(fresh))
 		if !keyed {
-			e.hold(f, fresh, fin)
+			en.hold(c, f, fresh, fin)
 			return
 		}
-		if e.frame(cfg, f, s.Buf, at, fin, s.has(packet.FlagPSH), out) {
+		if en.frame(c, f, s.Buf, at, fin, s.has(packet.FlagPSH)) {
 			sent = true
 		}
-		if en.ooo.len() > 0 && seqLT(en.pNxt, end) {
+		if en.ooo.len() > 0 && en.pNxt.lt(end) {
 			// The hole's repair could not be framed whole (the budget is
 			// spent): what waits beyond it must not keep the budget the
 			// repair needs, or flows whose queues hold all of it would
 			// wait for each other.
-			e.dropQueued(f)
+			en.dropQueued(c)
 		}
 	}
-	if keyed && en.ooo.len() > 0 && e.frameQueued(cfg, f, out) {
+	if keyed && en.ooo.len() > 0 && en.frameQueued(c, f) {
 		sent = true
 	}
 	if !sent && keyed {
 		// Everything in it was acknowledged already (a keep-alive probe at
 		// snd_una-1, RFC 9293 §3.8.4): translate the numbers, no payload.
-		e.toWAN(f, e.pToC(f, seq), packet.FlagACK, nil, s.TOS, out)
+		c.toWAN(f, en.pToC(seq), packet.FlagACK, nil, s.TOS)
 	}
 }
 
@@ -115,9 +116,9 @@ func (e *Engine) lanSegment(cfg *Config, f *Flow, s *segment, out *Output) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (e *Engine) queueBeyondLANHole(f *Flow, seq uint32, data []byte, fin bool) {
-	if e.enqueue(f, &f.enc.ooo, (*Engine).admitOut, seq, data, fin) {
-		e.stats.LANReordered.Add(1)
+func (en *encState) queueBeyondLANHole(c *pkt, f *Flow, seq pSeq, data []byte, fin bool) {
+	if enqueue(c, f, &en.ooo, false, seq, data, fin) {
+		c.stats.LANReordered.Add(1)
 	}
 }
 
@@ -126,23 +127,22 @@ func (e *Engine) queueBeyondLANHole(f *Flow, seq uint32, data []byte, fin bool) 
 // flushHeld); what cannot be framed within the limits is dropped, and the
 // LAN host, which never had it acknowledged, sends it again. It reports
 // whether it sent a frame.
-func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
-	en := &f.enc
+func (en *encState) frameQueued(c *pkt, f *Flow) bool {
 	q := &en.ooo
 	sent := false
-	for q.len() > 0 && !seqGT(q.first().seq, en.pNxt) {
+	for q.len() > 0 && !q.first().seq.gt(en.pNxt) {
 		s := q.first()
-		e.table.Release(len(s.data))
+		c.table.Release(len(s.data))
 		en.reserved -= len(s.data)
-		if seqGT(s.end(), en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
-			fresh := s.data[int(en.pNxt-s.seq):]
+		if s.end().gt(en.pNxt) || s.fin && s.end() == en.pNxt && !en.finSent {
+			fresh := s.data[en.pNxt.since(s.seq):]
 			f.Stats.PlainBytesOut += uint64(len(fresh))
-			if e.frame(cfg, f, fresh, 0, s.fin, true, out) {
+			if en.frame(c, f, fresh, 0, s.fin, true) {
 				sent = true
 			}
-			if en.pNxt != s.end()+b2u(s.fin) { // cut short by the limits
+			if en.pNxt != s.end().add(b2i(s.fin)) { // cut short by the limits
 				q.pop()
-				e.dropQueued(f)
+				en.dropQueued(c)
 				return sent
 			}
 		}
@@ -152,45 +152,42 @@ func (e *Engine) frameQueued(cfg *Config, f *Flow, out *Output) bool {
 }
 
 // dropQueued gives up the queued LAN bytes (the LAN host sends them again).
-func (e *Engine) dropQueued(f *Flow) {
-	en := &f.enc
+func (en *encState) dropQueued(c *pkt) {
 	if n := en.ooo.bytes; n > 0 {
-		e.table.Release(n)
+		c.table.Release(n)
 		en.reserved -= n
-		e.stats.BufferDrops.Add(1)
+		c.stats.BufferDrops.Add(1)
 	}
 	en.ooo.clear()
 }
 
 // hold keeps LAN plaintext until the keys exist.
-func (e *Engine) hold(f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !e.admitOut(f, len(data)) {
+func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
+	if len(data) > 0 && !c.admitOut(f, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
-	f.enc.held.appendStream(data)
-	f.enc.heldTOS = e.tosToWAN
+	en.held.appendStream(data)
+	en.heldTOS = c.tosToWAN
 	if fin {
-		f.enc.heldFIN = true
+		en.heldFIN = true
 	}
 }
 
 // flushHeld frames the plaintext held during the key exchange. It reports
 // whether it sent a frame (which carries the acknowledgment too).
-func (e *Engine) flushHeld(cfg *Config, f *Flow, out *Output) bool {
-	en := &f.enc
+func (en *encState) flushHeld(c *pkt, f *Flow) bool {
 	if en.held.len() == 0 && !en.heldFIN {
 		return false
 	}
 	data := en.held.slice(en.held.seq, en.held.end())
 	// The held bytes become frames: their reservation passes to them.
-	e.table.Release(len(data))
+	c.table.Release(len(data))
 	en.reserved -= len(data)
 	// The held data leaves with the marks its segment had, not those of
-	// the segment that completed the key exchange.
-	tos, ecn := e.tosToWAN, e.ecnToWAN
-	e.tosToWAN, e.ecnToWAN = en.heldTOS, 0
-	sent := e.frame(cfg, f, data, 0, en.heldFIN, true, out)
-	e.tosToWAN, e.ecnToWAN = tos, ecn
+	// the segment that completed the key exchange: in a context of its own.
+	held := *c
+	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
+	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
 	en.held.free()
 	en.heldFIN = false
 	return sent
@@ -220,15 +217,14 @@ func (f *Flow) maxFrameData() int {
 // sealed straight from buf into the ring, that byte lent for the frame's
 // flags (tcpcrypt.Sealer.SealFrameAfter). It reports false if nothing
 // could be framed (buffer limits).
-func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, out *Output) bool {
-	en := &f.enc
+func (en *encState) frame(c *pkt, f *Flow, buf []byte, at int, fin, psh bool) bool {
 	maxData := f.maxFrameData()
 	framed := false
 	for first := true; first || at < len(buf); first = false {
 		n := min(len(buf)-at, maxData)
 		last := at+n == len(buf)
-		if !e.admitOut(f, n+tcpcrypt.FrameOverhead) {
-			e.stats.BufferDrops.Add(1)
+		if !c.admitOut(f, n+tcpcrypt.FrameOverhead) {
+			c.stats.BufferDrops.Add(1)
 			return framed
 		}
 		var flags byte
@@ -238,7 +234,7 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 		t := en.ring.tail(n+tcpcrypt.FrameOverhead, en.reserved)
 		if en.sealer.RekeyPending() { // the first frame under the new key carries rekey = 1
 			f.Stats.RekeysOut++
-			e.stats.RekeysOut.Add(1)
+			c.stats.RekeysOut.Add(1)
 		}
 		var fr []byte
 		if at > 0 {
@@ -247,11 +243,11 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 			fr = en.sealer.SealFrame(t, en.offNxt, flags, 0, buf[at:at+n])
 		}
 		en.ring.commit(len(fr))
-		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt + uint32(len(fr)), pStart: en.pNxt, pEnd: en.pNxt + uint32(n), fin: flags != 0, psh: last && (psh || fin)}
+		r := frameRec{cStart: en.cNxt, cEnd: en.cNxt.add(len(fr)), pStart: en.pNxt, pEnd: en.pNxt.add(n), fin: flags != 0, psh: last && (psh || fin)}
 		en.recs.push(r)
 		en.cNxt, en.pNxt = r.cAfter(), r.pAfter()
 		en.offNxt += uint64(len(fr))
-		e.sendFrame(f, &r, out)
+		en.sendFrame(c, f, &r)
 		f.Stats.CipherBytesOut += uint64(len(fr))
 		framed = true
 		if r.fin {
@@ -259,9 +255,9 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 		}
 		en.sinceRekey += int64(n)
 		en.framesThisKey++
-		if cfg.RekeyBytes > 0 && en.sinceRekey >= cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
-			cfg.RekeyInterval > 0 && e.now.Sub(en.lastRekey) >= cfg.RekeyInterval {
-			e.rekeyOut(f)
+		if c.cfg.RekeyBytes > 0 && en.sinceRekey >= c.cfg.RekeyBytes || en.framesThisKey >= tcpcrypt.SafeFramesPerKey ||
+			c.cfg.RekeyInterval > 0 && c.now.Sub(en.lastRekey) >= c.cfg.RekeyInterval {
+			en.rekeyOut(c.now)
 		}
 		at += n
 	}
@@ -273,13 +269,12 @@ func (e *Engine) frame(cfg *Config, f *Flow, buf []byte, at int, fin, psh bool, 
 // bytes first sent. The receiver counts one generation per rekey = 1
 // frame, so while no frame has used the new generation this does nothing
 // (Sealer.Rekey).
-func (e *Engine) rekeyOut(f *Flow) {
-	en := &f.enc
+func (en *encState) rekeyOut(now time.Time) {
 	if en.sealer == nil || !en.sealer.Rekey() {
 		return
 	}
 	en.sinceRekey, en.framesThisKey = 0, 0
-	en.lastRekey = e.now
+	en.lastRekey = now
 }
 
 // answerRekey catches our local generation up with the peer's, one frame
@@ -288,88 +283,83 @@ func (e *Engine) rekeyOut(f *Flow) {
 // and the gateway's own: they have no P bytes, LAN retransmissions that
 // reach their P position re-send them, and Tick re-sends them while they
 // are the unacknowledged tail.
-func (e *Engine) answerRekey(cfg *Config, f *Flow, remote uint32, out *Output) {
-	en := &f.enc
+func (en *encState) answerRekey(c *pkt, f *Flow, remote uint32) {
 	if en.sealer == nil || en.finSent {
 		return
 	}
 	sent := false
 	for gen := en.sealer.Generation(); en.sealer.CatchUp(remote); gen = en.sealer.Generation() {
 		if en.sealer.Generation() != gen {
-			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, e.now
+			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, c.now
 		}
-		if !e.frame(cfg, f, nil, 0, false, true, out) {
+		if !en.frame(c, f, nil, 0, false, true) {
 			return // buffer limits: the next data frame carries the rekey
 		}
 		sent = true
 	}
 	if sent && en.retxAt.IsZero() {
 		en.rto = initialInitRTO
-		en.retxAt = e.now.Add(en.rto)
-		e.pending = append(e.pending, f)
+		en.retxAt = c.now.Add(en.rto)
+		c.pending = append(c.pending, f)
 	}
 }
 
 // ownTailUnacked reports whether the last unacknowledged frame is one of
 // the gateway's own empty frames (answerRekey): no LAN retransmission will
 // ever reach it, so Tick re-sends it.
-func (e *Engine) ownTailUnacked(f *Flow) bool {
-	en := &f.enc
-	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).own()
+func (en *encState) ownTailUnacked() bool {
+	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).rekeyAnswer()
 }
 
 // resendOwnTail re-sends the gateway's own empty frames at the end of the
 // unacknowledged ones, exactly as first sent.
-func (e *Engine) resendOwnTail(f *Flow, out *Output) {
-	en := &f.enc
+func (en *encState) resendOwnTail(c *pkt, f *Flow) {
 	i := en.recs.len()
-	for i > 0 && en.recs.at(i-1).own() {
+	for i > 0 && en.recs.at(i-1).rekeyAnswer() {
 		i--
 	}
 	for ; i < en.recs.len(); i++ {
-		e.sendFrame(f, en.recs.at(i), out)
+		en.sendFrame(c, f, en.recs.at(i))
 	}
 }
 
 // sendFrame sends one recorded frame, exactly as first sent.
-func (e *Engine) sendFrame(f *Flow, r *frameRec, out *Output) {
-	flags := packet.FlagACK | e.ecnToWAN
+func (en *encState) sendFrame(c *pkt, f *Flow, r *frameRec) {
+	flags := packet.FlagACK | c.ecnToWAN
 	if r.psh {
 		flags |= packet.FlagPSH
 	}
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
-	e.toWAN(f, r.cStart, flags, f.enc.ring.slice(r.cStart, r.cEnd), e.tosToWAN, out)
+	c.toWAN(f, r.cStart, flags, en.ring.slice(r.cStart, r.cEnd), c.tosToWAN)
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).
-func (e *Engine) retransmit(f *Flow, from, to uint32, out *Output) bool {
-	en := &f.enc
+func (en *encState) retransmit(c *pkt, f *Flow, from, to pSeq) bool {
 	if !en.initAcked {
-		e.sendInit(f, out)
+		c.sendInit(f)
 	}
 	sent := false
 	// The first frame that reaches past from, or an empty frame of ours
 	// (answerRekey) that sits exactly at from.
-	i := en.recs.search(func(r *frameRec) bool { return seqGT(r.pAfter(), from) || r.own() && r.pStart == from })
+	i := en.recs.search(func(r *frameRec) bool { return r.pAfter().gt(from) || r.rekeyAnswer() && r.pStart == from })
 	for ; i < en.recs.len(); i++ {
 		r := en.recs.at(i)
-		if !seqLT(r.pStart, to) {
+		if !r.pStart.lt(to) {
 			break
 		}
 		if r.init {
 			continue
 		}
-		e.sendFrame(f, r, out)
+		en.sendFrame(c, f, r)
 		sent = true
 	}
 	return sent
 }
 
 // pToC maps a P sequence number of the LAN host's stream to C.
-func (e *Engine) pToC(f *Flow, p uint32) uint32 {
-	en := &f.enc
+func (en *encState) pToC(p pSeq) cSeq {
 	if p == en.pNxt || en.sealer == nil {
 		return en.cNxt
 	}
@@ -380,35 +370,34 @@ func (e *Engine) pToC(f *Flow, p uint32) uint32 {
 			break
 		}
 	}
-	if seqLT(p, en.pAcked) { // keep-alive probes sit just before snd_una
-		return cUna - (en.pAcked - p)
+	if p.lt(en.pAcked) { // keep-alive probes sit just before snd_una
+		return cUna.add(-en.pAcked.since(p))
 	}
-	i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.pStart, p) })
+	i := en.recs.search(func(r *frameRec) bool { return !r.pStart.lt(p) })
 	if i < en.recs.len() && en.recs.at(i).pStart == p && !en.recs.at(i).init {
 		return en.recs.at(i).cStart
 	}
 	return en.cNxt
 }
 
-// wanAck applies an acknowledgment from the WAN (C space) to our frames:
+// ackFromWAN applies an acknowledgment from the WAN (C space) to our frames:
 // frames wholly acknowledged are forgotten and their P end becomes the
 // acknowledgment the LAN host sees. A partly acknowledged frame counts as
 // not acknowledged.
-func (e *Engine) wanAck(f *Flow, ack uint32) {
-	en := &f.enc
-	if seqGT(ack, en.cNxt) {
+func (en *encState) ackFromWAN(ack cSeq) {
+	if ack.gt(en.cNxt) {
 		return // acknowledges what was never sent
 	}
-	en.cAckSeen = seqMax(en.cAckSeen, ack)
+	en.cAckSeen = en.cAckSeen.max(ack)
 	for en.recs.len() > 0 {
 		r := en.recs.first()
-		if !seqLEQ(r.cAfter(), ack) {
+		if !r.cAfter().leq(ack) {
 			break
 		}
 		if r.init {
 			en.initAcked = true
 		}
-		en.pAcked = seqMax(en.pAcked, r.pAfter())
+		en.pAcked = en.pAcked.max(r.pAfter())
 		en.recs.pop()
 	}
 	if en.recs.len() > 0 {
@@ -419,18 +408,16 @@ func (e *Engine) wanAck(f *Flow, ack uint32) {
 }
 
 // sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
-func (e *Engine) sackToLAN(f *Flow, o *packet.Options) []packet.SACKBlock {
-	en := &f.enc
-	blocks := e.sack[:0]
+func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
 	for _, b := range o.SACK[:o.NSACK] {
-		i := en.recs.search(func(r *frameRec) bool { return !seqLT(r.cStart, b.Left) })
-		j := en.recs.search(func(r *frameRec) bool { return seqGT(r.cAfter(), b.Right) }) - 1
+		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
+		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
 		if i > j || i >= en.recs.len() || j < 0 {
 			continue
 		}
 		l, r := en.recs.at(i), en.recs.at(j)
-		if seqLT(l.pStart, r.pAfter()) {
-			blocks = append(blocks, packet.SACKBlock{Left: l.pStart, Right: r.pAfter()})
+		if l.pStart.lt(r.pAfter()) {
+			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
 		}
 	}
 	return blocks

@@ -9,33 +9,36 @@
 // grows ahead of P by the Init message (none when resumed), 20 bytes per
 // frame, and the gateway's own empty frames that answer a peer's rekey.
 //
-// The flow of one packet through Process:
+// The flow of one packet through Locked.Process:
 //  1. Parse the IP and TCP headers (package packet). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
-//     A GSO super-packet is one segment with a large payload (output.go).
+//     A GSO super-packet is one segment with a large payload (emit.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
 //  3. By the flow's state (dispatch.go):
 //     - handshake (syn.go, keyexchange.go): add, check and strip TCP-ENO,
 //     clamp MSS, start the key exchange, consume the peer's Init message;
-//     - LAN to WAN (encrypt.go): new plaintext becomes one frame per segment,
-//     a LAN retransmission re-sends the frames first sent, ACKs and SACKs
-//     for WAN data are mapped from P to C;
-//     - WAN to LAN (decrypt.go): the C stream is reassembled, complete frames
-//     are authenticated and delivered as plaintext, ACKs and SACKs for LAN
-//     data are mapped from C to P;
+//     - encrypted, each segment to both directions (lanSegment, wanSegment:
+//     the ACK to one, then the data to the other), each its own type;
+//     - LAN to WAN (encrypt.go, encState): new plaintext becomes one frame
+//     per segment, a LAN retransmission re-sends the frames first sent, the
+//     WAN peer's ACKs and SACKs of those frames are mapped from C to P;
+//     - WAN to LAN (decrypt.go, decState): the C stream is reassembled,
+//     complete frames are authenticated and delivered as plaintext, the LAN
+//     host's ACKs and SACKs of that plaintext are mapped from P to C;
 //     - passthrough: forwarded as it is.
 //  4. Every packet the engine sends is written to the Output batch, runs of
-//     segments of one flow joined into super-packets (output.go).
+//     segments of one flow joined into super-packets (emit.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
 //
 // Concurrency: an Engine belongs to one worker goroutine and one shard of
-// the flow table; the worker holds the shard's lock around Process and Tick.
+// the flow table. Packets are processed only through a Locked (Engine.Lock),
+// which holds the shard's lock for a batch and the configuration of the
+// batch.
 package engine
 
 import (
-	"crypto/rand"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -141,24 +144,38 @@ func (s *Stats) observeHandshake(d time.Duration) {
 	s.Handshakes[i].Add(1)
 }
 
-// Engine processes the packets of one shard of the flow table.
+// Engine processes the packets of one shard of the flow table. It keeps
+// only what outlives a packet; what one packet is processed with is its
+// pkt.
 type Engine struct {
-	cfg   atomic.Pointer[Config]
-	table *flowtable.Table[*Flow]
-	shard int
-	stats *Stats
+	config atomic.Pointer[Config]
+	table  *flowtable.Table[*Flow]
+	shard  int
+	stats  *Stats
 	// Flush, if set, writes and empties an Output that has grown to
 	// SpillAt packets in the middle of a long loop (ResetAll, Tick).
 	Flush func(*Output)
 
-	now       time.Time
+	pending   []*Flow             // flows whose own Init bytes are not yet acknowledged
+	spare     spares              // an evicted flow's memory, for the next new ones (recycle)
+	idleScan  time.Time           // when Tick last looked for idle flows (releaseIdle)
+	optWriter packet.OptionWriter // builds the options of the segment being emitted
+	sack      [4]packet.SACKBlock
+}
+
+// pkt is the context one packet is processed in (and one Tick or
+// ResetAll): the engine, the configuration snapshot, the clock, the output
+// batch, and what the packet brings that its data keeps on the other side.
+// It lives on the stack of the entry point (Locked.ctx) and is passed down explicitly,
+// so nothing of one packet is left in the Engine for the next.
+type pkt struct {
+	*Engine
+	cfg *Config // the batch's, loaded once by Engine.Lock
+	now time.Time
+	out *Output
+
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
-	pending   []*Flow        // flows whose own Init bytes are not yet acknowledged
-	spare     spares         // an evicted flow's memory, for the next new ones (recycle)
-	idleScan  time.Time      // when Tick last looked for idle flows (releaseIdle)
-	ow        packet.OptionWriter
-	sack      [4]packet.SACKBlock
 
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
 	// and CWR flags (§6.1) of the segment being processed, given to the
@@ -172,6 +189,38 @@ type Engine struct {
 	ecnToWAN, ecnToLAN uint8
 }
 
+// Locked is an Engine while it holds its shard's lock, for one batch of
+// packets, one Tick or one ResetAll: Lock takes the lock and the
+// configuration the batch is processed with, Unlock gives the lock back and
+// ends the handle (using it after panics). The engine's packet methods
+// exist only on a Locked, so that nothing processes a packet without the
+// lock, and one batch sees one configuration. The lock guards every Flow
+// of the shard and the Engine's own fields (pending, spare, idleScan,
+// optWriter, sack); a pkt is made only from a Locked (ctx).
+type Locked struct {
+	e   *Engine
+	cfg *Config
+	now time.Time
+	out *Output
+}
+
+// Lock takes the engine's shard lock for a batch processed at now into out.
+func (e *Engine) Lock(now time.Time, out *Output) Locked {
+	e.table.LockShard(e.shard)
+	return Locked{e: e, cfg: e.config.Load(), now: now, out: out}
+}
+
+// Unlock releases the shard lock; l is dead after it.
+func (l *Locked) Unlock() {
+	l.e.table.UnlockShard(l.e.shard)
+	*l = Locked{}
+}
+
+// ctx is the context of one packet (or Tick, or ResetAll) of the batch.
+func (l *Locked) ctx() pkt {
+	return pkt{Engine: l.e, cfg: l.cfg, now: l.now, out: l.out}
+}
+
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
 const ecnFlags = packet.FlagECE | packet.FlagCWR
 
@@ -182,29 +231,18 @@ const (
 	ecnCE   = 0x03
 )
 
-// segmentTOS is the TOS byte of a segment the engine builds: a segment
-// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
-// ACKs and the like are sent not-ECT), whatever the segment it answers
-// carried; DSCP stays.
-func segmentTOS(tos uint8, payload []byte) uint8 {
-	if len(payload) == 0 {
-		return tos &^ ecnMask
-	}
-	return tos
-}
-
 // New returns the engine of shard `shard` of table.
 func New(cfg *Config, table *flowtable.Table[*Flow], shard int, stats *Stats) *Engine {
 	e := &Engine{table: table, shard: shard, stats: stats}
-	e.cfg.Store(cfg)
+	e.config.Store(cfg)
 	return e
 }
 
 // SetConfig replaces the policy (SIGHUP); established flows keep their state.
-func (e *Engine) SetConfig(cfg *Config) { e.cfg.Store(cfg) }
+func (e *Engine) SetConfig(cfg *Config) { e.config.Store(cfg) }
 
 // Config returns the current policy.
-func (e *Engine) Config() *Config { return e.cfg.Load() }
+func (e *Engine) Config() *Config { return e.config.Load() }
 
 // KeyOf returns the flow key and whether the packet goes LAN to WAN, or
 // ok=false if it is not a packet between the LAN and the WAN.
@@ -221,70 +259,71 @@ func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok boo
 
 // Process handles one packet read from the TUN device, with a complete
 // checksum and no offload header. It never keeps b.
-func (e *Engine) Process(b []byte, now time.Time, out *Output) {
-	e.ProcessOffload(b, packet.Offload{}, now, out)
-}
+func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
 
 // ProcessOffload handles one packet read from the TUN device with its
 // virtio-net header: a GSO super-packet is handled as one segment whose
 // payload is all of its segments', and a checksum the kernel vouches for is
 // not verified again. It never keeps b.
-func (e *Engine) ProcessOffload(b []byte, off packet.Offload, now time.Time, out *Output) {
-	e.now = now
-	e.rxOffload, e.rxSegs = off, 1
-	e.stats.PacketsIn.Add(1)
-	cfg := e.cfg.Load()
+func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
+	c := l.ctx()
+	c.rxOffload, c.rxSegs = off, 1
+	c.process(b)
+}
+
+// process handles the packet b in its context.
+func (c *pkt) process(b []byte) {
+	c.stats.PacketsIn.Add(1)
 	p, err := packet.Parse(b)
 	if err != nil {
 		// Not TCP, a fragment, or an IPv6 extension header: not ours to
 		// rewrite. A packet too broken to parse is dropped.
 		if err == packet.ErrNotTCP || err == packet.ErrFragment || err == packet.ErrExtHeader {
-			e.stats.PassedUnparsable.Add(1)
-			e.forward(b, out)
+			c.stats.PassedUnparsable.Add(1)
+			c.forward(b)
 		} else {
-			e.stats.Malformed.Add(1)
+			c.stats.Malformed.Add(1)
 		}
 		return
 	}
-	if off.GSOType != packet.GSONone && off.GSOSize > 0 {
+	if off := c.rxOffload; off.GSOType != packet.GSONone && off.GSOSize > 0 {
 		// Counters count segments: a super-packet counts as the
 		// segments it stands for.
-		e.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
-		e.stats.PacketsIn.Add(e.rxSegs - 1)
+		c.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
+		c.stats.PacketsIn.Add(c.rxSegs - 1)
 	}
-	key, fromLAN, ok := KeyOf(cfg, &p)
+	key, fromLAN, ok := KeyOf(c.cfg, &p)
 	if !ok {
-		e.forward(p.Buf, out)
+		c.forward(p.Buf)
 		return
 	}
 	opts, err := packet.ParseOptions(p.Options())
-	entry, found := e.table.Get(e.shard, key)
+	entry, found := c.table.Get(c.shard, key)
 	var f *Flow
 	if found {
 		f = entry.Value
 	}
 	if err != nil {
-		e.stats.Malformed.Add(1)
+		c.stats.Malformed.Add(1)
 		if f == nil || f.State == StatePassthrough {
-			e.forward(p.Buf, out)
+			c.forward(p.Buf)
 		}
 		return
 	}
-	if f != nil && f.rewrites() && !off.ChecksumTrusted() && !p.VerifyChecksum() {
+	if f != nil && f.rewrites() && !c.rxOffload.ChecksumTrusted() && !p.VerifyChecksum() {
 		// A segment TCP itself would discard: never encrypt or
 		// authenticate it (line noise must not reset the connection).
-		e.stats.BadChecksum.Add(1)
+		c.stats.BadChecksum.Add(1)
 		return
 	}
 	seg := segment{Packet: &p, opts: &opts}
 	if fromLAN {
-		e.tosToWAN, e.ecnToWAN = p.TOS, p.Flags&ecnFlags
-		e.fromLAN(cfg, key, entry, f, &seg, out)
+		c.tosToWAN, c.ecnToWAN = p.TOS, p.Flags&ecnFlags
+		c.fromLAN(key, entry, f, &seg)
 	} else {
-		e.tosToLAN, e.ecnToLAN = p.TOS, p.Flags&ecnFlags
-		e.fromWAN(cfg, key, entry, f, &seg, out)
+		c.tosToLAN, c.ecnToLAN = p.TOS, p.Flags&ecnFlags
+		c.fromWAN(key, entry, f, &seg)
 	}
-	e.tosToWAN, e.tosToLAN, e.ecnToWAN, e.ecnToLAN = 0, 0, 0, 0
 }
 
 // segment is a parsed packet with its options.
@@ -295,52 +334,36 @@ type segment struct {
 
 func (s *segment) has(flag uint8) bool { return s.Flags&flag != 0 }
 
-// touch refreshes a flow's expiry deadline according to its state.
-func (e *Engine) touch(cfg *Config, entry *flowtable.Entry[*Flow]) {
-	f := entry.Value
-	d := cfg.IdleTimeout
-	switch f.State {
-	case StateSYNSent, StateSYNReceived, StateSYNACKSent, StateACKPending, StateKeyExchange:
-		d = cfg.HandshakeTimeout
-	case StateClosed, StateReset:
-		d = cfg.ClosingTimeout
-	case StatePassthrough:
-		if !f.established { // half-open (trackOpen)
-			d = cfg.HandshakeTimeout
-		}
-	}
-	if f.State == StateEncrypted && f.enc.finSent && f.dec.finDelivered {
-		d = cfg.ClosingTimeout
-	}
-	entry.Touch(e.now, e.now.Add(d))
+// Tick retransmits the gateway's own Init messages and expires flows.
+func (l *Locked) Tick() {
+	c := l.ctx()
+	c.tick()
 }
 
-// Tick retransmits the gateway's own Init messages and expires flows.
-func (e *Engine) Tick(now time.Time, out *Output) {
-	e.now = now
-	cfg := e.cfg.Load()
+func (c *pkt) tick() {
+	e, now := c.Engine, c.now
 	kept := e.pending[:0]
 	for _, f := range e.pending {
-		e.spill(out)
+		c.flushIfFull()
 		en := &f.enc
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
 		}
-		if !en.initAcked && now.Sub(en.initStart) > cfg.InitTimeout {
+		if !en.initAcked && now.Sub(en.initStart) > c.cfg.InitTimeout {
 			e.stats.InitTimeouts.Add(1)
 			f.Reason = "init exchange timed out"
-			e.abort(f, out)
+			c.abort(f)
 			continue
 		}
-		if en.initAcked && !e.ownTailUnacked(f) {
+		if en.initAcked && !f.enc.ownTailUnacked() {
 			en.retxAt = time.Time{}
 			continue
 		}
 		if !now.Before(en.retxAt) {
 			if !en.initAcked {
-				e.sendInit(f, out)
+				c.sendInit(f)
 			} else {
-				e.resendOwnTail(f, out)
+				f.enc.resendOwnTail(c, f)
 			}
 			en.rto = min(2*en.rto, 4*time.Second)
 			en.retxAt = now.Add(en.rto)
@@ -382,10 +405,10 @@ func (e *Engine) releaseIdle(now time.Time) {
 		}
 		f.enc.sealer.Release()
 		f.dec.opener.Release()
-		for _, r := range [2]*byteRing{&f.enc.ring, &f.dec.ring} {
-			r.free()
-			e.parkRing(r) // gives back what it parked
-		}
+		f.enc.ring.free()
+		parkRing(e, &f.enc.ring) // gives back what it parked
+		f.dec.ring.free()
+		parkRing(e, &f.dec.ring)
 		f.dec.partial, f.dec.ooo.segs, f.enc.ooo.segs = nil, nil, nil
 		return true
 	})
@@ -394,21 +417,15 @@ func (e *Engine) releaseIdle(now time.Time) {
 // ResetAll resets both ends of every flow the engine rewrites: at shutdown
 // the kernel will forward these connections' packets directly, and a LAN
 // host must never take ciphertext for data.
-func (e *Engine) ResetAll(now time.Time, out *Output) {
-	e.now = now
+func (l *Locked) ResetAll() {
+	c := l.ctx()
+	e := l.e
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		if en.Value.rewrites() {
 			en.Value.Reason = "gateway stopped"
-			e.abort(en.Value, out)
-			e.spill(out)
+			c.abort(en.Value)
+			c.flushIfFull()
 		}
 		return true
 	})
-}
-
-// randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
-func randomNonce(n []byte) {
-	if _, err := rand.Read(n); err != nil {
-		panic("engine: no randomness: " + err.Error())
-	}
 }

@@ -11,15 +11,10 @@ import (
 
 // tick runs the engine's timers at now and returns copies of what they sent.
 func (g *gw) tick(now time.Time) [][]byte {
-	g.table.LockShard(0)
-	g.e.Tick(now, &g.out)
-	g.table.UnlockShard(0)
-	var res [][]byte
-	for _, b := range g.out.Packets() {
-		res = append(res, append([]byte(nil), b[g.out.Offset:]...))
-	}
-	g.out.Reset()
-	return res
+	lk := g.e.Lock(now, &g.out)
+	lk.Tick()
+	lk.Unlock()
+	return g.sent()
 }
 
 // TestHalfOpenFlowsExpire: flows that saw only a SYN (outbound with our

@@ -1,8 +1,10 @@
 // The state of one connection. A Flow is created by the first SYN, goes
 // through the ENO handshake and the Init exchange, and then either carries
 // tcpcrypt (StateEncrypted) or passes untouched (StatePassthrough) for the
-// rest of its life. Each direction keeps its own state: enc for LAN-to-WAN
-// data (plaintext in, ciphertext out) and dec for WAN-to-LAN data.
+// rest of its life. Each direction keeps its own state, a type with its
+// own methods: enc (encState, encrypt.go) for LAN-to-WAN data (plaintext
+// in, ciphertext out) and dec (decState, decrypt.go) for WAN-to-LAN data;
+// both start at the key exchange (initDirections).
 
 package engine
 
@@ -69,7 +71,7 @@ type Flow struct {
 	WAN         netip.AddrPort
 
 	// *handshake holds what only the handshake needs; it is dropped once
-	// the flow is encrypted (Engine.settle), so an established flow is
+	// the flow is encrypted (returnUnheld), so an established flow is
 	// smaller. Plain flows keep it (a LAN host may still retransmit its SYN).
 	*handshake
 
@@ -148,17 +150,17 @@ type FlowStats struct {
 
 // encState is the LAN-to-WAN direction: plaintext in, ciphertext out.
 type encState struct {
-	ring          byteRing // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
-	recs          recRing  // frames (and our Init) not yet acknowledged by the WAN peer
-	held          byteRing // LAN plaintext that arrived before the keys existed
-	ooo           oooQueue // LAN plaintext that arrived beyond a hole in the LAN host's stream (queueBeyondLANHole)
+	ring          byteRing[cSpace] // C bytes first sent and not yet acknowledged: [first rec's cStart, cNxt)
+	recs          recRing          // frames (and our Init) not yet acknowledged by the WAN peer
+	held          byteRing[pSpace] // LAN plaintext that arrived before the keys existed
+	ooo           oooQueue[pSpace] // LAN plaintext that arrived beyond a hole in the LAN host's stream (queueBeyondLANHole)
 	heldFIN       bool
-	heldTOS       uint8  // the TOS of the held data's segment (Engine.tosToWAN)
-	pNxt          uint32 // next P byte expected from the LAN host
-	cNxt          uint32 // C sequence of the next frame
+	heldTOS       uint8  // the TOS of the held data's segment (pkt.tosToWAN)
+	pNxt          pSeq   // next P byte expected from the LAN host
+	cNxt          cSeq   // C sequence of the next frame
 	offNxt        uint64 // tcpcrypt stream offset of cNxt (RFC 8548 §3.6 frame ID)
-	pAcked        uint32 // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
-	cAckSeen      uint32 // the highest acknowledgment the WAN peer has sent, in C (wanAck)
+	pAcked        pSeq   // the acknowledgment given to this direction's sender, the LAN host, in P: the end of the last whole frame the WAN acknowledged (dec.cAcked is its counterpart)
+	cAckSeen      cSeq   // the highest acknowledgment the WAN peer has sent, in C (ackFromWAN)
 	sealer        *tcpcrypt.Sealer
 	sinceRekey    int64
 	framesThisKey int32 // frames sealed under the current key: rekey at tcpcrypt.SafeFramesPerKey
@@ -178,24 +180,31 @@ type encState struct {
 type decState struct {
 	initBuf []byte // the peer's Init message, as it arrives
 	keyed   bool
-	cRcv    uint32 // next C byte the frame parser needs
+	cRcv    cSeq   // next C byte the frame parser needs
 	offRcv  uint64 // stream offset of the frame that starts at cRcv - len(partial)
 	partial []byte // bytes of a frame cut across segments
-	ooo     oooQueue
-	ring    byteRing // P bytes delivered to the LAN host and not yet acknowledged by it
-	recs    recRing  // frames delivered, not yet acknowledged by the LAN host
-	pRcv    uint32   // next P byte to deliver
-	pAck    uint32   // highest acknowledgment from the LAN host
-	cAcked  uint32   // the acknowledgment given to this direction's sender, the WAN peer, in C: the end of the last frame the LAN host acknowledged whole (enc.pAcked is its counterpart)
+	ooo     oooQueue[cSpace]
+	ring    byteRing[pSpace] // P bytes delivered to the LAN host and not yet acknowledged by it
+	recs    recRing          // frames delivered, not yet acknowledged by the LAN host
+	pRcv    pSeq             // next P byte to deliver
+	pAck    pSeq             // highest acknowledgment from the LAN host
+	cAcked  cSeq             // the acknowledgment given to this direction's sender, the WAN peer, in C: the end of the last frame the LAN host acknowledged whole (enc.pAcked is its counterpart)
 	opener  *tcpcrypt.Opener
 
-	finFrame     bool   // a frame with the FIN flag was authenticated
-	finC         uint32 // C sequence of the TCP FIN that must follow it
+	finFrame     bool // a frame with the FIN flag was authenticated
+	finC         cSeq // C sequence of the TCP FIN that must follow it
 	finDelivered bool
 	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
 
 	reserved int // bytes reserved for this direction (budget.go)
 }
+
+// encStart and decStart are the first sequence numbers of each direction's
+// data, in both spaces: P and C start at the same initial sequence number,
+// the offset between them at zero (the Init message, the frames' framing
+// and the gateway's own frames then move C ahead).
+func (f *Flow) encStart() (pSeq, cSeq) { s := f.lanISN + 1; return pSeq(s), cSeq(s) }
+func (f *Flow) decStart() (cSeq, pSeq) { s := f.wanISN + 1; return cSeq(s), pSeq(s) }
 
 // rewrites reports whether the engine rewrites this flow's packets (rather
 // than passing them).
@@ -294,11 +303,29 @@ func (f *Flow) Snapshot() Info {
 	}
 	if f.sessionID != nil && f.streams != nil {
 		l, w := f.lanISN, f.wanISN
-		in.Seq = SeqInfo{EncPNxt: f.enc.pNxt - l, EncCNxt: f.enc.cNxt - l, EncPUna: f.enc.pAcked - l,
+		in.Seq = SeqInfo{EncPNxt: uint32(f.enc.pNxt) - l, EncCNxt: uint32(f.enc.cNxt) - l, EncPUna: uint32(f.enc.pAcked) - l,
 			EncFrames: f.enc.recs.len(), EncRing: f.enc.ring.len(),
-			DecPRcv: f.dec.pRcv - w, DecCRcv: f.dec.cRcv - w, DecCAck: f.dec.cAcked - w, DecPAck: f.dec.pAck - w,
+			DecPRcv: uint32(f.dec.pRcv) - w, DecCRcv: uint32(f.dec.cRcv) - w, DecCAck: uint32(f.dec.cAcked) - w, DecPAck: uint32(f.dec.pAck) - w,
 			DecFrames: f.dec.recs.len(), DecRing: f.dec.ring.len(), DecPartial: len(f.dec.partial),
 			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.buffered()}
 	}
 	return in
+}
+
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
+	en, d := &f.enc, &f.dec
+	p, c := f.encStart()
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
+	en.ring.reset(c)
+	en.held.reset(p)
+	en.recs.reset()
+	c, p = f.decStart()
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
+	d.ring.reset(p)
+	d.recs.reset()
 }

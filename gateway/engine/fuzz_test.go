@@ -145,9 +145,9 @@ func (r *fuzzRun) step(in *fuzzInput) {
 	case opTick:
 		r.now = r.now.Add(time.Duration(in.byte()) * 50 * time.Millisecond)
 		for _, g := range []*gw{r.a, r.b} {
-			g.table.LockShard(0)
-			g.e.Tick(r.now, &g.out)
-			g.table.UnlockShard(0)
+			lk := g.e.Lock(r.now, &g.out)
+			lk.Tick()
+			lk.Unlock()
 			for _, o := range g.out.Packets() {
 				p, err := packet.Parse(o[g.out.Offset:])
 				if err == nil && !g.e.Config().IsLAN(p.Dst) {
@@ -166,13 +166,13 @@ func (r *fuzzRun) step(in *fuzzInput) {
 		which := in.byte()
 		if which&1 != 0 {
 			if fl := r.flowOf(r.a); fl != nil && fl.streams != nil && fl.dec.keyed {
-				r.client.ack = fl.dec.pRcv
+				r.client.ack = uint32(fl.dec.pRcv)
 			}
 			r.send(r.a, r.client.seg(packet.FlagACK, nil, nil))
 		}
 		if which&2 != 0 {
 			if fl := r.flowOf(r.b); fl != nil && fl.streams != nil && fl.dec.keyed {
-				r.server.ack = fl.dec.pRcv
+				r.server.ack = uint32(fl.dec.pRcv)
 			}
 			r.send(r.b, r.server.seg(packet.FlagACK, nil, nil))
 		}
@@ -219,9 +219,9 @@ func (r *fuzzRun) segment(in *fuzzInput) {
 			seq, ack = r.server.seq, r.server.ack
 		}
 	case fromLAN:
-		seq, ack = fl.enc.pNxt, fl.dec.pRcv
+		seq, ack = uint32(fl.enc.pNxt), uint32(fl.dec.pRcv)
 	default:
-		seq, ack = fl.dec.cRcv, fl.enc.cNxt
+		seq, ack = uint32(fl.dec.cRcv), uint32(fl.enc.cNxt)
 	}
 	h := packet.Header{Src: src.Addr(), Dst: dst.Addr(), SrcPort: src.Port(), DstPort: dst.Port(),
 		Seq: seq + uint32(int32(seqDelta)), Ack: ack + uint32(int32(ackDelta)), Flags: flags, Window: win, TTL: 64,
@@ -341,9 +341,14 @@ func (r *fuzzRun) check() {
 					fl.State, fl.Role, h, fl.dec.ring.len(), len(fl.dec.partial), fl.dec.ooo.bytes, res, limit)
 			}
 			total += fl.buffered()
-			for _, rg := range []*byteRing{&fl.enc.ring, &fl.dec.ring} {
-				if rg.parked != 0 && (rg.len() != 0 || rg.pool == nil || int(rg.parked) != len(*rg.pool)) {
-					r.t.Fatalf("flow %v %v: a ring of %d bytes parked as %d", fl.State, fl.Role, rg.len(), rg.parked)
+			type ring struct {
+				parked int32
+				n      int
+				pool   *[]byte
+			}
+			for _, rg := range []ring{{fl.enc.ring.parked, fl.enc.ring.len(), fl.enc.ring.pool}, {fl.dec.ring.parked, fl.dec.ring.len(), fl.dec.ring.pool}} {
+				if rg.parked != 0 && (rg.n != 0 || rg.pool == nil || int(rg.parked) != len(*rg.pool)) {
+					r.t.Fatalf("flow %v %v: a ring of %d bytes parked as %d", fl.State, fl.Role, rg.n, rg.parked)
 				}
 				parked += int(rg.parked)
 			}

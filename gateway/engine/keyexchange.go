@@ -1,9 +1,10 @@
 // The tcpcrypt key exchange of a flow (RFC 8548 §3.3, §4.1), once TCP-ENO
 // has negotiated its TEP (syn.go), or its resumption (RFC 8548 §3.5).
 //
-//  1. Role A, on the LAN host's ACK of the SYN-ACK: send Init1 (with the
-//     non-SYN ENO option) as the first bytes of our C stream; hold LAN data
-//     until the keys exist.
+//  1. Role A, on the LAN host's ACK of the SYN-ACK (startA): send Init1
+//     (with the non-SYN ENO option) as the first bytes of our C stream;
+//     hold LAN data until the keys exist. Role B, on A's first non-SYN
+//     segment with ENO (startB): wait for Init1.
 //  2. Role B, all of Init1: choose the cipher, send Init2, derive the keys.
 //  3. Role A, Init2: derive the keys, send the held data as frames (the
 //     first of them acknowledges Init2).
@@ -16,6 +17,7 @@
 package engine
 
 import (
+	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -27,90 +29,123 @@ import (
 
 const initialInitRTO = 300 * time.Millisecond
 
-// initDirections sets both directions at the start of the key exchange:
-// P and C spaces start at the same initial sequence numbers.
-func (f *Flow) initDirections() {
-	if f.streams == nil {
-		f.streams = new(streams)
+// What becomes of the segment that starts the key exchange (startA,
+// startB).
+const (
+	segDone  = iota // nothing more: the flow was reset, or the segment carried nothing for the other side
+	segPlain        // the flow went plain: the segment passes as it is
+	segKeyed        // the flow is in the key exchange or encrypted: the segment goes on to lanSegment or wanSegment
+)
+
+// startA starts role A's key exchange on the LAN host's ACK of the
+// SYN-ACK: resumed (RFC 8548 §3.5), the keys exist at once and there are no
+// Init messages; otherwise Init1 goes out (startInit).
+func (c *pkt) startA(f *Flow, s *segment) int {
+	if f.resume != nil {
+		f.initDirections()
+		f.enoPending = true
+		if err := c.resumeKeys(f); err != nil {
+			f.Reason = "resumption: " + err.Error()
+			c.abort(f)
+			return segDone
+		}
+		return segKeyed
 	}
-	en, d := &f.enc, &f.dec
-	s := f.lanISN + 1
-	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = s, s, s, s
-	en.ring.reset(s)
-	en.held.reset(s)
-	en.recs.reset()
-	w := f.wanISN + 1
-	d.cRcv, d.pRcv, d.pAck, d.cAcked = w, w, w, w
-	d.ring.reset(w)
-	d.recs.reset()
+	if !c.startInit(f, s) {
+		return segPlain
+	}
+	if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
+		return segKeyed
+	}
+	return segDone
 }
 
-// startKeyExchange: role B saw ENO on A's first non-SYN segment (RFC 8547 §4.6).
-func (e *Engine) startKeyExchange(f *Flow) {
+// startB starts role B's key exchange on A's first non-SYN segment, if it
+// carries ENO (RFC 8547 §4.6): without it the negotiation failed and the
+// flow is plain, or refused if it must be encrypted (refuse.go). Resumed
+// (RFC 8548 §3.5), the keys exist at once.
+func (c *pkt) startB(f *Flow, s *segment) int {
+	if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
+		c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
+		return segDone
+	}
+	if s.opts.ENO == nil {
+		c.plain(f, "peer did not confirm ENO")
+		return segPlain
+	}
 	f.initDirections()
 	f.State = StateKeyExchange
+	if f.resume != nil {
+		if err := c.resumeKeys(f); err != nil {
+			f.Reason = "resumption: " + err.Error()
+			c.abort(f)
+			return segDone
+		}
+	}
+	return segKeyed
 }
 
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
 // the SYN-ACK. It returns false when no key pair could be had: the ACK then
 // goes without ENO and both ends fall back to plain TCP.
-func (e *Engine) startInit(cfg *Config, f *Flow, s *segment, out *Output) bool {
-	kp, err := cfg.Keys.Get(f.tep)
+func (c *pkt) startInit(f *Flow, s *segment) bool {
+	kp, err := c.cfg.Keys.Get(f.tep)
 	if err != nil {
-		e.plain(f, "no key pair: "+err.Error())
+		c.plain(f, "no key pair: "+err.Error())
 		return false
 	}
 	f.initDirections()
 	f.keyPair = kp
 	randomNonce(f.nonce[:])
-	m := tcpcrypt.Init1{Ciphers: cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
+	m := tcpcrypt.Init1{Ciphers: c.cfg.Ciphers, NonceA: f.nonce, PublicKey: kp.PublicKey()}
 	f.ownInit = m.Append(nil) // kept for the key schedule: the WAN may acknowledge it first
-	e.queueInit(f, f.ownInit)
+	c.queueInit(f, f.ownInit)
 	f.enoPending = true
 	f.State = StateKeyExchange
 	if s.opts.HasTS {
 		f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
 	}
 	f.lanWin = s.Window
-	e.sendInit(f, out)
+	c.sendInit(f)
 	return true
 }
 
 // queueInit places our Init message at the start of our C stream.
-func (e *Engine) queueInit(f *Flow, msg []byte) {
+func (c *pkt) queueInit(f *Flow, msg []byte) {
 	en := &f.enc
 	en.ring.append(msg, 0)
-	start := f.lanISN + 1
-	en.recs.push(frameRec{cStart: start, cEnd: start + uint32(len(msg)), pStart: start, pEnd: start, init: true})
-	en.cNxt = start + uint32(len(msg))
+	p0, c0 := f.encStart()
+	en.recs.push(frameRec{cStart: c0, cEnd: c0.add(len(msg)), pStart: p0, pEnd: p0, init: true})
+	en.cNxt = c0.add(len(msg))
 	en.offNxt = uint64(len(msg))
 	en.initLen = len(msg)
-	en.initStart = e.now
+	en.initStart = c.now
 	en.rto = initialInitRTO
-	en.retxAt = e.now.Add(en.rto)
-	e.pending = append(e.pending, f)
+	en.retxAt = c.now.Add(en.rto)
+	c.pending = append(c.pending, f)
 }
 
 // sendInit (re)sends our Init message as first sent.
-func (e *Engine) sendInit(f *Flow, out *Output) {
+func (c *pkt) sendInit(f *Flow) {
 	en := &f.enc
 	if en.recs.len() == 0 || !en.recs.first().init {
 		return
 	}
 	r := en.recs.first()
-	e.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0, out)
+	c.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0)
 }
 
 // consumeInit takes the bytes of the peer's Init message from the start of
 // its C stream, acknowledging them itself. It returns what follows the
 // message in this segment.
-func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out *Output) (uint32, []byte) {
+func (c *pkt) consumeInit(f *Flow, seq cSeq, data []byte) (cSeq, []byte) {
 	d := &f.dec
-	pos := f.wanISN + 1 + uint32(len(d.initBuf))
-	if seqGT(seq, pos) || len(data) == 0 {
+	c0, _ := f.decStart()
+	pos := c0.add(len(d.initBuf))
+	if seq.gt(pos) || len(data) == 0 {
 		return seq, nil // a hole before the Init completes: the peer retransmits
 	}
-	skip := int(pos - seq)
+	skip := pos.since(seq)
 	if skip >= len(data) {
 		return seq, nil
 	}
@@ -124,14 +159,14 @@ func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out 
 		if len(d.initBuf) >= 8 {
 			n, _, err := tcpcrypt.InitMessageLen(magic, f.tep, d.initBuf)
 			if err != nil {
-				e.initFailed(f, "bad Init message: "+err.Error(), out)
+				c.initFailed(f, "bad Init message: "+err.Error())
 				return seq, nil
 			}
 			need = n
 		}
 		take := min(need-len(d.initBuf), len(data))
 		d.initBuf = append(d.initBuf, data[:take]...)
-		data, seq = data[take:], seq+uint32(take)
+		data, seq = data[take:], seq.add(take)
 		if len(d.initBuf) < need {
 			return seq, nil
 		}
@@ -141,24 +176,24 @@ func (e *Engine) consumeInit(cfg *Config, f *Flow, seq uint32, data []byte, out 
 	}
 	var err error
 	if f.Role == RoleA {
-		err = e.gotInit2(cfg, f, out)
+		err = c.gotInit2(f)
 	} else {
-		err = e.gotInit1(cfg, f, out)
+		err = c.gotInit1(f)
 	}
 	if err != nil {
-		e.initFailed(f, err.Error(), out)
+		c.initFailed(f, err.Error())
 		return seq, nil
 	}
 	return seq, data
 }
 
-func (e *Engine) initFailed(f *Flow, why string, out *Output) {
+func (c *pkt) initFailed(f *Flow, why string) {
 	f.Reason = why
-	e.abort(f, out)
+	c.abort(f)
 }
 
 // gotInit2 completes role A's key exchange (RFC 8548 §3.3, §4.1).
-func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
+func (c *pkt) gotInit2(f *Flow) error {
 	m, err := tcpcrypt.ParseInit2(f.tep, f.dec.initBuf)
 	if err != nil {
 		return err
@@ -175,28 +210,28 @@ func (e *Engine) gotInit2(cfg *Config, f *Flow, out *Output) error {
 		return err
 	}
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.ownInit, f.dec.initBuf, es, f.nonce[:])
-	if err := e.keysReady(f, m.Cipher, ss); err != nil {
+	if err := c.keysReady(f, m.Cipher, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true // B answered, so it has all of Init1
-	e.cacheNext(cfg, f, ss)
-	if !e.flushHeld(cfg, f, out) {
-		e.ackWAN(f, out) // B's Init2 is acknowledged by the first frame, or here
+	c.cacheNext(f, ss)
+	if !f.enc.flushHeld(c, f) {
+		c.ackWAN(f) // B's Init2 is acknowledged by the first frame, or here
 	}
 	return nil
 }
 
 // gotInit1 answers A's Init1 with Init2 as role B (RFC 8548 §3.3, §4.1).
-func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
+func (c *pkt) gotInit1(f *Flow) error {
 	m, err := tcpcrypt.ParseInit1(f.tep, f.dec.initBuf)
 	if err != nil {
 		return err
 	}
-	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, cfg.Ciphers)
+	aead, ok := tcpcrypt.ChooseCipher(m.Ciphers, c.cfg.Ciphers)
 	if !ok {
 		return fmt.Errorf("no common cipher")
 	}
-	kp, err := cfg.Keys.Get(f.tep)
+	kp, err := c.cfg.Keys.Get(f.tep)
 	if err != nil {
 		return err
 	}
@@ -208,48 +243,39 @@ func (e *Engine) gotInit1(cfg *Config, f *Flow, out *Output) error {
 	randomNonce(m2.NonceB[:])
 	init2 := m2.Append(nil)
 	ss := tcpcrypt.FullHandshakeSecret(f.tep, eno.Transcript(f.offer, f.answer), f.dec.initBuf, init2, es, m.NonceA[:])
-	if err := e.keysReady(f, aead, ss); err != nil {
+	if err := c.keysReady(f, aead, ss); err != nil {
 		return err
 	}
-	e.cacheNext(cfg, f, ss)
-	e.queueInit(f, init2)
-	e.sendInit(f, out)
-	e.flushHeld(cfg, f, out)
+	c.cacheNext(f, ss)
+	c.queueInit(f, init2)
+	c.sendInit(f)
+	f.enc.flushHeld(c, f)
 	return nil
-}
-
-func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
 // keys and session ID from ss[i] and sn[i] directly, the first frame at
 // offset 0.
-func (e *Engine) resumeKeys(cfg *Config, f *Flow) error {
+func (c *pkt) resumeKeys(f *Flow) error {
 	ent := f.resume
 	ss := ent.Secret
-	if err := e.keysReady(f, ent.AEAD, ss); err != nil {
+	if err := c.keysReady(f, ent.AEAD, ss); err != nil {
 		return err
 	}
 	f.enc.initAcked = true
 	f.Resumed = true
 	f.resume = nil
-	e.stats.Resumptions.Add(1)
-	e.cacheNext(cfg, f, ss)
+	c.stats.Resumptions.Add(1)
+	c.cacheNext(f, ss)
 	return nil
 }
 
 // cacheNext keeps ss[i+1] for the next connection to the same peer, with
 // the role we played in the original session; both ends do the same, so
 // they agree on it (RFC 8548 §3.5: "compute and cache ss[i+1]").
-func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
-	if cfg.Cache != nil {
-		cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
+func (c *pkt) cacheNext(f *Flow, ss tcpcrypt.SessionSecret) {
+	if c.cfg.Cache != nil {
+		c.cfg.Cache.Put(peerKey(f.WAN), endpoint.Entry{TEP: f.tep, AEAD: f.aead, Secret: ss.Next(), OriginalRole: f.originalRole})
 	}
 }
 
@@ -258,7 +284,7 @@ func (e *Engine) cacheNext(cfg *Config, f *Flow, ss tcpcrypt.SessionSecret) {
 // entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
 // with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
 // pseudo-frame of the C stream that the gateway itself acknowledges.
-func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
+func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
 	f.originalRole = eno.RoleA
 	if f.Role == RoleB {
 		f.originalRole = eno.RoleB
@@ -273,33 +299,33 @@ func (e *Engine) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSec
 	f.aead = aead
 	f.sessionID = ss.SessionID(endpoint.SessionIDTEPByte(f.tep, f.resume != nil), f.sessionNonce)
 	f.enc.sealer, f.dec.opener = sealer, opener
-	f.enc.lastRekey = e.now
+	f.enc.lastRekey = c.now
 	d := &f.dec
-	start := f.wanISN + 1
-	n := uint32(len(d.initBuf))
-	d.recs.push(frameRec{cStart: start, cEnd: start + n, pStart: start, pEnd: start, init: true})
-	d.cRcv = start + n
+	c0, p0 := f.decStart()
+	n := len(d.initBuf)
+	d.recs.push(frameRec{cStart: c0, cEnd: c0.add(n), pStart: p0, pEnd: p0, init: true})
+	d.cRcv = c0.add(n)
 	d.offRcv = uint64(n)
 	d.keyed = true
 	d.initBuf = nil
 	f.keyPair, f.ownInit = nil, nil
-	e.lanAck(f, d.pAck)
+	f.dec.ackFromLAN(d.pAck)
 	f.State = StateEncrypted
-	f.Stats.HandshakeDone = e.now
+	f.Stats.HandshakeDone = c.now
 	if f.Role == RoleA {
 		// A peer we connected to speaks tcpcrypt: a later answer without
 		// ENO from it is a suspected downgrade (refuse.go).
-		e.cfg.Load().Peers.Remember(f.WAN.Addr(), e.now)
+		c.cfg.Peers.Remember(f.WAN.Addr(), c.now)
 	}
-	e.stats.FlowsEncrypted.Add(1)
-	e.stats.observeHandshake(e.now.Sub(f.Stats.Started))
+	c.stats.FlowsEncrypted.Add(1)
+	c.stats.observeHandshake(c.now.Sub(f.Stats.Started))
 	return nil
 }
 
 // abort resets both ends of an encrypted flow (RFC 8548 §3.6, §3.7: fail closed
 // once encryption is on): RST to the LAN host at the P sequence it expects,
 // and to the WAN peer at the C sequence it expects.
-func (e *Engine) abort(f *Flow, out *Output) {
+func (c *pkt) abort(f *Flow) {
 	if f.State == StateReset {
 		return
 	}
@@ -307,7 +333,14 @@ func (e *Engine) abort(f *Flow, out *Output) {
 		f.State = StateReset
 		return
 	}
-	e.toLAN(f, f.dec.pRcv, f.enc.pAcked, packet.FlagRST|packet.FlagACK, nil, 0, out)
-	e.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0, out)
+	c.toLAN(f, f.dec.pRcv, packet.FlagRST|packet.FlagACK, nil, 0)
+	c.toWAN(f, f.enc.cNxt, packet.FlagRST|packet.FlagACK, nil, 0)
 	f.State = StateReset
+}
+
+// randomNonce fills n from the OS CSPRNG (RFC 8548 §8).
+func randomNonce(n []byte) {
+	if _, err := rand.Read(n); err != nil {
+		panic("engine: no randomness: " + err.Error())
+	}
 }

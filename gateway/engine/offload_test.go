@@ -102,8 +102,8 @@ func TestCoalescedOutputStandsForTheSameSegments(t *testing.T) {
 			}
 			seqs[fi] += uint32(n)
 			h2 := h
-			e.emit(&h, plain)
-			e.emit(&h2, super)
+			(&pkt{Engine: e, out: plain}).emit(&h)
+			(&pkt{Engine: e, out: super}).emit(&h2)
 		}
 		want := expand(t, plain)
 		got := expand(t, super)
@@ -128,7 +128,7 @@ func TestRunsOfSegmentsJoinUpTo64KiB(t *testing.T) {
 	pay := make([]byte, 1448)
 	for i := 0; i < 100; i++ {
 		h := packet.Header{Src: src, Dst: dst, SrcPort: 1, DstPort: 2, Seq: uint32(i * len(pay)), Flags: packet.FlagACK, TTL: 64, Payload: pay}
-		e.emit(&h, out)
+		(&pkt{Engine: e, out: out}).emit(&h)
 	}
 	// 45 segments of 1448 bytes fit under the 65,535-byte IPv4 limit.
 	if out.N != 3 || out.Meta[0].GSOSize != 1448 || out.Meta[0].GSOType != packet.GSOTCPv4 || len(out.Bufs[0])-out.Offset != 40+45*1448 {
@@ -220,9 +220,9 @@ type offloaded struct {
 // processOffload runs one packet with an offload header through the engine
 // and returns copies of what it sent, with their headers.
 func (g *gw) processOffload(pkt []byte, off packet.Offload, now time.Time) []offloaded {
-	g.table.LockShard(0)
-	g.e.ProcessOffload(append([]byte(nil), pkt...), off, now, &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(now, &g.out)
+	lk.ProcessOffload(append([]byte(nil), pkt...), off)
+	lk.Unlock()
 	var res []offloaded
 	for i, b := range g.out.Packets() {
 		res = append(res, offloaded{append([]byte(nil), b[g.out.Offset:]...), g.out.Meta[i]})

@@ -1,14 +1,9 @@
 // Output: the packets one batch of Process and Tick calls sends, in the
 // order the engine sends them, ready for the TUN device.
 //
-//  1. forward copies a packet as it came in, with the offload header it
-//     came with (a super-packet stays one).
-//  2. emit builds a packet from a Header. When the device takes offload
-//     headers (Output.Offload), the TCP checksum is left to the kernel
-//     (NEEDS_CSUM), and a packet that continues the previous one (the next
-//     segment of the same flow, same headers) is appended to it instead:
-//     one frame per segment still, many segments per write (packet.Coalescer).
-//  3. The dataplane writes the batch (EncodeOffloads puts each packet's
+//  1. The engine fills it (forward and emit, emit.go): next gives room for
+//     a packet, commit records it; a super-packet may still grow.
+//  2. The dataplane writes the batch (EncodeOffloads puts each packet's
 //     header into its headroom) and Resets it; buffers are kept.
 
 package engine
@@ -85,54 +80,9 @@ func (o *Output) EncodeOffloads() {
 	}
 }
 
-// forward copies the packet being processed to the output unchanged, with
-// the offload header it came with.
-func (e *Engine) forward(b []byte, out *Output) {
-	if len(b) > MaxPacket+40 {
-		e.stats.Malformed.Add(1)
-		return
-	}
-	dst := out.next(len(b))
-	out.commit(copy(dst, b), e.rxOffload)
-	out.co.Reset()
-	e.stats.PacketsOut.Add(e.rxSegs)
-}
-
-// emit builds one packet from h into the output, or appends it to the
-// super-packet being built (Output.Offload).
-func (e *Engine) emit(h *packet.Header, out *Output) {
-	if h.Len() > MaxPacket {
-		// Every sender cuts payloads to an MSS; a longer one is a bug,
-		// never worth a panic.
-		e.stats.Malformed.Add(1)
-		return
-	}
-	e.stats.PacketsOut.Add(1)
-	if !out.Offload {
-		out.commit(len(packet.Build(out.next(h.Len()), h)), packet.Offload{})
-		return
-	}
-	h.PartialChecksum = true
-	if out.N > 0 {
-		last := out.Bufs[out.N-1]
-		if grown, meta, ok := out.co.Append(last[out.Offset:], h, min(MaxPacket, cap(last)-out.Offset)); ok {
-			out.Bufs[out.N-1] = last[:out.Offset+len(grown)]
-			out.Meta[out.N-1] = meta
-			return
-		}
-	}
-	n := h.Len()
-	if packet.MayCoalesce(h) {
-		n = MaxPacket
-	}
-	pkt := packet.Build(out.next(n), h)
-	out.commit(len(pkt), packet.OffloadOf(pkt))
-	out.co.Start(pkt, h)
-}
-
-// spill hands out to e.Flush once it holds SpillAt packets (long loops).
-func (e *Engine) spill(out *Output) {
-	if out.N >= SpillAt && e.Flush != nil {
-		e.Flush(out)
+// flushIfFull hands the output batch to Engine.Flush once it holds SpillAt packets (long loops).
+func (c *pkt) flushIfFull() {
+	if c.out.N >= SpillAt && c.Flush != nil {
+		c.Flush(c.out)
 	}
 }

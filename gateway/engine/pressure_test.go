@@ -232,12 +232,16 @@ func TestFloodEvictionDoesNotAllocate(t *testing.T) {
 		pkts = append(pkts, h.seg(packet.FlagSYN, nil, synOpts(1460)), srv.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)))
 	}
 	for _, p := range pkts[:2*max] { // fill the inbound share
-		g.e.Process(p, now, &g.out)
+		lk := g.e.Lock(now, &g.out)
+		lk.Process(p)
+		lk.Unlock()
 		g.out.Reset()
 	}
 	next := 2 * max
 	allocs := testing.AllocsPerRun(2*max, func() {
-		g.e.Process(pkts[next], now, &g.out)
+		lk := g.e.Lock(now, &g.out)
+		lk.Process(pkts[next])
+		lk.Unlock()
 		g.out.Reset()
 		next++
 	})
@@ -259,7 +263,7 @@ func TestFloodLostSYNACKKeepsResumptionOffer(t *testing.T) {
 	cacheA, cacheB := endpoint.NewCache(16, time.Minute), endpoint.NewCache(16, time.Minute)
 	mk := func(port uint16) *pair {
 		c := newPair(t)
-		c.a.e.cfg.Load().Cache, c.b.e.cfg.Load().Cache = cacheA, cacheB
+		c.a.e.Config().Cache, c.b.e.Config().Cache = cacheA, cacheB
 		c.client.addr = netip.AddrPortFrom(clientAddr.Addr(), port)
 		c.server.peer = c.client.addr
 		c.a.client, c.b.client = c.client.addr, c.client.addr

@@ -52,7 +52,7 @@ func TestRekeyIsAnsweredAtOnce(t *testing.T) {
 	c.handshake()
 	fb := c.b.flow(t)
 	c.b.table.LockShard(0)
-	c.b.e.rekeyOut(fb) // gateway B starts generation 1
+	fb.enc.rekeyOut(c.now) // gateway B starts generation 1
 	c.b.table.UnlockShard(0)
 
 	reply := []byte("rekeyed reply")
@@ -245,10 +245,10 @@ func TestLargeFrameIsAcknowledgedAsItArrives(t *testing.T) {
 	fb := c.b.flow(t)
 	data := bytes.Repeat([]byte("0123456789"), 300)
 	frame := fb.enc.sealer.SealFrame(nil, fb.enc.offNxt, 0, 0, data)
-	start := fb.enc.cNxt
+	start := uint32(fb.enc.cNxt)
 	seg := func(from, to int) []byte {
 		h := packet.Header{Src: serverAddr.Addr(), Dst: c.client.addr.Addr(), SrcPort: serverAddr.Port(), DstPort: c.client.addr.Port(),
-			Seq: start + uint32(from), Ack: fb.dec.cAcked, Flags: packet.FlagACK, Window: 5000, TTL: 64, Payload: frame[from:to]}
+			Seq: start + uint32(from), Ack: uint32(fb.dec.cAcked), Flags: packet.FlagACK, Window: 5000, TTL: 64, Payload: frame[from:to]}
 		return packet.Build(make([]byte, h.Len()), &h)
 	}
 	for _, end := range []int{1400, 2800} {
@@ -297,8 +297,8 @@ func TestApplicationAware(t *testing.T) {
 		{"B mandatory, A sets", true, false, false, true, true, true},
 	} {
 		p := newPair(t)
-		p.a.e.cfg.Load().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.aSet || c.aMand, c.aMand }
-		p.b.e.cfg.Load().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.bSet || c.bMand, c.bMand }
+		p.a.e.Config().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.aSet || c.aMand, c.aMand }
+		p.b.e.Config().AppAware = func(_, _ netip.AddrPort) (bool, bool) { return c.bSet || c.bMand, c.bMand }
 		syn := one(t, p.a.process(p.client.seg(packet.FlagSYN, nil, synOpts(1460)), p.now))
 		_, so := mustParse(t, syn)
 		offer, err := eno.ParseSYNOption(so.ENO)
@@ -381,9 +381,9 @@ func TestInit2CipherNotOfferedAborts(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := tcpcrypt.Init2{Cipher: tcpcrypt.AES256GCM, PublicKey: kp.PublicKey()}
-	c.a.e.cfg.Load().Ciphers = append(c.a.e.cfg.Load().Ciphers, tcpcrypt.AES256GCM)
+	c.a.e.Config().Ciphers = append(c.a.e.Config().Ciphers, tcpcrypt.AES256GCM)
 	h := packet.Header{Src: serverAddr.Addr(), Dst: c.client.addr.Addr(), SrcPort: serverAddr.Port(), DstPort: c.client.addr.Port(),
-		Seq: c.server.seq, Ack: fa.enc.cNxt, Flags: packet.FlagACK | packet.FlagPSH, Window: 5000, TTL: 64, Payload: m2.Append(nil)}
+		Seq: c.server.seq, Ack: uint32(fa.enc.cNxt), Flags: packet.FlagACK | packet.FlagPSH, Window: 5000, TTL: 64, Payload: m2.Append(nil)}
 	outs := c.a.process(packet.Build(make([]byte, h.Len()), &h), c.now)
 	if fa.State != StateReset || !strings.Contains(fa.Reason, "did not offer") {
 		t.Fatalf("A state %v (%s) after an Init2 choosing an AEAD it did not offer", fa.State, fa.Reason)

@@ -9,17 +9,6 @@ package engine
 
 import "sync"
 
-// Sequence-number arithmetic modulo 2^32 (RFC 9293 §3.4).
-func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
-func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
-func seqGT(a, b uint32) bool  { return int32(a-b) > 0 }
-func seqMax(a, b uint32) uint32 {
-	if seqGT(a, b) {
-		return a
-	}
-	return b
-}
-
 // byteRing holds the bytes of sequence range [seq, seq+len). Its buffer
 // comes from bufPools and goes back there when the ring empties (after the
 // packet, unless the flow parks it: parkRing): an idle flow holds no
@@ -31,33 +20,33 @@ func seqMax(a, b uint32) uint32 {
 // to the front: every record stays contiguous, and no byte is copied again
 // while the flow keeps up. Held bytes are at [head, head+lenA) and, once
 // the ring has wrapped, the next ones at [0, lenB).
-type byteRing struct {
+type byteRing[S space] struct {
 	pool        *[]byte // the pooled buffer (len = cap); nil when none is held
 	head        int32
 	lenA, lenB  int32
-	seq         uint32
+	seq         seqNum[S]
 	parked      int32 // the size of the buffer the empty ring keeps (budget.go, parkRing); 0: none
 	tailWrapped bool  // the room tail returned last is at [lenB, head)
 }
 
 // buf is the ring's buffer, nil when it holds none. (The ring keeps only
 // the pool's pointer, and 32-bit positions: an idle flow has three rings.)
-func (r *byteRing) buf() []byte {
+func (r *byteRing[S]) buf() []byte {
 	if r.pool == nil {
 		return nil
 	}
 	return *r.pool
 }
 
-func (r *byteRing) len() int    { return int(r.lenA + r.lenB) }
-func (r *byteRing) end() uint32 { return r.seq + uint32(r.len()) }
-func (r *byteRing) reset(s uint32) {
+func (r *byteRing[S]) len() int       { return int(r.lenA + r.lenB) }
+func (r *byteRing[S]) end() seqNum[S] { return r.seq.add(r.len()) }
+func (r *byteRing[S]) reset(s seqNum[S]) {
 	r.free()
 	r.seq = s
 }
 
 // free returns the buffer to its pool.
-func (r *byteRing) free() {
+func (r *byteRing[S]) free() {
 	if r.pool != nil {
 		bufPool.put(r.pool)
 	}
@@ -71,9 +60,9 @@ func (r *byteRing) free() {
 // once, so that a burst after the ring emptied is not copied from buffer
 // to buffer as it grows, and no buffer is much larger than what its flow
 // has reserved.
-func (r *byteRing) tail(n, expect int) []byte { return r.room(n, expect, true) }
+func (r *byteRing[S]) tail(n, expect int) []byte { return r.room(n, expect, true) }
 
-func (r *byteRing) commit(n int) {
+func (r *byteRing[S]) commit(n int) {
 	if r.tailWrapped {
 		r.lenB += int32(n)
 	} else {
@@ -82,14 +71,14 @@ func (r *byteRing) commit(n int) {
 }
 
 // append adds p as one record (expect: see tail).
-func (r *byteRing) append(p []byte, expect int) {
+func (r *byteRing[S]) append(p []byte, expect int) {
 	t := r.tail(len(p), expect)
 	r.commit(copy(t[:len(p)], p))
 }
 
 // appendStream adds p without wrapping: all the ring holds stays one
 // contiguous run (the held plaintext, which is sliced whole).
-func (r *byteRing) appendStream(p []byte) {
+func (r *byteRing[S]) appendStream(p []byte) {
 	t := r.room(len(p), 0, false)
 	r.commit(copy(t[:len(p)], p))
 }
@@ -97,7 +86,7 @@ func (r *byteRing) appendStream(p []byte) {
 // room finds n contiguous free bytes after the held ones: at the end of
 // the buffer, else (wrap) at its start before head, else in a buffer twice
 // as large.
-func (r *byteRing) room(n, expect int, wrap bool) []byte {
+func (r *byteRing[S]) room(n, expect int, wrap bool) []byte {
 	buf := r.buf()
 	head, lenA, lenB := int(r.head), int(r.lenA), int(r.lenB)
 	if lenB > 0 {
@@ -184,17 +173,12 @@ func (p *slicePool[T]) class(n int) int {
 // slice returns the bytes of [from, to), clipped to what the ring holds.
 // The range lies within one record (tail), so it is contiguous; were it to
 // cross the wrap, only the part before it would be returned.
-func (r *byteRing) slice(from, to uint32) []byte {
-	if seqLT(from, r.seq) {
-		from = r.seq
-	}
-	if seqGT(to, r.end()) {
-		to = r.end()
-	}
-	if !seqLT(from, to) {
+func (r *byteRing[S]) slice(from, to seqNum[S]) []byte {
+	from, to = from.max(r.seq), to.min(r.end())
+	if !from.lt(to) {
 		return nil
 	}
-	o, k := int(from-r.seq), int(to-from)
+	o, k := from.since(r.seq), to.since(from)
 	buf, head, lenA := r.buf(), int(r.head), int(r.lenA)
 	if o < lenA {
 		a := head + o
@@ -205,12 +189,12 @@ func (r *byteRing) slice(from, to uint32) []byte {
 }
 
 // trim forgets the bytes before seq to.
-func (r *byteRing) trim(to uint32) int {
-	if !seqGT(to, r.seq) {
+func (r *byteRing[S]) trim(to seqNum[S]) int {
+	if !to.gt(r.seq) {
 		return 0
 	}
-	n := min(int(to-r.seq), r.len())
-	r.seq += uint32(n)
+	n := min(to.since(r.seq), r.len())
+	r.seq = r.seq.add(n)
 	if n32 := int32(n); n32 < r.lenA {
 		r.head += n32
 		r.lenA -= n32
@@ -219,7 +203,7 @@ func (r *byteRing) trim(to uint32) int {
 		r.head, r.lenA, r.lenB = k, r.lenB-k, 0
 	}
 	if r.len() == 0 {
-		r.head = 0 // the buffer stays until the packet is done (settle)
+		r.head = 0 // the buffer stays until the packet is done (returnUnheld)
 	}
 	return n
 }
@@ -229,25 +213,18 @@ func (r *byteRing) trim(to uint32) int {
 // FIN follows it (at cEnd in C, pEnd in P). init marks the pseudo-frame of
 // an Init message, which has no P bytes.
 type frameRec struct {
-	cStart, cEnd   uint32
-	pStart, pEnd   uint32
+	cStart, cEnd   cSeq
+	pStart, pEnd   pSeq
 	fin, init, psh bool // psh: the segment that carries the frame has PSH (as the LAN host's did)
 }
 
 // cAfter and pAfter are the acknowledgment numbers that cover the frame.
-func (r *frameRec) cAfter() uint32 { return r.cEnd + b2u(r.fin) }
-func (r *frameRec) pAfter() uint32 { return r.pEnd + b2u(r.fin) }
+func (r *frameRec) cAfter() cSeq { return r.cEnd.add(b2i(r.fin)) }
+func (r *frameRec) pAfter() pSeq { return r.pEnd.add(b2i(r.fin)) }
 
-// own reports a frame the gateway sent of itself, carrying none of the LAN
+// rekeyAnswer reports a frame the gateway sent of itself, carrying none of the LAN
 // host's bytes: an empty frame that answers the peer's rekey.
-func (r *frameRec) own() bool { return !r.init && !r.fin && r.pStart == r.pEnd }
-
-func b2u(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
-}
+func (r *frameRec) rekeyAnswer() bool { return !r.init && !r.fin && r.pStart == r.pEnd }
 
 // recRing is a FIFO of frame records in a circular slice (its length a
 // power of two); like byteRing, the slice comes from a pool and goes back
@@ -314,11 +291,4 @@ func (q *recRing) search(pred func(*frameRec) bool) int {
 		}
 	}
 	return lo
-}
-
-func seqMin(a, b uint32) uint32 {
-	if seqLT(a, b) {
-		return a
-	}
-	return b
 }

@@ -14,11 +14,11 @@ import (
 func TestByteRingRecords(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		var r byteRing
+		var r byteRing[cSpace]
 		const isn = 0xfffff000 // the sequence space wraps during the run
 		r.reset(isn)
 		var model []byte // the bytes the ring should hold, from r.seq on
-		type rec struct{ start, end uint32 }
+		type rec struct{ start, end cSeq }
 		var recs []rec
 		window := 1 << (12 + rng.IntN(8)) // 4 KiB to 512 KiB held at most
 		next := byte(0)
@@ -39,7 +39,7 @@ func TestByteRingRecords(t *testing.T) {
 				model = append(model, tl...)
 				start := r.end()
 				r.commit(n)
-				recs = append(recs, rec{start, start + uint32(n)})
+				recs = append(recs, rec{start, start.add(n)})
 				if step > 3000 && len(r.buf()) > capBefore && capBefore >= 2*(window+4500) {
 					grewLate++
 				}
@@ -47,11 +47,11 @@ func TestByteRingRecords(t *testing.T) {
 				// trim to a record boundary or into the first record
 				to := recs[rng.IntN(len(recs))].start
 				if rng.IntN(4) == 0 {
-					to = recs[0].start + uint32(rng.IntN(int(recs[0].end-recs[0].start)))
+					to = recs[0].start.add(rng.IntN(recs[0].end.since(recs[0].start)))
 				}
 				n := r.trim(to)
 				model = model[n:]
-				for len(recs) > 0 && seqLEQ(recs[0].end, r.seq) {
+				for len(recs) > 0 && recs[0].end.leq(r.seq) {
 					recs = recs[1:]
 				}
 			}
@@ -60,11 +60,11 @@ func TestByteRingRecords(t *testing.T) {
 			}
 			for _, rc := range recs {
 				got := r.slice(rc.start, rc.end)
-				from := max(0, int(rc.start-r.seq))
+				from := max(0, rc.start.since(r.seq))
 				if int32(rc.start-r.seq) < 0 {
 					from = 0
 				}
-				want := model[from:int(rc.end-r.seq)]
+				want := model[from:rc.end.since(r.seq)]
 				if !bytes.Equal(got, want) {
 					t.Fatalf("seed %d step %d: record [%d,%d) read %d bytes, want %d (equal prefix %v)",
 						seed, step, rc.start-isn, rc.end-isn, len(got), len(want), bytes.HasPrefix(want, got))
@@ -80,7 +80,7 @@ func TestByteRingRecords(t *testing.T) {
 // TestByteRingStreamStaysContiguous: appendStream never wraps, so the whole
 // of what the ring holds is one slice (the held plaintext).
 func TestByteRingStreamStaysContiguous(t *testing.T) {
-	var r byteRing
+	var r byteRing[pSpace]
 	r.reset(100)
 	var model []byte
 	for i := 0; i < 200; i++ {
@@ -88,7 +88,7 @@ func TestByteRingStreamStaysContiguous(t *testing.T) {
 		r.appendStream(p)
 		model = append(model, p...)
 		if i%3 == 2 {
-			n := r.trim(r.seq + uint32(len(model)/2))
+			n := r.trim(r.seq.add(len(model) / 2))
 			model = model[n:]
 		}
 		if got := r.slice(r.seq, r.end()); !bytes.Equal(got, model) {
@@ -101,7 +101,7 @@ func TestByteRingStreamStaysContiguous(t *testing.T) {
 // trims one acknowledged frame; the ring must neither allocate nor move
 // what it holds.
 func BenchmarkByteRingSteady(b *testing.B) {
-	var r byteRing
+	var r byteRing[cSpace]
 	r.reset(0)
 	const frame, window = 1448, 2 << 20
 	for r.len() < window {
@@ -111,6 +111,6 @@ func BenchmarkByteRingSteady(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.commit(len(r.tail(frame, 0)[:frame]))
-		r.trim(r.seq + frame)
+		r.trim(r.seq.add(frame))
 	}
 }

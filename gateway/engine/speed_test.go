@@ -52,15 +52,15 @@ func TestWindowsBoundedByTheFlowBuffer(t *testing.T) {
 	limit := c.a.e.Config().MaxBufferPerFlow / 2
 	m := fa.maxFrameData()
 	want := uint16(limit * m / (m + tcpcrypt.FrameOverhead) >> 7)
-	if got := c.a.e.winToLAN(fa); got != want {
+	if got := c.a.at(c.now).winToLAN(fa); got != want {
 		t.Fatalf("window to the LAN host %d (x128), want %d", got, want)
 	}
 	fa.wanWin = 10 // small windows pass, scaled down by framing only
-	if got := c.a.e.winToLAN(fa); got != uint16(10*m/(m+tcpcrypt.FrameOverhead)) {
+	if got := c.a.at(c.now).winToLAN(fa); got != uint16(10*m/(m+tcpcrypt.FrameOverhead)) {
 		t.Fatalf("small window to the LAN host %d", got)
 	}
 	fa.lanWin = 0xffff
-	if got := c.a.e.winToWAN(fa); got != uint16(limit>>7) {
+	if got := c.a.at(c.now).winToWAN(fa); got != uint16(limit>>7) {
 		t.Fatalf("window to the WAN %d (x128), want %d", got, limit>>7)
 	}
 }
@@ -69,7 +69,7 @@ func TestWindowsBoundedByTheFlowBuffer(t *testing.T) {
 // the segment that arrived last (RFC 2018 §4), the others follow highest
 // first, and nothing below the hole is reported.
 func TestSACKBlocksLeadWithTheNewest(t *testing.T) {
-	var q oooQueue
+	var q oooQueue[cSpace]
 	q.insert(1000, make([]byte, 100), false)
 	q.insert(3000, make([]byte, 100), false)
 	q.insert(2000, make([]byte, 100), false) // newest, in the middle

@@ -1,16 +1,18 @@
 // The SYN exchange of a flow: TCP-ENO negotiation (RFC 8547 §4).
 //
 // Outbound (the gateway is role A):
-//  1. LAN SYN: add our ENO offer (TEPs in preference order), remember it as
-//     the first half of the transcript. No room, SYN data, Fast Open, MPTCP,
-//     a bypass rule, or a LAN host that sends ENO itself: plain for good.
+//  1. LAN SYN (lanSYN; a retransmission keeps the flow): add our ENO offer
+//     (TEPs in preference order), remember it as the first half of the
+//     transcript. No room, SYN data, Fast Open, MPTCP, a bypass rule, or a
+//     LAN host that sends ENO itself: plain for good.
 //  2. WAN SYN-ACK: take B's answer (the last TEP in it that we offered),
 //     strip ENO, clamp the MSS to the LAN host by the framing overhead. No
 //     valid answer: plain.
 //  3. The LAN host's ACK: the key exchange starts (keyexchange.go).
 //
 // Inbound (the gateway is role B):
-//  1. WAN SYN with an ENO offer we accept: remember it, strip it, clamp MSS.
+//  1. WAN SYN (wanSYN; a retransmission keeps the flow) with an ENO offer
+//     we accept: remember it, strip it, clamp MSS.
 //  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
 //  3. The first non-SYN segment from A carries ENO (RFC 8547 §4.6):
 //     encryption is on, its payload starts Init1. Without ENO: plain.
@@ -38,16 +40,56 @@ func mssOf(s *segment) int {
 	return 536
 }
 
-// newOutbound starts a flow for a SYN from the LAN (role A).
-func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
-	f := e.newFlow()
-	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
-	f.handshake = e.newHandshake()
-	f.connParams = e.newConnParams(connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval})
-	if s.opts.HasWScale {
-		f.lanWS = s.opts.WScale
+// lanSYN handles a SYN from the LAN host. A retransmission, also after the
+// peer's SYN-ACK if that was lost on its way to the LAN host, keeps the
+// flow (it reports true): the peer's answer belongs to our first offer, so
+// the flow and its offer stay (a new flow would offer the next cached
+// secret, RFC 8548 §3.5, and fail to match the peer's answer to the
+// first). Any other SYN starts a new flow.
+func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) bool {
+	if f != nil && f.Role == RoleA && s.Seq == f.lanISN && (f.State == StateSYNSent || f.State == StateACKPending || f.State == StatePassthrough) {
+		c.lanSYNAgain(f, s)
+		return true
 	}
-	entry := e.insert(cfg, key, f)
+	if entry != nil {
+		c.remove(entry)
+	}
+	c.newOutbound(key, s)
+	return false
+}
+
+// wanSYN handles a SYN from the WAN: a retransmission keeps the flow (it
+// reports true) and goes on as the first did; any other SYN starts a new
+// flow.
+func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) bool {
+	if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
+		switch {
+		case f.State == StateSYNReceived || f.State == StateSYNACKSent:
+			c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
+		case synENOWithData(s):
+			c.emitSYN(s, nil, 0) // as the first SYN (newInbound)
+		default:
+			c.forwardPlain(f, s)
+		}
+		return true
+	}
+	if entry != nil {
+		c.remove(entry)
+	}
+	c.newInbound(key, s)
+	return false
+}
+
+// newOutbound starts a flow for a SYN from the LAN (role A).
+func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
+	cp := connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
+	if s.opts.HasWScale {
+		cp.lanWS = s.opts.WScale
+	}
+	f := c.newFlow()
+	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
+	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
+	entry := c.insert(key, f)
 	if entry == nil {
 		// Table full (a flood): drop the SYN, the host tries again. A
 		// connection without a flow would be reset at its next segment.
@@ -56,7 +98,7 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 	why := ""
 	mayPass := false // plain by the LAN host's or the policy's choice: passes even when encryption is required
 	switch {
-	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+	case c.cfg.Bypass != nil && c.cfg.Bypass(key.LAN, key.WAN):
 		why, mayPass = "bypass rule", true
 	case s.opts.ENO != nil:
 		why, mayPass = "LAN host speaks ENO itself", true
@@ -75,16 +117,16 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 	case s.has(packet.FlagURG):
 		why = "urgent data"
 	}
-	if why == "" && cfg.AppAware != nil {
-		f.appAware, f.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+	if why == "" && c.cfg.AppAware != nil {
+		f.appAware, f.appMandatory = c.cfg.AppAware(key.LAN, key.WAN)
 	}
 	if why == "" {
 		// RFC 8548 §3.5: offer the cached secret, the lowest unused i of
 		// its chain (the cache hands each ss[i] out once).
-		if cfg.Cache != nil {
-			if ent, ok := cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(cfg.TEPs, ent.TEP) && containsAEAD(cfg.Ciphers, ent.AEAD) {
+		if c.cfg.Cache != nil {
+			if ent, ok := c.cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(c.cfg.TEPs, ent.TEP) && containsAEAD(c.cfg.Ciphers, ent.AEAD) {
 				f.resume = &ent
-				f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
+				f.resumeNonce = endpoint.NewResumeNonce(c.cfg.ResumeNonceLen)
 			}
 		}
 		// Try the offer with every TEP, then the resumption suboption
@@ -98,28 +140,28 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 			if !try.resume {
 				f.resume, f.resumeNonce = nil, nil
 			}
-			opt, err := eno.AppendSYNOption(nil, e.offer(cfg, f, try.teps))
+			opt, err := eno.AppendSYNOption(nil, c.offer(f, try.teps))
 			if err != nil {
 				why = "ENO offer: " + err.Error()
 				break
 			}
-			if e.emitSYN(s, opt, 0, out) {
+			if c.emitSYN(s, opt, 0) {
 				f.offer = opt
 				f.State = StateSYNSent
 				if f.resume != nil {
-					e.stats.ResumeOffered.Add(1)
+					c.stats.ResumeOffered.Add(1)
 				}
 				return
 			}
 			why = "no TCP option space for ENO"
 		}
 	}
-	if !mayPass && mustEncrypt(cfg, f) {
-		e.refuseLANSYN(f, s, "encryption required: "+why, out)
+	if !mayPass && mustEncrypt(c.cfg, f) {
+		c.refuseLANSYN(f, s, "encryption required: "+why)
 		return
 	}
-	e.plain(f, why)
-	e.forward(s.Buf, out)
+	c.plain(f, why)
+	c.forward(s.Buf)
 }
 
 // offer lists the suboptions of our SYN's ENO option: the configured TEPs in
@@ -129,9 +171,9 @@ func (e *Engine) newOutbound(cfg *Config, key flowtable.Key, s *segment, out *Ou
 // key exchange with its TEP (RFC 8548 §3.2), and RFC 8548 defines no
 // meaning for the same TEP twice. withTEPs false leaves only the
 // resumption suboption.
-func (e *Engine) offer(cfg *Config, f *Flow, withTEPs bool) eno.SYNOption {
-	subs := make([]eno.Suboption, 0, len(cfg.TEPs)+1)
-	for _, t := range cfg.TEPs {
+func (c *pkt) offer(f *Flow, withTEPs bool) eno.SYNOption {
+	subs := make([]eno.Suboption, 0, len(c.cfg.TEPs)+1)
+	for _, t := range c.cfg.TEPs {
 		if withTEPs && (f.resume == nil || t != f.resume.TEP) {
 			subs = append(subs, eno.Suboption{TEP: byte(t)})
 		}
@@ -153,37 +195,37 @@ func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 // lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
 // middlebox may drop SYNs with unknown options, so after some tries the SYN
 // goes plain).
-func (e *Engine) lanSYNAgain(cfg *Config, f *Flow, s *segment, out *Output) {
+func (c *pkt) lanSYNAgain(f *Flow, s *segment) {
 	f.synRetries++
-	if f.State == StateSYNSent && cfg.SYNFallbackRetries > 0 && f.synRetries >= cfg.SYNFallbackRetries && !mustEncrypt(cfg, f) {
+	if f.State == StateSYNSent && c.cfg.SYNFallbackRetries > 0 && f.synRetries >= c.cfg.SYNFallbackRetries && !mustEncrypt(c.cfg, f) {
 		why := fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries)
-		if when, ok := e.rememberedPeer(cfg, f); ok {
+		if when, ok := c.rememberedPeer(f); ok {
 			// SYNs with ENO dropped on the way to a peer that speaks it:
 			// an attacker may be forcing the fallback (refuse.go). Under
 			// the block policy the SYN keeps its ENO.
-			block := cfg.BlockDowngrade != nil && cfg.BlockDowngrade(f.WAN.Addr())
+			block := c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
 			if !f.Downgrade {
-				why = e.downgrade(cfg, f, why, when, block)
+				why = c.downgrade(f, why, when, block)
 			}
 			if !block {
-				e.stats.SYNFallbacks.Add(1)
-				e.plain(f, why)
+				c.stats.SYNFallbacks.Add(1)
+				c.plain(f, why)
 			}
 		} else {
-			e.stats.SYNFallbacks.Add(1)
-			e.plain(f, why)
+			c.stats.SYNFallbacks.Add(1)
+			c.plain(f, why)
 		}
 	}
-	if (f.State == StateSYNSent || f.State == StateACKPending) && e.emitSYN(s, f.offer, 0, out) {
+	if (f.State == StateSYNSent || f.State == StateACKPending) && c.emitSYN(s, f.offer, 0) {
 		return
 	}
-	e.forward(s.Buf, out)
+	c.forward(s.Buf)
 }
 
 // wanSYNACK takes B's answer to our offer (RFC 8547 §4.5, §4.6).
-func (e *Engine) wanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
+func (c *pkt) wanSYNACK(f *Flow, s *segment) {
 	if s.Ack != f.lanISN+1 {
-		e.forward(s.Buf, out)
+		c.forward(s.Buf)
 		return
 	}
 	f.wanISN = s.Seq
@@ -200,32 +242,32 @@ func (e *Engine) wanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 	// must be encrypted or the peer is known to speak tcpcrypt (noENO). A
 	// stripped ENO is never passed to the LAN host, which never offered it.
 	if s.opts.ENO == nil {
-		e.noENO(cfg, f, s, "peer did not answer ENO", false, out)
+		c.noENO(f, s, "peer did not answer ENO", false)
 		return
 	}
 	if s.opts.ENOCount > 1 {
 		// RFC 8547 §4.1: more than one ENO option in a SYN segment is
 		// invalid, which means no ENO.
-		e.noENO(cfg, f, s, "ENO negotiation failed: more than one ENO option", true, out)
+		c.noENO(f, s, "ENO negotiation failed: more than one ENO option", true)
 		return
 	}
-	chosen, err := e.negotiated(f, s.opts.ENO)
+	chosen, err := c.negotiated(f, s.opts.ENO)
 	if err != nil {
-		e.noENO(cfg, f, s, "ENO negotiation failed: "+err.Error(), true, out)
+		c.noENO(f, s, "ENO negotiation failed: "+err.Error(), true)
 		return
 	}
 	if f.appMandatory && !f.PeerAppAware {
 		// RFC 8547 §4.2: "a mandatory application-aware mode in which
 		// TCP-ENO is automatically disabled if the remote host does not set
 		// a = 1". Our ACK will carry no ENO, so the peer falls back too.
-		e.noENO(cfg, f, s, "peer is not application-aware (mandatory application-aware port)", true, out)
+		c.noENO(f, s, "peer is not application-aware (mandatory application-aware port)", true)
 		return
 	}
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.answer = append([]byte(nil), s.opts.ENO...)
 	f.State = StateACKPending
 	f.lanSynAcked = true // role A: the LAN host is the one that acknowledges
-	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+	c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 }
 
 // negotiated is A's reading of B's answer (RFC 8547 §4.5; RFC 8548 §3.2,
@@ -233,7 +275,7 @@ func (e *Engine) wanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 // with v = 1 it counts only as the matching other half of our resumption
 // identifier, and a non-matching one is ignored. A resumption answer also
 // fixes sn[i].
-func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
+func (c *pkt) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	offer, err := eno.ParseSYNOption(f.offer)
 	if err != nil {
 		return eno.Suboption{}, err
@@ -260,7 +302,7 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 			f.sessionNonce = endpoint.SessionNonce(*f.resume, f.resumeNonce, peerNonce)
 		} else {
 			f.resume = nil // the peer did not hold the secret: full handshake
-			e.stats.ResumeMisses.Add(1)
+			c.stats.ResumeMisses.Add(1)
 		}
 		f.resumeNonce = nil
 	}
@@ -271,12 +313,12 @@ func (e *Engine) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 }
 
 // newInbound starts a flow for a SYN from the WAN (role B).
-func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Output) {
+func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 	// The flow's parameters are gathered on the stack and allocated only
 	// if it is to be negotiated: a plain inbound flow, what a SYN flood
 	// creates, is only forwarded and needs neither them nor handshake
 	// state (BenchmarkHalfOpenFlowMemory).
-	f := e.newFlow()
+	f := c.newFlow()
 	f.Role, f.V6, f.LAN, f.WAN, f.wanISN = RoleB, s.V6, key.LAN, key.WAN, s.Seq
 	cp := connParams{peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, wanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
@@ -287,7 +329,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 	var resume *endpoint.Entry
 	var peerNonce []byte
 	switch {
-	case cfg.Bypass != nil && cfg.Bypass(key.LAN, key.WAN):
+	case c.cfg.Bypass != nil && c.cfg.Bypass(key.LAN, key.WAN):
 		why = "bypass rule"
 	case s.opts.ENO == nil:
 		why = "peer did not offer ENO"
@@ -316,8 +358,8 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			break
 		}
 		cp.PeerAppAware = offer.ApplicationAware()
-		if cfg.AppAware != nil {
-			cp.appAware, cp.appMandatory = cfg.AppAware(key.LAN, key.WAN)
+		if c.cfg.AppAware != nil {
+			cp.appAware, cp.appMandatory = c.cfg.AppAware(key.LAN, key.WAN)
 		}
 		if cp.appMandatory && !cp.PeerAppAware {
 			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
@@ -326,13 +368,13 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 		// RFC 8548 §3.5: resume when A names a secret we cached under the
 		// same TEP ("it SHOULD ... agree to resume"); each is taken once.
 		var ok bool
-		if cfg.Cache != nil {
+		if c.cfg.Cache != nil {
 			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
-				if !sub.HasData || !containsTEP(cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+				if !sub.HasData || !containsTEP(c.cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
 					return false
 				}
-				ent, n, hit := endpoint.AcceptResume(cfg.Cache, peerKey(key.WAN), sub)
-				if hit && containsAEAD(cfg.Ciphers, ent.AEAD) {
+				ent, n, hit := endpoint.AcceptResume(c.cfg.Cache, peerKey(key.WAN), sub)
+				if hit && containsAEAD(c.cfg.Ciphers, ent.AEAD) {
 					resume, peerNonce = &ent, n
 					return true
 				}
@@ -345,7 +387,7 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			// v bit: a resumption suboption we do not hold, or one with
 			// fewer than 9 data bytes, offers a fresh key exchange too (RFC
 			// 8548 §3.2, §3.5).
-			for _, t := range cfg.TEPs {
+			for _, t := range c.cfg.TEPs {
 				if _, ok = eno.Choose(offer, func(sub eno.Suboption) bool { return sub.TEP == byte(t) }); ok {
 					chosen = eno.Suboption{TEP: byte(t)}
 					break
@@ -356,34 +398,34 @@ func (e *Engine) newInbound(cfg *Config, key flowtable.Key, s *segment, out *Out
 			why = "no common TEP"
 		}
 	}
-	if e.insert(cfg, key, f) == nil {
+	if c.insert(key, f) == nil {
 		return // table full: dropped, see newOutbound
 	}
-	if why != "" && why != "bypass rule" && mustEncrypt(cfg, f) {
-		e.refuseWANSYN(f, s, "encryption required: "+why, out)
+	if why != "" && why != "bypass rule" && mustEncrypt(c.cfg, f) {
+		c.refuseWANSYN(f, s, "encryption required: "+why)
 		return
 	}
 	if why != "" {
-		e.plain(f, why)
+		c.plain(f, why)
 		if synENOWithData(s) {
-			e.emitSYN(s, nil, 0, out) // without its data, TFO and ENO
+			c.emitSYN(s, nil, 0) // without its data, TFO and ENO
 			return
 		}
-		e.forward(s.Buf, out)
+		c.forward(s.Buf)
 		return
 	}
-	f.handshake, f.connParams = e.newHandshake(), e.newConnParams(cp)
+	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
 	f.offer = append([]byte(nil), s.opts.ENO...)
 	f.tep = tcpcrypt.TEP(chosen.TEP)
 	f.chosen = chosen
 	if resume != nil {
 		f.resume = resume
-		f.resumeNonce = endpoint.NewResumeNonce(cfg.ResumeNonceLen)
+		f.resumeNonce = endpoint.NewResumeNonce(c.cfg.ResumeNonceLen)
 		f.sessionNonce = endpoint.SessionNonce(*resume, f.resumeNonce, peerNonce)
 		f.chosen = endpoint.AnswerResume(*resume, f.resumeNonce) // our half of resume[i]
 	}
 	f.State = StateSYNReceived
-	e.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead, out)
+	c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
 }
 
 // synENOWithData reports a WAN SYN+ENO with data or a Fast Open option:
@@ -405,9 +447,9 @@ func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
 
 // lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
 // global suboption with b=1, then the chosen TEP).
-func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
+func (c *pkt) lanSYNACK(f *Flow, s *segment) {
 	if s.Ack != f.wanISN+1 {
-		e.forward(s.Buf, out)
+		c.forward(s.Buf)
 		return
 	}
 	f.lanISN = s.Seq
@@ -424,8 +466,8 @@ func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 	if s.opts.ENO != nil || s.opts.LegacyENO {
 		// The LAN server speaks ENO itself (option 69 or the pre-RFC 253):
 		// one ENO option per SYN segment (RFC 8547 §4.1, §11).
-		e.plain(f, "LAN host speaks ENO itself")
-		e.forward(s.Buf, out)
+		c.plain(f, "LAN host speaks ENO itself")
+		c.forward(s.Buf)
 		return
 	}
 	if f.answer == nil {
@@ -435,13 +477,13 @@ func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 		}
 		opt, err := eno.AppendSYNOption(nil, ans)
 		if err != nil {
-			e.lanSYNACKPlain(cfg, f, s, "ENO answer: "+err.Error(), out)
+			c.lanSYNACKPlain(f, s, "ENO answer: "+err.Error())
 			return
 		}
 		f.answer = opt
 	}
-	if !e.emitSYN(s, f.answer, 0, out) {
-		e.lanSYNACKPlain(cfg, f, s, "no TCP option space for ENO", out)
+	if !c.emitSYN(s, f.answer, 0) {
+		c.lanSYNACKPlain(f, s, "no TCP option space for ENO")
 		return
 	}
 	f.State = StateSYNACKSent
@@ -449,13 +491,13 @@ func (e *Engine) lanSYNACK(cfg *Config, f *Flow, s *segment, out *Output) {
 
 // lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
 // refuses a flow that must be encrypted (refuse.go).
-func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, out *Output) {
-	if mustEncrypt(cfg, f) {
-		e.refuseLANSYNACK(f, s, "encryption required: "+why, out)
+func (c *pkt) lanSYNACKPlain(f *Flow, s *segment, why string) {
+	if mustEncrypt(c.cfg, f) {
+		c.refuseLANSYNACK(f, s, "encryption required: "+why)
 		return
 	}
-	e.plain(f, why)
-	e.forward(s.Buf, out)
+	c.plain(f, why)
+	c.forward(s.Buf)
 }
 
 // emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
@@ -465,24 +507,39 @@ func (e *Engine) lanSYNACKPlain(cfg *Config, f *Flow, s *segment, why string, ou
 // does not fit. Fast Open goes because a SYN+ENO must not carry a non-empty
 // TFO option (RFC 8547 §4.7): a LAN host that never gets a cookie never
 // sends SYN data, so its later connections stay encryptable.
-func (e *Engine) emitSYN(s *segment, enoOpt []byte, clamp int, out *Output) bool {
-	ow := &e.ow
-	ow.Reset()
+func (c *pkt) emitSYN(s *segment, enoOpt []byte, clamp int) bool {
+	w := &c.optWriter
+	w.Reset()
 	mss := uint16(0)
 	if clamp > 0 {
 		mss = uint16(min(clamp, int(^uint16(0))))
 		if !s.opts.HasMSS {
-			ow.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
+			w.Raw([]byte{packet.OptMSS, 4, byte(mss >> 8), byte(mss)})
 		} else if int(s.opts.MSS) < clamp {
 			mss = s.opts.MSS
 		}
 	}
-	ow.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
-	if enoOpt != nil && !ow.Raw(enoOpt) {
+	w.CopyExcept(s.Options(), mss, packet.OptENO, packet.OptFastOpen)
+	if enoOpt != nil && !w.Raw(enoOpt) {
 		return false
 	}
 	h := packet.HeaderFrom(s.Packet)
-	h.Options = ow.Bytes()
-	e.emit(&h, out)
+	h.Options = w.Bytes()
+	c.emit(&h)
 	return true
+}
+
+func (c *pkt) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.Reason = why
+	c.stats.FlowsPlain.Add(1)
+}
+
+func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
 }

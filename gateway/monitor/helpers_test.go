@@ -62,9 +62,9 @@ func newGWWithTable(t testing.TB, lan netip.Prefix, maxFlows int) *testGW {
 
 // process runs one packet through the engine and returns copies of what it sent.
 func (g *testGW) process(pkt []byte) [][]byte {
-	g.table.LockShard(0)
-	g.e.Process(append([]byte(nil), pkt...), time.Now(), &g.out)
-	g.table.UnlockShard(0)
+	lk := g.e.Lock(time.Now(), &g.out)
+	lk.Process(append([]byte(nil), pkt...))
+	lk.Unlock()
 	var res [][]byte
 	for _, b := range g.out.Packets() {
 		res = append(res, append([]byte(nil), b[g.out.Offset:]...))

@@ -1,0 +1,145 @@
+// Emission: every packet the engine sends goes through this file into the
+// Output batch (output.go).
+//
+//  1. forward copies a packet as it came in, with the offload header it
+//     came with (a super-packet stays one); emit builds a packet from a
+//     Header and, when the device takes offload headers, leaves the TCP
+//     checksum to the kernel (NEEDS_CSUM) and appends a packet that
+//     continues the previous one (the next segment of the same flow, same
+//     headers) to it: one frame per segment still, many segments per write
+//     (packet.Coalescer).
+//
+// The segments the engine sends on a flow's behalf, in both directions,
+// carry the flow's current acknowledgment, window and options for the side
+// it goes to:
+//
+//  2. toWAN: from the LAN host's side to the WAN peer, in C: the
+//     acknowledgment the decrypting direction has earned (dec.cAcked), the
+//     LAN host's window capped to what the flow can hold (winToWAN), the
+//     LAN host's timestamps, the non-SYN ENO option while it must ride
+//     along (RFC 8547 §4.6), SACK blocks for bytes held beyond a hole.
+//  3. toLAN: from the WAN peer's side to the LAN host, in P: the
+//     acknowledgment of whole frames the WAN has acknowledged (enc.pAcked),
+//     the WAN peer's window scaled for the framing overhead (winToLAN), its
+//     timestamps, SACK blocks mapped to whole frames.
+//  4. Both go through emit, which joins runs of them into super-packets.
+
+package engine
+
+import (
+	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/gateway/packet"
+)
+
+// toWAN sends a segment from the LAN host's side of f to the WAN peer, with
+// the current acknowledgment and window of the decrypting direction.
+func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
+	w := &c.optWriter
+	w.Reset()
+	if f.enoPending {
+		w.Raw(eno.NonSYNOption[:])
+	}
+	if f.tsOK {
+		w.Timestamp(f.lanTSval, f.lanTSecr)
+	}
+	if f.sackOK && flags&packet.FlagRST == 0 {
+		// SACK blocks only where the segment still fits the path: a full
+		// frame leaves room for the timestamp option alone.
+		w.SACK(f.dec.sackToWAN(c.sack[:0]), f.peerMSS-len(payload)-w.Len())
+	}
+	h := packet.Header{V6: f.V6, Src: f.LAN.Addr(), Dst: f.WAN.Addr(), SrcPort: f.LAN.Port(), DstPort: f.WAN.Port(),
+		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: c.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+	if flags&packet.FlagACK == 0 {
+		h.Ack = 0
+	}
+	c.emit(&h)
+}
+
+// ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
+// as a duplicate ACK with SACK when its bytes arrive beyond a hole.
+func (c *pkt) ackWAN(f *Flow) {
+	c.toWAN(f, f.enc.cNxt, packet.FlagACK, nil, 0)
+}
+
+// toLAN sends a segment from the WAN peer's side of f to the LAN host, with
+// the acknowledgment the encrypting direction has earned (enc.pAcked).
+func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
+	c.toLANOpts(f, seq, flags, payload, nil, tos)
+}
+
+func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
+	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
+}
+
+func (c *pkt) toLANOpts(f *Flow, seq pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {
+	w := &c.optWriter
+	w.Reset()
+	if f.tsOK {
+		w.Timestamp(f.wanTSval, f.wanTSecr)
+	}
+	if f.sackOK && len(sack) > 0 {
+		w.SACK(sack, f.lanMSS-len(payload)-w.Len())
+	}
+	h := packet.Header{V6: f.V6, Src: f.WAN.Addr(), Dst: f.LAN.Addr(), SrcPort: f.WAN.Port(), DstPort: f.LAN.Port(),
+		Seq: uint32(seq), Ack: uint32(f.enc.pAcked), Flags: flags, Window: c.winToLAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
+	c.emit(&h)
+	if flags&packet.FlagACK != 0 {
+		f.lanSynAcked = true
+	}
+}
+
+// forward copies the packet being processed to the output unchanged, with
+// the offload header it came with.
+func (c *pkt) forward(b []byte) {
+	if len(b) > MaxPacket+40 {
+		c.stats.Malformed.Add(1)
+		return
+	}
+	dst := c.out.next(len(b))
+	c.out.commit(copy(dst, b), c.rxOffload)
+	c.out.co.Reset()
+	c.stats.PacketsOut.Add(c.rxSegs)
+}
+
+// emit builds one packet from h into the output, or appends it to the
+// super-packet being built (Output.Offload).
+func (c *pkt) emit(h *packet.Header) {
+	if h.Len() > MaxPacket {
+		// Every sender cuts payloads to an MSS; a longer one is a bug,
+		// never worth a panic.
+		c.stats.Malformed.Add(1)
+		return
+	}
+	c.stats.PacketsOut.Add(1)
+	if !c.out.Offload {
+		c.out.commit(len(packet.Build(c.out.next(h.Len()), h)), packet.Offload{})
+		return
+	}
+	h.PartialChecksum = true
+	if c.out.N > 0 {
+		last := c.out.Bufs[c.out.N-1]
+		if grown, meta, ok := c.out.co.Append(last[c.out.Offset:], h, min(MaxPacket, cap(last)-c.out.Offset)); ok {
+			c.out.Bufs[c.out.N-1] = last[:c.out.Offset+len(grown)]
+			c.out.Meta[c.out.N-1] = meta
+			return
+		}
+	}
+	n := h.Len()
+	if packet.MayCoalesce(h) {
+		n = MaxPacket
+	}
+	pkt := packet.Build(c.out.next(n), h)
+	c.out.commit(len(pkt), packet.OffloadOf(pkt))
+	c.out.co.Start(pkt, h)
+}
+
+// segmentTOS is the TOS byte of a segment the engine builds: a segment
+// without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure
+// ACKs and the like are sent not-ECT), whatever the segment it answers
+// carried; DSCP stays.
+func segmentTOS(tos uint8, payload []byte) uint8 {
+	if len(payload) == 0 {
+		return tos &^ ecnMask
+	}
+	return tos
+}
