@@ -225,7 +225,8 @@ func cmdRun(args []string) error {
 		}
 	}()
 	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
-		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc)
+		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc,
+		"ciphers", cfg.TCPCrypt.Ciphers, "cipher_order", cfg.CipherOrder())
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
 	select {
@@ -282,7 +283,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		return
 	}
 	dp.SetConfig(ec)
-	log.Info("SIGHUP: policy reloaded")
+	log.Info("SIGHUP: policy reloaded", "ciphers", cfg.TCPCrypt.Ciphers, "cipher_order", cfg.CipherOrder())
 }
 
 func parseTEPs(cfg *config.Config) []tcpcrypt.TEP {
