@@ -9,26 +9,39 @@ FUZZTIME ?= 30s
 DEB_PKGS := nftables iperf3 nginx-light curl tcpdump iproute2 ca-certificates chromium busybox
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test deps lint fuzz bench demo clean release package
+.PHONY: all build test deps demo-deps lint fuzz bench demo clean release package
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tcpcrypt-gw
 
-# deps installs the Debian packages the end-to-end tests drive. It needs
-# root; without root it only reports what is missing.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# The Debian packages `make demo` needs (ip, nft for gateway A's NAT,
+# tcpdump for the wan capture): demo-deps installs only these, so that the
+# demo works on a fresh machine without the whole test suite's packages.
+DEMO_PKGS := iproute2 nftables tcpdump
+# qemu-user runs the unit tests cross-built for big-endian mips (test-cross).
+CROSS_PKGS := qemu-user-static
+
+# install_debs installs the Debian packages of $(1) that are missing. It
+# needs root; without root it only reports what is missing.
+install_debs = @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing Debian packages (install as root):$$missing"; fi; \
 	fi
+
+# deps installs the Debian packages the end-to-end tests drive.
+deps:
+	$(call install_debs,$(DEB_PKGS) $(DEMO_PKGS) $(CROSS_PKGS))
 	@# nginx-light's package starts a system nginx; the tests run their own.
 	@command -v systemctl >/dev/null 2>&1 && systemctl stop nginx >/dev/null 2>&1 || true
 	$(GO) mod download
+
+demo-deps:
+	$(call install_debs,$(DEMO_PKGS))
 
 test: deps build
 	$(GO) vet $(PKGS)
@@ -82,7 +95,7 @@ package:
 
 # The demo drives the test harness, so it lives in a binary of its own
 # (-tags demo); the router binary (build, release, package) leaves it out.
-demo:
+demo: demo-deps
 	$(GO) build -tags demo -o bin/tcpcrypt-gw-demo ./cmd/tcpcrypt-gw
 	bin/tcpcrypt-gw-demo demo
 
