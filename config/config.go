@@ -51,6 +51,8 @@ type Config struct {
 	lines map[string]int // dotted field path -> line where the file set it
 
 	cipherOrigin string // CipherOrder (cipherorder.go)
+	// wide: integers in the file too large for int, by path (decode.go)
+	wide map[string]string
 }
 
 // Interfaces names the network interfaces the gateway works with.
@@ -231,6 +233,9 @@ func Parse(data []byte, name string) (*Config, error) {
 	d.document(data, c)
 	c.file = name
 	c.lines = d.lines
+	if len(d.wide) > 0 {
+		c.wide = d.wide
+	}
 	if _, set := d.lines["tcpcrypt.ciphers"]; set {
 		c.cipherOrigin = "tcpcrypt.ciphers in " + name
 	}
