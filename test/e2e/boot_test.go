@@ -5,6 +5,8 @@
 //     LAN interface are tentative (duplicate address detection on); it
 //     stays up, its session endpoint binds them once DAD is done, and
 //     connections through it are encrypted.
+//   - TestWANAppearsLater: gateway B starts without its WAN interface and
+//     encrypts once the interface appears.
 //   - TestInterfacesRecreated: gateway B's WAN interface, then its LAN
 //     bridge, are deleted and re-created (new interface indexes) under the
 //     running gateway; after each, connections are encrypted again with
@@ -18,6 +20,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -162,7 +166,7 @@ func TestStartBeforeDAD(t *testing.T) {
 
 func TestInterfacesRecreated(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	gwb, wan, topo := e.topo.GwB, e.topo.Wan, e.topo
+	gwb, topo := e.topo.GwB, e.topo
 	encryptedTransfer(t, e, 9710, 71)
 	ifindex := func(dev string) string {
 		t.Helper()
@@ -178,22 +182,7 @@ func TestInterfacesRecreated(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	checkAlive(t, e)
-	steps := []func() error{
-		func() error { return netns.Veth(wan, "gwb0", gwb, netns.WANIf) },
-		func() error { return wan.Addr("gwb0", topo.WanGwBAddr4.String()+"/24") },
-		func() error { return wan.Addr("gwb0", topo.WanGwBAddr6.String()+"/64") },
-		func() error { return gwb.Addr(netns.WANIf, topo.GwBWANAddr4.String()+"/24") },
-		func() error { return gwb.Addr(netns.WANIf, topo.GwBWANAddr6.String()+"/64") },
-		func() error { return wan.Route(topo.GwBLANPrefixes[0].String(), topo.GwBWANAddr4.String()) },
-		func() error { return wan.Route(topo.GwBLANPrefixes[1].String(), topo.GwBWANAddr6.String()) },
-		func() error { return gwb.Route("default", topo.WanGwBAddr4.String()) },
-		func() error { return gwb.Route("default", topo.WanGwBAddr6.String()) },
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			t.Fatalf("re-creating wan0: %v", err)
-		}
-	}
+	addWAN(t, e)
 	if newWAN := ifindex(netns.WANIf); newWAN == oldWAN {
 		t.Fatalf("wan0 kept its index %s", oldWAN)
 	}
@@ -209,7 +198,7 @@ func TestInterfacesRecreated(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	checkAlive(t, e)
-	steps = []func() error{
+	steps := []func() error{
 		func() error { return gwb.Link("add", netns.LANIf, "type", "bridge") },
 		func() error { return gwb.Link("set", "srv0", "master", netns.LANIf) },
 		func() error { return gwb.Link("set", "cl2", "master", netns.LANIf) },
@@ -237,5 +226,50 @@ func TestInterfacesRecreated(t *testing.T) {
 		net.JoinHostPort(topo.GwBLANAddr6.String(), "8474"),
 		net.JoinHostPort(linkLocal(t, gwb, netns.LANIf).String(), "8474"))
 	encryptedTransfer(t, e, 9730, 73)
+	checkAlive(t, e)
+}
+
+// addWAN creates gateway B's WAN link (with its veth peer on the wan
+// router) and configures both ends as netifd would: addresses and routes.
+func addWAN(t *testing.T, e *env) {
+	t.Helper()
+	gwb, wan, topo := e.topo.GwB, e.topo.Wan, e.topo
+	steps := []func() error{
+		func() error { return netns.Veth(wan, "gwb0", gwb, netns.WANIf) },
+		func() error { return wan.Addr("gwb0", topo.WanGwBAddr4.String()+"/24") },
+		func() error { return wan.Addr("gwb0", topo.WanGwBAddr6.String()+"/64") },
+		func() error { return gwb.Addr(netns.WANIf, topo.GwBWANAddr4.String()+"/24") },
+		func() error { return gwb.Addr(netns.WANIf, topo.GwBWANAddr6.String()+"/64") },
+		func() error { return wan.Route(topo.GwBLANPrefixes[0].String(), topo.GwBWANAddr4.String()) },
+		func() error { return wan.Route(topo.GwBLANPrefixes[1].String(), topo.GwBWANAddr6.String()) },
+		func() error { return gwb.Route("default", topo.WanGwBAddr4.String()) },
+		func() error { return gwb.Route("default", topo.WanGwBAddr6.String()) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			t.Fatalf("creating wan0: %v", err)
+		}
+	}
+}
+
+// TestWANAppearsLater: gateway B starts while its WAN interface does not
+// exist (a PPPoE or USB WAN at boot), says so, and encrypts once it
+// appears.
+func TestWANAppearsLater(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if err := e.gwB.Stop(); err != nil {
+		t.Fatalf("stop gateway B: %v", err)
+	}
+	if err := e.topo.GwB.Link("del", netns.WANIf); err != nil {
+		t.Fatal(err)
+	}
+	e.gwB = e.startGateway(e.topo.GwB, "gwb2", gwBYAML())
+	time.Sleep(300 * time.Millisecond)
+	checkAlive(t, e)
+	if b, _ := os.ReadFile(filepath.Join(e.logs, "gwb2.log")); !strings.Contains(string(b), `interface does not exist (yet); it is steered as soon as it appears" interface=wan0`) {
+		t.Errorf("gateway B's log does not name the missing wan0:\n%s", b)
+	}
+	addWAN(t, e)
+	encryptedTransfer(t, e, 9740, 74)
 	checkAlive(t, e)
 }
