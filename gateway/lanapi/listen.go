@@ -285,6 +285,13 @@ func (ls *Listeners) sync() bool {
 	if ls.closed {
 		return true
 	}
+	// Forget the failures of addresses no longer wanted (an address that
+	// went away while it could not be bound): the map stays bounded.
+	for addr := range ls.failing {
+		if !slices.Contains(ls.cfg.Addrs, addr) && !mapHasValue(want, addr) {
+			delete(ls.failing, addr)
+		}
+	}
 	for k, b := range ls.bound {
 		if _, ok := want[k]; !ok && complete {
 			b.srv.Close()
@@ -325,4 +332,13 @@ func (ls *Listeners) logFailure(addr string, err error) {
 	}
 	ls.failing[addr] = true
 	ls.cfg.Log.Warn("session endpoint: cannot listen yet; retrying when the interfaces change", "listen", addr, "err", err)
+}
+
+func mapHasValue(m map[string]string, v string) bool {
+	for _, x := range m {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
