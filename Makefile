@@ -35,7 +35,7 @@ install_debs = @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || mis
 
 # deps installs the Debian packages the end-to-end tests drive.
 deps:
-	$(call install_debs,$(DEB_PKGS) $(DEMO_PKGS) $(CROSS_PKGS))
+	$(call install_debs,$(sort $(DEB_PKGS) $(DEMO_PKGS) $(CROSS_PKGS)))
 	@# nginx-light's package starts a system nginx; the tests run their own.
 	@command -v systemctl >/dev/null 2>&1 && systemctl stop nginx >/dev/null 2>&1 || true
 	$(GO) mod download
