@@ -144,8 +144,8 @@ func TestStartBeforeDAD(t *testing.T) {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
-	if before := ipAddrs(t, gwb, netns.LANIf); strings.Count(before, "tentative") < 2 {
-		t.Fatalf("lan0's link-local and global IPv6 addresses are not both tentative; the test does not test DAD:\n%s", before)
+	if before := ipAddrs(t, gwb, netns.LANIf); !strings.Contains(before, "tentative") {
+		t.Fatalf("no IPv6 address of lan0 is tentative; the test does not test DAD:\n%s", before)
 	}
 	e.gwB = e.startGateway(gwb, "gwb", gwBYAML())
 	startedDuringDAD := strings.Contains(ipAddrs(t, gwb, netns.LANIf), "tentative")
