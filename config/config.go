@@ -15,6 +15,9 @@
 //     that was written in the file.
 //  5. Any problem: an *Error listing all of them. None: the Config.
 //
+// The defaults of step 1 put tcpcrypt.ciphers in the order that suits this
+// CPU (cipherorder.go); a list in the file replaces it as any list does.
+//
 // Interfaces are checked against the running system separately
 // (CheckInterfaces), so that a file can be checked on another machine.
 package config
@@ -46,6 +49,10 @@ type Config struct {
 
 	file  string         // name given to Parse, for Problems
 	lines map[string]int // dotted field path -> line where the file set it
+
+	cipherOrigin string // CipherOrder (cipherorder.go)
+	// wide: integers in the file too large for int, by path (decode.go)
+	wide map[string]string
 }
 
 // Interfaces names the network interfaces the gateway works with.
@@ -184,7 +191,8 @@ func Default() *Config {
 }
 
 // defaultsUnchecked decodes default.yaml over a zero Config, without the
-// line information (a default has no line in the user's file).
+// line information (a default has no line in the user's file), and puts the
+// cipher list in this CPU's order (cipherorder.go).
 func defaultsUnchecked() *Config {
 	c := &Config{}
 	d := newDecoder("default.yaml")
@@ -192,6 +200,7 @@ func defaultsUnchecked() *Config {
 	if len(d.problems) > 0 {
 		panic("config: embedded default.yaml: " + (&Error{Problems: d.problems}).Error())
 	}
+	c.TCPCrypt.Ciphers, c.cipherOrigin = cpuCipherOrder(c.TCPCrypt.Ciphers)
 	return c
 }
 
@@ -224,6 +233,12 @@ func Parse(data []byte, name string) (*Config, error) {
 	d.document(data, c)
 	c.file = name
 	c.lines = d.lines
+	if len(d.wide) > 0 {
+		c.wide = d.wide
+	}
+	if _, set := d.lines["tcpcrypt.ciphers"]; set {
+		c.cipherOrigin = "tcpcrypt.ciphers in " + name
+	}
 	if _, set := d.lines["flows.max_buffer_per_flow"]; !set && c.Flows.MaxBufferTotal < c.Flows.MaxBufferPerFlow {
 		// A small total budget without a per-flow figure: the default
 		// per-flow figure follows it down rather than refuse the file.

@@ -32,10 +32,14 @@ type decoder struct {
 	lines    map[string]int // dotted path -> line of the key or list element
 	problems []Problem
 	bad      map[string]bool // paths whose decoding failed
+	// wide holds the integers too large for an int (on 32-bit platforms,
+	// from 2^31), by path, as written: Validate reports them against the
+	// field's range, as it does any other value out of range.
+	wide map[string]string
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, lines: make(map[string]int), bad: make(map[string]bool)}
+	return &decoder{file: file, lines: make(map[string]int), bad: make(map[string]bool), wide: make(map[string]string)}
 }
 
 func (d *decoder) problem(line int, path, format string, args ...any) {
@@ -177,6 +181,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case *int:
 		if s, ok := d.scalar(n, path, "an integer"); ok {
 			i, err := strconv.ParseInt(s, 10, 0)
+			if errors.Is(err, strconv.ErrRange) {
+				// An integer, only too wide for int (every limit in
+				// validate.go fits 32 bits): out of range, not malformed.
+				d.wide[path] = s
+				*p = 0
+				return
+			}
 			if err != nil {
 				d.problem(n.Line, path, "want an integer, got %q", s)
 				return

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -198,6 +200,52 @@ func TestProblemString(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.p.String(); got != tc.want {
 			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestIntFieldsTooWide: every integer key given a value too large for any
+// int (2^64, and so also every value from 2^31 on a 32-bit platform) is
+// reported as out of the key's range, never as "want an integer" and never
+// taken as another value.
+func TestIntFieldsTooWide(t *testing.T) {
+	var paths []string
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if !f.IsExported() || tag == "" {
+				continue
+			}
+			switch {
+			case f.Type.Kind() == reflect.Int:
+				paths = append(paths, prefix+tag)
+			case f.Type.Kind() == reflect.Struct && f.Type.PkgPath() == typ.PkgPath():
+				walk(f.Type, prefix+tag+".")
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	if len(paths) < 9 {
+		t.Fatalf("found only %d int keys: %v", len(paths), paths)
+	}
+	const wide = "18446744073709551616"
+	for _, path := range paths {
+		keys := strings.Split(path, ".")
+		var b strings.Builder
+		for i, k := range keys {
+			b.WriteString(strings.Repeat("  ", i) + k + ":")
+			if i < len(keys)-1 {
+				b.WriteString("\n")
+			}
+		}
+		b.WriteString(" " + wide + "\n")
+		_, err := Parse([]byte(b.String()), "wide.yaml")
+		var e *Error
+		if !errors.As(err, &e) || len(e.Problems) != 1 || e.Problems[0].Field != path ||
+			!strings.HasPrefix(e.Problems[0].Reason, wide+" out of range [") {
+			t.Errorf("%s = 2^64: %v", path, err)
 		}
 	}
 }

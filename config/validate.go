@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -91,6 +92,13 @@ func (c *Config) Validate() []Problem {
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
 	v.memory()
+	for field, s := range c.wide {
+		// Every int field has a range check above; this only keeps a
+		// field added without one from taking a wide value as 0.
+		if !slices.ContainsFunc(v.probs, func(p Problem) bool { return p.Field == field }) {
+			v.add(field, "%s out of range (wider than %d bits)", s, strconv.IntSize)
+		}
+	}
 	sortProblems(v.probs)
 	return v.probs
 }
@@ -150,10 +158,19 @@ func (v *validator) addEither(a, b, format string, args ...any) {
 
 func index(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
 
-func (v *validator) intRange(field string, n, lo, hi int) {
+// intRange checks lo <= n <= hi and reports whether it holds. A value
+// written in the file but too large for int (from 2^31 on 32-bit
+// platforms; Config.wide) is reported as written.
+func (v *validator) intRange(field string, n, lo, hi int) bool {
+	if s, wide := v.c.wide[field]; wide {
+		v.add(field, "%s out of range [%d, %d]", s, lo, hi)
+		return false
+	}
 	if n < lo || n > hi {
 		v.add(field, "%d out of range [%d, %d]", n, lo, hi)
+		return false
 	}
+	return true
 }
 
 // durRange checks lo <= d <= hi; zeroOK also admits 0 (meaning "off").
@@ -253,10 +270,7 @@ func (v *validator) interfaces() {
 
 func (v *validator) routing() {
 	r := &v.c.Routing
-	switch {
-	case r.Table < minTable || r.Table > maxTable:
-		v.add("routing.table", "%d out of range [%d, %d]", r.Table, minTable, maxTable)
-	case r.Table >= 253 && r.Table <= 255:
+	if v.intRange("routing.table", r.Table, minTable, maxTable) && r.Table >= 253 && r.Table <= 255 {
 		v.add("routing.table", "table %d is reserved by the kernel (253 default, 254 main, 255 local)", r.Table)
 	}
 	v.intRange("routing.rule_priority", r.RulePriority, 1, maxRulePrio)

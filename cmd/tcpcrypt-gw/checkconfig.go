@@ -1,6 +1,7 @@
 // `tcpcrypt-gw check-config`: every problem of a config file, with its
 // line and reason, and a non-zero exit when there is any; for a good file,
-// the worst-case memory its limits allow.
+// the cipher order in force and why, and the worst-case memory its limits
+// allow.
 
 package main
 
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"tcpcrypt-gw/config"
 	"tcpcrypt-gw/gateway/engine"
@@ -40,6 +42,7 @@ func cmdCheckConfig(args []string) error {
 		}
 	}
 	fmt.Printf("%s: ok\n", *path)
+	cipherReport(os.Stdout, cfg)
 	memoryReport(os.Stdout, cfg.Flows)
 	// What the Go runtime will be held to (config/memory.go), and whether
 	// this machine can give it.
@@ -49,6 +52,12 @@ func cmdCheckConfig(args []string) error {
 		fmt.Printf("memory: warning: %s\n", w)
 	}
 	return nil
+}
+
+// cipherReport prints the cipher order in force and where it comes from:
+// the file, or the default for this CPU (config/cipherorder.go).
+func cipherReport(w io.Writer, cfg *config.Config) {
+	fmt.Fprintf(w, "ciphers: %s (%s)\n", strings.Join(cfg.TCPCrypt.Ciphers, ", "), cfg.CipherOrder())
 }
 
 // memoryReport prints the most memory the flow limits let the gateway use

@@ -37,6 +37,34 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// TestCipherReport: check-config names the cipher order and its origin,
+// for either answer of the CPU check and for a list in the file.
+func TestCipherReport(t *testing.T) {
+	old := config.AESGCMHardware
+	defer func() { config.AESGCMHardware = old }()
+	for _, tc := range []struct {
+		hw   bool
+		file string
+		want string
+	}{
+		{false, "", "ciphers: chacha20poly1305, aes128gcm, aes256gcm (default for this CPU, chacha20poly1305 first: no AES)\n"},
+		{true, "", "ciphers: aes128gcm, chacha20poly1305, aes256gcm (default for this CPU, AES-GCM first: AES)\n"},
+		{false, "tcpcrypt: {ciphers: [aes256gcm]}\n", "ciphers: aes256gcm (tcpcrypt.ciphers in c.yaml)\n"},
+	} {
+		why := map[bool]string{false: "no AES", true: "AES"}[tc.hw]
+		config.AESGCMHardware = func() (bool, string) { return tc.hw, why }
+		cfg, err := config.Parse([]byte(tc.file), "c.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		cipherReport(&b, cfg)
+		if b.String() != tc.want {
+			t.Errorf("AES %v, file %q: %q, want %q", tc.hw, tc.file, b.String(), tc.want)
+		}
+	}
+}
+
 // TestBudgetWorstCaseMemory: check-config's figures for the defaults:
 // 65,536 active flows at 3,200 bytes (200 MiB), 64 MiB of buffers in up
 // to 128 MiB, and 8 MiB of buffers kept by bulk flows between bursts.

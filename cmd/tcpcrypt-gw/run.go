@@ -1,13 +1,16 @@
 // `tcpcrypt-gw run`: the daemon.
 //
 //  1. Load the configuration (embedded defaults without -c) and check that
-//     the named interfaces exist.
+//     it names LAN and WAN interfaces. One that does not exist yet is
+//     logged and steered once it appears (boot, hotplug): the rules name
+//     interfaces, not indexes (gateway/netsetup).
 //  2. Refuse to start while flow offloading could bypass the gateway
 //     (gateway/offload); clean up what a crashed earlier run left, then
 //     create the TUN device, the policy routing rules and the conntrack
 //     bypass (netsetup).
 //  3. Start the key pool, the flow table, the data plane workers and the
-//     HTTP API.
+//     HTTP API; the LAN session endpoint binds its addresses as they
+//     become usable (gateway/lanapi, listen.go).
 //  4. SIGHUP reloads the policy (a bad file is rejected, the old one kept);
 //     SIGINT/SIGTERM stop the data plane and remove exactly what step 2 added.
 //  5. On SIGHUP and every offloadCheckInterval the offloading check runs
@@ -28,6 +31,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,7 +125,10 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	if probs := cfg.CheckInterfaces(interfaceExists); len(probs) > 0 {
+	// Interfaces that do not exist yet are no reason to stop: at boot, or
+	// for a PPPoE or USB WAN, they appear later and are steered then
+	// (gateway/netsetup). Naming none is.
+	if probs := cfg.CheckInterfaces(func(string) bool { return true }); len(probs) > 0 {
 		return &config.Error{Problems: probs}
 	}
 	log := newLogger(cfg)
@@ -146,6 +153,11 @@ func cmdRun(args []string) error {
 	setup, err := netsetup.Apply(params)
 	if err != nil {
 		return fmt.Errorf("network set-up: %w", err)
+	}
+	for _, name := range setup.Missing {
+		// check-config reports these as errors: a name mistyped would
+		// steer nothing, forever.
+		log.Warn("interface does not exist (yet); it is steered as soon as it appears", "interface", name)
 	}
 	defer func() {
 		if err := setup.Close(); err != nil {
@@ -225,7 +237,8 @@ func cmdRun(args []string) error {
 		}
 	}()
 	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
-		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc)
+		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc,
+		"ciphers", cfg.TCPCrypt.Ciphers, "cipher_order", cfg.CipherOrder())
 	err = dp.Run(ctx)
 	signal.Stop(sigs)
 	select {
@@ -282,7 +295,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		return
 	}
 	dp.SetConfig(ec)
-	log.Info("SIGHUP: policy reloaded")
+	log.Info("SIGHUP: policy reloaded", "ciphers", cfg.TCPCrypt.Ciphers, "cipher_order", cfg.CipherOrder())
 }
 
 func parseTEPs(cfg *config.Config) []tcpcrypt.TEP {
@@ -339,59 +352,30 @@ func startAPI(cfg *config.Config, src *monitor.Source, log *slog.Logger) (*small
 }
 
 // startSessionAPI serves the LAN session endpoint (gateway/lanapi) on the
-// addresses of session_api.listen, "lan:PORT" standing for every address of
-// the LAN interfaces now. Nil when the list is empty.
-func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], log *slog.Logger) (*smallhttp.Server, error) {
-	var addrs []string
+// addresses of session_api.listen, "lan:PORT" standing for every address
+// of the LAN interfaces, as they come and go. Nil when the list is empty.
+func startSessionAPI(cfg *config.Config, table *flowtable.Table[*engine.Flow], log *slog.Logger) (*lanapi.Listeners, error) {
+	if len(cfg.SessionAPI.Listen) == 0 {
+		return nil, nil
+	}
+	lc := lanapi.ListenConfig{LAN: cfg.Interfaces.LAN, Log: log}
 	for _, l := range cfg.SessionAPI.Listen {
 		host, port, _ := net.SplitHostPort(l) // validated
 		if host != config.SessionAPILAN {
-			addrs = append(addrs, l)
+			lc.Addrs = append(lc.Addrs, l)
 			continue
 		}
-		for _, name := range cfg.Interfaces.LAN {
-			ifi, err := net.InterfaceByName(name)
-			if err != nil {
-				return nil, fmt.Errorf("session_api.listen: %w", err)
-			}
-			ips, err := ifi.Addrs()
-			if err != nil {
-				return nil, fmt.Errorf("session_api.listen: %s: %w", name, err)
-			}
-			for _, ip := range ips {
-				pfx, err := netip.ParsePrefix(ip.String())
-				if err != nil {
-					continue
-				}
-				a := pfx.Addr()
-				if a.IsLinkLocalUnicast() {
-					a = a.WithZone(name)
-				}
-				addrs = append(addrs, net.JoinHostPort(a.String(), port))
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		if len(cfg.SessionAPI.Listen) > 0 {
-			log.Warn("session_api: the LAN interfaces have no address; the session endpoint is off")
-		}
-		return nil, nil
-	}
-	srv := lanapi.NewServer(&lanapi.Source{Table: table})
-	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
+		p, err := strconv.ParseUint(port, 10, 16)
 		if err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("session_api.listen: %w", err)
+			return nil, fmt.Errorf("session_api.listen: %q: %w", l, err)
 		}
-		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, smallhttp.ErrServerClosed) {
-				log.Error("session api", "err", err)
-			}
-		}()
+		lc.LANPorts = append(lc.LANPorts, uint16(p))
 	}
-	log.Info("session endpoint", "listen", addrs)
-	return srv, nil
+	ls, err := lanapi.Listen(&lanapi.Source{Table: table}, lc)
+	if err != nil {
+		return nil, fmt.Errorf("session_api.listen: %w", err)
+	}
+	return ls, nil
 }
 
 // peerMemory is the memory of tcpcrypt peers with its persistence.

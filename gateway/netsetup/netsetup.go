@@ -22,6 +22,17 @@
 // Every object added is recorded in the Setup; on an error Apply removes what
 // it added so far, and Close removes exactly the recorded objects.
 //
+// Interfaces that come and go: nothing here depends on a LAN or WAN
+// interface's index, so an interface missing at Apply (a PPPoE or USB WAN,
+// a bridge created later) or deleted and re-created with a new index while
+// the gateway runs needs nothing re-applied. The kernel keeps a rule's
+// `iif NAME` by name: added for a missing interface it stays "detached"
+// and attaches when an interface of that name registers, and detaches and
+// re-attaches the same way on deletion and re-creation (fib_rules.c,
+// attach_rules/detach_rules; TestInterfaceComesLater). The nftables rules
+// match `iifname` as a string, and the routes and sysctls are the TUN's
+// own. Apply lists the missing interfaces in Setup.Missing for the log.
+//
 // All work happens in the network namespace of the calling OS thread at the
 // time of Apply: a caller that has switched namespaces must hold
 // runtime.LockOSThread. Close may be called from any thread; it works through
@@ -87,6 +98,9 @@ type Setup struct {
 	Index  int        // the TUN device's interface index
 	// ConntrackBypass is true when the nftables table was installed.
 	ConntrackBypass bool
+	// Missing lists the LAN and WAN interfaces that did not exist at
+	// Apply; they are steered once they appear.
+	Missing []string
 
 	mu     sync.Mutex
 	closed bool
@@ -106,10 +120,6 @@ func Apply(p Params) (*Setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.checkInterfaces(h.nl); err != nil {
-		h.close()
-		return nil, err
-	}
 	// 1. Remove what a crashed run left, except its routing: its rules and
 	// blackhole routes keep the steered traffic dropped (fail closed) until
 	// steps 4 and 5 take them over; removing them first would let the
@@ -118,7 +128,7 @@ func Apply(p Params) (*Setup, error) {
 		h.close()
 		return nil, fmt.Errorf("netsetup: step 1 (clean stale state): %w", err)
 	}
-	s := &Setup{Name: p.TUN, ns: h.ns, nl: h.nl}
+	s := &Setup{Name: p.TUN, ns: h.ns, nl: h.nl, Missing: p.missingInterfaces(h.nl)}
 	fail := func(step string, err error) (*Setup, error) {
 		if cerr := s.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and undoing failed: %v)", err, cerr)
@@ -319,15 +329,18 @@ func checkIfName(name string) error {
 	return nil
 }
 
-// checkInterfaces makes sure every LAN and WAN interface exists, so that a
-// typing error is reported instead of silently steering nothing.
-func (p *Params) checkInterfaces(h *netlink.Handle) error {
+// missingInterfaces lists the LAN and WAN interfaces that do not exist
+// (yet): the caller reports them, since a typing error would otherwise
+// silently steer nothing. Everything Apply installs names them, so they
+// are steered as soon as they appear (see "Interfaces that come and go").
+func (p *Params) missingInterfaces(h *netlink.Handle) []string {
+	var missing []string
 	for _, name := range p.ifaces() {
 		if _, err := h.LinkByName(name); err != nil {
-			return fmt.Errorf("netsetup: interface %q: %w", name, err)
+			missing = append(missing, name)
 		}
 	}
-	return nil
+	return missing
 }
 
 func (p *Params) ifaces() []string {

@@ -437,8 +437,6 @@ func TestBadParams(t *testing.T) {
 			mod  func(p *Params)
 			want string
 		}{
-			{"missing LAN interface", func(p *Params) { p.LAN = []string{"lan0", "nope0"} }, `"nope0"`},
-			{"missing WAN interface", func(p *Params) { p.WAN = []string{"nowan"} }, `"nowan"`},
 			{"main table", func(p *Params) { p.Table = 254 }, "reserved"},
 			{"local table", func(p *Params) { p.Table = 255 }, "reserved"},
 			{"table 0", func(p *Params) { p.Table = 0 }, "out of range"},
@@ -542,5 +540,65 @@ func TestBypassOff(t *testing.T) {
 		if err != nil || len(tables) != 0 {
 			t.Errorf("nftables tables: %v, %v; want none", tables, err)
 		}
+	})
+}
+
+// TestInterfaceComesLater: Apply does not need its interfaces to exist
+// (they are listed in Setup.Missing), and the rule of an interface that
+// appears later, or is deleted and re-created with a new index, steers it
+// with nothing re-applied: the kernel keeps `iif NAME` by name.
+func TestInterfaceComesLater(t *testing.T) {
+	inNewNS(t, func() {
+		p := testParams()
+		addDummies(t, "lan0", "lan1")
+		s, err := Apply(p)
+		if err != nil {
+			t.Fatalf("Apply without wan0: %v", err)
+		}
+		defer s.Close()
+		if !slices.Equal(s.Missing, []string{"wan0"}) {
+			t.Errorf("Missing = %v, want [wan0]", s.Missing)
+		}
+		checkInstalled(t, p, 6, 4, true)
+		// The wan0 rules (IPv4, IPv6) as `ip rule` shows them.
+		wanRules := func() string {
+			t.Helper()
+			ns := fmt.Sprintf("--net=/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+			var lines []string
+			for _, fam := range []string{"-4", "-6"} {
+				out, err := exec.Command("nsenter", ns, "ip", fam, "rule", "show", "pref", fmt.Sprint(p.RulePriority)).CombinedOutput()
+				if err != nil {
+					t.Fatalf("ip rule: %v: %s", err, out)
+				}
+				for _, l := range strings.Split(string(out), "\n") {
+					if strings.Contains(l, "iif wan0") {
+						lines = append(lines, strings.TrimSpace(l))
+					}
+				}
+			}
+			return strings.Join(lines, "\n")
+		}
+		check := func(when string, detached bool) {
+			t.Helper()
+			got := wanRules()
+			if strings.Count(got, "iif wan0") != 2 || strings.Contains(got, "[detached]") != detached {
+				t.Errorf("%s: wan0 rules %q, want 2 with detached %v", when, got, detached)
+			}
+		}
+		check("before wan0 exists", true)
+		addDummies(t, "wan0")
+		check("wan0 created", false)
+		first, _ := netlink.LinkByName("wan0")
+		if err := netlink.LinkDel(first); err != nil {
+			t.Fatal(err)
+		}
+		check("wan0 deleted", true)
+		addDummies(t, "wan0")
+		second, _ := netlink.LinkByName("wan0")
+		if second.Attrs().Index == first.Attrs().Index {
+			t.Fatalf("re-created wan0 has the same index %d", second.Attrs().Index)
+		}
+		check("wan0 re-created", false)
+		checkInstalled(t, p, 6, 4, true)
 	})
 }
