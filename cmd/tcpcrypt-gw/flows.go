@@ -19,6 +19,10 @@ import (
 	"tcpcrypt-gw/gateway/smallhttp"
 )
 
+// openwrtTokenFile is where OpenWrt's init script (UCI mode) keeps the API
+// token (deploy/openwrt/files/tcpcrypt-gw.init).
+var openwrtTokenFile = "/var/run/tcpcrypt-gw/api-token"
+
 func cmdFlows(args []string) error {
 	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
 	api := fs.String("api", "http://127.0.0.1:8473", "base URL of the gateway's HTTP API")
@@ -35,6 +39,14 @@ func cmdFlows(args []string) error {
 		path, *asJSON = "/api/stats", true
 	}
 	header := http.Header{}
+	if *tokenFile == "" {
+		// On OpenWrt in UCI mode the init script puts the API behind a
+		// token made at boot; the router's own CLI finds it there, so
+		// `tcpcrypt-gw flows` works there as everywhere else.
+		if _, err := os.Stat(openwrtTokenFile); err == nil {
+			*tokenFile = openwrtTokenFile
+		}
+	}
 	if *tokenFile != "" {
 		tok, err := os.ReadFile(*tokenFile)
 		if err != nil {

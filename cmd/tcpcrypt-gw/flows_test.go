@@ -43,9 +43,17 @@ func TestFlowsCommandUsesTokenAndReportsErrors(t *testing.T) {
 	if err := cmdFlows([]string{"--api", srv.URL, "--token-file", tok, "--json"}); err != nil {
 		t.Fatalf("with the token: %v", err)
 	}
+	defer func(f string) { openwrtTokenFile = f }(openwrtTokenFile)
+	openwrtTokenFile = filepath.Join(t.TempDir(), "absent")
 	err := cmdFlows([]string{"--api", srv.URL})
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("without the token: %v, want a 401 error", err)
+	}
+	// OpenWrt's UCI mode: the token the init script made is found without
+	// --token-file.
+	openwrtTokenFile = tok
+	if err := cmdFlows([]string{"--api", srv.URL, "--json"}); err != nil {
+		t.Fatalf("with OpenWrt's token file: %v", err)
 	}
 }
 
