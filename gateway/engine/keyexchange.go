@@ -76,6 +76,7 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		c.plain(f, "peer did not confirm ENO")
 		return segPlain
 	}
+	c.expandSYN(f)
 	f.initDirections()
 	f.State = StateKeyExchange
 	if f.resume != nil {

@@ -155,6 +155,7 @@ func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
 
 func (c *pkt) refused(f *Flow, why string) {
 	f.State = StateReset
+	f.syn = nil
 	f.Reason = why
 }
 
