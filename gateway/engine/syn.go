@@ -53,6 +53,10 @@ func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.lanSYNAgain(f, s)
 		return true
 	}
+	if crossing(f, true) {
+		c.lanSYNCrossing(f, s)
+		return true
+	}
 	if entry != nil {
 		c.remove(entry)
 	}
@@ -75,11 +79,104 @@ func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		}
 		return true
 	}
+	if crossing(f, false) {
+		c.wanSYNCrossing(f, s)
+		return true
+	}
 	if entry != nil {
 		c.remove(entry)
 	}
 	c.newInbound(key, s)
 	return false
+}
+
+// crossing reports whether a SYN-only segment from the LAN (fromLAN) or
+// the WAN is a simultaneous open (RFC 9293 §3.5; RFC 8547 §3
+// "Simultaneous open"): f was opened from the other end, its three-way
+// handshake is not complete and no RST ended it. (A new SYN from the end
+// that opened f is a new connection, as before.) The flow is kept (it was replaced before, so that a SYN
+// with a guessed address and port could take the flow over); the
+// decision is in docs/conformance.md ("Simultaneous open").
+func crossing(f *Flow, fromLAN bool) bool {
+	return f != nil && (f.Role == RoleB) == fromLAN && !f.established && f.State != StateClosed && f.State != StateReset
+}
+
+// wanSYNCrossing handles the WAN peer's SYN crossing the LAN host's (role
+// A) by the roles RFC 8547 §4.3 gives the two SYNs' b bits:
+//   - a flow already plain passes it, as its other segments; after the
+//     peer's SYN-ACK (which decided the negotiation) it is dropped;
+//   - b = 1 (the peer explicitly plays B): dropped, as if lost. The peer,
+//     which has our SYN (b = 0) or gets its retransmission, answers it with
+//     a SYN-ACK carrying the same option (§4.6), and the negotiation goes
+//     on as for any SYN-ACK, with the gateway as A; the LAN host sees an
+//     ordinary open.
+//   - b = 0, or no valid ENO option: the negotiation has failed (§4.6
+//     rules 1 and 3, §4.3: "if both sides use the default b = 0 ... TCP-ENO
+//     will fail"): the flow goes plain, the SYN reaches the LAN host
+//     without ENO (and without SYN data, §4.7), whose SYN-ACK then goes
+//     without ENO too (§4.6's second exception). A flow that must be
+//     encrypted is reset instead, and a remembered tcpcrypt peer flagged
+//     (a SYN with the flow's address and ports could be an attacker's).
+func (c *pkt) wanSYNCrossing(f *Flow, s *segment) {
+	if f.State == StateACKPending {
+		return // the peer's SYN-ACK decided the negotiation; the LAN host has it
+	}
+	if f.State == StatePassthrough {
+		if synENOWithData(s) {
+			c.emitSYN(s, nil, 0)
+		} else {
+			c.forward(s.Buf)
+		}
+		return
+	}
+	why := "simultaneous open: the peer's SYN has no ENO"
+	if s.opts.ENO != nil && s.opts.ENOCount == 1 {
+		var tepBuf [8]eno.Suboption
+		offer, err := eno.ParseSYNOptionInto(s.opts.ENO, tepBuf[:0])
+		switch {
+		case err != nil:
+			why = "simultaneous open: malformed ENO: " + err.Error()
+		case offer.Passive():
+			return // dropped: the peer's SYN-ACK carries on the negotiation
+		default:
+			why = "simultaneous open: both ends play role A (b = 0)"
+		}
+	}
+	block := mustEncrypt(c.cfg, f)
+	if block {
+		c.stats.RequiredResets.Add(1)
+		why = "encryption required: " + why
+	} else if when, ok := c.rememberedPeer(f); ok {
+		block = c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
+		why = c.downgrade(f, why, when, block)
+	}
+	if block {
+		// Both ends are in SYN-SENT, or SYN-RECEIVED if the other's SYN
+		// reached them: a RST that acknowledges their SYN and sits at the
+		// sequence the other's SYN started is acceptable in either
+		// (RFC 9293 §3.10.7.3, §3.10.7.4).
+		c.rst(f, true, s.Seq+1, f.lanISN+1, true)
+		c.rst(f, false, f.lanISN+1, s.Seq+1, true)
+		c.refused(f, why)
+		return
+	}
+	c.plain(f, why)
+	c.emitSYN(s, nil, 0)
+}
+
+// lanSYNCrossing handles the LAN host's SYN crossing the WAN peer's (role
+// B): a flow already plain passes it; otherwise it is dropped, as if lost.
+// The LAN host, in SYN-SENT, has the peer's SYN (or gets its
+// retransmission) and answers it with a SYN-ACK, which gets our answer
+// (lanSYNACK): the peer sees an ordinary open with the gateway as B (RFC
+// 8547 §4.3), and the LAN host a simultaneous open whose own SYN was lost.
+// Passing the SYN instead would need ENO with b = 1 in it (the same option
+// as our SYN-ACK's, §4.6), which the peer, an active opener with b = 0,
+// may not accept.
+func (c *pkt) lanSYNCrossing(f *Flow, s *segment) {
+	if f.State == StatePassthrough {
+		c.forward(s.Buf)
+	}
 }
 
 // newOutbound starts a flow for a SYN from the LAN (role A).
