@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -138,7 +140,7 @@ func TestSimultaneousOpenRequiredIsReset(t *testing.T) {
 // ENO SYN to its LAN host, whose own SYN to the peer crosses it. That SYN
 // is dropped; the LAN host answers the peer's SYN with a SYN-ACK, which
 // carries our answer (b = 1), and the key exchange runs with the gateway
-// as B.
+// as B: encrypted.
 func TestSimultaneousOpenLANSYNCrossing(t *testing.T) {
 	c := newPair(t)
 	srvSYN := one(t, c.b.process(one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)), c.now))
@@ -152,12 +154,63 @@ func TestSimultaneousOpenLANSYNCrossing(t *testing.T) {
 		t.Fatalf("flow role %v state %v (%s)", f.Role, f.State, f.Reason)
 	}
 	c.server.ack = p.Seq + 1
-	_, o := mustParse(t, one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now)))
+	wanSYNACK := one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now))
+	c.server.seq++
+	_, o := mustParse(t, wanSYNACK)
 	ans, err := eno.ParseSYNOption(o.ENO)
 	if err != nil || !ans.Passive() {
 		t.Fatalf("SYN-ACK's answer %+v (%v)", ans, err)
 	}
 	if f.State != StateSYNACKSent {
 		t.Fatalf("state %v", f.State)
+	}
+	// The rest is an ordinary handshake: Init1 from A, Init2 from B, both
+	// encrypted with the same session ID.
+	cp, _ := mustParse(t, one(t, c.a.process(wanSYNACK, c.now)))
+	c.client.ack = cp.Seq + 1
+	init1 := one(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now))
+	var init2 []byte
+	for _, q := range c.b.process(init1, c.now) {
+		if qp, _ := mustParse(t, q); qp.Dst == clientAddr.Addr() {
+			init2 = q
+		}
+	}
+	if init2 == nil {
+		t.Fatal("no Init2 from gateway B")
+	}
+	c.a.process(init2, c.now)
+	fa := c.a.flow(t)
+	if fa.State != StateEncrypted || f.State != StateEncrypted || string(fa.sessionID) != string(f.sessionID) {
+		t.Fatalf("states A %v B %v, session IDs %x %x", fa.State, f.State, fa.sessionID, f.sessionID)
+	}
+}
+
+// TestSimultaneousOpenRememberedPeerFlagged: a crossing SYN with b = 0
+// from a peer remembered as speaking tcpcrypt could be an attacker's (it
+// needs only the flow's addresses and ports): flagged as a suspected
+// downgrade, and reset under the block policy.
+func TestSimultaneousOpenRememberedPeerFlagged(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		cfg := testConfig(t, lanA)
+		cfg.Peers = downgrade.New(16, time.Hour)
+		cfg.BlockDowngrade = func(netip.Addr) bool { return block }
+		a := newGW(t, cfg)
+		now := time.Unix(100, 0)
+		cfg.Peers.Remember(serverAddr.Addr(), now)
+		cl := &host{addr: clientAddr, peer: serverAddr, seq: 100}
+		sv := &host{addr: serverAddr, peer: clientAddr, seq: 9000}
+		out := crossedAtA(t, a, cl, sv, enoSYNOpts(t, false), now)
+		f := a.flow(t)
+		if !f.Downgrade || !strings.HasPrefix(f.Reason, "downgrade suspected: simultaneous open") || a.stats.DowngradesSuspected.Load() != 1 {
+			t.Fatalf("block=%v: downgrade %v reason %q", block, f.Downgrade, f.Reason)
+		}
+		if block {
+			rsts(t, out, clientAddr.Addr(), serverAddr.Addr())
+			if f.State != StateReset {
+				t.Fatalf("block: state %v", f.State)
+			}
+		} else if len(out) != 1 || f.State != StatePassthrough {
+			t.Fatalf("warn: %d packets, state %v", len(out), f.State)
+		}
 	}
 }
