@@ -214,3 +214,17 @@ func TestSimultaneousOpenRememberedPeerFlagged(t *testing.T) {
 		}
 	}
 }
+
+// TestWANSYNWithPassiveBitIsPlain: a WAN SYN with b = 1 that opens a new
+// inbound flow meets a passive LAN server, which is B too: the roles are
+// incompatible (RFC 8547 §4.3, §4.6 rule 3) and the flow is plain; the SYN
+// goes on to the server.
+func TestWANSYNWithPassiveBitIsPlain(t *testing.T) {
+	b := newGW(t, testConfig(t, lanB))
+	cl := &host{addr: clientAddr, peer: serverAddr, seq: 100}
+	p, _ := mustParse(t, one(t, b.process(cl.seg(packet.FlagSYN, nil, enoSYNOpts(t, true)), time.Unix(1, 0))))
+	f := b.flow(t)
+	if p.Dst != serverAddr.Addr() || f.Role != RoleB || f.State != StatePassthrough || f.Reason != "peer claims the passive role" {
+		t.Fatalf("SYN to %v; flow role %v state %v reason %q", p.Dst, f.Role, f.State, f.Reason)
+	}
+}
