@@ -73,7 +73,7 @@ type Config struct {
 
 	TEPs    []tcpcrypt.TEP    // offered in this order
 	Ciphers []tcpcrypt.AEADID // offered (role A) / accepted (role B), in this order
-	Keys    *tcpcrypt.KeyPool
+	Keys    KeySource
 	// Cache holds the next session secret per peer for resumption (RFC
 	// 8548 §3.5); nil turns resumption off.
 	Cache *endpoint.Cache
@@ -90,6 +90,13 @@ type Config struct {
 	MaxBufferPerFlow   int           // bytes held per flow (held plaintext, unacked ciphertext, reassembly)
 	RekeyBytes         int64         // rekey a direction after this many plaintext bytes (0 = never by count)
 	RekeyInterval      time.Duration // and after this long (0 = never by time)
+}
+
+// KeySource hands out our key pair for a TEP (tcpcrypt.KeyPool does); an
+// interface so that tests can make it fail (refuse.go: a required flow is
+// reset when it cannot be had).
+type KeySource interface {
+	Get(tcpcrypt.TEP) (*tcpcrypt.KeyPair, error)
 }
 
 // Stats are counters shared by every engine of a gateway.

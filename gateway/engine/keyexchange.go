@@ -52,6 +52,9 @@ func (c *pkt) startA(f *Flow, s *segment) int {
 		return segKeyed
 	}
 	if !c.startInit(f, s) {
+		if f.State == StateReset { // required, refused (noKeyPair)
+			return segDone
+		}
 		return segPlain
 	}
 	if len(s.Payload()) > 0 || s.has(packet.FlagFIN) {
@@ -73,6 +76,7 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		c.plain(f, "peer did not confirm ENO")
 		return segPlain
 	}
+	c.expandSYN(f)
 	f.initDirections()
 	f.State = StateKeyExchange
 	if f.resume != nil {
@@ -87,11 +91,12 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
 // the SYN-ACK. It returns false when no key pair could be had: the ACK then
-// goes without ENO and both ends fall back to plain TCP.
+// goes without ENO and both ends fall back to plain TCP, or, when the flow
+// must be encrypted, both are reset (noKeyPair).
 func (c *pkt) startInit(f *Flow, s *segment) bool {
 	kp, err := c.cfg.Keys.Get(f.tep)
 	if err != nil {
-		c.plain(f, "no key pair: "+err.Error())
+		c.noKeyPair(f, s, "no key pair: "+err.Error())
 		return false
 	}
 	f.initDirections()

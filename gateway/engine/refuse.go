@@ -10,7 +10,8 @@
 // defences:
 //  1. A flow matched by require_encryption never goes plain: when the LAN
 //     host's SYN cannot carry ENO, when the peer does not answer (or confirm)
-//     ENO, or when the negotiation fails, the gateway resets the LAN host's
+//     ENO, when the negotiation fails, or when our key pair cannot be had
+//     (noKeyPair), the gateway resets the LAN host's
 //     connection (and the WAN peer's half of it) with the reason on the
 //     flow. The SYN fallback without ENO never applies to it.
 //  2. A peer remembered (package downgrade) as having completed tcpcrypt
@@ -125,6 +126,23 @@ func (c *pkt) refuseUnconfirmed(f *Flow, s *segment, why string) {
 	c.refused(f, why)
 }
 
+// noKeyPair decides the fate of an outbound flow whose key pair cannot be
+// had at the LAN host's ACK of the SYN-ACK: plain (the ACK goes without
+// ENO, so the peer falls back too, RFC 8547 §4.6), or, when encryption is
+// required, both ends reset: the WAN peer (SYN-RECEIVED) at the sequence
+// the ACK carries, the LAN host (ESTABLISHED) at the one it acknowledged.
+// The ACK, and any data in it, goes nowhere.
+func (c *pkt) noKeyPair(f *Flow, s *segment, why string) {
+	if !mustEncrypt(c.cfg, f) {
+		c.plain(f, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, false, s.Seq, 0, false)
+	c.rst(f, true, s.Ack, 0, false)
+	c.refused(f, "encryption required: "+why)
+}
+
 // refuseLANSYNACK resets an inbound required flow whose LAN server's
 // SYN-ACK cannot carry our ENO answer: the server (SYN-RECEIVED) gets a RST
 // at the sequence it expects, the peer (SYN-SENT) one acknowledging its SYN.
@@ -137,6 +155,7 @@ func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
 
 func (c *pkt) refused(f *Flow, why string) {
 	f.State = StateReset
+	f.syn = nil
 	f.Reason = why
 }
 

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/packet"
 )
@@ -227,5 +229,57 @@ func TestRequiredInboundWithoutRoomForENOIsReset(t *testing.T) {
 	}
 	if f := c.b.flow(t); f.State != StateReset || f.Reason != "encryption required: no TCP option space for ENO" {
 		t.Fatalf("state %v reason %q", f.State, f.Reason)
+	}
+}
+
+// noKeys is a key source that has none (keyexchange.go startInit).
+type noKeys struct{}
+
+func (noKeys) Get(tcpcrypt.TEP) (*tcpcrypt.KeyPair, error) { return nil, errors.New("pool exhausted") }
+
+// TestNoKeyPair: role A cannot have its key pair when the client
+// acknowledges the SYN-ACK. A required flow resets both ends (counted); any
+// other goes plain, its ACK without ENO so that the peer falls back too
+// (RFC 8547 §4.6).
+func TestNoKeyPair(t *testing.T) {
+	for _, required := range []bool{false, true} {
+		t.Run(fmt.Sprintf("required=%v", required), func(t *testing.T) {
+			c := newPair(t)
+			cfg := c.a.e.Config()
+			cfg.Keys = noKeys{}
+			if required {
+				cfg.RequireEncryption = requirePort80
+			}
+			srvSYN := one(t, c.b.process(one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)), c.now))
+			p, _ := mustParse(t, srvSYN)
+			c.client.seq++
+			c.server.ack = p.Seq + 1
+			wanSYNACK := one(t, c.b.process(c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460)), c.now))
+			c.server.seq++
+			p, _ = mustParse(t, one(t, c.a.process(wanSYNACK, c.now)))
+			c.client.ack = p.Seq + 1
+			out := c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, []byte("GET /"), nil), c.now)
+			f := c.a.flow(t)
+			if !required {
+				q, o := mustParse(t, one(t, out))
+				if o.ENO != nil || string(q.Payload()) != "GET /" || f.State != StatePassthrough || f.Reason != "no key pair: pool exhausted" {
+					t.Fatalf("ENO %x payload %q state %v reason %q", o.ENO, q.Payload(), f.State, f.Reason)
+				}
+				if c.a.stats.RequiredResets.Load() != 0 {
+					t.Fatal("counted as a required reset")
+				}
+				return
+			}
+			got := rsts(t, out, serverAddr.Addr(), clientAddr.Addr())
+			if got[0].Seq != c.client.seq || got[1].Seq != c.client.ack {
+				t.Errorf("RST to server seq %d want %d, RST to client seq %d want %d", got[0].Seq, c.client.seq, got[1].Seq, c.client.ack)
+			}
+			if f.State != StateReset || f.Reason != "encryption required: no key pair: pool exhausted" || c.a.stats.RequiredResets.Load() != 1 {
+				t.Fatalf("state %v reason %q required resets %d", f.State, f.Reason, c.a.stats.RequiredResets.Load())
+			}
+			if out := c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, []byte("more"), nil), c.now); len(out) != 0 {
+				t.Fatalf("%d packets sent for data of a refused flow", len(out))
+			}
+		})
 	}
 }

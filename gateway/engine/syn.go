@@ -13,9 +13,11 @@
 // Inbound (the gateway is role B):
 //  1. WAN SYN (wanSYN; a retransmission keeps the flow) with an ENO offer
 //     we accept: remember it, strip it, clamp MSS.
+//     Until step 3 the flow keeps only a compact record (synRecord).
 //  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
 //  3. The first non-SYN segment from A carries ENO (RFC 8547 §4.6):
-//     encryption is on, its payload starts Init1. Without ENO: plain.
+//     encryption is on (the record becomes the handshake state,
+//     expandSYN), its payload starts Init1. Without ENO: plain.
 
 package engine
 
@@ -51,6 +53,10 @@ func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.lanSYNAgain(f, s)
 		return true
 	}
+	if crossing(f, true) {
+		c.lanSYNCrossing(f, s)
+		return true
+	}
 	if entry != nil {
 		c.remove(entry)
 	}
@@ -65,7 +71,7 @@ func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 	if f != nil && f.Role == RoleB && s.Seq == f.wanISN {
 		switch {
 		case f.State == StateSYNReceived || f.State == StateSYNACKSent:
-			c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
+			c.emitSYN(s, nil, int(f.syn.peerMSS)-tcpcrypt.FrameOverhead)
 		case synENOWithData(s):
 			c.emitSYN(s, nil, 0) // as the first SYN (newInbound)
 		default:
@@ -73,11 +79,104 @@ func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		}
 		return true
 	}
+	if crossing(f, false) {
+		c.wanSYNCrossing(f, s)
+		return true
+	}
 	if entry != nil {
 		c.remove(entry)
 	}
 	c.newInbound(key, s)
 	return false
+}
+
+// crossing reports whether a SYN-only segment from the LAN (fromLAN) or
+// the WAN is a simultaneous open (RFC 9293 §3.5; RFC 8547 §3
+// "Simultaneous open"): f was opened from the other end, its three-way
+// handshake is not complete and no RST ended it. (A new SYN from the end
+// that opened f is a new connection, as before.) The flow is kept (it was replaced before, so that a SYN
+// with a guessed address and port could take the flow over); the
+// decision is in docs/conformance.md ("Simultaneous open").
+func crossing(f *Flow, fromLAN bool) bool {
+	return f != nil && (f.Role == RoleB) == fromLAN && !f.established && f.State != StateClosed && f.State != StateReset
+}
+
+// wanSYNCrossing handles the WAN peer's SYN crossing the LAN host's (role
+// A) by the roles RFC 8547 §4.3 gives the two SYNs' b bits:
+//   - a flow already plain passes it, as its other segments; after the
+//     peer's SYN-ACK (which decided the negotiation) it is dropped;
+//   - b = 1 (the peer explicitly plays B): dropped, as if lost. The peer,
+//     which has our SYN (b = 0) or gets its retransmission, answers it with
+//     a SYN-ACK carrying the same option (§4.6), and the negotiation goes
+//     on as for any SYN-ACK, with the gateway as A; the LAN host sees an
+//     ordinary open.
+//   - b = 0, or no valid ENO option: the negotiation has failed (§4.6
+//     rules 1 and 3, §4.3: "if both sides use the default b = 0 ... TCP-ENO
+//     will fail"): the flow goes plain, the SYN reaches the LAN host
+//     without ENO (and without SYN data, §4.7), whose SYN-ACK then goes
+//     without ENO too (§4.6's second exception). A flow that must be
+//     encrypted is reset instead, and a remembered tcpcrypt peer flagged
+//     (a SYN with the flow's address and ports could be an attacker's).
+func (c *pkt) wanSYNCrossing(f *Flow, s *segment) {
+	if f.State == StateACKPending {
+		return // the peer's SYN-ACK decided the negotiation; the LAN host has it
+	}
+	if f.State == StatePassthrough {
+		if synENOWithData(s) {
+			c.emitSYN(s, nil, 0)
+		} else {
+			c.forward(s.Buf)
+		}
+		return
+	}
+	why := "simultaneous open: the peer's SYN has no ENO"
+	if s.opts.ENO != nil && s.opts.ENOCount == 1 {
+		var tepBuf [8]eno.Suboption
+		offer, err := eno.ParseSYNOptionInto(s.opts.ENO, tepBuf[:0])
+		switch {
+		case err != nil:
+			why = "simultaneous open: malformed ENO: " + err.Error()
+		case offer.Passive():
+			return // dropped: the peer's SYN-ACK carries on the negotiation
+		default:
+			why = "simultaneous open: both ends play role A (b = 0)"
+		}
+	}
+	block := mustEncrypt(c.cfg, f)
+	if block {
+		c.stats.RequiredResets.Add(1)
+		why = "encryption required: " + why
+	} else if when, ok := c.rememberedPeer(f); ok {
+		block = c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
+		why = c.downgrade(f, why, when, block)
+	}
+	if block {
+		// Both ends are in SYN-SENT, or SYN-RECEIVED if the other's SYN
+		// reached them: a RST that acknowledges their SYN and sits at the
+		// sequence the other's SYN started is acceptable in either
+		// (RFC 9293 §3.10.7.3, §3.10.7.4).
+		c.rst(f, true, s.Seq+1, f.lanISN+1, true)
+		c.rst(f, false, f.lanISN+1, s.Seq+1, true)
+		c.refused(f, why)
+		return
+	}
+	c.plain(f, why)
+	c.emitSYN(s, nil, 0)
+}
+
+// lanSYNCrossing handles the LAN host's SYN crossing the WAN peer's (role
+// B): a flow already plain passes it; otherwise it is dropped, as if lost.
+// The LAN host, in SYN-SENT, has the peer's SYN (or gets its
+// retransmission) and answers it with a SYN-ACK, which gets our answer
+// (lanSYNACK): the peer sees an ordinary open with the gateway as B (RFC
+// 8547 §4.3), and the LAN host a simultaneous open whose own SYN was lost.
+// Passing the SYN instead would need ENO with b = 1 in it (the same option
+// as our SYN-ACK's, §4.6), which the peer, an active opener with b = 0,
+// may not accept.
+func (c *pkt) lanSYNCrossing(f *Flow, s *segment) {
+	if f.State == StatePassthrough {
+		c.forward(s.Buf)
+	}
 }
 
 // newOutbound starts a flow for a SYN from the LAN (role A).
@@ -315,14 +414,17 @@ func (c *pkt) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 // newInbound starts a flow for a SYN from the WAN (role B).
 func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 	// The flow's parameters are gathered on the stack and allocated only
-	// if it is to be negotiated: a plain inbound flow, what a SYN flood
-	// creates, is only forwarded and needs neither them nor handshake
-	// state (BenchmarkHalfOpenFlowMemory).
+	// if it is to be negotiated, and then as a compact record (synRecord):
+	// a plain inbound flow, what a SYN flood creates, is only forwarded and
+	// needs neither them nor handshake state; a flood of ENO SYNs costs
+	// one record each (BenchmarkHalfOpenFlowMemory).
 	f := c.newFlow()
 	f.Role, f.V6, f.LAN, f.WAN, f.wanISN = RoleB, s.V6, key.LAN, key.WAN, s.Seq
-	cp := connParams{peerMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, wanTSval: s.opts.TSval}
+	r := synRecord{peerMSS: uint16(mssOf(s)), wanTSval: s.opts.TSval}
+	r.set(synSACK, s.opts.SACKPerm)
+	r.set(synTS, s.opts.HasTS)
 	if s.opts.HasWScale {
-		cp.wanWS = min(s.opts.WScale, 14)
+		r.wanWS = min(s.opts.WScale, 14)
 	}
 	why := ""
 	var chosen eno.Suboption
@@ -357,11 +459,14 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 			why = "peer claims the passive role"
 			break
 		}
-		cp.PeerAppAware = offer.ApplicationAware()
+		r.set(synPeerAppAware, offer.ApplicationAware())
+		appMandatory := false
 		if c.cfg.AppAware != nil {
-			cp.appAware, cp.appMandatory = c.cfg.AppAware(key.LAN, key.WAN)
+			var appAware bool
+			appAware, appMandatory = c.cfg.AppAware(key.LAN, key.WAN)
+			r.set(synAppAware, appAware)
 		}
-		if cp.appMandatory && !cp.PeerAppAware {
+		if appMandatory && !r.has(synPeerAppAware) {
 			why = "peer is not application-aware (mandatory application-aware port)" // RFC 8547 §4.2
 			break
 		}
@@ -414,18 +519,58 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 		c.forward(s.Buf)
 		return
 	}
-	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
-	f.offer = append([]byte(nil), s.opts.ENO...)
-	f.tep = tcpcrypt.TEP(chosen.TEP)
-	f.chosen = chosen
+	r.tep = tcpcrypt.TEP(chosen.TEP)
+	copy(r.offer[:], s.opts.ENO) // at most the 40 bytes of a TCP options area
+	f.syn = c.newSYNRecord(&r)
 	if resume != nil {
+		// The cached secret is taken out now (it is handed out once): a
+		// resumption keeps the handshake state from the SYN on.
+		f.handshake = c.newHandshake()
 		f.resume = resume
 		f.resumeNonce = endpoint.NewResumeNonce(c.cfg.ResumeNonceLen)
 		f.sessionNonce = endpoint.SessionNonce(*resume, f.resumeNonce, peerNonce)
 		f.chosen = endpoint.AnswerResume(*resume, f.resumeNonce) // our half of resume[i]
 	}
 	f.State = StateSYNReceived
-	c.emitSYN(s, nil, f.peerMSS-tcpcrypt.FrameOverhead)
+	c.emitSYN(s, nil, int(r.peerMSS)-tcpcrypt.FrameOverhead)
+}
+
+// synAnswer appends our SYN-ACK's ENO option to dst (RFC 8547 §4.6: the
+// global suboption with b = 1, and a = 1 when application-aware, §4.2;
+// then the chosen TEP, or our half of the resumption identifier, RFC 8548
+// §3.5). It depends only on what the flow holds since A's SYN, so every
+// SYN-ACK carries the same answer and expandSYN rebuilds it for the
+// transcript.
+func (f *Flow) synAnswer(dst []byte) ([]byte, error) {
+	sub := eno.Suboption{TEP: byte(f.syn.tep)}
+	if f.handshake != nil && f.resume != nil {
+		sub = f.chosen
+	}
+	ans := eno.Answer(sub)
+	if f.syn.has(synAppAware) {
+		ans.Global |= eno.GlobalA
+	}
+	return eno.AppendSYNOption(dst, ans)
+}
+
+// expandSYN turns role B's SYN record into the handshake state and the
+// connection parameters when the key exchange starts, on A's first
+// non-SYN segment with ENO (RFC 8547 §4.6).
+func (c *pkt) expandSYN(f *Flow) {
+	r := f.syn
+	if r == nil {
+		return
+	}
+	if f.handshake == nil { // a resumption has it already
+		f.handshake = c.newHandshake()
+	}
+	f.connParams = c.newConnParams(connParams{tep: r.tep, peerMSS: int(r.peerMSS), lanMSS: int(r.lanMSS),
+		sackOK: r.has(synSACK), tsOK: r.has(synTS), lanTSval: r.lanTSval, lanTSecr: r.lanTSecr, wanTSval: r.wanTSval,
+		lanWin: r.lanWin, lanWS: r.lanWS, wanWS: r.wanWS, appAware: r.has(synAppAware), PeerAppAware: r.has(synPeerAppAware)})
+	f.offer = append([]byte(nil), r.offer[:r.offer[1]]...)
+	// Cannot fail: the same answer went out in the SYN-ACK (lanSYNACK).
+	f.answer, _ = f.synAnswer(nil)
+	f.syn, c.spare.synRecord = nil, r
 }
 
 // synENOWithData reports a WAN SYN+ENO with data or a Fast Open option:
@@ -453,16 +598,17 @@ func (c *pkt) lanSYNACK(f *Flow, s *segment) {
 		return
 	}
 	f.lanISN = s.Seq
-	f.lanMSS = mssOf(s)
-	f.sackOK = f.sackOK && s.opts.SACKPerm
-	f.tsOK = f.tsOK && s.opts.HasTS
-	f.lanTSval, f.lanTSecr = s.opts.TSval, s.opts.TSecr
+	r := f.syn
+	r.lanMSS = uint16(mssOf(s))
+	r.set(synSACK, r.has(synSACK) && s.opts.SACKPerm)
+	r.set(synTS, r.has(synTS) && s.opts.HasTS)
+	r.lanTSval, r.lanTSecr = s.opts.TSval, s.opts.TSecr
 	if s.opts.HasWScale {
-		f.lanWS = s.opts.WScale
+		r.lanWS = s.opts.WScale
 	} else {
-		f.wanWS = 0 // window scaling is off: the LAN server did not answer it
+		r.wanWS = 0 // window scaling is off: the LAN server did not answer it
 	}
-	f.lanWin = s.Window >> f.lanWS
+	r.lanWin = s.Window >> r.lanWS
 	if s.opts.ENO != nil || s.opts.LegacyENO {
 		// The LAN server speaks ENO itself (option 69 or the pre-RFC 253):
 		// one ENO option per SYN segment (RFC 8547 §4.1, §11).
@@ -470,19 +616,13 @@ func (c *pkt) lanSYNACK(f *Flow, s *segment) {
 		c.forward(s.Buf)
 		return
 	}
-	if f.answer == nil {
-		ans := eno.Answer(f.chosen)
-		if f.appAware {
-			ans.Global |= eno.GlobalA // RFC 8547 §4.2
-		}
-		opt, err := eno.AppendSYNOption(nil, ans)
-		if err != nil {
-			c.lanSYNACKPlain(f, s, "ENO answer: "+err.Error())
-			return
-		}
-		f.answer = opt
+	var buf [eno.MaxOptionLen]byte
+	answer, err := f.synAnswer(buf[:0])
+	if err != nil {
+		c.lanSYNACKPlain(f, s, "ENO answer: "+err.Error())
+		return
 	}
-	if !c.emitSYN(s, f.answer, 0) {
+	if !c.emitSYN(s, answer, 0) {
 		c.lanSYNACKPlain(f, s, "no TCP option space for ENO")
 		return
 	}
@@ -531,6 +671,7 @@ func (c *pkt) emitSYN(s *segment, enoOpt []byte, clamp int) bool {
 
 func (c *pkt) plain(f *Flow, why string) {
 	f.State = StatePassthrough
+	f.syn = nil
 	f.Reason = why
 	c.stats.FlowsPlain.Add(1)
 }

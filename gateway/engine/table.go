@@ -9,7 +9,7 @@
 //     evicts another flow from the WAN. Encrypted flows and flows in the
 //     key exchange are never evicted.
 //  3. recycle: an evicted flow's memory is kept for the next new flows
-//     (newFlow, newHandshake, newConnParams), so that a SYN flood makes
+//     (newFlow, newHandshake, newConnParams, newSYNRecord), so that a SYN flood makes
 //     little garbage.
 
 package engine
@@ -61,7 +61,8 @@ func (c *pkt) insert(key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
 }
 
 // recycle releases an evicted flow and keeps its memory for the next new
-// flows (newFlow, newHandshake, newConnParams, Table.Recycle), so that a
+// flows (newFlow, newHandshake, newConnParams, newSYNRecord,
+// Table.Recycle), so that a
 // SYN flood, which evicts a flow for each new one, makes little garbage.
 // Only a flow without streams is reused: no list of the engine (pending)
 // can hold it.
@@ -79,6 +80,9 @@ func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	if f.connParams != nil {
 		e.spare.connParams = f.connParams
 	}
+	if f.syn != nil {
+		e.spare.synRecord = f.syn
+	}
 }
 
 // spares are the parts of an evicted flow kept for reuse (recycle).
@@ -86,6 +90,7 @@ type spares struct {
 	flow       *Flow
 	handshake  *handshake
 	connParams *connParams
+	synRecord  *synRecord
 }
 
 // newFlow returns a zero Flow, the spare one if there is one.
@@ -120,6 +125,19 @@ func (e *Engine) newConnParams(cp connParams) *connParams {
 		e.spare.connParams = nil
 	}
 	*p = cp
+	return p
+}
+
+// newSYNRecord returns r in a synRecord of its own, the spare one if
+// there is one.
+func (e *Engine) newSYNRecord(r *synRecord) *synRecord {
+	p := e.spare.synRecord
+	if p == nil {
+		p = new(synRecord)
+	} else {
+		e.spare.synRecord = nil
+	}
+	*p = *r
 	return p
 }
 

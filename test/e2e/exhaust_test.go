@@ -34,17 +34,11 @@ const (
 	spoofWorkers  = 10
 	spoofConnSize = 16 << 10
 	// spoofRSSLimit bounds gateway A's peak resident memory (VmHWM) with
-	// the default flows.max (65,536): a half-open flow must cost far less
-	// than an established one.
+	// the default flows.max (65,536), with and without ENO offers in the
+	// flood's SYNs: a half-open flow must cost far less than an
+	// established one, and one that offers ENO (role B keeps a 64-byte
+	// SYN record, engine synRecord) little more than a plain one.
 	spoofRSSLimit = 100 << 20
-	// spoofENORSSLimit is the bound with ENO options on the flood's SYNs.
-	// Issue 23 asks for spoofRSSLimit here too; measured 92-111 MiB (plain:
-	// 62-88): each ENO half-open flow holds its negotiation state, 924
-	// heap bytes instead of 596 (BenchmarkHalfOpenFlowMemory), 16 MiB more
-	// at the inbound share, on top of the garbage the LAN connections
-	// make. docs/security.md ("SYN floods with ENO options") describes the
-	// engine change that brings it to the plain bound.
-	spoofENORSSLimit = 128 << 20
 )
 
 // TestSpoofedSYNFloodAtPortForward: every LAN connection opened during the
@@ -63,8 +57,8 @@ const (
 // The flood runs twice: with the options of a plain Linux SYN, and with an
 // ENO offer added to each SYN (RFC 8547 §4.1, kind 69), for which gateway
 // A plays role B and keeps negotiation state per half-open flow (the
-// offer for the transcript, RFC 8548 §3.3, and its answer): both within
-// the same bound.
+// offer for the transcript, RFC 8548 §3.3, in a compact SYN record): both
+// within the same bound.
 func TestSpoofedSYNFloodAtPortForward(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { spoofedSYNFlood(t, nil) })
 	t.Run("eno", func(t *testing.T) { spoofedSYNFlood(t, enoOffer(t)) })
@@ -160,11 +154,7 @@ func spoofedSYNFlood(t *testing.T, extra []byte) {
 			all, enc, distinct, spoofLANConns, b, a)
 	}
 	t.Logf("gateway A's %s", peak.heapLog())
-	limit := int64(spoofRSSLimit)
-	if extra != nil {
-		limit = spoofENORSSLimit
-	}
-	peakRSSBelow(t, e, hwmBefore, limit)
+	peakRSSBelow(t, e, hwmBefore, spoofRSSLimit)
 	afterFlood := long.received()
 	long.waitFor(afterFlood + 1<<20)
 	long.stop(t)
