@@ -42,7 +42,7 @@ import (
 // rounded up.
 // check-config prints the worst case of the configured limits from them.
 const (
-	HalfOpenFlowBytes = 600
+	HalfOpenFlowBytes = 640
 	IdleFlowBytes     = 1600
 	ActiveFlowBytes   = 3200
 )
