@@ -115,6 +115,9 @@ func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 		}
 		c.wanSegment(f, s)
 	default:
+		if f.handshake != nil && f.fellBack && s.has(packet.FlagSYN) {
+			c.fallbackAnswered(f) // fallback.go
+		}
 		c.forwardPlain(f, s)
 	}
 	if !f.established {
@@ -191,10 +194,12 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 	}
 	f.lanWin = s.Window
 	if s.has(packet.FlagRST) {
+		c.pathFailure(f, "the LAN host reset the connection", false)
 		c.toWAN(f, f.enc.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
 	}
+	c.lanStall(f, s)
 	if s.has(packet.FlagACK) {
 		f.dec.ackFromLAN(pSeq(s.Ack))
 	}
@@ -216,6 +221,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 		f.enc.ackFromWAN(cSeq(s.Ack))
 	}
 	if s.has(packet.FlagRST) {
+		c.pathFailure(f, "the peer reset the connection", false)
 		c.toLAN(f, f.dec.pRcv, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
