@@ -4,7 +4,7 @@
 //
 //  1. Type 1, the SYN exchange (lanSYNAgain in syn.go asks synFallback):
 //     after tcpcrypt.syn_fallback_retries unanswered ENO SYNs the SYN goes
-//     without ENO (RFC 8547 §7 allows removing ENO between retransmissions
+//     without ENO (RFC 8547 §4.6 lets an active opener remove ENO between retransmissions
 //     to get past middleboxes), unless the flow must be encrypted, the
 //     peer is in downgrade.no_syn_fallback, or it is a remembered tcpcrypt
 //     peer under the block policy (refuse.go). Every fallback is flagged
