@@ -276,7 +276,7 @@ func requestAnswerer(l net.Listener) {
 // address) stays encrypted. Repaired, the path stays plain until the
 // memory expires (broken_path_ttl), then is encrypted again.
 func TestAttackBrokenPath(t *testing.T) {
-	const ttl = 6 * time.Second
+	const ttl = 12 * time.Second // long enough for the steps before the repair under load
 	e := newEnv(t, envOptions{extraA: fmt.Sprintf("downgrade:\n  broken_path_ttl: %v\n  broken_path_window: 1m\n", ttl)})
 	l := listen(t, e.topo.Server, "[::]:9820") // both families
 	go requestAnswerer(l)
