@@ -17,6 +17,9 @@
 package engine
 
 import (
+	"fmt"
+	"time"
+
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
@@ -199,11 +202,22 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 		f.State = StateClosed
 		return
 	}
-	c.lanStall(f, s)
+	if f.startStalled(s, c.now) { // rare: the path may drop ciphertext (fallback.go)
+		c.pathFailure(f, fmt.Sprintf("nothing acknowledged by the peer %v after the key exchange", c.now.Sub(f.Stats.HandshakeDone).Round(time.Second)), false)
+	}
 	if s.has(packet.FlagACK) {
 		f.dec.ackFromLAN(pSeq(s.Ack))
 	}
 	f.enc.dataFromLAN(c, f, s, f.dec.cAcked != ackBefore || f.lanWin != winBefore)
+}
+
+// startStalled reports a LAN segment of an encrypted outbound flow that
+// retransmits data stallAfter after the key exchange while the peer has
+// acknowledged nothing: a type-2 failure of the path (fallback.go). Kept
+// here, not in fallback.go, so that a data packet's path stays in its files.
+func (f *Flow) startStalled(s *segment, now time.Time) bool {
+	return f.Role == RoleA && !f.pathFailed && f.State == StateEncrypted && len(s.Payload()) > 0 &&
+		pSeq(s.Seq).lt(f.enc.pNxt) && now.Sub(f.Stats.HandshakeDone) >= stallAfter
 }
 
 // wanSegment handles a WAN segment of a flow in key exchange or encrypted:

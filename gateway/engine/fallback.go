@@ -14,7 +14,7 @@
 //  2. Type 2, after the SYN exchange (pathFailure): an outbound flow that
 //     negotiated ENO dies without progress of the peer's frames (a reset
 //     from either side, a LAN retransmission with nothing acknowledged for
-//     stallAfter, an Init timeout, a frame failing authentication). Enough
+//     stallAfter (startStalled, dispatch.go), an Init timeout, a frame failing authentication). Enough
 //     of them within a window mark the path broken.
 //  3. A new outbound flow to a broken path (brokenPath) goes plain with
 //     the reason, unless it must be encrypted or its peer is under the
@@ -121,15 +121,4 @@ func (f *Flow) noPeerProgress() bool {
 	p0, _ := f.encStart()
 	_, q0 := f.decStart()
 	return f.enc.pNxt != p0 && f.enc.pAcked == p0 && f.dec.pRcv == q0
-}
-
-// lanStall checks a LAN segment of an encrypted outbound flow for a
-// stalled start: the LAN host retransmits while the peer has acknowledged
-// nothing stallAfter after the key exchange.
-func (c *pkt) lanStall(f *Flow, s *segment) {
-	if f.Role != RoleA || f.pathFailed || f.State != StateEncrypted || len(s.Payload()) == 0 ||
-		!pSeq(s.Seq).lt(f.enc.pNxt) || c.now.Sub(f.Stats.HandshakeDone) < stallAfter {
-		return
-	}
-	c.pathFailure(f, fmt.Sprintf("nothing acknowledged by the peer %v after the key exchange", c.now.Sub(f.Stats.HandshakeDone).Round(time.Second)), false)
 }
