@@ -176,3 +176,19 @@ func (p *Paths) Snapshot(now time.Time) []Path {
 	}
 	return slices.Clip(out)
 }
+
+// BrokenCount is the number of paths marked broken at now.
+func (p *Paths) BrokenCount(now time.Time) int {
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for el := p.order.Front(); el != nil; el = el.Next() {
+		if now.Before(el.Value.(*Path).BrokenUntil) {
+			n++
+		}
+	}
+	return n
+}

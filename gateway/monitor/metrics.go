@@ -9,6 +9,7 @@ package monitor
 import (
 	"math"
 	"net/http"
+	"time"
 
 	"tcpcrypt-gw/gateway/engine"
 	"tcpcrypt-gw/gateway/monitor/promtext"
@@ -68,6 +69,7 @@ var gaugeDefs = []gaugeDef{
 	{metricPrefix + "flows_active", "Flows in the table now (all states).", func(s *Source) float64 { return float64(s.Table.Len()) }},
 	{metricPrefix + "flows_max", "Most flows the table holds (flows.max).", func(s *Source) float64 { return float64(s.Table.MaxFlows()) }},
 	{metricPrefix + "buffered_bytes", "Bytes held by all flows now (held plaintext, unacknowledged ciphertext, reassembly).", func(s *Source) float64 { return float64(s.Table.BytesInUse()) }},
+	{metricPrefix + "broken_paths", "Peers whose path is marked broken now: encryption failed after the handshake, connections to them go plain (downgrade.broken_path_*).", func(s *Source) float64 { return float64(s.Paths.BrokenCount(time.Now())) }},
 	{metricPrefix + "buffered_bytes_max", "Bytes all flows together may hold (flows.max_buffer_total).", func(s *Source) float64 { return float64(s.Table.MaxBytesTotal()) }},
 }
 

@@ -36,4 +36,9 @@ func TestPathsEndpoint(t *testing.T) {
 		!strings.Contains(body, `"failure_evidence": "the LAN host reset the connection"`) || strings.Contains(body, "last_fallback") {
 		t.Fatalf("%d %s", code, body)
 	}
+	rec := httptest.NewRecorder()
+	Handler(g.src, "").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "\ntcpcrypt_gw_broken_paths 1\n") {
+		t.Fatal("the broken path is not in /metrics")
+	}
 }

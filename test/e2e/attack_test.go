@@ -319,7 +319,7 @@ func TestAttackBrokenPath(t *testing.T) {
 	if plain == nil || plain.Encrypted {
 		t.Fatalf("no plain flow with the broken_path reason: %+v", e.flows(e.topo.GwA))
 	}
-	metricsHas(t, e, "tcpcrypt_gw_eno_failures_type2_total 2", "tcpcrypt_gw_broken_path_plain_total 1")
+	metricsHas(t, e, "tcpcrypt_gw_eno_failures_type2_total 2", "tcpcrypt_gw_broken_path_plain_total 1", "tcpcrypt_gw_broken_paths 1")
 
 	// Another peer stays encrypted.
 	transfer(t, l6, e.topo.Client, v6, 64<<10, 64<<10, 9821)
