@@ -33,6 +33,12 @@ import (
 // this is several retransmissions; the peer's TCP acknowledges at once.
 const stallAfter = 3 * time.Second
 
+// failAfter: a connection reset sooner than this after its key exchange
+// is no failure of the path: the peer may not have had the time to
+// acknowledge anything (a LAN host that gives up on a request at once, a
+// long round trip).
+const failAfter = time.Second
+
 // reasonStopped is the reason of flows reset at shutdown (ResetAll): not a
 // failure of the path.
 const reasonStopped = "gateway stopped"
@@ -103,8 +109,14 @@ func (c *pkt) pathFailure(f *Flow, why string, always bool) {
 	if f.Role != RoleA || f.pathFailed || why == reasonStopped || f.connParams == nil || f.streams == nil {
 		return
 	}
-	if !always && !f.noPeerProgress() {
-		return
+	if !always {
+		since := f.Stats.HandshakeDone
+		if since.IsZero() {
+			since = f.Stats.Started
+		}
+		if c.now.Sub(since) < failAfter || !f.noPeerProgress() {
+			return
+		}
 	}
 	f.pathFailed = true
 	c.stats.ENOFailuresType2.Add(1)

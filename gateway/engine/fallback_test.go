@@ -161,9 +161,19 @@ func TestBrokenPathNeedsNoProgress(t *testing.T) {
 	cfg := c.a.e.Config()
 	cfg.Paths = testPaths()
 	c.handshake()
-	c.a.process(c.client.seg(packet.FlagRST|packet.FlagACK, nil, nil), c.now)
+	c.a.process(c.client.seg(packet.FlagRST|packet.FlagACK, nil, nil), c.now.Add(5*time.Second))
 	if n := c.a.stats.ENOFailuresType2.Load(); n != 0 {
 		t.Fatalf("type-2 failures %d after a reset before any data", n)
+	}
+	// A request given up at once: the peer had no time to acknowledge it.
+	c.client.seq += 1000
+	c.server.seq += 1000
+	c.handshake()
+	c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, []byte("request"), nil), c.now)
+	c.client.seq += 7
+	c.a.process(c.client.seg(packet.FlagRST|packet.FlagACK, nil, nil), c.now.Add(failAfter/2))
+	if n := c.a.stats.ENOFailuresType2.Load(); n != 0 {
+		t.Fatalf("type-2 failures %d after a request reset at once", n)
 	}
 	c.client.seq += 1000
 	c.server.seq += 1000
@@ -177,7 +187,7 @@ func TestBrokenPathNeedsNoProgress(t *testing.T) {
 	if c.a.flow(t).Stats.PlainBytesIn != 5 {
 		t.Fatalf("the reply did not arrive: %+v", c.a.flow(t).Stats)
 	}
-	c.a.process(c.client.seg(packet.FlagRST|packet.FlagACK, nil, nil), c.now)
+	c.a.process(c.client.seg(packet.FlagRST|packet.FlagACK, nil, nil), c.now.Add(5*time.Second))
 	if n := c.a.stats.ENOFailuresType2.Load(); n != 0 {
 		t.Fatalf("type-2 failures %d after a connection that made progress", n)
 	}
