@@ -119,7 +119,7 @@ func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 		c.wanSegment(f, s)
 	default:
 		if f.handshake != nil && f.fellBack && s.has(packet.FlagSYN) {
-			c.fallbackAnswered(f) // fallback.go
+			c.fallbackAnswered(f, s) // fallback.go
 		}
 		c.forwardPlain(f, s)
 	}

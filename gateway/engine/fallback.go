@@ -77,9 +77,13 @@ func (c *pkt) synFallback(f *Flow) {
 
 // fallbackAnswered notes the SYN-ACK of a flow whose SYN fell back: the
 // peer answered the SYN without ENO where the ENO SYNs were not, which
-// is evidence that the path drops ENO (RFC 8547 §9 type 1).
-func (c *pkt) fallbackAnswered(f *Flow) {
+// is evidence that the path drops ENO (RFC 8547 §9 type 1). A SYN-ACK
+// with ENO answers an earlier SYN that was only slow: no evidence.
+func (c *pkt) fallbackAnswered(f *Flow, s *segment) {
 	f.fellBack = false
+	if s.opts.ENO != nil {
+		return
+	}
 	c.stats.ENOFailuresType1.Add(1)
 	c.cfg.Paths.Fallback(f.WAN.Addr(), c.now, fmt.Sprintf("%d SYNs with ENO unanswered over %v; the SYN without ENO answered",
 		f.synRetries, c.now.Sub(f.Stats.Started).Round(time.Millisecond)))

@@ -217,3 +217,21 @@ func TestStalledStartIsAFailure(t *testing.T) {
 		t.Fatalf("paths %+v", ps)
 	}
 }
+
+// TestSlowENOAnswerIsNoEvidence: the SYN-ACK that comes after the fallback
+// answers an ENO SYN that was only slow: no type-1 failure is recorded.
+func TestSlowENOAnswerIsNoEvidence(t *testing.T) {
+	cfg := testConfig(t, lanA)
+	cfg.SYNFallbackRetries = 1
+	cfg.Paths = testPaths()
+	a := newGW(t, cfg)
+	now := time.Unix(100, 0)
+	cl := &host{addr: clientAddr, peer: serverAddr, seq: 10}
+	droppedENOSYNs(t, a, cl, now, 2)
+	cl.seq++
+	sv := &host{addr: serverAddr, peer: clientAddr, seq: 9000, ack: cl.seq}
+	a.process(sv.seg(packet.FlagSYN|packet.FlagACK, nil, append(synOpts(1460), packet.OptENO, 3, 0x21, packet.OptNOP)), now.Add(2*time.Second))
+	if n := a.stats.ENOFailuresType1.Load(); n != 0 || len(cfg.Paths.Snapshot(now.Add(2*time.Second))) != 0 {
+		t.Fatalf("type-1 failures %d after a slow ENO answer", n)
+	}
+}
