@@ -164,6 +164,14 @@ type Downgrade struct {
 	MemoryTTL   time.Duration  `yaml:"memory_ttl"`  // how long a peer stays remembered
 	Block       []netip.Prefix `yaml:"block"`       // peers where a suspected downgrade is reset, not only flagged
 	PersistFile string         `yaml:"persist_file"`
+	// NoSYNFallback: peers whose SYN keeps its ENO through every
+	// retransmission (no SYN fallback), without requiring encryption.
+	NoSYNFallback []netip.Prefix `yaml:"no_syn_fallback"`
+	// The memory of RFC 8547 §9 failures per peer (engine fallback.go).
+	PathMemorySize     int           `yaml:"path_memory_size"`     // peers; 0: none kept, no broken-path recovery
+	BrokenPathFailures int           `yaml:"broken_path_failures"` // type-2 failures within the window that mark a path broken
+	BrokenPathWindow   time.Duration `yaml:"broken_path_window"`
+	BrokenPathTTL      time.Duration `yaml:"broken_path_ttl"` // a record lasts this long after its last failure
 }
 
 // Log configures logging.

@@ -107,6 +107,13 @@ func (c *Config) DowngradeBlock() func(a netip.Addr) bool {
 	return s.contains
 }
 
+// NoSYNFallback reports whether the SYN towards the peer a keeps its ENO
+// through every retransmission (a inside downgrade.no_syn_fallback).
+func (c *Config) NoSYNFallback() func(a netip.Addr) bool {
+	s := newAddrSet(c.Downgrade.NoSYNFallback)
+	return s.contains
+}
+
 // Match reports whether the flow between src and dst is bypassed: either
 // port is a bypass port, or either address is a bypass host or inside a
 // bypass prefix. A nil matcher matches nothing.

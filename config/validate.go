@@ -35,31 +35,32 @@ const (
 	maxBypassPrefixes = 4096
 	maxBypassHosts    = 4096
 
-	maxKeypairLifetime  = time.Hour // RFC 8548 §3.3: ephemeral keys "MUST be refreshed frequently"
-	minRekeyBytes       = MiB       // smaller would rekey nearly every frame
-	maxRekeyBytes       = TiB       // beyond this the AEAD limits decide anyway
-	minRekeyInterval    = 10 * time.Second
-	maxRekeyInterval    = 30 * 24 * time.Hour
-	maxSessionCache     = 1 << 20
-	minSessionTTL       = time.Second
-	maxSessionTTL       = 24 * time.Hour
-	maxSYNFallback      = 10 // Linux sends at most tcp_syn_retries (default 6) retransmissions
-	minInitTimeout      = time.Second
-	maxInitTimeout      = 5 * time.Minute
-	maxFlows            = 1 << 24
-	minIdleTimeout      = 10 * time.Second
-	maxIdleTimeout      = 30 * 24 * time.Hour
-	minHandshakeTimeout = time.Second
-	maxHandshakeTimeout = 10 * time.Minute
-	minClosingTimeout   = time.Second
-	maxClosingTimeout   = time.Hour
-	minBufferPerFlow    = 64 * KiB // one unscaled TCP window
-	maxBufferPerFlow    = GiB      // also keeps int(MaxBufferPerFlow) safe on 32-bit
-	maxBufferTotal      = TiB
-	maxSessionListen    = 16 // listeners of the session API
-	maxDowngradeMemory  = 1 << 20
-	minDowngradeTTL     = time.Minute
-	maxDowngradeTTL     = 365 * 24 * time.Hour
+	maxKeypairLifetime    = time.Hour // RFC 8548 §3.3: ephemeral keys "MUST be refreshed frequently"
+	minRekeyBytes         = MiB       // smaller would rekey nearly every frame
+	maxRekeyBytes         = TiB       // beyond this the AEAD limits decide anyway
+	minRekeyInterval      = 10 * time.Second
+	maxRekeyInterval      = 30 * 24 * time.Hour
+	maxSessionCache       = 1 << 20
+	minSessionTTL         = time.Second
+	maxSessionTTL         = 24 * time.Hour
+	maxSYNFallback        = 10 // Linux sends at most tcp_syn_retries (default 6) retransmissions
+	minInitTimeout        = time.Second
+	maxInitTimeout        = 5 * time.Minute
+	maxFlows              = 1 << 24
+	minIdleTimeout        = 10 * time.Second
+	maxIdleTimeout        = 30 * 24 * time.Hour
+	minHandshakeTimeout   = time.Second
+	maxHandshakeTimeout   = 10 * time.Minute
+	minClosingTimeout     = time.Second
+	maxClosingTimeout     = time.Hour
+	minBufferPerFlow      = 64 * KiB // one unscaled TCP window
+	maxBufferPerFlow      = GiB      // also keeps int(MaxBufferPerFlow) safe on 32-bit
+	maxBufferTotal        = TiB
+	maxSessionListen      = 16 // listeners of the session API
+	maxDowngradeMemory    = 1 << 20
+	minDowngradeTTL       = time.Minute
+	maxDowngradeTTL       = 365 * 24 * time.Hour
+	maxBrokenPathFailures = 100
 )
 
 // The accepted values of the enumerated string keys.
@@ -551,6 +552,12 @@ func (v *validator) downgrade() {
 	v.intRange("downgrade.memory_size", d.MemorySize, 0, maxDowngradeMemory)
 	v.durRange("downgrade.memory_ttl", d.MemoryTTL, minDowngradeTTL, maxDowngradeTTL, d.MemorySize == 0)
 	v.prefixes("downgrade.block", d.Block, maxBypassPrefixes, false)
+	v.prefixes("downgrade.no_syn_fallback", d.NoSYNFallback, maxBypassPrefixes, false)
+	v.intRange("downgrade.path_memory_size", d.PathMemorySize, 0, maxDowngradeMemory)
+	off := d.PathMemorySize == 0
+	v.intRange("downgrade.broken_path_failures", d.BrokenPathFailures, 1, maxBrokenPathFailures)
+	v.durRange("downgrade.broken_path_window", d.BrokenPathWindow, time.Second, maxDowngradeTTL, off)
+	v.durRange("downgrade.broken_path_ttl", d.BrokenPathTTL, time.Second, maxDowngradeTTL, off)
 	if d.PersistFile != "" && !filepath.IsAbs(d.PersistFile) {
 		v.add("downgrade.persist_file", "%q is not an absolute path", d.PersistFile)
 	}

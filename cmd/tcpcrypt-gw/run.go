@@ -71,12 +71,14 @@ func newLogger(cfg *config.Config) *slog.Logger {
 // engineConfig maps the YAML policy onto the engine's.
 // The resumption cache is kept across reloads (nil: a new one when enabled),
 // and so is the memory of tcpcrypt peers (made once at start).
-func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, log *slog.Logger) (*engine.Config, error) {
+func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, paths *downgrade.Paths, log *slog.Logger) (*engine.Config, error) {
 	ec := &engine.Config{
 		IsLAN:              cfg.IsLAN,
 		Keys:               keys,
 		Peers:              peers,
+		Paths:              paths,
 		BlockDowngrade:     cfg.DowngradeBlock(),
+		NoSYNFallback:      cfg.NoSYNFallback(),
 		Warn:               log.Warn,
 		SYNFallbackRetries: cfg.TCPCrypt.SYNFallbackRetries,
 		InitTimeout:        cfg.TCPCrypt.InitTimeout,
@@ -172,7 +174,9 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer peers.stop()
-	ec, err := engineConfig(cfg, keys, nil, peers.mem, log)
+	d := cfg.Downgrade
+	paths := downgrade.NewPaths(downgrade.PathConfig{Max: d.PathMemorySize, TTL: d.BrokenPathTTL, Window: d.BrokenPathWindow, Threshold: d.BrokenPathFailures})
+	ec, err := engineConfig(cfg, keys, nil, peers.mem, paths, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +194,7 @@ func cmdRun(args []string) error {
 		InitialTimeout: cfg.Flows.HandshakeTimeout}) // a new flow is half-open: its first deadline is final (expiry.go)
 	dp := gateway.NewDataplane(setup.Device, table, ec, workers, log)
 
-	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now()}, log)
+	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now(), Paths: paths}, log)
 	if err != nil {
 		return err
 	}
@@ -289,7 +293,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
 	}
-	ec, err := engineConfig(cfg, keys, dp.Config().Cache, dp.Config().Peers, log)
+	ec, err := engineConfig(cfg, keys, dp.Config().Cache, dp.Config().Peers, dp.Config().Paths, log)
 	if err != nil {
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return

@@ -265,6 +265,7 @@ func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, ps
 func (d *decState) authFailed(c *pkt, f *Flow, why string) {
 	c.stats.AuthFailures.Add(1)
 	f.Reason = why
+	c.pathFailure(f, why, true) // modified on the way: RFC 8547 §9 type 2
 	c.abort(f)
 }
 

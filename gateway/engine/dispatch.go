@@ -17,6 +17,9 @@
 package engine
 
 import (
+	"fmt"
+	"time"
+
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
@@ -115,6 +118,9 @@ func (c *pkt) fromWAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow,
 		}
 		c.wanSegment(f, s)
 	default:
+		if f.handshake != nil && f.fellBack && s.has(packet.FlagSYN) {
+			c.fallbackAnswered(f, s) // fallback.go
+		}
 		c.forwardPlain(f, s)
 	}
 	if !f.established {
@@ -191,14 +197,27 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 	}
 	f.lanWin = s.Window
 	if s.has(packet.FlagRST) {
+		c.pathFailure(f, "the LAN host reset the connection", false)
 		c.toWAN(f, f.enc.pToC(pSeq(s.Seq)), s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return
+	}
+	if f.startStalled(s, c.now) { // rare: the path may drop ciphertext (fallback.go)
+		c.pathFailure(f, fmt.Sprintf("nothing acknowledged by the peer %v after the key exchange", c.now.Sub(f.Stats.HandshakeDone).Round(time.Second)), false)
 	}
 	if s.has(packet.FlagACK) {
 		f.dec.ackFromLAN(pSeq(s.Ack))
 	}
 	f.enc.dataFromLAN(c, f, s, f.dec.cAcked != ackBefore || f.lanWin != winBefore)
+}
+
+// startStalled reports a LAN segment of an encrypted outbound flow that
+// retransmits data stallAfter after the key exchange while the peer has
+// acknowledged nothing: a type-2 failure of the path (fallback.go). Kept
+// here, not in fallback.go, so that a data packet's path stays in its files.
+func (f *Flow) startStalled(s *segment, now time.Time) bool {
+	return f.Role == RoleA && !f.pathFailed && f.State == StateEncrypted && len(s.Payload()) > 0 &&
+		pSeq(s.Seq).lt(f.enc.pNxt) && now.Sub(f.Stats.HandshakeDone) >= stallAfter
 }
 
 // wanSegment handles a WAN segment of a flow in key exchange or encrypted:
@@ -216,6 +235,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 		f.enc.ackFromWAN(cSeq(s.Ack))
 	}
 	if s.has(packet.FlagRST) {
+		c.pathFailure(f, "the peer reset the connection", false)
 		c.toLAN(f, f.dec.pRcv, s.Flags&(packet.FlagRST|packet.FlagACK), nil, s.TOS)
 		f.State = StateClosed
 		return

@@ -68,6 +68,12 @@ type Config struct {
 	// BlockDowngrade says whether a suspected downgrade towards a peer is
 	// reset (true) or only flagged; nil: only flagged.
 	BlockDowngrade func(wan netip.Addr) bool
+	// NoSYNFallback says whether the SYN towards a peer keeps its ENO
+	// whatever happens to it (downgrade.no_syn_fallback); nil: none.
+	NoSYNFallback func(wan netip.Addr) bool
+	// Paths remembers RFC 8547 §9 failures per peer, and the paths where
+	// encryption fails after the handshake (fallback.go); nil: none.
+	Paths *downgrade.Paths
 	// Warn logs a warning (a suspected downgrade); nil: none.
 	Warn func(msg string, args ...any)
 
@@ -131,6 +137,16 @@ type Stats struct {
 	// peer answered without ENO; DowngradesBlocked those of them reset.
 	DowngradesSuspected atomic.Uint64
 	DowngradesBlocked   atomic.Uint64
+	// ENOFailuresType1 counts SYN fallbacks the peer answered (RFC 8547
+	// §9 type 1: the path dropped SYNs with ENO); ENOFailuresType2
+	// outbound flows that negotiated ENO and then died without progress
+	// (type 2). BrokenPathPlain counts flows sent plain because of type-2
+	// failures before; SYNFallbacksRefused fallbacks not made because of
+	// downgrade.no_syn_fallback (fallback.go).
+	ENOFailuresType1    atomic.Uint64
+	ENOFailuresType2    atomic.Uint64
+	BrokenPathPlain     atomic.Uint64
+	SYNFallbacksRefused atomic.Uint64
 	// RequiredResets counts flows of require_encryption reset because they
 	// could not be encrypted.
 	RequiredResets atomic.Uint64
@@ -359,6 +375,7 @@ func (c *pkt) tick() {
 		if !en.initAcked && now.Sub(en.initStart) > c.cfg.InitTimeout {
 			e.stats.InitTimeouts.Add(1)
 			f.Reason = "init exchange timed out"
+			c.pathFailure(f, f.Reason, true)
 			c.abort(f)
 			continue
 		}
@@ -429,7 +446,7 @@ func (l *Locked) ResetAll() {
 	e := l.e
 	e.table.Range(e.shard, func(en *flowtable.Entry[*Flow]) bool {
 		if en.Value.rewrites() {
-			en.Value.Reason = "gateway stopped"
+			en.Value.Reason = reasonStopped
 			c.abort(en.Value)
 			c.flushIfFull()
 		}

@@ -66,6 +66,7 @@ type Flow struct {
 	synAckSeen  bool   // the responder's SYN-ACK passed (its ISN is in lanISN or wanISN, by role)
 	established bool   // the opener acknowledged that SYN-ACK: the three-way handshake is complete
 	Downgrade   bool   // a remembered tcpcrypt peer answered without ENO (refuse.go)
+	pathFailed  bool   // counted as a type-2 failure of its path (fallback.go)
 	Reason      string // why the flow is plain or was reset
 	LAN         netip.AddrPort
 	WAN         netip.AddrPort
@@ -131,6 +132,7 @@ type streams struct {
 // exchange use.
 type handshake struct {
 	synRetries   int
+	fellBack     bool   // the SYN went without ENO (synFallback); cleared when the peer answers it
 	offer        []byte // A's SYN ENO option as sent (first half of eno_transcript)
 	answer       []byte // B's SYN-ACK ENO option as sent
 	keyPair      *tcpcrypt.KeyPair

@@ -334,6 +334,8 @@ func (c *pkt) abort(f *Flow) {
 	if f.State == StateReset {
 		return
 	}
+	// A type-2 failure of the path when nothing progressed (fallback.go).
+	c.pathFailure(f, f.Reason, false)
 	if f.streams == nil { // no data was rewritten: nothing to fail closed on
 		f.State = StateReset
 		return

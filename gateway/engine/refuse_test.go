@@ -207,7 +207,7 @@ func TestDowngradeByForcedSYNFallback(t *testing.T) {
 	if _, o := mustParse(t, last); o.ENO != nil {
 		t.Fatal("no fallback under the warn policy")
 	}
-	if f := c.a.flow(t); !f.Downgrade || !strings.Contains(f.Reason, "SYN fallback") || c.a.stats.DowngradesSuspected.Load() != 1 {
+	if f := c.a.flow(t); !f.Downgrade || !strings.Contains(f.Reason, "syn_fallback: ") || c.a.stats.DowngradesSuspected.Load() != 1 {
 		t.Fatalf("downgrade %v reason %q count %d", f.Downgrade, f.Reason, c.a.stats.DowngradesSuspected.Load())
 	}
 }

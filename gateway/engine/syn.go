@@ -216,6 +216,9 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 	case s.has(packet.FlagURG):
 		why = "urgent data"
 	}
+	if why == "" {
+		why = c.brokenPath(f) // fallback.go: RFC 8547 §9 type-2 failures before
+	}
 	if why == "" && c.cfg.AppAware != nil {
 		f.appAware, f.appMandatory = c.cfg.AppAware(key.LAN, key.WAN)
 	}
@@ -293,27 +296,11 @@ func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 
 // lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
 // middlebox may drop SYNs with unknown options, so after some tries the SYN
-// goes plain).
+// may go plain: synFallback, fallback.go).
 func (c *pkt) lanSYNAgain(f *Flow, s *segment) {
 	f.synRetries++
-	if f.State == StateSYNSent && c.cfg.SYNFallbackRetries > 0 && f.synRetries >= c.cfg.SYNFallbackRetries && !mustEncrypt(c.cfg, f) {
-		why := fmt.Sprintf("SYN fallback: sent without ENO after %d retransmissions", f.synRetries)
-		if when, ok := c.rememberedPeer(f); ok {
-			// SYNs with ENO dropped on the way to a peer that speaks it:
-			// an attacker may be forcing the fallback (refuse.go). Under
-			// the block policy the SYN keeps its ENO.
-			block := c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
-			if !f.Downgrade {
-				why = c.downgrade(f, why, when, block)
-			}
-			if !block {
-				c.stats.SYNFallbacks.Add(1)
-				c.plain(f, why)
-			}
-		} else {
-			c.stats.SYNFallbacks.Add(1)
-			c.plain(f, why)
-		}
+	if f.State == StateSYNSent && c.cfg.SYNFallbackRetries > 0 && f.synRetries >= c.cfg.SYNFallbackRetries {
+		c.synFallback(f) // fallback.go
 	}
 	if (f.State == StateSYNSent || f.State == StateACKPending) && c.emitSYN(s, f.offer, 0) {
 		return

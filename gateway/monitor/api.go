@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/engine"
 )
 
@@ -109,6 +110,11 @@ type StatsJSON struct {
 	DowngradesSuspected uint64 `json:"downgrades_suspected"`
 	DowngradesBlocked   uint64 `json:"downgrades_blocked"`
 	RequiredResets      uint64 `json:"required_resets"`
+	// RFC 8547 §9 failures (engine fallback.go, /api/paths).
+	ENOFailuresType1    uint64 `json:"eno_failures_type1"`
+	ENOFailuresType2    uint64 `json:"eno_failures_type2"`
+	BrokenPathPlain     uint64 `json:"broken_path_plain"`
+	SYNFallbacksRefused uint64 `json:"syn_fallbacks_refused"`
 
 	BufferedBytes    int64 `json:"buffered_bytes"`
 	BufferedBytesMax int64 `json:"buffered_bytes_max"`
@@ -205,8 +211,10 @@ func (s *Source) StatsNow() StatsJSON {
 		EvictedHalfOpen: st.Evictions[engine.EvictHalfOpen].Load(), EvictedIdlePlain: st.Evictions[engine.EvictIdlePlain].Load(), EvictedHalfOpenLAN: st.Evictions[engine.EvictHalfOpenLAN].Load(),
 		InboundFlows: s.Table.InboundLen(), InboundFlowsMax: s.Table.MaxInbound(),
 		DowngradesSuspected: st.DowngradesSuspected.Load(), DowngradesBlocked: st.DowngradesBlocked.Load(),
-		RequiredResets: st.RequiredResets.Load(),
-		BufferedBytes:  s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
+		RequiredResets:   st.RequiredResets.Load(),
+		ENOFailuresType1: st.ENOFailuresType1.Load(), ENOFailuresType2: st.ENOFailuresType2.Load(),
+		BrokenPathPlain: st.BrokenPathPlain.Load(), SYNFallbacksRefused: st.SYNFallbacksRefused.Load(),
+		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
 		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
 		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,
 		UptimeSeconds: time.Since(s.Start).Seconds(),
@@ -283,4 +291,18 @@ func (s *Source) serveFlow(w http.ResponseWriter, r *http.Request) {
 		f.Seq = &row.info.Seq
 	}
 	writeJSON(w, f)
+}
+
+// PathsJSON is the body of /api/paths: what the gateway remembers of the
+// RFC 8547 §9 failures on the path to each peer (engine fallback.go).
+type PathsJSON struct {
+	Paths []downgrade.Path `json:"paths"`
+}
+
+func (s *Source) servePaths(w http.ResponseWriter, r *http.Request) {
+	ps := s.Paths.Snapshot(time.Now())
+	if ps == nil {
+		ps = []downgrade.Path{}
+	}
+	writeJSON(w, PathsJSON{Paths: ps})
 }

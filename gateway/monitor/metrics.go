@@ -9,6 +9,7 @@ package monitor
 import (
 	"math"
 	"net/http"
+	"time"
 
 	"tcpcrypt-gw/gateway/engine"
 	"tcpcrypt-gw/gateway/monitor/promtext"
@@ -48,6 +49,10 @@ var counterDefs = []counterDef{
 	counter("flows_evicted_half_open_lan_total", "Half-open flows from the LAN evicted for a new flow (table full).", func(s *engine.Stats) uint64 { return s.Evictions[engine.EvictHalfOpenLAN].Load() }),
 	counter("downgrades_suspected_total", "Connections to a peer that completed tcpcrypt before, answered without TCP-ENO (a suspected downgrade attack).", func(s *engine.Stats) uint64 { return s.DowngradesSuspected.Load() }),
 	counter("downgrades_blocked_total", "Suspected downgrades reset under the block policy (downgrade.block).", func(s *engine.Stats) uint64 { return s.DowngradesBlocked.Load() }),
+	counter("eno_failures_type1_total", "RFC 8547 §9 type-1 failures: SYN fallbacks answered without TCP-ENO where the SYNs with it went unanswered.", func(s *engine.Stats) uint64 { return s.ENOFailuresType1.Load() }),
+	counter("eno_failures_type2_total", "RFC 8547 §9 type-2 failures: outbound connections that negotiated TCP-ENO and then died without progress (reset, stall, Init timeout, authentication failure).", func(s *engine.Stats) uint64 { return s.ENOFailuresType2.Load() }),
+	counter("broken_path_plain_total", "Connections sent plain because encryption failed after the handshake on the path to their peer before (reason broken_path).", func(s *engine.Stats) uint64 { return s.BrokenPathPlain.Load() }),
+	counter("syn_fallbacks_refused_total", "SYN fallbacks not made because the peer is in downgrade.no_syn_fallback.", func(s *engine.Stats) uint64 { return s.SYNFallbacksRefused.Load() }),
 	counter("required_resets_total", "Connections of require_encryption reset because they could not be encrypted.", func(s *engine.Stats) uint64 { return s.RequiredResets.Load() }),
 	counter("tun_write_errors_total", "Packets the TUN device refused to take (each dropped; TCP retransmits).", func(s *engine.Stats) uint64 { return s.WriteErrors.Load() }),
 	counter("lan_reordered_total", "LAN segments that arrived beyond a hole in their stream (reordered on the way) and waited for it.", func(s *engine.Stats) uint64 { return s.LANReordered.Load() }),
@@ -64,6 +69,7 @@ var gaugeDefs = []gaugeDef{
 	{metricPrefix + "flows_active", "Flows in the table now (all states).", func(s *Source) float64 { return float64(s.Table.Len()) }},
 	{metricPrefix + "flows_max", "Most flows the table holds (flows.max).", func(s *Source) float64 { return float64(s.Table.MaxFlows()) }},
 	{metricPrefix + "buffered_bytes", "Bytes held by all flows now (held plaintext, unacknowledged ciphertext, reassembly).", func(s *Source) float64 { return float64(s.Table.BytesInUse()) }},
+	{metricPrefix + "broken_paths", "Peers whose path is marked broken now: encryption failed after the handshake, connections to them go plain (downgrade.broken_path_*).", func(s *Source) float64 { return float64(s.Paths.BrokenCount(time.Now())) }},
 	{metricPrefix + "buffered_bytes_max", "Bytes all flows together may hold (flows.max_buffer_total).", func(s *Source) float64 { return float64(s.Table.MaxBytesTotal()) }},
 }
 

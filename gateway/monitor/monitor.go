@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"tcpcrypt-gw/flowtable"
+	"tcpcrypt-gw/gateway/downgrade"
 	"tcpcrypt-gw/gateway/engine"
 )
 
@@ -36,6 +37,9 @@ type Source struct {
 	Shards int
 	Stats  *engine.Stats
 	Start  time.Time
+	// Paths is the memory of RFC 8547 §9 failures per peer (/api/paths);
+	// nil: an empty list.
+	Paths *downgrade.Paths
 }
 
 // Handler returns the HTTP interface. token, if not empty, is required as a
@@ -51,6 +55,7 @@ func Handler(src *Source, token string) http.Handler {
 	mux.Handle("/api/stats", onlyGET(src.serveStats))
 	mux.Handle("/api/flows", onlyGET(src.serveFlows))
 	mux.Handle("/api/flows/{id}", onlyGET(src.serveFlow))
+	mux.Handle("/api/paths", onlyGET(src.servePaths))
 	mux.Handle("/metrics", onlyGET(newMetricsHandler(src).ServeHTTP))
 	mux.Handle("/{$}", onlyGET(serveDashboard))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
