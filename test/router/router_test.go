@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,11 +102,15 @@ func TestMain(m *testing.M) {
 }
 
 // goBuild builds pkg; cross builds it as scripts/release.sh builds the
-// router binary for linux/arm (static, GOARM=7, trimmed, stripped).
+// router binary for linux/arm (static, GOARM=7, trimmed, stripped). An out
+// ending in .test is the package's test binary (go test -c).
 func goBuild(out, pkg string, cross bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := []string{"build", "-o", out}
+	if strings.HasSuffix(out, ".test") {
+		args = []string{"test", "-c", "-o", out}
+	}
 	env := os.Environ()
 	if cross {
 		args = append(args, "-trimpath", "-buildvcs=false", "-tags", "noprofile", "-ldflags", "-s -w")
