@@ -84,6 +84,9 @@ func newLab(t *testing.T, img *Image) *lab {
 				}
 			}
 			l.vm.Close()
+			if strings.Contains(l.vm.Console(), shellExited) {
+				t.Logf("the VM's console shell exited and was restarted:\n%s", tail(l.vm.Console(), 3000))
+			}
 			if t.Failed() {
 				t.Logf("---- VM console (tail)\n%s", tail(l.vm.Console(), 6000))
 			}
@@ -225,15 +228,26 @@ func (l *lab) vmAPI() string {
 	return net.JoinHostPort(l.topo.GwBWANAddr4.String(), strconv.Itoa(apiPort))
 }
 
+// vmGatewayYAML is what the VM's gateway always has: the flow limits of
+// the OpenWrt package's file for 128 MB routers
+// (deploy/openwrt/files/config.yaml), and the conntrack bypass required
+// (the kernel's nf_tables from 32-bit user space).
+const vmGatewayYAML = `routing:
+  conntrack_bypass: on
+flows:
+  max: 4096
+  max_buffer_total: 8MiB
+`
+
 // startVMGateway starts the gateway in the VM with extra YAML, its API on
 // the VM's WAN address with the token, and waits until the API answers.
 func (l *lab) startVMGateway(extra string) {
 	l.t.Helper()
-	cfg := gatewayYAML("10.91.5.0/24, fd91:5::/64", l.vmAPI(), "  token_file: /etc/tcpcrypt-gw/token\n"+extra)
+	cfg := gatewayYAML("10.91.5.0/24, fd91:5::/64", l.vmAPI(), "  token_file: /etc/tcpcrypt-gw/token\n"+vmGatewayYAML+extra)
 	if err := l.vm.WriteFile("/etc/tcpcrypt-gw/config.yaml", cfg); err != nil {
 		l.t.Fatal(err)
 	}
-	l.run("tcpcrypt-gw run -c /etc/tcpcrypt-gw/config.yaml >/tmp/gw.log 2>&1 & echo $! > /tmp/gw.pid")
+	l.run(background("tcpcrypt-gw run -c /etc/tcpcrypt-gw/config.yaml", "/tmp/gw.log", "/tmp/gw.pid"))
 	l.vmGW = true
 	deadline := time.Now().Add(gwStartLimit)
 	for {
@@ -248,6 +262,14 @@ func (l *lab) startVMGateway(extra string) {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// background is the VM's shell command that starts cmd in the background,
+// in a session of its own with no console input (the console's shell is
+// the VM's init: nothing may take its terminal), output to log, its PID in
+// pidFile.
+func background(cmd, log, pidFile string) string {
+	return fmt.Sprintf("setsid %s </dev/null >%s 2>&1 & echo $! > %s", cmd, log, pidFile)
 }
 
 // stopVMGateway stops the VM's gateway (SIGTERM) and waits (bounded) for

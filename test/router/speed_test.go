@@ -94,7 +94,7 @@ func TestRouterSpeed(t *testing.T) {
 	paths := []path{{name: "kernel forwarding", start: noop, stop: noop}}
 	paths = append(paths, path{name: "identity TUN forwarder",
 		start: func() {
-			l.run(fmt.Sprintf("identity-tun -lan lan0 -wan wan0 -prefixes %s,%s >/tmp/id.log 2>&1 & echo $! > /tmp/id.pid", tp.GwBLANPrefixes[0], tp.GwBLANPrefixes[1]))
+			l.run(background(fmt.Sprintf("identity-tun -lan lan0 -wan wan0 -prefixes %s,%s", tp.GwBLANPrefixes[0], tp.GwBLANPrefixes[1]), "/tmp/id.log", "/tmp/id.pid"))
 			l.waitVM("grep -q 'identity-tun: ready' /tmp/id.log", "identity-tun", "cat /tmp/id.log")
 		},
 		stop: func() {
@@ -295,7 +295,7 @@ func (l *lab) startWireGuard(bin string) func() {
 			t.Fatal(err)
 		}
 	}
-	l.run("WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f wg0 >/tmp/wg.log 2>&1 & echo $! > /tmp/wg.pid")
+	l.run(background("env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f wg0", "/tmp/wg.log", "/tmp/wg.pid"))
 	l.waitVM("[ -S /var/run/wireguard/wg0.sock ]", "wireguard-go in the VM", "cat /tmp/wg.log")
 	if err := l.vm.WriteFile("/tmp/wg.uapi", b.uapi(a)); err != nil {
 		t.Fatal(err)

@@ -6,10 +6,11 @@
 // between namespaces. The test drives it over the serial console.
 //
 // The flow of Boot:
-//  1. Unpack the kernel and busybox from Debian's armhf packages
-//     (test/router/deps.sh downloads them; see Debs).
-//  2. Collect the kernel modules the VM needs (virtio_mmio, virtio_net, tun,
-//     virtio-rng) and everything they depend on, in load order, read from
+//  1. Unpack the kernel and busybox from Debian's packages for the
+//     architecture (test/router/deps.sh downloads them; see DebDir).
+//  2. Collect the kernel modules the VM needs (virtio transport, virtio_net,
+//     tun, virtio-rng; nf_tables and nft_ct for the gateway's conntrack
+//     bypass) and everything they depend on, in load order, read from
 //     each module's .modinfo section (the package has no modules.dep: depmod
 //     runs at install time).
 //  3. Write a gzip'd newc cpio: busybox, /init, the modules, /dev/console,
@@ -75,7 +76,24 @@ var ARM = Arch{
 	BusyboxGlob: "busybox-static_*_armhf.deb",
 	GOARCH:      "arm",
 	GOENV:       []string{"GOARM=7"},
-	Modules:     []string{"virtio_mmio", "virtio_net", "tun", "virtio_rng"},
+	Modules:     []string{"virtio_mmio", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
+}
+
+// MIPSLE is a 32-bit little-endian MIPS router (the Malta board with a
+// 24Kc: MIPS32r2 without an FPU, like the MT7621's 1004Kc), with Debian's
+// 4kc-malta kernel and the softfloat build of scripts/release.sh.
+var MIPSLE = Arch{
+	Name:        "mipsle",
+	Qemu:        "qemu-system-mipsel",
+	Machine:     []string{"-M", "malta", "-cpu", "24Kc"},
+	Console:     "ttyS0",
+	NIC:         "virtio-net-pci",
+	RNG:         "virtio-rng-pci",
+	KernelGlob:  "linux-image-*-4kc-malta_*_mipsel.deb",
+	BusyboxGlob: "busybox-static_*_mipsel.deb",
+	GOARCH:      "mipsle",
+	GOENV:       []string{"GOMIPS=softfloat"},
+	Modules:     []string{"virtio_pci", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
 }
 
 // Memory and CPUs of the VM: a small home router.
@@ -213,6 +231,10 @@ func BuildImage(ctx context.Context, a Arch, debDir, work string, files []File) 
 // readyLine is what /init prints once the shell takes the console.
 const readyLine = "ROUTERVM-READY"
 
+// shellExited is what /init prints when the console's shell ends; it
+// starts another (the shell is init's child: init must not exit).
+const shellExited = "init: the console shell exited"
+
 func initScript(a Arch, modules []string) string {
 	return fmt.Sprintf(`#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -236,8 +258,8 @@ echo 1 > /proc/sys/kernel/printk
 stty -echo
 export PS1= PS2=
 echo "%s $(cat /proc/sys/kernel/random/entropy_avail)"
-exec sh
-`, strings.Join(modules, " "), wanMAC, lanMAC, readyLine)
+while :; do sh; echo "%s ($?)"; done
+`, strings.Join(modules, " "), wanMAC, lanMAC, readyLine, shellExited)
 }
 
 // moduleOrder finds each wanted module in the tree (a missing one is an
@@ -260,7 +282,7 @@ func moduleOrder(tree string, want []string) ([]string, error) {
 	seen := map[string]bool{}
 	var visit func(name string, depth int) error
 	visit = func(name string, depth int) error {
-		name = norm(name)
+		name, soft := strings.CutPrefix(norm(name), "softdep:")
 		if seen[name] {
 			return nil
 		}
@@ -269,9 +291,12 @@ func moduleOrder(tree string, want []string) ([]string, error) {
 			return fmt.Errorf("router: module dependencies of %s too deep", name)
 		}
 		p, ok := files[name]
+		if !ok && soft {
+			p, ok = byAlias(files, name)
+		}
 		if !ok {
-			if bytes.Contains(bytes.ReplaceAll(builtin, []byte("-"), []byte("_")), []byte("/"+name+".ko")) {
-				return nil // built in
+			if soft || bytes.Contains(bytes.ReplaceAll(builtin, []byte("-"), []byte("_")), []byte("/"+name+".ko")) {
+				return nil // built in, or a soft dependency the kernel does without
 			}
 			return fmt.Errorf("router: kernel module %s not in %s", name, tree)
 		}
@@ -295,8 +320,38 @@ func moduleOrder(tree string, want []string) ([]string, error) {
 	return order, nil
 }
 
-// moduleDeps reads the depends= entry of a module's .modinfo section.
-func moduleDeps(path string) ([]string, error) {
+// byAlias finds the module that declares alias name (a soft dependency
+// names a crypto algorithm, "crc32c", which crc32c_generic provides).
+func byAlias(files map[string]string, name string) (string, bool) {
+	var cands []string
+	for _, p := range files {
+		info, err := modinfo(p)
+		if err != nil {
+			continue
+		}
+		for _, kv := range info {
+			if a, ok := bytes.CutPrefix(kv, []byte("alias=")); ok && string(a) == name {
+				cands = append(cands, p)
+			}
+		}
+	}
+	// The generic implementation runs on every CPU (crc32-arm-ce needs
+	// the ARMv8 CRC instructions).
+	sort.Slice(cands, func(i, j int) bool {
+		gi, gj := strings.Contains(cands[i], "_generic"), strings.Contains(cands[j], "_generic")
+		if gi != gj {
+			return gi
+		}
+		return cands[i] < cands[j]
+	})
+	if len(cands) == 0 {
+		return "", false
+	}
+	return cands[0], true
+}
+
+// modinfo is the key=value list of a module's .modinfo section.
+func modinfo(path string) ([][]byte, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("router: %s: %w", path, err)
@@ -310,15 +365,40 @@ func moduleDeps(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, kv := range bytes.Split(b, []byte{0}) {
-		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
-			if len(v) == 0 {
-				return nil, nil
+	return bytes.Split(b, []byte{0}), nil
+}
+
+// moduleDeps reads the depends= and softdep= pre: entries of a module's
+// .modinfo section.
+func moduleDeps(path string) ([]string, error) {
+	info, err := modinfo(path)
+	if err != nil {
+		return nil, err
+	}
+	var deps []string
+	for _, kv := range info {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok && len(v) > 0 {
+			deps = append(deps, strings.Split(string(v), ",")...)
+		}
+		// "softdep=pre: crc32c": modprobe loads these first
+		// (libcrc32c needs a crc32c implementation).
+		if v, ok := bytes.CutPrefix(kv, []byte("softdep=")); ok {
+			pre := false
+			for _, f := range strings.Fields(string(v)) {
+				switch f {
+				case "pre:":
+					pre = true
+				case "post:":
+					pre = false
+				default:
+					if pre {
+						deps = append(deps, "softdep:"+f)
+					}
+				}
 			}
-			return strings.Split(string(v), ","), nil
 		}
 	}
-	return nil, nil
+	return deps, nil
 }
 
 // cpio writes the newc format the kernel unpacks into its root.
