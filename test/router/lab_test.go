@@ -66,7 +66,7 @@ type lab struct {
 	vmGW  bool // the VM's gateway runs
 }
 
-func newLab(t *testing.T, img *Image) *lab {
+func newLab(t *testing.T, a Arch, img *Image) *lab {
 	t.Helper()
 	topo, err := netns.NewTopology(nsPrefix, netns.TopologyOptions{})
 	if err != nil {
@@ -117,12 +117,12 @@ func newLab(t *testing.T, img *Image) *lab {
 		}
 	}
 	// 2. The VM.
-	vm, err := Boot(ARM, img, b, "vmwan0", "vmlan0", filepath.Join(l.dir, "console.log"), bootLimit)
+	vm, err := Boot(a, img, b, "vmwan0", "vmlan0", filepath.Join(l.dir, "console.log"), bootLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.vm = vm
-	t.Logf("VM booted in %v", vm.BootTime.Round(100*time.Millisecond))
+	t.Logf("%s VM booted in %v", a.Name, vm.BootTime.Round(100*time.Millisecond))
 	for _, step := range [][]string{
 		{"link", "set", "vmwan0", "master", "wanbr"},
 		{"link", "set", "vmlan0", "master", netns.LANIf},

@@ -38,11 +38,10 @@ import (
 )
 
 var (
-	gwBinary    string // amd64, gateway A
-	gwARMBinary string // linux/arm, the VM's gateway
-	idleBinary  string // test/bench/cmd/idle-conns
-	binDir      string
-	skipReason  string // why the VM tests do not run ("" when they do)
+	gwBinary   string // amd64, gateway A
+	idleBinary string // test/bench/cmd/idle-conns
+	binDir     string
+	skipReason string // why the VM tests do not run ("" when they do)
 )
 
 func TestMain(m *testing.M) {
@@ -77,15 +76,13 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(binDir)
 		gwBinary = filepath.Join(binDir, "tcpcrypt-gw")
-		gwARMBinary = filepath.Join(binDir, "tcpcrypt-gw-arm")
 		idleBinary = filepath.Join(binDir, "idle-conns")
 		for _, b := range []struct {
 			out, pkg string
-			cross    bool
+			cross    *Arch
 		}{
-			{gwBinary, "tcpcrypt-gw/cmd/tcpcrypt-gw", false},
-			{gwARMBinary, "tcpcrypt-gw/cmd/tcpcrypt-gw", true},
-			{idleBinary, "tcpcrypt-gw/test/bench/cmd/idle-conns", false},
+			{gwBinary, "tcpcrypt-gw/cmd/tcpcrypt-gw", nil},
+			{idleBinary, "tcpcrypt-gw/test/bench/cmd/idle-conns", nil},
 		} {
 			if err := goBuild(b.out, b.pkg, b.cross); err != nil {
 				fmt.Fprintln(os.Stderr, "router:", err)
@@ -101,10 +98,11 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// goBuild builds pkg; cross builds it as scripts/release.sh builds the
-// router binary for linux/arm (static, GOARM=7, trimmed, stripped). An out
-// ending in .test is the package's test binary (go test -c).
-func goBuild(out, pkg string, cross bool) error {
+// goBuild builds pkg for the host, or with cross for that VM's
+// architecture as scripts/release.sh builds the router binary (static,
+// GOARM or GOMIPS, trimmed, stripped). An out ending in .test is the
+// package's test binary (go test -c).
+func goBuild(out, pkg string, cross *Arch) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := []string{"build", "-o", out}
@@ -112,10 +110,10 @@ func goBuild(out, pkg string, cross bool) error {
 		args = []string{"test", "-c", "-o", out}
 	}
 	env := os.Environ()
-	if cross {
+	if cross != nil {
 		args = append(args, "-trimpath", "-buildvcs=false", "-tags", "noprofile", "-ldflags", "-s -w")
-		env = append(env, "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+ARM.GOARCH)
-		env = append(env, ARM.GOENV...)
+		env = append(env, "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+cross.GOARCH)
+		env = append(env, cross.GOENV...)
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 	cmd.Env = env
@@ -132,13 +130,20 @@ func needVM(t *testing.T) {
 	}
 }
 
-// image builds the VM's initramfs with the gateway and extra files.
-func image(t *testing.T, extra ...File) *Image {
+// image builds the initramfs of a VM: the gateway (built for a) and extra
+// files.
+func image(t *testing.T, a Arch, extra ...File) *Image {
 	t.Helper()
+	gw := filepath.Join(binDir, "tcpcrypt-gw-"+a.Name)
+	if _, err := os.Stat(gw); err != nil {
+		if err := goBuild(gw, "tcpcrypt-gw/cmd/tcpcrypt-gw", &a); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	files := append([]File{{Path: "/usr/sbin/tcpcrypt-gw", Src: gwARMBinary, Mode: 0o755}}, extra...)
-	img, err := BuildImage(ctx, ARM, DebDir(), t.TempDir(), files)
+	files := append([]File{{Path: "/usr/sbin/tcpcrypt-gw", Src: gw, Mode: 0o755}}, extra...)
+	img, err := BuildImage(ctx, a, DebDir(), t.TempDir(), files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,34 @@ func image(t *testing.T, extra ...File) *Image {
 
 func TestRouterVM(t *testing.T) {
 	needVM(t)
-	l := newLab(t, image(t))
+	testRouter(t, ARM)
+}
+
+// TestRouterVMMIPS is the same with a 32-bit little-endian MIPS VM
+// (qemu-system-mipsel -M malta). It runs only with TCPCRYPT_ROUTER_MIPS=1
+// (and `test/router/deps.sh DIR mipsle` for its packages): it boots in
+// about 10 s and passes small encrypted transfers with equal session IDs,
+// but in the first 2 MiB transfer the VM's WAN NIC stops receiving (its
+// own API no longer answers either) after about 1.2 MB, while a plain
+// 1 MiB transfer through the same VM passes. Not diagnosed yet
+// (virtio-net-pci behind the Malta's i8259 under TCG is a suspect), so it
+// is not part of make router-test.
+func TestRouterVMMIPS(t *testing.T) {
+	needVM(t)
+	if os.Getenv("TCPCRYPT_ROUTER_MIPS") != "1" {
+		t.Skip("the MIPS VM runs with TCPCRYPT_ROUTER_MIPS=1 (not yet passing; see the comment)")
+	}
+	if miss := Missing(MIPSLE, DebDir()); miss != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and missing (make router-deps): %s", miss)
+		}
+		t.Skipf("missing (make router-deps): %s", miss)
+	}
+	testRouter(t, MIPSLE)
+}
+
+func testRouter(t *testing.T, a Arch) {
+	l := newLab(t, a, image(t, a))
 	tp := l.topo
 	l.startGwA("")
 	l.startVMGateway("")

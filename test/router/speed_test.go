@@ -53,27 +53,28 @@ func TestRouterSpeed(t *testing.T) {
 	}
 	needVM(t)
 	bins := map[string]string{}
+	a := ARM
 	for name, b := range map[string]struct {
 		pkg   string
-		cross bool
+		cross *Arch
 	}{
-		"identity-arm":  {"tcpcrypt-gw/test/bench/cmd/identity-tun", true},
-		"wg-arm":        {"golang.zx2c4.com/wireguard", true},
-		"wg-uapi-arm":   {"tcpcrypt-gw/test/router/cmd/wg-uapi", true},
-		"wireguard-go":  {"golang.zx2c4.com/wireguard", false},
-		"tcpcrypt.test": {"tcpcrypt-gw/crypto/tcpcrypt", true}, // go test -c
+		"identity-arm":  {"tcpcrypt-gw/test/bench/cmd/identity-tun", &a},
+		"wg-arm":        {"golang.zx2c4.com/wireguard", &a},
+		"wg-uapi-arm":   {"tcpcrypt-gw/test/router/cmd/wg-uapi", &a},
+		"wireguard-go":  {"golang.zx2c4.com/wireguard", nil},
+		"tcpcrypt.test": {"tcpcrypt-gw/crypto/tcpcrypt", &a}, // go test -c
 	} {
 		bins[name] = filepath.Join(binDir, name)
 		if err := goBuild(bins[name], b.pkg, b.cross); err != nil {
 			t.Fatal(err)
 		}
 	}
-	img := image(t,
+	img := image(t, a,
 		File{Path: "/usr/sbin/identity-tun", Src: bins["identity-arm"], Mode: 0o755},
 		File{Path: "/usr/sbin/wireguard-go", Src: bins["wg-arm"], Mode: 0o755},
 		File{Path: "/usr/sbin/wg-uapi", Src: bins["wg-uapi-arm"], Mode: 0o755},
 		File{Path: "/usr/sbin/tcpcrypt.test", Src: bins["tcpcrypt.test"], Mode: 0o755})
-	l := newLab(t, img)
+	l := newLab(t, a, img)
 	tp := l.topo
 	srv, err := tp.Server.Start(context.Background(), filepath.Join(l.dir, "iperf3-server.log"), "iperf3", "-s", "-p", strconv.Itoa(iperfPort))
 	if err != nil {
@@ -139,7 +140,7 @@ func TestRouterSpeed(t *testing.T) {
 	med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	var b strings.Builder
 	fmt.Fprintf(&b, "one stream through the router VM (%s, %d MB, %d CPU, TCG), %ds per run, median of %d rounds; host load %s -> %s:\n",
-		ARM.Name, MemoryMB, CPUs, *benchSecs, *benchRounds, strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
+		a.Name, MemoryMB, CPUs, *benchSecs, *benchRounds, strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
 	fmt.Fprintf(&b, "  %-28s %29s  %29s\n", "", "client -> server (VM opens)", "server -> client (VM seals)")
 	for _, p := range paths {
 		fmt.Fprintf(&b, "  %-28s", p.name)

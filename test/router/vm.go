@@ -87,7 +87,7 @@ var MIPSLE = Arch{
 	Qemu:        "qemu-system-mipsel",
 	Machine:     []string{"-M", "malta", "-cpu", "24Kc"},
 	Console:     "ttyS0",
-	NIC:         "virtio-net-pci",
+	NIC:         "virtio-net-pci,romfile=", // no option ROM: no firmware boots from it
 	RNG:         "virtio-rng-pci",
 	KernelGlob:  "linux-image-*-4kc-malta_*_mipsel.deb",
 	BusyboxGlob: "busybox-static_*_mipsel.deb",
