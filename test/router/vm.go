@@ -480,7 +480,8 @@ type VM struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	mu      sync.Mutex
-	out     bytes.Buffer // everything the console printed
+	out     []byte // what the console printed, the last maxConsole bytes
+	dropped int    // bytes of console output dropped before out
 	changed chan struct{}
 	done    chan struct{}
 	waitErr error
@@ -542,7 +543,12 @@ func Boot(a Arch, img *Image, ns *netns.NS, wanTap, lanTap, logPath string, boot
 			if n > 0 {
 				b := bytes.ReplaceAll(buf[:n], []byte("\r"), nil)
 				v.mu.Lock()
-				v.out.Write(b)
+				v.out = append(v.out, b...)
+				if len(v.out) > maxConsole {
+					cut := len(v.out) - maxConsole/2
+					v.out = append(v.out[:0], v.out[cut:]...)
+					v.dropped += cut
+				}
 				if v.log != nil {
 					v.log.Write(b)
 				}
@@ -567,35 +573,43 @@ func Boot(a Arch, img *Image, ns *netns.NS, wanTap, lanTap, logPath string, boot
 	return v, nil
 }
 
-// Console is everything the console printed so far.
+// maxConsole bounds the console output kept (the log file has it all).
+const maxConsole = 4 << 20
+
+// Console is what the console printed so far (at most the last 4 MiB).
 func (v *VM) Console() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.out.String()
+	return string(v.out)
 }
 
-// waitFor waits until the console output from offset on matches re and
-// returns the match's submatches and where the match starts.
+// since is the console output from the absolute offset from on, and the
+// absolute offset where it starts.
+func (v *VM) since(from int) (string, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	rel := min(max(from-v.dropped, 0), len(v.out))
+	return string(v.out[rel:]), v.dropped + rel
+}
+
+// waitFor waits until the console output from the absolute offset from on
+// matches re and returns the match's submatches and the absolute offset of
+// its start.
 func (v *VM) waitFor(from int, re *regexp.Regexp, limit time.Duration) ([]string, error) {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
-		v.mu.Lock()
-		s := v.out.String()
-		v.mu.Unlock()
-		if from > len(s) {
-			from = len(s)
-		}
-		if m := re.FindStringSubmatchIndex(s[from:]); m != nil {
+		s, at := v.since(from)
+		if m := re.FindStringSubmatchIndex(s); m != nil {
 			res := make([]string, 0, len(m)/2+1)
 			for i := 0; i < len(m); i += 2 {
 				if m[i] < 0 {
 					res = append(res, "")
 				} else {
-					res = append(res, s[from+m[i]:from+m[i+1]])
+					res = append(res, s[m[i]:m[i+1]])
 				}
 			}
-			return append(res, strconv.Itoa(from+m[0])), nil
+			return append(res, strconv.Itoa(at+m[0])), nil
 		}
 		select {
 		case <-v.changed:
@@ -620,7 +634,7 @@ func (v *VM) Run(cmdline string, limit time.Duration) (string, error) {
 	v.mu.Lock()
 	v.seq++
 	n := v.seq
-	from := v.out.Len()
+	from := v.dropped + len(v.out)
 	v.mu.Unlock()
 	// The marker is split by quotes in what is typed, so that only the
 	// output of echo matches it.
@@ -632,9 +646,8 @@ func (v *VM) Run(cmdline string, limit time.Duration) (string, error) {
 		return "", fmt.Errorf("router: %q: %w", cmdline, err)
 	}
 	at, _ := strconv.Atoi(m[2])
-	v.mu.Lock()
-	out := v.out.String()[from:at]
-	v.mu.Unlock()
+	out, start := v.since(from)
+	out = out[:max(0, min(len(out), at-start))]
 	if m[1] != "0" {
 		return out, fmt.Errorf("router: %q exited %s: %s", cmdline, m[1], strings.TrimSpace(out))
 	}
