@@ -184,7 +184,22 @@ func (l *lab) waitVM(check, what, diag string) {
 
 // iperf runs one iperf3 stream from client to server (reverse: server to
 // client); it returns the receiver's rate and the sender's retransmits.
-func (l *lab) iperf(reverse bool) (float64, int, error) {
+// iperf3's server sometimes refuses a test right after the previous one
+// ("busy"): up to two more tries.
+func (l *lab) iperf(reverse bool) (bps float64, retr int, err error) {
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			time.Sleep(2 * time.Second)
+		}
+		if bps, retr, err = l.iperfOnce(reverse); err == nil {
+			return
+		}
+		l.t.Logf("iperf3: %v; again", err)
+	}
+	return
+}
+
+func (l *lab) iperfOnce(reverse bool) (float64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*benchSecs+60)*time.Second)
 	defer cancel()
 	args := []string{"-c", l.topo.ServerAddr4.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(*benchSecs), "-O", "2", "-J"}
