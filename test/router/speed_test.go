@@ -116,11 +116,11 @@ func TestRouterSpeed(t *testing.T) {
 	for round := 1; round <= *benchRounds; round++ {
 		for _, p := range paths {
 			p.start()
-			bps, retr, err := l.iperf(false)
+			bps, share, retr, err := l.iperfCPU(false)
 			if err != nil {
 				t.Fatalf("%s: %v", p.name, err)
 			}
-			rbps, rretr, err := l.iperf(true)
+			rbps, rshare, rretr, err := l.iperfCPU(true)
 			if err != nil {
 				t.Fatalf("%s, reverse: %v", p.name, err)
 			}
@@ -131,9 +131,12 @@ func TestRouterSpeed(t *testing.T) {
 				}
 			}
 			p.stop()
-			t.Logf("round %d: %-28s %7.1f Mbit/s (%d retransmits), reverse %7.1f Mbit/s (%d)", round, p.name, bps/1e6, retr, rbps/1e6, rretr)
+			t.Logf("round %d: %-28s %7.1f Mbit/s (%d retransmits, VM %3.0f%% of a core), reverse %7.1f Mbit/s (%d, %3.0f%%)",
+				round, p.name, bps/1e6, retr, 100*share, rbps/1e6, rretr, 100*rshare)
 			got[p.name] = append(got[p.name], bps)
 			got[p.name+" rev"] = append(got[p.name+" rev"], rbps)
+			got[p.name+" core"] = append(got[p.name+" core"], bps/share)
+			got[p.name+" rev core"] = append(got[p.name+" rev core"], rbps/rshare)
 		}
 	}
 	load1, _ := os.ReadFile("/proc/loadavg")
@@ -151,6 +154,15 @@ func TestRouterSpeed(t *testing.T) {
 		b.WriteString("\n")
 	}
 	b.WriteString("  (k: the VM's kernel forwarding; wg: wireguard-go in the VM)\n")
+	b.WriteString("the same per host core the VM's qemu used (Mbit/s divided by its CPU share; less sensitive to the host's load):\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %-28s", p.name)
+		for _, dir := range []string{" core", " rev core"} {
+			m := med(got[p.name+dir])
+			fmt.Fprintf(&b, "  %5.1f Mbit/s %5.3fx k %5.2fx wg", m/1e6, m/med(got["kernel forwarding"+dir]), m/med(got["wireguard-go"+dir]))
+		}
+		b.WriteString("\n")
+	}
 	// The ciphers alone, on the VM's CPU: the frame sealing benchmark of
 	// crypto/tcpcrypt (no network, no TUN).
 	if out, err := l.vm.Run("tcpcrypt.test -test.run '^$' -test.bench '(Seal|Open)Frame/.*/1400$' -test.benchtime 2s", 10*time.Minute); err != nil {
@@ -180,6 +192,49 @@ func (l *lab) waitVM(check, what, diag string) {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// iperfCPU is iperf with the share of one host core the VM's qemu process
+// used meanwhile (user + system time over wall time).
+func (l *lab) iperfCPU(reverse bool) (bps, share float64, retr int, err error) {
+	c0, err := procCPU(l.vm.Pid())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
+	if bps, retr, err = l.iperf(reverse); err != nil {
+		return 0, 0, 0, err
+	}
+	c1, err := procCPU(l.vm.Pid())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	share = (c1 - c0).Seconds() / time.Since(start).Seconds()
+	if share <= 0 {
+		return 0, 0, 0, fmt.Errorf("qemu used no CPU time")
+	}
+	return bps, share, retr, nil
+}
+
+// procCPU is a process's user + system time (all threads), from
+// /proc/PID/stat in clock ticks of 1/100 s (USER_HZ on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) in ")".
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 // iperf runs one iperf3 stream from client to server (reverse: server to

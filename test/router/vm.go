@@ -576,6 +576,9 @@ func Boot(a Arch, img *Image, ns *netns.NS, wanTap, lanTap, logPath string, boot
 // maxConsole bounds the console output kept (the log file has it all).
 const maxConsole = 4 << 20
 
+// Pid is qemu's process ID (ip netns exec runs it in place).
+func (v *VM) Pid() int { return v.cmd.Process.Pid }
+
 // Console is what the console printed so far (at most the last 4 MiB).
 func (v *VM) Console() string {
 	v.mu.Lock()
