@@ -39,6 +39,7 @@ deps:
 	@# nginx-light's package starts a system nginx; the tests run their own.
 	@command -v systemctl >/dev/null 2>&1 && systemctl stop nginx >/dev/null 2>&1 || true
 	$(GO) mod download
+	@bash test/router/deps.sh bin/router-vm
 
 demo-deps:
 	$(call install_debs,$(DEMO_PKGS))
@@ -100,6 +101,18 @@ bench: build
 	@if [ "$$(id -u)" = 0 ]; then \
 	  $(GO) run ./test/bench -gw $(BIN) -go $(GO) -t 5 -loss 1 $(BENCH_FLAGS); \
 	else echo "bench: the path measurements need root (network namespaces); skipped"; fi
+
+# router-test: the gateway as the router of a 32-bit ARM VM (qemu-system-arm,
+# 128 MB, one CPU; deps fetches qemu, Debian's armhf kernel and busybox),
+# between the amd64 gateway and a server (test/router, docs/deploy.md).
+# router-bench: one stream's throughput through that VM per cipher, against
+# wireguard-go and plain forwarding in the same VM (docs/performance.md).
+.PHONY: router-test router-bench
+router-test: deps
+	TCPCRYPT_ROUTER_VM=1 $(GO) test -count=1 -v -timeout 25m -run 'TestRouterVM' ./test/router/
+
+router-bench: deps
+	TCPCRYPT_ROUTER_VM=1 $(GO) test -count=1 -v -timeout 40m -run 'TestRouterSpeed' ./test/router/ -args -router-bench
 
 release:
 	bash scripts/release.sh
