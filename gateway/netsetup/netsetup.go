@@ -49,6 +49,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -390,12 +391,27 @@ func (p *Params) rules() []*netlink.Rule {
 			r.Priority = p.RulePriority
 			r.Table = p.Table
 			r.IifName = name
-			r.IPProto = unix.IPPROTO_TCP
+			r.IPProto = ruleIPProtoTCP
 			rs = append(rs, r)
 		}
 	}
 	return rs
 }
+
+// ruleIPProtoTCP is the value for netlink.Rule.IPProto that puts TCP on
+// the wire. The kernel's FRA_IP_PROTO is one byte (NLA_U8) and it reads the
+// attribute's first byte, but vishvananda/netlink (v1.3.1) writes the field
+// as a 4-byte integer in the host's byte order and reads it back the same
+// way: on a big-endian router (MIPS ath79, for one) plain IPPROTO_TCP would
+// put 0 in that byte, and a rule for protocol 0 steers every protocol into
+// the TUN. TCP shifted into the first byte is the same 6 on the wire on
+// either byte order, and is what RuleList reports back.
+var ruleIPProtoTCP = func() int {
+	if cpu.IsBigEndian {
+		return unix.IPPROTO_TCP << 24
+	}
+	return unix.IPPROTO_TCP
+}()
 
 func familyName(fam int) string {
 	if fam == netlink.FAMILY_V6 {

@@ -247,7 +247,7 @@ func TestApplyClose(t *testing.T) {
 				if r.Priority != p.RulePriority || r.Table != p.Table {
 					continue
 				}
-				if r.IPProto != unix.IPPROTO_TCP || r.Src != nil || r.Dst != nil {
+				if r.IPProto != ruleIPProtoTCP || r.Src != nil || r.Dst != nil {
 					t.Errorf("%s rule %+v: want only iif and ipproto tcp", familyName(fam), r)
 				}
 				iifs = append(iifs, r.IifName)
