@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/gateway/monitor"
+	"tcpcrypt-gw/gateway/packet"
+	"tcpcrypt-gw/test/netns"
+)
+
+// pqTEPs configures a gateway for the hybrid TEP first (docs/pq-tep.md).
+const pqTEPs = "  teps: [x25519mlkem768, curve25519]\n"
+
+// clampMSS makes a host advertise an MSS of mss on its default IPv4 route
+// (the route's advmss), so that the gateways' peer sees that MSS.
+func clampMSS(t *testing.T, ns *netns.NS, via string, mss int) {
+	t.Helper()
+	if out, err := ns.Run(t.Context(), "ip", "route", "change", "default", "via", via, "advmss", fmt.Sprint(mss)); err != nil {
+		t.Fatalf("advmss: %v: %s", err, out)
+	}
+}
+
+// initStarts returns the payload lengths of the segments of port that
+// start an Init message with magic (RFC 8548 §4.3): from the server (its
+// source port) or to it.
+func initStarts(pkts []packet.Packet, port uint16, fromServer bool, magic uint32) []int {
+	var lens []int
+	for i := range pkts {
+		p := &pkts[i]
+		ours := fromServer && p.SrcPort == port || !fromServer && p.DstPort == port
+		if pl := p.Payload(); ours && len(pl) >= 4 && binary.BigEndian.Uint32(pl) == magic {
+			lens = append(lens, len(pl))
+		}
+	}
+	return lens
+}
+
+// wanSegments makes the gateways' WAN interfaces send single segments,
+// never super-packets (gso_max_segs 1: the kernel cuts them before the
+// veth), so that the WAN sees, captures and loses segments one by one as
+// a real link would.
+func wanSegments(t *testing.T, nss ...*netns.NS) {
+	t.Helper()
+	for _, ns := range nss {
+		if out, err := ns.Run(t.Context(), "ip", "link", "set", "dev", netns.WANIf, "gso_max_segs", "1", "gso_max_size", "600"); err != nil {
+			t.Fatalf("gso_max_segs: %v: %s", err, out)
+		}
+	}
+}
+
+// pqFlows returns the flows of port at both gateways and checks that they
+// are encrypted with the hybrid TEP and show the same session ID.
+func (e *env) pqFlows(port int) (fa, fb *monitor.FlowJSON) {
+	t := e.t
+	t.Helper()
+	fa, fb = flowWithPort(e.flows(e.topo.GwA), port), flowWithPort(e.flows(e.topo.GwB), port)
+	if fa == nil || fb == nil {
+		t.Fatalf("port %d: flows not found (A %v, B %v)", port, fa != nil, fb != nil)
+	}
+	for _, f := range []*monitor.FlowJSON{fa, fb} {
+		if !f.Encrypted || f.TEP != "x25519mlkem768" {
+			t.Errorf("port %d: flow %s encrypted=%v tep=%q reason=%q, want x25519mlkem768", port, f.LAN, f.Encrypted, f.TEP, f.Reason)
+		}
+	}
+	if fa.SessionID == "" || fa.SessionID != fb.SessionID {
+		t.Errorf("port %d: session IDs differ: A %s B %s", port, fa.SessionID, fb.SessionID)
+	}
+	return fa, fb
+}
+
+// TestPostQuantumSmallMSSLoss: two gateways with the hybrid TEP, hosts
+// that advertise an MSS of 536 and 2 % loss on the WAN: Init1 and Init2
+// span segments (RFC 8548 §3.3) and are repaired after loss; the transfer
+// is byte-exact with rekeying (every 1 MiB each way), both gateways show
+// the same session ID with TEP byte 0x20; the next connection resumes
+// (TEP byte 0x20|0x80, no Init on the wire).
+func TestPostQuantumSmallMSSLoss(t *testing.T) {
+	extra := "tcpcrypt:\n" + pqTEPs + "  rekey_bytes: 1MiB\n"
+	e := newEnv(t, envOptions{extraA: extra, extraB: extra})
+	clampMSS(t, e.topo.Client, e.topo.GwALANAddr4.String(), 536)
+	clampMSS(t, e.topo.Server, e.topo.GwBLANAddr4.String(), 536)
+	wanSegments(t, e.topo.GwA, e.topo.GwB)
+	lossRules(t, e.topo.Wan, 2)
+	// Only the segments that start an Init: tcpdump keeps up with those.
+	capt := startCapture(t, e.topo.Wan, fmt.Sprintf("tcp portrange 9320-9321 and (tcp[((tcp[12]&0xf0)>>2):4] = %#x or tcp[((tcp[12]&0xf0)>>2):4] = %#x)", tcpcrypt.Init1Magic, tcpcrypt.Init2Magic))
+
+	const n = 4 << 20
+	l1 := listen(t, e.topo.Server, "0.0.0.0:9320")
+	transfer(t, l1, e.topo.Client, fmt.Sprintf("%s:9320", e.topo.ServerAddr4), n, n, 320)
+	fa, fb := e.pqFlows(9320)
+	if fa.Resumed || !strings.HasPrefix(fa.SessionID, "20") {
+		t.Errorf("first connection: resumed=%v session ID %s, want a full handshake with TEP byte 20", fa.Resumed, fa.SessionID)
+	}
+	for _, c := range []struct {
+		name string
+		got  uint64
+	}{{"A out", fa.RekeysOut}, {"A in", fa.RekeysIn}, {"B out", fb.RekeysOut}, {"B in", fb.RekeysIn}} {
+		if c.got < 2 {
+			t.Errorf("%s: %d rekeys over %d MiB, want at least 2", c.name, c.got, n>>20)
+		}
+	}
+
+	l2 := listen(t, e.topo.Server, "0.0.0.0:9321")
+	transfer(t, l2, e.topo.Client, fmt.Sprintf("%s:9321", e.topo.ServerAddr4), 256<<10, 256<<10, 321)
+	ra, _ := e.pqFlows(9321)
+	if !ra.Resumed || !strings.HasPrefix(ra.SessionID, "a0") {
+		t.Errorf("second connection: resumed=%v session ID %s, want resumed with TEP byte a0", ra.Resumed, ra.SessionID)
+	}
+
+	pkts := capt.packets()
+
+	// Init1 (1265 bytes or more) and Init2 (1166) in segments of at most
+	// 536 bytes; none for the resumed connection.
+	for _, m := range []struct {
+		name       string
+		fromServer bool
+		magic      uint32
+	}{{"Init1", false, tcpcrypt.Init1Magic}, {"Init2", true, tcpcrypt.Init2Magic}} {
+		lens := initStarts(pkts, 9320, m.fromServer, m.magic)
+		if len(lens) == 0 {
+			t.Errorf("no %s on the wire", m.name)
+		}
+		for _, l := range lens {
+			if l > 536 {
+				t.Errorf("%s's first segment carries %d bytes, more than the MSS 536", m.name, l)
+			}
+		}
+		if n := len(initStarts(pkts, 9321, m.fromServer, m.magic)); n != 0 {
+			t.Errorf("the resumed connection has %d %s segments on the wire", n, m.name)
+		}
+	}
+}
