@@ -2,10 +2,14 @@ package engine
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
+	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -243,4 +247,115 @@ func TestInitSegmentsReordered(t *testing.T) {
 		c.a.process(s, c.now)
 	}
 	c.finishData()
+}
+
+// TestRFCOnlyGatewayGetsRFCTEP: a gateway that offers x25519mlkem768 first
+// and one configured without it agree on curve25519 (RFC 8547 §4.3: B
+// chooses from A's offer), in exactly the exchange of two RFC gateways:
+// Init1 on the client's ACK, Init2 in answer, one packet from A after it
+// (handshake checks each step).
+func TestRFCOnlyGatewayGetsRFCTEP(t *testing.T) {
+	c := newPair(t)
+	cfg := c.a.e.Config()
+	teps := []tcpcrypt.TEP{tcpcrypt.TEPX25519MLKEM768, tcpcrypt.TEPCurve25519, tcpcrypt.TEPP256}
+	keys := tcpcrypt.NewKeyPool(teps, time.Minute)
+	t.Cleanup(keys.Close)
+	cfg.TEPs, cfg.Keys = teps, keys
+	c.handshake()
+	if fa, fb := c.a.flow(t), c.b.flow(t); fa.tep != tcpcrypt.TEPCurve25519 || fb.tep != tcpcrypt.TEPCurve25519 {
+		t.Fatalf("TEPs %v %v, want curve25519", fa.tep, fb.tep)
+	}
+}
+
+// TestNativeRFCHostGetsRFCTEP: a tcpcrypt host of its own (not a gateway)
+// that knows only the RFC 8548 TEPs answers the gateway's offer, which has
+// x25519mlkem768 first, with curve25519, and completes the key exchange
+// with crypto/endpoint as B: Init1 on the client's ACK, Init2 in answer,
+// the same session ID at both ends, data through.
+func TestNativeRFCHostGetsRFCTEP(t *testing.T) {
+	c := pqPair(t)
+	syn := one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now))
+	sp, so := mustParse(t, syn)
+	offer, err := eno.ParseSYNOption(so.ENO)
+	if err != nil || len(offer.TEPs) != 2 || offer.TEPs[0].TEP != byte(tcpcrypt.TEPX25519MLKEM768) {
+		t.Fatalf("offer %+v (%v)", offer, err)
+	}
+	chosen, ok := eno.Choose(offer, func(s eno.Suboption) bool {
+		return !s.HasData && s.TEP >= byte(tcpcrypt.TEPP256) && s.TEP <= byte(tcpcrypt.TEPCurve448) // RFC 8548 §5
+	})
+	if !ok || chosen.TEP != byte(tcpcrypt.TEPCurve25519) {
+		t.Fatalf("the native host chose %+v", chosen)
+	}
+	answer, err := eno.AppendSYNOption(nil, eno.Answer(chosen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(synOpts(1460), answer...)
+	for len(opts)%4 != 0 {
+		opts = append(opts, packet.OptEOL)
+	}
+	c.client.seq++
+	c.server.ack = sp.Seq + 1
+	synack := c.server.seg(packet.FlagSYN|packet.FlagACK, nil, opts)
+	c.server.seq++
+	cp, _ := mustParse(t, one(t, c.a.process(synack, c.now)))
+	c.client.ack = cp.Seq + 1
+	init1 := one(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now))
+	ip, _ := mustParse(t, init1)
+
+	wan, native := net.Pipe()
+	t.Cleanup(func() { wan.Close(); native.Close() })
+	type hs struct {
+		c   *endpoint.Conn
+		err error
+	}
+	done := make(chan hs, 1)
+	go func() {
+		ep, err := endpoint.Handshake(native, endpoint.Config{Role: eno.RoleB, TEP: tcpcrypt.TEPCurve25519,
+			Transcript: eno.Transcript(so.ENO, answer), Ciphers: []tcpcrypt.AEADID{tcpcrypt.AES128GCM}})
+		done <- hs{ep, err}
+	}()
+	wan.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := wan.Write(ip.Payload()); err != nil {
+		t.Fatal(err)
+	}
+	init2 := make([]byte, 8)
+	if _, err := io.ReadFull(wan, init2); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := tcpcrypt.InitMessageLen(tcpcrypt.Init2Magic, tcpcrypt.TEPCurve25519, init2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	init2 = append(init2, make([]byte, n-8)...)
+	if _, err := io.ReadFull(wan, init2[8:]); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("endpoint: %v", r.err)
+	}
+	c.server.ack = ip.Seq + uint32(len(ip.Payload()))
+	if out := c.a.process(c.server.seg(packet.FlagACK|packet.FlagPSH, init2, nil), c.now); len(out) != 1 {
+		t.Fatalf("A after Init2: %d packets", len(out))
+	}
+	c.server.seq += uint32(len(init2))
+	fa := c.a.flow(t)
+	if fa.State != StateEncrypted || fa.tep != tcpcrypt.TEPCurve25519 || !bytes.Equal(fa.sessionID, r.c.SessionID()) {
+		t.Fatalf("A: %v %v session ID %x, the host's %x", fa.State, fa.tep, fa.sessionID, r.c.SessionID())
+	}
+	msg := []byte("to a native host")
+	fp, _ := mustParse(t, one(t, c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, msg, nil), c.now)))
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 64)
+		n, _ := r.c.Read(b)
+		got <- b[:n]
+	}()
+	if _, err := wan.Write(fp.Payload()); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; !bytes.Equal(g, msg) {
+		t.Fatalf("the native host read %q", g)
+	}
 }

@@ -26,13 +26,16 @@ func clampMSS(t *testing.T, ns *netns.NS, via string, mss int) {
 
 // initStarts returns the payload lengths of the segments of port that
 // start an Init message with magic (RFC 8548 §4.3): from the server (its
-// source port) or to it.
+// source port) or to it; each segment once (the WAN namespace sees it on
+// two interfaces, and a retransmission again).
 func initStarts(pkts []packet.Packet, port uint16, fromServer bool, magic uint32) []int {
 	var lens []int
+	seen := map[uint32]bool{}
 	for i := range pkts {
 		p := &pkts[i]
 		ours := fromServer && p.SrcPort == port || !fromServer && p.DstPort == port
-		if pl := p.Payload(); ours && len(pl) >= 4 && binary.BigEndian.Uint32(pl) == magic {
+		if pl := p.Payload(); ours && !seen[p.Seq] && len(pl) >= 4 && binary.BigEndian.Uint32(pl) == magic {
+			seen[p.Seq] = true
 			lens = append(lens, len(pl))
 		}
 	}
@@ -133,4 +136,37 @@ func TestPostQuantumSmallMSSLoss(t *testing.T) {
 			t.Errorf("the resumed connection has %d %s segments on the wire", n, m.name)
 		}
 	}
+}
+
+// TestPostQuantumRFCOnlyPeer: gateway A with the default TEPs
+// (x25519mlkem768 first) and gateway B configured without the hybrid TEP
+// agree on curve25519, B's first choice of A's offer (RFC 8547 §4.3), with
+// one Init1 and one Init2 on the wire (no extra round trip); a second pair
+// of connections shows that two default gateways use the hybrid TEP.
+func TestPostQuantumRFCOnlyPeer(t *testing.T) {
+	e := newEnv(t, envOptions{extraB: "tcpcrypt:\n  teps: [curve25519, p256, curve448, p521]\n  session_cache:\n    size: 0\n"})
+	capt := startCapture(t, e.topo.Wan, fmt.Sprintf("tcp port 9330 and (tcp[((tcp[12]&0xf0)>>2):4] = %#x or tcp[((tcp[12]&0xf0)>>2):4] = %#x)", tcpcrypt.Init1Magic, tcpcrypt.Init2Magic))
+	l := listen(t, e.topo.Server, "0.0.0.0:9330")
+	transfer(t, l, e.topo.Client, fmt.Sprintf("%s:9330", e.topo.ServerAddr4), 256<<10, 256<<10, 330)
+	fa, fb := flowWithPort(e.flows(e.topo.GwA), 9330), flowWithPort(e.flows(e.topo.GwB), 9330)
+	if fa == nil || fb == nil {
+		t.Fatal("flows not found")
+	}
+	if !fa.Encrypted || fa.TEP != "curve25519" || fb.TEP != "curve25519" || fa.SessionID != fb.SessionID || !strings.HasPrefix(fa.SessionID, "23") {
+		t.Fatalf("A %s %q %s, B %s %q %s: want curve25519 at both with equal session IDs", fa.State, fa.TEP, fa.SessionID, fb.State, fb.TEP, fb.SessionID)
+	}
+	pkts := capt.packets()
+	if n1, n2 := len(initStarts(pkts, 9330, false, tcpcrypt.Init1Magic)), len(initStarts(pkts, 9330, true, tcpcrypt.Init2Magic)); n1 != 1 || n2 != 1 {
+		t.Errorf("%d Init1 and %d Init2 on the wire, want one each", n1, n2)
+	}
+
+	// Both restart with the defaults (A would otherwise offer to resume
+	// the curve25519 session, alone: protocol.md).
+	e.gwA.Stop()
+	e.gwB.Stop()
+	e.gwA = e.startGateway(e.topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, ""))
+	e.gwB = e.startGateway(e.topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, ""))
+	l2 := listen(t, e.topo.Server, "0.0.0.0:9331")
+	transfer(t, l2, e.topo.Client, fmt.Sprintf("%s:9331", e.topo.ServerAddr4), 64<<10, 64<<10, 331)
+	e.pqFlows(9331)
 }
