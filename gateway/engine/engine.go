@@ -95,6 +95,7 @@ type Config struct {
 // Stats are counters shared by every engine of a gateway.
 type Stats struct {
 	FlowsEncrypted   atomic.Uint64
+	FlowsPostQuantum atomic.Uint64 // of FlowsEncrypted, keyed by a post-quantum TEP (tcpcrypt.TEP.PostQuantum)
 	FlowsPlain       atomic.Uint64
 	AuthFailures     atomic.Uint64
 	Truncations      atomic.Uint64

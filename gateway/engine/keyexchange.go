@@ -364,6 +364,9 @@ func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret
 		c.cfg.Peers.Remember(f.WAN.Addr(), c.now)
 	}
 	c.stats.FlowsEncrypted.Add(1)
+	if f.tep.PostQuantum() {
+		c.stats.FlowsPostQuantum.Add(1)
+	}
 	c.stats.observeHandshake(c.now.Sub(f.Stats.Started))
 	return nil
 }
