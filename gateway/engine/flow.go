@@ -264,7 +264,7 @@ type Info struct {
 	// such a session.
 	PostQuantum bool
 	SessionID   []byte
-	Resumed   bool
+	Resumed     bool
 	// PeerAppAware is the application-aware bit of the peer's ENO option
 	// (RFC 8547 §4.2: applications must be able to examine it).
 	PeerAppAware bool
