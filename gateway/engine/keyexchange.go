@@ -41,6 +41,10 @@ const (
 // SYN-ACK: resumed (RFC 8548 §3.5), the keys exist at once and there are no
 // Init messages; otherwise Init1 goes out (startInit).
 func (c *pkt) startA(f *Flow, s *segment) int {
+	if mustPostQuantum(c.cfg, f) && !f.tep.PostQuantum() {
+		c.refuseClassical(f, s)
+		return segDone
+	}
 	if f.resume != nil {
 		f.initDirections()
 		f.enoPending = true
@@ -72,6 +76,10 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 	if s.opts.ENO == nil {
 		c.plain(f, "peer did not confirm ENO")
 		return segPlain
+	}
+	if mustPostQuantum(c.cfg, f) && !f.tep.PostQuantum() {
+		c.refuseClassical(f, s)
+		return segDone
 	}
 	f.initDirections()
 	f.State = StateKeyExchange

@@ -359,3 +359,74 @@ func TestNativeRFCHostGetsRFCTEP(t *testing.T) {
 		t.Fatalf("the native host read %q", g)
 	}
 }
+
+// setTEPs makes g offer (as A) and prefer (as B) teps.
+func (g *gw) setTEPs(t *testing.T, teps ...tcpcrypt.TEP) {
+	keys := tcpcrypt.NewKeyPool(teps, time.Minute)
+	t.Cleanup(keys.Close)
+	cfg := g.e.Config()
+	cfg.TEPs, cfg.Keys = teps, keys
+}
+
+// TestPostQuantumRequired: a flow to port 80 must be keyed by a
+// post-quantum TEP. As A, when B chose curve25519, the gateway resets
+// both ends on the client's ACK, before Init1 (RST to the client at the
+// server's sequence, to the peer at the client's); as B, when A offered
+// only curve25519, on A's first non-SYN segment (Init1 reaches nobody).
+// With the hybrid TEP at both ends the flow is encrypted.
+func TestPostQuantumRequired(t *testing.T) {
+	t.Run("A", func(t *testing.T) {
+		c := newPair(t)
+		c.a.setTEPs(t, tcpcrypt.TEPX25519MLKEM768, tcpcrypt.TEPCurve25519)
+		c.a.e.Config().RequirePostQuantum = requirePort80
+		srvSYN := one(t, c.b.process(one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)), c.now))
+		p, _ := mustParse(t, srvSYN)
+		c.client.seq++
+		c.server.ack = p.Seq + 1
+		synack := c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460))
+		cp, _ := mustParse(t, one(t, c.a.process(one(t, c.b.process(synack, c.now)), c.now)))
+		c.client.ack = cp.Seq + 1
+		r := rsts(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now), clientAddr.Addr(), serverAddr.Addr())
+		if r[0].Seq != c.client.ack || r[1].Seq != c.client.seq {
+			t.Fatalf("RSTs at %d and %d, want %d (client) and %d (peer)", r[0].Seq, r[1].Seq, c.client.ack, c.client.seq)
+		}
+		f := c.a.flow(t)
+		if f.State != StateReset || f.Reason != "post-quantum required: negotiated curve25519" || c.a.stats.RequiredResets.Load() != 1 {
+			t.Fatalf("flow %v %q, %d required resets", f.State, f.Reason, c.a.stats.RequiredResets.Load())
+		}
+	})
+	t.Run("B", func(t *testing.T) {
+		c := newPair(t)
+		c.a.setTEPs(t, tcpcrypt.TEPCurve25519)
+		c.b.setTEPs(t, tcpcrypt.TEPX25519MLKEM768, tcpcrypt.TEPCurve25519)
+		c.b.e.Config().RequirePostQuantum = requirePort80
+		srvSYN := one(t, c.b.process(one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)), c.now))
+		p, _ := mustParse(t, srvSYN)
+		c.client.seq++
+		c.server.ack = p.Seq + 1
+		synack := c.server.seg(packet.FlagSYN|packet.FlagACK, nil, synOpts(1460))
+		c.server.seq++
+		cp, _ := mustParse(t, one(t, c.a.process(one(t, c.b.process(synack, c.now)), c.now)))
+		c.client.ack = cp.Seq + 1
+		init1 := one(t, c.a.process(c.client.seg(packet.FlagACK, nil, nil), c.now))
+		rsts(t, c.b.process(init1, c.now), serverAddr.Addr(), clientAddr.Addr())
+		f := c.b.flow(t)
+		if f.State != StateReset || f.Reason != "post-quantum required: negotiated curve25519" {
+			t.Fatalf("flow %v %q", f.State, f.Reason)
+		}
+	})
+	t.Run("hybrid", func(t *testing.T) {
+		c := pqPair(t)
+		c.a.e.Config().RequirePostQuantum = requirePort80
+		c.b.e.Config().RequirePostQuantum = requirePort80
+		init1 := c.synSmall()
+		var init2 [][]byte
+		for _, s := range init1 {
+			init2 = toWANOnly(t, c.b.process(s, c.now), c.server)
+		}
+		for _, s := range init2 {
+			c.a.process(s, c.now)
+		}
+		c.finishData()
+	})
+}

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/monitor"
@@ -56,7 +59,8 @@ func wanSegments(t *testing.T, nss ...*netns.NS) {
 }
 
 // pqFlows returns the flows of port at both gateways and checks that they
-// are encrypted with the hybrid TEP and show the same session ID.
+// are encrypted with the hybrid TEP, shown post_quantum, with the same
+// session ID.
 func (e *env) pqFlows(port int) (fa, fb *monitor.FlowJSON) {
 	t := e.t
 	t.Helper()
@@ -65,8 +69,8 @@ func (e *env) pqFlows(port int) (fa, fb *monitor.FlowJSON) {
 		t.Fatalf("port %d: flows not found (A %v, B %v)", port, fa != nil, fb != nil)
 	}
 	for _, f := range []*monitor.FlowJSON{fa, fb} {
-		if !f.Encrypted || f.TEP != "x25519mlkem768" {
-			t.Errorf("port %d: flow %s encrypted=%v tep=%q reason=%q, want x25519mlkem768", port, f.LAN, f.Encrypted, f.TEP, f.Reason)
+		if !f.Encrypted || f.TEP != "x25519mlkem768" || !f.PostQuantum {
+			t.Errorf("port %d: flow %s encrypted=%v tep=%q post_quantum=%v reason=%q, want x25519mlkem768", port, f.LAN, f.Encrypted, f.TEP, f.PostQuantum, f.Reason)
 		}
 	}
 	if fa.SessionID == "" || fa.SessionID != fb.SessionID {
@@ -141,10 +145,28 @@ func TestPostQuantumSmallMSSLoss(t *testing.T) {
 // TestPostQuantumRFCOnlyPeer: gateway A with the default TEPs
 // (x25519mlkem768 first) and gateway B configured without the hybrid TEP
 // agree on curve25519, B's first choice of A's offer (RFC 8547 §4.3), with
-// one Init1 and one Init2 on the wire (no extra round trip); a second pair
-// of connections shows that two default gateways use the hybrid TEP.
+// one Init1 and one Init2 on the wire (no extra round trip). A connection
+// to port 9332, which gateway A requires to be post-quantum
+// (require_encryption.post_quantum), is reset with the reason. After both
+// restart with the defaults, the hybrid TEP keys both.
 func TestPostQuantumRFCOnlyPeer(t *testing.T) {
-	e := newEnv(t, envOptions{extraB: "tcpcrypt:\n  teps: [curve25519, p256, curve448, p521]\n  session_cache:\n    size: 0\n"})
+	requirePQ := "require_encryption:\n  post_quantum:\n    ports: [9332]\n"
+	e := newEnv(t, envOptions{extraA: requirePQ, extraB: "tcpcrypt:\n  teps: [curve25519, p256, curve448, p521]\n  session_cache:\n    size: 0\n"})
+	lq := listen(t, e.topo.Server, "0.0.0.0:9332")
+	if c, err := dial(e.topo.Client, fmt.Sprintf("%s:9332", e.topo.ServerAddr4)); err == nil {
+		// The LAN host's handshake completes before the gateway sees the
+		// negotiated TEP (on its ACK): the reset follows at once.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, rerr := c.Read(make([]byte, 1))
+		c.Close()
+		if !errors.Is(rerr, syscall.ECONNRESET) {
+			t.Fatalf("read on a connection that must be post-quantum: %v, want a reset", rerr)
+		}
+	}
+	if f := flowWithPort(e.flows(e.topo.GwA), 9332); f == nil || f.State != "reset" || f.Reason != "post-quantum required: negotiated curve25519" || f.Encrypted {
+		t.Fatalf("gateway A's flow to the required port: %+v", f)
+	}
+
 	capt := startCapture(t, e.topo.Wan, fmt.Sprintf("tcp port 9330 and (tcp[((tcp[12]&0xf0)>>2):4] = %#x or tcp[((tcp[12]&0xf0)>>2):4] = %#x)", tcpcrypt.Init1Magic, tcpcrypt.Init2Magic))
 	l := listen(t, e.topo.Server, "0.0.0.0:9330")
 	transfer(t, l, e.topo.Client, fmt.Sprintf("%s:9330", e.topo.ServerAddr4), 256<<10, 256<<10, 330)
@@ -164,9 +186,11 @@ func TestPostQuantumRFCOnlyPeer(t *testing.T) {
 	// the curve25519 session, alone: protocol.md).
 	e.gwA.Stop()
 	e.gwB.Stop()
-	e.gwA = e.startGateway(e.topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, ""))
+	e.gwA = e.startGateway(e.topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, requirePQ))
 	e.gwB = e.startGateway(e.topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, ""))
 	l2 := listen(t, e.topo.Server, "0.0.0.0:9331")
 	transfer(t, l2, e.topo.Client, fmt.Sprintf("%s:9331", e.topo.ServerAddr4), 64<<10, 64<<10, 331)
 	e.pqFlows(9331)
+	transfer(t, lq, e.topo.Client, fmt.Sprintf("%s:9332", e.topo.ServerAddr4), 64<<10, 64<<10, 332)
+	e.pqFlows(9332)
 }
