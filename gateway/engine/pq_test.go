@@ -430,3 +430,30 @@ func TestPostQuantumRequired(t *testing.T) {
 		c.finishData()
 	})
 }
+
+// TestPostQuantumRequiredSkipsClassicalResumption: a cached curve25519
+// session with the peer is offered for resumption, except on a flow that
+// must be post-quantum (its resumption would be reset): that flow offers
+// the TEPs for a fresh key exchange, x25519mlkem768 first.
+func TestPostQuantumRequiredSkipsClassicalResumption(t *testing.T) {
+	for _, required := range []bool{false, true} {
+		c := newPair(t)
+		c.a.setTEPs(t, tcpcrypt.TEPX25519MLKEM768, tcpcrypt.TEPCurve25519)
+		cfg := c.a.e.Config()
+		cfg.Cache = endpoint.NewCache(16, time.Hour)
+		ss := tcpcrypt.FullHandshakeSecret(tcpcrypt.TEPCurve25519, []byte{1}, []byte{2}, []byte{3}, make([]byte, 32), make([]byte, 32))
+		cfg.Cache.Put(peerKey(serverAddr), endpoint.Entry{TEP: tcpcrypt.TEPCurve25519, AEAD: tcpcrypt.AES128GCM, Secret: ss, OriginalRole: eno.RoleA})
+		if required {
+			cfg.RequirePostQuantum = requirePort80
+		}
+		_, o := mustParse(t, one(t, c.a.process(c.client.seg(packet.FlagSYN, nil, synOpts(1460)), c.now)))
+		offer, err := eno.ParseSYNOption(o.ENO)
+		if err != nil || len(offer.TEPs) == 0 {
+			t.Fatalf("offer %+v (%v)", offer, err)
+		}
+		resumes := offer.TEPs[len(offer.TEPs)-1].HasData
+		if resumes == required || required && offer.TEPs[0].TEP != byte(tcpcrypt.TEPX25519MLKEM768) {
+			t.Fatalf("required %v: offer %+v", required, offer)
+		}
+	}
+}
