@@ -155,6 +155,17 @@ const SessionAPILAN = "lan"
 type Require struct {
 	Ports    []PortRange    `yaml:"ports"`
 	Prefixes []netip.Prefix `yaml:"prefixes"`
+	// PostQuantum names flows that must be encrypted with a post-quantum
+	// TEP (x25519mlkem768): encrypted with a classical one, they are reset
+	// too. They are also required to be encrypted at all.
+	PostQuantum RequirePQ `yaml:"post_quantum"`
+}
+
+// RequirePQ is require_encryption.post_quantum: the flows, by port or
+// prefix as for require_encryption, that only a post-quantum TEP may key.
+type RequirePQ struct {
+	Ports    []PortRange    `yaml:"ports"`
+	Prefixes []netip.Prefix `yaml:"prefixes"`
 }
 
 // Downgrade configures the memory of WAN peers that completed tcpcrypt and

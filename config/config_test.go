@@ -23,7 +23,7 @@ func TestDefaultValidates(t *testing.T) {
 	// Spot-check that the embedded file was decoded, not left zero.
 	if c.Interfaces.TUN != "tcpcrypt0" || c.Interfaces.TUNMTU != 1500 || c.Routing.Table != 7463 ||
 		c.TCPCrypt.RekeyBytes != GiB || c.Flows.MaxBufferPerFlow != 4*MiB || c.Flows.IdleTimeout != 2*time.Hour ||
-		len(c.LANPrefixes) != 4 || c.TCPCrypt.TEPs[0] != "curve25519" || c.HTTP.Listen != "127.0.0.1:8473" {
+		len(c.LANPrefixes) != 4 || c.TCPCrypt.TEPs[0] != "x25519mlkem768" || c.HTTP.Listen != "127.0.0.1:8473" {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	// Defaults validate but cannot run: no interfaces are named.
@@ -38,7 +38,7 @@ func TestDefaultIsFreshCopy(t *testing.T) {
 	a.TCPCrypt.TEPs[0] = "changed"
 	a.LANPrefixes[0] = netip.MustParsePrefix("1.0.0.0/8")
 	b := Default()
-	if b.TCPCrypt.TEPs[0] != "curve25519" || b.LANPrefixes[0] != netip.MustParsePrefix("10.0.0.0/8") {
+	if b.TCPCrypt.TEPs[0] != "x25519mlkem768" || b.LANPrefixes[0] != netip.MustParsePrefix("10.0.0.0/8") {
 		t.Fatal("Default shares state between calls")
 	}
 }

@@ -24,6 +24,8 @@ var badCases = []struct {
 	{"session API without port", "session_api:\n  listen: [lan]\n", 2, "session_api.listen[0]", `invalid address "lan" (want lan:PORT or IP:PORT`},
 	{"session API duplicate", "session_api:\n  listen: [lan:8474, lan:8474]\n", 2, "session_api.listen[1]", `duplicate of "lan:8474"`},
 	{"required port overlap", "require_encryption:\n  ports: [5432, 5000-6000]\n", 2, "require_encryption.ports[1]", "overlaps 5432"},
+	{"post-quantum required without its TEP", "tcpcrypt:\n  teps: [curve25519]\nrequire_encryption:\n  post_quantum:\n    ports: [22]\n", 4, "require_encryption.post_quantum", "needs a post-quantum TEP (x25519mlkem768) in tcpcrypt.teps"},
+	{"post-quantum required port overlap", "require_encryption:\n  post_quantum:\n    ports: [22, 20-30]\n", 3, "require_encryption.post_quantum.ports[1]", "overlaps 22"},
 	{"required prefix host bits", "require_encryption:\n  prefixes: [203.0.113.1/24]\n", 2, "require_encryption.prefixes[0]", "has host bits set"},
 	{"downgrade memory too short", "downgrade:\n  memory_ttl: 10s\n", 2, "downgrade.memory_ttl", "10s out of range [1m, 8760h]"},
 	{"downgrade memory too large", "downgrade:\n  memory_size: -1\n", 2, "downgrade.memory_size", "-1 out of range [0, 1048576]"},

@@ -100,6 +100,13 @@ func (c *Config) RequireEncryption() *BypassMatcher {
 	return &BypassMatcher{addrs: newAddrSet(r.Prefixes), ports: newPortSet(r.Ports)}
 }
 
+// RequirePostQuantum builds the matcher for
+// require_encryption.post_quantum (the same rule as bypass).
+func (c *Config) RequirePostQuantum() *BypassMatcher {
+	r := &c.Require.PostQuantum
+	return &BypassMatcher{addrs: newAddrSet(r.Prefixes), ports: newPortSet(r.Ports)}
+}
+
 // DowngradeBlock reports whether a suspected downgrade towards the peer a
 // is blocked (a inside downgrade.block) rather than only flagged.
 func (c *Config) DowngradeBlock() func(a netip.Addr) bool {

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tcpcrypt-gw/crypto/tcpcrypt"
 )
 
 // Limits. Where the kernel or another package sets the limit, the comment
@@ -89,6 +91,7 @@ func (c *Config) Validate() []Problem {
 	v.sessionAPI()
 	v.portList("require_encryption.ports", c.Require.Ports)
 	v.prefixes("require_encryption.prefixes", c.Require.Prefixes, maxBypassPrefixes, false)
+	v.requirePQ()
 	v.downgrade()
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
@@ -561,4 +564,22 @@ func (v *validator) downgrade() {
 	if d.PersistFile != "" && !filepath.IsAbs(d.PersistFile) {
 		v.add("downgrade.persist_file", "%q is not an absolute path", d.PersistFile)
 	}
+}
+
+// requirePQ checks require_encryption.post_quantum: its lists as
+// require_encryption's, and a post-quantum TEP in tcpcrypt.teps, without
+// which every matching flow would be reset.
+func (v *validator) requirePQ() {
+	r := &v.c.Require.PostQuantum
+	v.portList("require_encryption.post_quantum.ports", r.Ports)
+	v.prefixes("require_encryption.post_quantum.prefixes", r.Prefixes, maxBypassPrefixes, false)
+	if len(r.Ports) == 0 && len(r.Prefixes) == 0 {
+		return
+	}
+	for _, name := range v.c.TCPCrypt.TEPs {
+		if t, err := tcpcrypt.ParseTEP(name); err == nil && t.PostQuantum() {
+			return
+		}
+	}
+	v.add("require_encryption.post_quantum", "needs a post-quantum TEP (x25519mlkem768) in tcpcrypt.teps: every matching flow would be reset")
 }

@@ -89,6 +89,9 @@ func printFlows(w io.Writer, flows []monitor.FlowJSON) {
 		if f.Encrypted || f.TEP != "" && f.Cipher != "" {
 			crypto = f.TEP + "/" + f.Cipher
 		}
+		if f.PostQuantum {
+			crypto += " (post-quantum)"
+		}
 		if !f.Encrypted && f.Reason != "" {
 			crypto = "plain (" + f.Reason + ")"
 		}

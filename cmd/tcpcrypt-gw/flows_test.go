@@ -19,12 +19,18 @@ func TestPrintFlows(t *testing.T) {
 		{ID: 1, Direction: "outbound", LAN: "10.0.0.2:4000", WAN: "192.0.2.1:443", State: "encrypted", Encrypted: true,
 			TEP: "curve25519", Cipher: "aes128gcm", SessionID: "23aabbccddeeff00112233445566778899", PlainBytesOut: 10, PlainBytesIn: 20},
 		{ID: 2, Direction: "outbound", LAN: "10.0.0.2:4001", WAN: "192.0.2.2:80", State: "plain", Reason: "peer did not answer ENO"},
+		{ID: 3, Direction: "inbound", LAN: "10.0.0.3:22", WAN: "192.0.2.3:5000", State: "encrypted", Encrypted: true,
+			TEP: "x25519mlkem768", Cipher: "aes128gcm", PostQuantum: true, SessionID: "20aabbccddeeff00112233445566778899"},
 	})
 	out := b.String()
-	for _, want := range []string{"ID", "curve25519/aes128gcm", "23aabbccddeeff00…", "plain (peer did not answer ENO)", "192.0.2.2:80"} {
+	for _, want := range []string{"ID", "curve25519/aes128gcm", "23aabbccddeeff00…", "plain (peer did not answer ENO)", "192.0.2.2:80",
+		"x25519mlkem768/aes128gcm (post-quantum)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Count(out, "post-quantum") != 1 {
+		t.Errorf("post-quantum marks a classical flow too:\n%s", out)
 	}
 }
 

@@ -100,6 +100,7 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Ca
 	ec.Bypass = func(lan, wan netip.AddrPort) bool { return bypass.Match(lan, wan) }
 	ec.AppAware = cfg.AppAware().Match
 	ec.RequireEncryption = cfg.RequireEncryption().Match
+	ec.RequirePostQuantum = cfg.RequirePostQuantum().Match
 	for _, name := range cfg.TCPCrypt.TEPs {
 		t, err := tcpcrypt.ParseTEP(name)
 		if err != nil {

@@ -40,6 +40,7 @@ type tepSpec struct {
 	aliases []string // also accepted by ParseTEP, lower case
 	pubALen int      // Pub_A in Init1, wire form
 	pubBLen int      // Pub_B in Init2, wire form
+	pq      bool     // its key agreement resists a quantum computer (PostQuantum)
 	keys    tepKeys
 }
 
@@ -77,7 +78,7 @@ var tepTable = [...]tepSpec{
 	{tep: TEPCurve448, name: "curve448", aliases: []string{"x448"}, pubALen: 56, pubBLen: 56,
 		keys: x448Keys{}},
 	// Not an RFC 8548 TEP: docs/pq-tep.md, hybrid.go.
-	{tep: TEPX25519MLKEM768, name: "x25519mlkem768", pubALen: hybridPubA, pubBLen: hybridPubB,
+	{tep: TEPX25519MLKEM768, name: "x25519mlkem768", pubALen: hybridPubA, pubBLen: hybridPubB, pq: true,
 		keys: hybridKeys{}},
 }
 
@@ -133,6 +134,15 @@ func (t TEP) ResponseKeyLen() int {
 		return s.pubBLen
 	}
 	return 0
+}
+
+// PostQuantum reports whether t's key agreement is meant to resist a
+// quantum computer: x25519mlkem768 (ML-KEM-768 beside X25519,
+// docs/pq-tep.md); none of the RFC 8548 TEPs, all elliptic-curve
+// Diffie-Hellman.
+func (t TEP) PostQuantum() bool {
+	s := t.spec()
+	return s != nil && s.pq
 }
 
 // String is the TEP's configuration name.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -78,10 +79,29 @@ func packetLen(b []byte) int {
 // one request and its ACK each, lets them go idle (releaseIdle), and
 // reports the live heap each idle flow costs a gateway (both gateways'
 // growth, halved), after a GC. `make bench` reports the same as RSS.
-func BenchmarkIdleFlowMemory(b *testing.B) {
+func BenchmarkIdleFlowMemory(b *testing.B) { idleFlowMemory(b) }
+
+// BenchmarkIdleFlowMemoryPQ is BenchmarkIdleFlowMemory with flows keyed by
+// x25519mlkem768 (the default TEP): its keys and Init messages (1.2-1.3 KB
+// each) must not stay in the flow once the keys exist (2 KiB per flow).
+func BenchmarkIdleFlowMemoryPQ(b *testing.B) {
+	idleFlowMemory(b, tcpcrypt.TEPX25519MLKEM768, tcpcrypt.TEPCurve25519)
+}
+
+// idleFlowMemory measures the live heap per idle encrypted flow, keyed by
+// the first of teps (the test configuration's when none are given).
+func idleFlowMemory(b *testing.B, teps ...tcpcrypt.TEP) {
 	t := &testing.T{}
 	c := newPair(t)
 	c.a, c.b = newGWFlows(t, testConfig(t, lanA), 2*b.N+16), newGWFlows(t, testConfig(t, lanB), 2*b.N+16) // inbound flows get 3/4 of a table
+	if len(teps) > 0 {
+		for _, g := range []*gw{c.a, c.b} {
+			keys := tcpcrypt.NewKeyPool(teps, time.Minute)
+			defer keys.Close()
+			cfg := g.e.Config()
+			cfg.TEPs, cfg.Keys = teps, keys
+		}
+	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -108,6 +128,9 @@ func BenchmarkIdleFlowMemory(b *testing.B) {
 	c.b.tick(later)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	if len(teps) > 0 && c.a.flow(t).tep != teps[0] {
+		b.Fatalf("flows keyed by %v, want %v", c.a.flow(t).tep, teps[0])
+	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N)/2, "heapB/flow")
 	runtime.KeepAlive(c)
 }

@@ -196,7 +196,14 @@ func (en *encState) flushHeld(c *pkt, f *Flow) bool {
 // maxFrameData is the most plaintext one frame may carry so that the frame
 // fits the peer's MSS with the timestamp option.
 func (f *Flow) maxFrameData() int {
-	n := f.peerMSS - tcpcrypt.FrameOverhead
+	return max(f.maxSegment()-tcpcrypt.FrameOverhead, 1)
+}
+
+// maxSegment is the most C bytes one segment to the WAN may carry: the
+// peer's MSS less the options toWAN always adds (SACK blocks go only where
+// room is left).
+func (f *Flow) maxSegment() int {
+	n := f.peerMSS
 	if f.tsOK {
 		n -= 12
 	}
@@ -206,7 +213,7 @@ func (f *Flow) maxFrameData() int {
 		// before that, and they must still fit the path.
 		n -= 4
 	}
-	return max(n, 1)
+	return max(n, tcpcrypt.FrameOverhead+1)
 }
 
 // frame seals data = buf[at:] as new frames at the next P and C positions

@@ -62,6 +62,10 @@ type Config struct {
 	// RequireEncryption says whether a flow must never be plain
 	// (require_encryption, refuse.go); nil: none must.
 	RequireEncryption func(lan, wan netip.AddrPort) bool
+	// RequirePostQuantum says whether a flow must be keyed by a
+	// post-quantum TEP (require_encryption.post_quantum, refuse.go); such
+	// a flow must not be plain either. nil: none must.
+	RequirePostQuantum func(lan, wan netip.AddrPort) bool
 	// Peers remembers the WAN peers that completed tcpcrypt with us as role
 	// A (downgrade detection, refuse.go); nil: no detection.
 	Peers *downgrade.Memory
@@ -108,6 +112,7 @@ type KeySource interface {
 // Stats are counters shared by every engine of a gateway.
 type Stats struct {
 	FlowsEncrypted   atomic.Uint64
+	FlowsPostQuantum atomic.Uint64 // of FlowsEncrypted, keyed by a post-quantum TEP (tcpcrypt.TEP.PostQuantum)
 	FlowsPlain       atomic.Uint64
 	AuthFailures     atomic.Uint64
 	Truncations      atomic.Uint64

@@ -299,8 +299,12 @@ type Info struct {
 	LAN, WAN  netip.AddrPort
 	TEP       string
 	Cipher    string
-	SessionID []byte
-	Resumed   bool
+	// PostQuantum: the flow was keyed by a post-quantum TEP
+	// (tcpcrypt.TEP.PostQuantum: x25519mlkem768), directly or by resuming
+	// such a session.
+	PostQuantum bool
+	SessionID   []byte
+	Resumed     bool
 	// PeerAppAware is the application-aware bit of the peer's ENO option
 	// (RFC 8547 §4.2: applications must be able to examine it).
 	PeerAppAware bool
@@ -323,6 +327,13 @@ type SeqInfo struct {
 	DecOOOBytes, Accounted    int
 }
 
+// PostQuantum reports whether the flow is encrypted under keys from a
+// post-quantum TEP (or a resumption of such a session: ss[i] descends
+// from its ES).
+func (f *Flow) PostQuantum() bool {
+	return f.connParams != nil && f.Encrypted() && f.tep.PostQuantum()
+}
+
 // Snapshot describes f. Call with the shard lock held.
 func (f *Flow) Snapshot() Info {
 	// Encrypted: the flow's keys were established; it stays so after close.
@@ -338,6 +349,7 @@ func (f *Flow) Snapshot() Info {
 	if f.tep != 0 {
 		in.TEP = f.tep.String()
 	}
+	in.PostQuantum = f.PostQuantum()
 	if f.aead != 0 {
 		in.Cipher = f.aead.String()
 	}

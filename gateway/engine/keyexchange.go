@@ -41,6 +41,10 @@ const (
 // SYN-ACK: resumed (RFC 8548 §3.5), the keys exist at once and there are no
 // Init messages; otherwise Init1 goes out (startInit).
 func (c *pkt) startA(f *Flow, s *segment) int {
+	if mustPostQuantum(c.cfg, f) && !f.tep.PostQuantum() {
+		c.refuseClassical(f, s)
+		return segDone
+	}
 	if f.resume != nil {
 		f.initDirections()
 		f.enoPending = true
@@ -77,6 +81,10 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		return segPlain
 	}
 	c.expandSYN(f)
+	if mustPostQuantum(c.cfg, f) && !f.tep.PostQuantum() {
+		c.refuseClassical(f, s)
+		return segDone
+	}
 	f.initDirections()
 	f.State = StateKeyExchange
 	if f.resume != nil {
@@ -130,28 +138,61 @@ func (c *pkt) queueInit(f *Flow, msg []byte) {
 	c.pending = append(c.pending, f)
 }
 
-// sendInit (re)sends our Init message as first sent.
+// sendInit (re)sends our Init message as first sent, from the first byte
+// the peer has not acknowledged (all of it the first time): cut into
+// segments that fit the peer's MSS with the options toWAN adds, PSH on the
+// segment with its last byte only (RFC 8548 §3.3: Init messages "MAY span
+// multiple TCP segments ... the segment containing the last byte ... MUST
+// have TCP's push flag (PSH) set"). The hybrid TEP's Init1 (about 1.3 KB)
+// takes three segments at an MSS of 536.
 func (c *pkt) sendInit(f *Flow) {
 	en := &f.enc
 	if en.recs.len() == 0 || !en.recs.first().init {
 		return
 	}
 	r := en.recs.first()
-	c.toWAN(f, r.cStart, packet.FlagACK|packet.FlagPSH, en.ring.slice(r.cStart, r.cEnd), 0)
+	from := r.cStart
+	if en.cAckSeen.gt(from) && en.cAckSeen.lt(r.cEnd) {
+		from = en.cAckSeen // ackFromWAN keeps the record until the ACK covers cEnd
+	}
+	maxSeg := f.maxSegment()
+	for from.lt(r.cEnd) {
+		b := en.ring.slice(from, from.add(min(maxSeg, r.cEnd.since(from))))
+		if len(b) == 0 {
+			return
+		}
+		end := from.add(len(b))
+		flags := uint8(packet.FlagACK)
+		if end == r.cEnd {
+			flags |= packet.FlagPSH
+		}
+		c.toWAN(f, from, flags, b, 0)
+		from = end
+	}
 }
 
 // consumeInit takes the bytes of the peer's Init message from the start of
-// its C stream, acknowledging them itself. It returns what follows the
+// its C stream, acknowledging them itself (the Init exists only between
+// the two encrypting ends). An Init that spans segments (RFC 8548 §3.3) is
+// gathered in order and its in-order part acknowledged at once, so that
+// the sender resends only what is missing; a segment beyond a hole is
+// dropped and answered with a duplicate ACK of that part (RFC 5681 §4.2):
+// the sender's timer resends from there. It returns what follows the
 // message in this segment.
 func (c *pkt) consumeInit(f *Flow, seq cSeq, data []byte) (cSeq, []byte) {
 	d := &f.dec
 	c0, _ := f.decStart()
 	pos := c0.add(len(d.initBuf))
-	if seq.gt(pos) || len(data) == 0 {
-		return seq, nil // a hole before the Init completes: the peer retransmits
+	if len(data) == 0 {
+		return seq, nil
+	}
+	if seq.gt(pos) {
+		c.ackInitPart(f) // a hole before the Init completes
+		return seq, nil
 	}
 	skip := pos.since(seq)
 	if skip >= len(data) {
+		c.ackInitPart(f) // all of it had come: our ACK was lost
 		return seq, nil
 	}
 	data, seq = data[skip:], pos
@@ -173,6 +214,7 @@ func (c *pkt) consumeInit(f *Flow, seq cSeq, data []byte) (cSeq, []byte) {
 		d.initBuf = append(d.initBuf, data[:take]...)
 		data, seq = data[take:], seq.add(take)
 		if len(d.initBuf) < need {
+			c.ackInitPart(f)
 			return seq, nil
 		}
 		if need > 8 || len(d.initBuf) > 8 {
@@ -190,6 +232,18 @@ func (c *pkt) consumeInit(f *Flow, seq cSeq, data []byte) (cSeq, []byte) {
 		return seq, nil
 	}
 	return seq, data
+}
+
+// ackInitPart acknowledges the part of the peer's Init gathered so far
+// (nothing if none: the ACK would tell the peer nothing).
+func (c *pkt) ackInitPart(f *Flow) {
+	d := &f.dec
+	if len(d.initBuf) == 0 {
+		return
+	}
+	c0, _ := f.decStart()
+	d.cAcked = d.cAcked.max(c0.add(len(d.initBuf)))
+	c.ackWAN(f)
 }
 
 func (c *pkt) initFailed(f *Flow, why string) {
@@ -323,6 +377,9 @@ func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret
 		c.cfg.Peers.Remember(f.WAN.Addr(), c.now)
 	}
 	c.stats.FlowsEncrypted.Add(1)
+	if f.tep.PostQuantum() {
+		c.stats.FlowsPostQuantum.Add(1)
+	}
 	c.stats.observeHandshake(c.now.Sub(f.Stats.Started))
 	return nil
 }

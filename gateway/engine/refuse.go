@@ -13,7 +13,9 @@
 //     ENO, when the negotiation fails, or when our key pair cannot be had
 //     (noKeyPair), the gateway resets the LAN host's
 //     connection (and the WAN peer's half of it) with the reason on the
-//     flow. The SYN fallback without ENO never applies to it.
+//     flow. The SYN fallback without ENO never applies to it. A flow
+//     matched by require_encryption.post_quantum is required too, and is
+//     reset when the negotiated TEP is classical (refuseClassical).
 //  2. A peer remembered (package downgrade) as having completed tcpcrypt
 //     with the gateway that now answers without ENO is a suspected
 //     downgrade: the flow says so, a counter and a log warning record it,
@@ -29,9 +31,37 @@ import (
 	"tcpcrypt-gw/gateway/packet"
 )
 
-// mustEncrypt reports whether a flow is matched by require_encryption.
+// mustEncrypt reports whether a flow is matched by require_encryption
+// (post_quantum included: a flow that must be post-quantum must not be
+// plain either).
 func mustEncrypt(cfg *Config, f *Flow) bool {
-	return cfg.RequireEncryption != nil && cfg.RequireEncryption(f.LAN, f.WAN)
+	return cfg.RequireEncryption != nil && cfg.RequireEncryption(f.LAN, f.WAN) || mustPostQuantum(cfg, f)
+}
+
+// mustPostQuantum reports whether a flow is matched by
+// require_encryption.post_quantum.
+func mustPostQuantum(cfg *Config, f *Flow) bool {
+	return cfg.RequirePostQuantum != nil && cfg.RequirePostQuantum(f.LAN, f.WAN)
+}
+
+// refuseClassical resets a flow that must be keyed by a post-quantum TEP
+// when TCP-ENO has negotiated a classical one (or a resumption of a
+// classical session), before any Init byte or data: the ENO negotiation
+// itself succeeded (RFC 8547 §4.6 leaves the choice of TEP to B), so the
+// policy is the gateway's, like require_encryption. Role A decides on the
+// LAN host's ACK of the SYN-ACK: the LAN host (established) gets a RST at
+// the sequence it expects, the peer (SYN-RECEIVED) one at the ACK's
+// sequence; role B on the peer's first non-SYN segment (refuseUnconfirmed).
+func (c *pkt) refuseClassical(f *Flow, s *segment) {
+	why := "post-quantum required: negotiated " + f.tep.String()
+	if f.Role == RoleB {
+		c.refuseUnconfirmed(f, s, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Ack, 0, false)
+	c.rst(f, false, s.Seq, 0, false)
+	c.refused(f, why)
 }
 
 // rememberedPeer reports whether the flow's WAN peer completed tcpcrypt

@@ -226,7 +226,10 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 		// RFC 8548 §3.5: offer the cached secret, the lowest unused i of
 		// its chain (the cache hands each ss[i] out once).
 		if c.cfg.Cache != nil {
-			if ent, ok := c.cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(c.cfg.TEPs, ent.TEP) && containsAEAD(c.cfg.Ciphers, ent.AEAD) {
+			// Not a classical session for a flow that must be
+			// post-quantum (refuse.go): it would be reset.
+			if ent, ok := c.cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(c.cfg.TEPs, ent.TEP) && containsAEAD(c.cfg.Ciphers, ent.AEAD) &&
+				(ent.TEP.PostQuantum() || c.cfg.RequirePostQuantum == nil || !c.cfg.RequirePostQuantum(key.LAN, key.WAN)) {
 				f.resume = &ent
 				f.resumeNonce = endpoint.NewResumeNonce(c.cfg.ResumeNonceLen)
 			}

@@ -29,14 +29,17 @@ const (
 
 // FlowJSON is one flow as the API shows it.
 type FlowJSON struct {
-	ID           uint64 `json:"id"`
-	LAN          string `json:"lan"`
-	WAN          string `json:"wan"`
-	Direction    string `json:"direction"`
-	State        string `json:"state"`
-	Encrypted    bool   `json:"encrypted"`
-	Reason       string `json:"reason,omitempty"`
-	TEP          string `json:"tep,omitempty"`
+	ID        uint64 `json:"id"`
+	LAN       string `json:"lan"`
+	WAN       string `json:"wan"`
+	Direction string `json:"direction"`
+	State     string `json:"state"`
+	Encrypted bool   `json:"encrypted"`
+	Reason    string `json:"reason,omitempty"`
+	TEP       string `json:"tep,omitempty"`
+	// PostQuantum: keyed by a post-quantum TEP (x25519mlkem768,
+	// docs/pq-tep.md), directly or by resuming such a session.
+	PostQuantum  bool   `json:"post_quantum"`
 	Cipher       string `json:"cipher,omitempty"`
 	SessionID    string `json:"session_id,omitempty"`
 	Resumed      bool   `json:"resumed"`        // started from a cached secret, no Init messages
@@ -77,8 +80,12 @@ type StatsJSON struct {
 	Flows        int            `json:"flows"`
 	FlowsMax     int            `json:"flows_max"`
 	FlowsByState map[string]int `json:"flows_by_state"`
+	// FlowsPostQuantumNow: encrypted flows in the table now keyed by a
+	// post-quantum TEP (FlowJSON.PostQuantum).
+	FlowsPostQuantumNow int `json:"flows_post_quantum_now"`
 
 	FlowsEncrypted   uint64 `json:"flows_encrypted"`
+	FlowsPostQuantum uint64 `json:"flows_post_quantum"` // of flows_encrypted, key exchanges with a post-quantum TEP
 	FlowsPlain       uint64 `json:"flows_plain"`
 	AuthFailures     uint64 `json:"auth_failures"`
 	Truncations      uint64 `json:"truncations"`
@@ -151,7 +158,7 @@ func (r *flowRow) json(now time.Time) FlowJSON {
 	in := &r.info
 	return FlowJSON{
 		ID: r.id, LAN: in.LAN.String(), WAN: in.WAN.String(), Direction: in.Role, State: in.State,
-		Encrypted: in.Encrypted, Reason: in.Reason, TEP: in.TEP, Cipher: in.Cipher,
+		Encrypted: in.Encrypted, Reason: in.Reason, TEP: in.TEP, PostQuantum: in.PostQuantum, Cipher: in.Cipher,
 		SessionID: hex.EncodeToString(in.SessionID), Resumed: in.Resumed, PeerAppAware: in.PeerAppAware,
 		DowngradeSuspected: in.Downgrade,
 		PlainBytesOut:      in.Stats.PlainBytesOut, PlainBytesIn: in.Stats.PlainBytesIn,
@@ -166,6 +173,7 @@ func (r *flowRow) json(now time.Time) FlowJSON {
 // copying any flow (it runs for every /api/stats and /metrics request).
 type census struct {
 	byState             [maxState + 1]int // by engine.State; [0]: a state unknown to stateNames
+	postQuantum         int               // encrypted flows keyed by a post-quantum TEP
 	plainOut, plainIn   uint64
 	cipherOut, cipherIn uint64
 }
@@ -184,6 +192,9 @@ func (s *Source) census() *census {
 			} else {
 				c.byState[0]++
 			}
+			if f.PostQuantum() {
+				c.postQuantum++
+			}
 			c.plainOut += f.Stats.PlainBytesOut
 			c.plainIn += f.Stats.PlainBytesIn
 			c.cipherOut += f.Stats.CipherBytesOut
@@ -201,7 +212,7 @@ func (s *Source) StatsNow() StatsJSON {
 	c := s.census()
 	res := StatsJSON{
 		Flows: s.Table.Len(), FlowsMax: s.Table.MaxFlows(), FlowsByState: make(map[string]int, len(stateNames)),
-		FlowsEncrypted: st.FlowsEncrypted.Load(), FlowsPlain: st.FlowsPlain.Load(),
+		FlowsEncrypted: st.FlowsEncrypted.Load(), FlowsPostQuantum: st.FlowsPostQuantum.Load(), FlowsPostQuantumNow: c.postQuantum, FlowsPlain: st.FlowsPlain.Load(),
 		AuthFailures: st.AuthFailures.Load(), Truncations: st.Truncations.Load(), InitTimeouts: st.InitTimeouts.Load(),
 		Malformed: st.Malformed.Load(), TableFull: st.TableFull.Load(), BufferDrops: st.BufferDrops.Load(), LANReordered: st.LANReordered.Load(),
 		SYNFallbacks: st.SYNFallbacks.Load(), BadChecksums: st.BadChecksum.Load(), PassedUnparsable: st.PassedUnparsable.Load(),

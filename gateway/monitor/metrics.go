@@ -31,6 +31,7 @@ var counterDefs = []counterDef{
 	counter("packets_in_total", "Packets read from the TUN device.", func(s *engine.Stats) uint64 { return s.PacketsIn.Load() }),
 	counter("packets_out_total", "Packets written to the TUN device.", func(s *engine.Stats) uint64 { return s.PacketsOut.Load() }),
 	counter("flows_encrypted_total", "Flows whose tcpcrypt key exchange completed.", func(s *engine.Stats) uint64 { return s.FlowsEncrypted.Load() }),
+	counter("flows_post_quantum_total", "Flows whose key exchange completed with a post-quantum TEP (x25519mlkem768; also counted in flows_encrypted_total).", func(s *engine.Stats) uint64 { return s.FlowsPostQuantum.Load() }),
 	counter("flows_plain_total", "Flows that went plain (peer without TCP-ENO, bypass rule, fallback).", func(s *engine.Stats) uint64 { return s.FlowsPlain.Load() }),
 	counter("auth_failures_total", "Frames that failed authentication (the flow was reset).", func(s *engine.Stats) uint64 { return s.AuthFailures.Load() }),
 	counter("truncations_total", "Encrypted flows closed by a TCP FIN without a FIN frame (reset).", func(s *engine.Stats) uint64 { return s.Truncations.Load() }),
@@ -94,6 +95,9 @@ func (s *Source) writeMetrics(w *promtext.Writer) {
 	for i, name := range stateNames {
 		w.Sample(flows, float64(census.byState[i+1]), "state", name)
 	}
+	pq := metricPrefix + "flows_post_quantum"
+	w.Family(pq, promtext.Gauge, "Encrypted flows in the table now keyed by a post-quantum TEP (x25519mlkem768), directly or resumed.")
+	w.Sample(pq, float64(census.postQuantum))
 	for _, d := range gaugeDefs {
 		w.Family(d.name, promtext.Gauge, d.help)
 		w.Sample(d.name, d.read(s))

@@ -138,6 +138,7 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_packets_in_total":                  &st.PacketsIn,
 		"tcpcrypt_gw_packets_out_total":                 &st.PacketsOut,
 		"tcpcrypt_gw_flows_encrypted_total":             &st.FlowsEncrypted,
+		"tcpcrypt_gw_flows_post_quantum_total":          &st.FlowsPostQuantum,
 		"tcpcrypt_gw_flows_plain_total":                 &st.FlowsPlain,
 		"tcpcrypt_gw_auth_failures_total":               &st.AuthFailures,
 		"tcpcrypt_gw_truncations_total":                 &st.Truncations,

@@ -247,16 +247,17 @@ func (g *gateways) stop() {
 
 // gwStats is the part of the gateway's /api/stats the bench reads.
 type gwStats struct {
-	Flows          int    `json:"flows"`
-	FlowsEncrypted uint64 `json:"flows_encrypted"`
-	FlowsPlain     uint64 `json:"flows_plain"`
-	Resumptions    uint64 `json:"resumptions"`
-	ResumeOffered  uint64 `json:"resume_offered"`
-	ResumeMisses   uint64 `json:"resume_misses"`
-	BufferDrops    uint64 `json:"buffer_drops"`
-	TableFull      uint64 `json:"table_full"`
-	PacketsIn      uint64 `json:"packets_in"`
-	PacketsOut     uint64 `json:"packets_out"`
+	Flows            int    `json:"flows"`
+	FlowsEncrypted   uint64 `json:"flows_encrypted"`
+	FlowsPostQuantum uint64 `json:"flows_post_quantum"`
+	FlowsPlain       uint64 `json:"flows_plain"`
+	Resumptions      uint64 `json:"resumptions"`
+	ResumeOffered    uint64 `json:"resume_offered"`
+	ResumeMisses     uint64 `json:"resume_misses"`
+	BufferDrops      uint64 `json:"buffer_drops"`
+	TableFull        uint64 `json:"table_full"`
+	PacketsIn        uint64 `json:"packets_in"`
+	PacketsOut       uint64 `json:"packets_out"`
 }
 
 func (g *gateways) stats(ns *netns.NS) (*gwStats, error) {

@@ -39,6 +39,10 @@ type result struct {
 
 	conns, connsResumed float64 // per second, medians (resumed: gateway only)
 	lat, latResumed     latency
+	// Gateway: full handshakes with the hybrid post-quantum TEP
+	// x25519mlkem768 (conns and lat are with X25519, curve25519).
+	connsPQ float64
+	latPQ   latency
 
 	// Gateway: gwa's counts of flows encrypted in the full-handshake start
 	// and of resumptions in the resumed start, and the connections the
@@ -47,6 +51,8 @@ type result struct {
 	resumeOffered        uint64
 	resumeMisses         uint64
 	madeFull, madeResume int64
+	encryptedPQ          uint64 // gwa's post-quantum flows in the x25519mlkem768 start
+	madePQ               int64
 }
 
 // env is what every measurement needs.
@@ -183,13 +189,9 @@ func (e *env) throughput(r *result) error {
 
 // connFigures fills the connection rate and the latency.
 func (e *env) connFigures(r *result, resumed bool) error {
-	rate, err := e.connRateMedian(r.path)
+	rate, lat, err := e.connRateAndLatency(r.path)
 	if err != nil {
-		return fmt.Errorf("connections/s: %w", err)
-	}
-	lat, err := e.latency()
-	if err != nil {
-		return fmt.Errorf("latency: %w", err)
+		return err
 	}
 	if resumed {
 		r.connsResumed, r.latResumed = rate, lat
@@ -197,6 +199,20 @@ func (e *env) connFigures(r *result, resumed bool) error {
 		r.conns, r.lat = rate, lat
 	}
 	return nil
+}
+
+// connRateAndLatency measures the connection rate and the latency of the
+// path set up now.
+func (e *env) connRateAndLatency(what string) (float64, latency, error) {
+	rate, err := e.connRateMedian(what)
+	if err != nil {
+		return 0, latency{}, fmt.Errorf("connections/s: %w", err)
+	}
+	lat, err := e.latency()
+	if err != nil {
+		return 0, latency{}, fmt.Errorf("latency: %w", err)
+	}
+	return rate, lat, nil
 }
 
 func (e *env) measureIdentity(r *result) error {
@@ -217,11 +233,13 @@ func (e *env) measureWireGuard(r *result) error {
 	return e.measure(r, false)
 }
 
-// measureGateway measures the gateway pair in three starts: full handshakes
-// only (session cache off), throughput, and resumption (default
-// configuration); with -profile each start writes CPU profiles.
+// measureGateway measures the gateway pair in four starts: full handshakes
+// only (session cache off) with X25519 (curve25519, RFC 8548's required
+// TEP), the same with the hybrid post-quantum TEP (x25519mlkem768, the
+// default), throughput, and resumption (default configuration); with
+// -profile each start writes CPU profiles.
 func (e *env) measureGateway(r *result) error {
-	gws, err := e.startGateways("tcpcrypt:\n  session_cache: {size: 0}\n", "conns-full")
+	gws, err := e.startGateways("tcpcrypt:\n  teps: [curve25519]\n  session_cache: {size: 0}\n", "conns-full")
 	if err != nil {
 		return err
 	}
@@ -235,6 +253,9 @@ func (e *env) measureGateway(r *result) error {
 	gws.printProfiles("the full-handshake connection runs")
 	if err != nil {
 		return fmt.Errorf("full handshakes: %w", err)
+	}
+	if err := e.measureGatewayPQ(r); err != nil {
+		return fmt.Errorf("full handshakes, x25519mlkem768: %w", err)
 	}
 	if e.o.secs > 0 {
 		gws, err = e.startGateways("", "throughput")
@@ -269,4 +290,24 @@ func (e *env) measureGateway(r *result) error {
 		r.resumed, r.resumeOffered, r.resumeMisses = st.Resumptions, st.ResumeOffered, st.ResumeMisses
 	}
 	return nil
+}
+
+// measureGatewayPQ measures full handshakes with the hybrid post-quantum
+// TEP, session cache off, in a start of its own beside the X25519 one.
+func (e *env) measureGatewayPQ(r *result) error {
+	gws, err := e.startGateways("tcpcrypt:\n  teps: [x25519mlkem768]\n  session_cache: {size: 0}\n", "conns-pq")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		gws.stop()
+		gws.printProfiles("the x25519mlkem768 connection runs")
+	}()
+	made := echoes.Load()
+	r.connsPQ, r.latPQ, err = e.connRateAndLatency(r.path + ", x25519mlkem768")
+	r.madePQ = echoes.Load() - made
+	if st, serr := gws.stats(e.topo.GwA); serr == nil {
+		r.encryptedPQ = st.FlowsPostQuantum
+	}
+	return err
 }

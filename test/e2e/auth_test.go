@@ -79,7 +79,7 @@ func TestSessionEndpoint(t *testing.T) {
 	// Both LAN hosts ask their own gateway, by default route, on the
 	// default lan:8474.
 	cs, ss := lookupBothEnds(t, e, client, server)
-	if !cs.Encrypted || !ss.Encrypted || len(cs.SessionID) != 66 || cs.SessionID != ss.SessionID || cs.TEP != "curve25519" || cs.Cipher == "" {
+	if !cs.Encrypted || !ss.Encrypted || len(cs.SessionID) != 66 || cs.SessionID != ss.SessionID || cs.TEP != "x25519mlkem768" || cs.Cipher == "" {
 		t.Fatalf("client sees %+v\nserver sees %+v", cs, ss)
 	}
 	fa := flowWithPort(e.flows(e.topo.GwA), 9600)

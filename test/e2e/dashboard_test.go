@@ -151,7 +151,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	client := e.topo.ClientAddr4.String() + ":"
 	if !strings.Contains(encRow, `data-security="encrypted"`) || !strings.Contains(encRow, ">encrypted<") ||
-		!strings.Contains(encRow, client) || !strings.Contains(encRow, "outbound") || !strings.Contains(encRow, "curve25519") {
+		!strings.Contains(encRow, client) || !strings.Contains(encRow, "outbound") || !strings.Contains(encRow, "x25519mlkem768") ||
+		!strings.Contains(encRow, `data-post-quantum="true"`) || !strings.Contains(encRow, ">post-quantum<") {
 		t.Errorf("the encrypted flow's row:\n%s\nDOM:\n%s", encRow, dom)
 	}
 	if !strings.Contains(plainRow, `data-security="plain"`) || !strings.Contains(plainRow, ">plain<") ||

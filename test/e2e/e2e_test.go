@@ -41,18 +41,20 @@ func sendMarker(t *testing.T, l net.Listener, from *netns.NS, addr string) {
 // of RFC 8548 §4.1 with offsets written here, not with the project's codec:
 // Init1 = magic | message_len | nciphers = K | 2*K bytes of AEAD ids | N_A
 // (32) | Pub_A, Init2 = magic | message_len | sym_cipher (2) | N_B (32) |
-// Pub_B, nothing ignored; X25519 keys (the default TEP) are 32 bytes. The
-// segment with the last byte of each has PSH (§3.3).
-func checkInitOnWire(t *testing.T, pkts []packet.Packet, port uint16) {
+// Pub_B, nothing ignored; Pub_A and Pub_B are pubA and pubB bytes (32 each
+// for X25519; 1220 and 1124 for x25519mlkem768, the default TEP:
+// docs/pq-tep.md §3). The segment with the last byte of each has PSH
+// (§3.3), whatever the number of segments it takes.
+func checkInitOnWire(t *testing.T, pkts []packet.Packet, port uint16, pubA, pubB int) {
 	t.Helper()
 	known := map[uint16]bool{0x0001: true, 0x0002: true, 0x0010: true} // §7 Table 5
-	i1, psh1 := capture.StreamStart(pkts, port, true, 512)
+	i1, psh1 := capture.StreamStart(pkts, port, true, 512+pubA)
 	if len(i1) < 9 || binary.BigEndian.Uint32(i1) != 0x15101a0e {
 		t.Fatalf("client stream does not start with INIT1_MAGIC: %x", i1[:min(len(i1), 16)])
 	}
 	m1, k := int(binary.BigEndian.Uint32(i1[4:])), int(i1[8])
-	if k == 0 || m1 != 9+2*k+32+32 || len(i1) < m1 {
-		t.Fatalf("Init1: message_len %d, nciphers %d, %d bytes captured; want 9+2K+32+32", m1, k, len(i1))
+	if k == 0 || m1 != 9+2*k+32+pubA || len(i1) < m1 {
+		t.Fatalf("Init1: message_len %d, nciphers %d, %d bytes captured; want 9+2K+32+%d", m1, k, len(i1), pubA)
 	}
 	offered := map[uint16]bool{}
 	for j := range k {
@@ -65,12 +67,12 @@ func checkInitOnWire(t *testing.T, pkts []packet.Packet, port uint16) {
 	if !psh1[m1] {
 		t.Errorf("no PSH on the segment with the last byte of Init1 (offset %d): %v", m1, psh1)
 	}
-	i2, psh2 := capture.StreamStart(pkts, port, false, 512)
+	i2, psh2 := capture.StreamStart(pkts, port, false, 512+pubB)
 	if len(i2) < 10 || binary.BigEndian.Uint32(i2) != 0x097105e0 {
 		t.Fatalf("server stream does not start with INIT2_MAGIC: %x", i2[:min(len(i2), 16)])
 	}
 	m2 := int(binary.BigEndian.Uint32(i2[4:]))
-	if m2 != 10+32+32 || !offered[binary.BigEndian.Uint16(i2[8:])] {
+	if m2 != 10+32+pubB || !offered[binary.BigEndian.Uint16(i2[8:])] {
 		t.Fatalf("Init2: message_len %d, sym_cipher %x (offered %v)", m2, i2[8:10], offered)
 	}
 	if !psh2[m2] {
@@ -105,7 +107,7 @@ func TestEncryptedThroughBothGateways(t *testing.T) {
 	if facts.PayloadBytes < 64<<10 {
 		t.Errorf("wan capture saw only %d payload bytes", facts.PayloadBytes)
 	}
-	checkInitOnWire(t, pkts, 9000)
+	checkInitOnWire(t, pkts, 9000, 1220, 1124) // x25519mlkem768, the default
 
 	transfer(t, l, e.topo.Client, srv, 64<<20, 64<<20, 1)
 

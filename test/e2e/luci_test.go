@@ -318,7 +318,7 @@ func TestLuCIApp(t *testing.T) {
 			}
 		}
 		sid := enc[0].SessionID
-		for _, want := range []string{"tgw-encrypted", ">" + srv + "<", ">encrypted<", ">curve25519<", ">" + enc[0].Cipher + "<", `title="` + sid + `"`, ">" + sid[:16] + "…<", ">no<"} {
+		for _, want := range []string{"tgw-encrypted", ">" + srv + "<", ">encrypted<", ">x25519mlkem768<", ">" + enc[0].Cipher + "<", `title="` + sid + `"`, ">" + sid[:16] + "…<", ">no<"} {
 			if !strings.Contains(encRow, want) {
 				t.Errorf("the encrypted flow's row lacks %q:\n%s", want, encRow)
 			}

@@ -160,8 +160,8 @@ func TestResumptionRoleSwap(t *testing.T) {
 	if fa.Direction != "inbound" || fb.Direction != "outbound" {
 		t.Fatalf("directions: A %s B %s", fa.Direction, fb.Direction)
 	}
-	if !fa.Resumed || !fb.Resumed || fa.SessionID != fb.SessionID || !strings.HasPrefix(fa.SessionID, "a3") {
-		t.Fatalf("second connection: A resumed=%v sid=%s, B resumed=%v sid=%s; want resumed at both, equal IDs starting a3 (curve25519 | v)",
+	if !fa.Resumed || !fb.Resumed || fa.SessionID != fb.SessionID || !strings.HasPrefix(fa.SessionID, "a0") {
+		t.Fatalf("second connection: A resumed=%v sid=%s, B resumed=%v sid=%s; want resumed at both, equal IDs starting a0 (x25519mlkem768 | v)",
 			fa.Resumed, fa.SessionID, fb.Resumed, fb.SessionID)
 	}
 }

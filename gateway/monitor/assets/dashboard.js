@@ -78,6 +78,14 @@
     // One wrapper, so that the cell stays one item in the phone layout.
     var sec = document.createElement("div");
     sec.appendChild(badge(f.encrypted));
+    if (f.post_quantum) {
+      // Keyed by a post-quantum TEP (x25519mlkem768): said in words.
+      tr.dataset.postQuantum = "true";
+      var pq = document.createElement("span");
+      pq.className = "pq";
+      pq.textContent = "post-quantum";
+      sec.appendChild(pq);
+    }
     if (f.downgrade_suspected) {
       var warn = document.createElement("strong");
       warn.className = "downgrade-warning";
@@ -105,7 +113,7 @@
   function render(stats, list) {
     $("t-flows").textContent = String(stats.flows);
     var by = stats.flows_by_state || {};
-    $("t-flows-sub").textContent = (by.encrypted || 0) + " encrypted, " + (by.plain || 0) + " plain";
+    $("t-flows-sub").textContent = (by.encrypted || 0) + " encrypted (" + (stats.flows_post_quantum_now || 0) + " post-quantum), " + (by.plain || 0) + " plain";
     $("t-enc").textContent = String(stats.flows_encrypted);
     $("t-plain").textContent = String(stats.flows_plain);
     $("t-auth").textContent = String(stats.auth_failures);
