@@ -116,12 +116,15 @@ config tcpcrypt-gw 'main'
 	option tun_mtu '1492'
 	list lan_prefix '192.168.1.0/24'
 	list lan_prefix '2001:db8:1234::/56'
+	list tep 'x25519mlkem768'
 	list tep 'p256'
 	list tep 'curve25519'
 	list cipher 'chacha20poly1305'
 	list require_port '5432'
 	list require_port '6000-6010'
 	list require_prefix '203.0.113.0/24'
+	list require_pq_port '22'
+	list require_pq_prefix '2001:db8:9::/48'
 	list downgrade_block '198.51.100.0/24'
 	list downgrade_block '2001:db8:2::/48'
 	option flows_max '8192'
@@ -160,19 +163,21 @@ func TestUCIToYAML(t *testing.T) {
 			}
 			prefixes := func(ps any) string { return fmt.Sprint(ps) }
 			for name, c := range map[string][2]any{
-				"interfaces.lan":              {cfg.Interfaces.LAN, []string{"br-lan", "lan2"}},
-				"interfaces.wan":              {cfg.Interfaces.WAN, []string{"pppoe-wan"}},
-				"interfaces.tun_mtu":          {cfg.Interfaces.TUNMTU, 1492},
-				"lan_prefixes":                {prefixes(cfg.LANPrefixes), "[192.168.1.0/24 2001:db8:1234::/56]"},
-				"tcpcrypt.teps":               {cfg.TCPCrypt.TEPs, []string{"p256", "curve25519"}},
-				"tcpcrypt.ciphers":            {cfg.TCPCrypt.Ciphers, []string{"chacha20poly1305"}},
-				"require_encryption.ports":    {ports(cfg.Require.Ports), []string{"5432", "6000-6010"}},
-				"require_encryption.prefixes": {prefixes(cfg.Require.Prefixes), "[203.0.113.0/24]"},
-				"downgrade.block":             {prefixes(cfg.Downgrade.Block), "[198.51.100.0/24 2001:db8:2::/48]"},
-				"flows.max":                   {cfg.Flows.Max, 8192},
-				"flows.max_buffer_total":      {int64(cfg.Flows.MaxBufferTotal), int64(16 << 20)},
-				"http.listen":                 {cfg.HTTP.Listen, "127.0.0.1:8473"},
-				"http.token_file":             {cfg.HTTP.TokenFile, filepath.Join(r.runDir, "api-token")},
+				"interfaces.lan":                           {cfg.Interfaces.LAN, []string{"br-lan", "lan2"}},
+				"interfaces.wan":                           {cfg.Interfaces.WAN, []string{"pppoe-wan"}},
+				"interfaces.tun_mtu":                       {cfg.Interfaces.TUNMTU, 1492},
+				"lan_prefixes":                             {prefixes(cfg.LANPrefixes), "[192.168.1.0/24 2001:db8:1234::/56]"},
+				"tcpcrypt.teps":                            {cfg.TCPCrypt.TEPs, []string{"x25519mlkem768", "p256", "curve25519"}},
+				"tcpcrypt.ciphers":                         {cfg.TCPCrypt.Ciphers, []string{"chacha20poly1305"}},
+				"require_encryption.ports":                 {ports(cfg.Require.Ports), []string{"5432", "6000-6010"}},
+				"require_encryption.prefixes":              {prefixes(cfg.Require.Prefixes), "[203.0.113.0/24]"},
+				"require_encryption.post_quantum.ports":    {ports(cfg.Require.PostQuantum.Ports), []string{"22"}},
+				"require_encryption.post_quantum.prefixes": {prefixes(cfg.Require.PostQuantum.Prefixes), "[2001:db8:9::/48]"},
+				"downgrade.block":                          {prefixes(cfg.Downgrade.Block), "[198.51.100.0/24 2001:db8:2::/48]"},
+				"flows.max":                                {cfg.Flows.Max, 8192},
+				"flows.max_buffer_total":                   {int64(cfg.Flows.MaxBufferTotal), int64(16 << 20)},
+				"http.listen":                              {cfg.HTTP.Listen, "127.0.0.1:8473"},
+				"http.token_file":                          {cfg.HTTP.TokenFile, filepath.Join(r.runDir, "api-token")},
 			} {
 				if fmt.Sprint(c[0]) != fmt.Sprint(c[1]) {
 					t.Errorf("%s: %v, want %v", name, c[0], c[1])
@@ -211,6 +216,8 @@ func TestUCIBadValue(t *testing.T) {
 		"cipher":    {"\tlist cipher 'rot13'\n", `tcpcrypt.ciphers[0]: unknown cipher "rot13"`},
 		"prefix":    {"\tlist require_prefix '10.0.0.0/33'\n", `require_encryption.prefixes[0]: invalid prefix "10.0.0.0/33"`},
 		"port":      {"\tlist require_port 'ssh'\n", "require_encryption.ports[0]"},
+		"pq prefix": {"\tlist require_pq_prefix '10.0.0.0/33'\n", `require_encryption.post_quantum.prefixes[0]: invalid prefix "10.0.0.0/33"`},
+		"pq teps":   {"\tlist tep 'curve25519'\n\tlist require_pq_port '22'\n", "x25519mlkem768"},
 		"injection": {"\tlist wan_device \"wan', 'x']\nhttp: {listen: '0.0.0.0:80'}\n#\"\n", "interfaces.wan[1]"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -25,6 +25,8 @@
 #   list cipher                 tcpcrypt.ciphers
 #   list require_port           require_encryption.ports
 #   list require_prefix         require_encryption.prefixes
+#   list require_pq_port        require_encryption.post_quantum.ports
+#   list require_pq_prefix      require_encryption.post_quantum.prefixes
 #   list downgrade_block        downgrade.block
 #   option flows_max            flows.max
 #   option flows_buffer_total   flows.max_buffer_total
@@ -79,6 +81,10 @@ tcpcrypt_gw_uci2yaml() {
 	_tgw_map require_encryption "$(
 		_tgw_seq '  ' ports require_port
 		_tgw_seq '  ' prefixes require_prefix
+		_tgw_map '  post_quantum' "$(
+			_tgw_seq '    ' ports require_pq_port
+			_tgw_seq '    ' prefixes require_pq_prefix
+		)"
 	)"
 	_tgw_map downgrade "$(_tgw_seq '  ' block downgrade_block)"
 	_tgw_map flows "$(

@@ -27,7 +27,7 @@ var callCheck = rpc.declare({
 	params: [ 'uci_hex' ]
 });
 
-var TEPS = [ 'curve25519', 'p256', 'curve448', 'p521' ];
+var TEPS = [ 'x25519mlkem768', 'curve25519', 'p256', 'curve448', 'p521' ];
 var CIPHERS = [ 'aes128gcm', 'chacha20poly1305', 'aes256gcm' ];
 
 // A UCI value quoted as `uci export` does.
@@ -98,7 +98,7 @@ return view.extend({
 		TEPS.forEach(function(v) { o.value(v); });
 
 		o = s.option(form.DynamicList, 'cipher', _('Ciphers'),
-			_('Offered and accepted, most preferred first. Empty: %s.').format(CIPHERS.join(', ')));
+			_('Offered and accepted, most preferred first. Empty: the default for this CPU (%s with AES instructions, ChaCha20-Poly1305 first without).').format(CIPHERS.join(', ')));
 		CIPHERS.forEach(function(v) { o.value(v); });
 
 		o = s.option(form.DynamicList, 'require_prefix', _('Require encryption: prefixes'),
@@ -107,6 +107,14 @@ return view.extend({
 
 		o = s.option(form.DynamicList, 'require_port', _('Require encryption: ports'),
 			_('The same for these TCP ports (a port or a range such as 6000-6010).'));
+		o.datatype = 'or(port, portrange)';
+
+		o = s.option(form.DynamicList, 'require_pq_prefix', _('Require post-quantum: prefixes'),
+			_('Connections to or from these prefixes must be keyed by the post-quantum key exchange (x25519mlkem768, which the key exchanges above must then include): encrypted with a classical one, or not at all, they are reset.'));
+		o.datatype = 'cidr';
+
+		o = s.option(form.DynamicList, 'require_pq_port', _('Require post-quantum: ports'),
+			_('The same for these TCP ports.'));
 		o.datatype = 'or(port, portrange)';
 
 		o = s.option(form.DynamicList, 'downgrade_block', _('Downgrade policy: block'),
