@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,24 +134,7 @@ func (e *env) iperf() (float64, int, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			SumSent struct {
-				Retransmits int `json:"retransmits"`
-			} `json:"sum_sent"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, 0, err
-	}
-	if res.Error != "" || res.End.SumReceived.BitsPerSecond == 0 {
-		return 0, 0, fmt.Errorf("iperf3 measured nothing: %q", res.Error)
-	}
-	return res.End.SumReceived.BitsPerSecond, res.End.SumSent.Retransmits, nil
+	return netns.Iperf3Result(out)
 }
 
 // waitListen waits (bounded) until a TCP port listens in ns.

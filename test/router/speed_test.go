@@ -24,7 +24,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -37,6 +36,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/curve25519"
+
+	"tcpcrypt-gw/test/netns"
 )
 
 var (
@@ -265,24 +266,7 @@ func (l *lab) iperfOnce(reverse bool) (float64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			SumSent struct {
-				Retransmits int `json:"retransmits"`
-			} `json:"sum_sent"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, 0, err
-	}
-	if res.Error != "" || res.End.SumReceived.BitsPerSecond == 0 {
-		return 0, 0, fmt.Errorf("iperf3 measured nothing: %q", res.Error)
-	}
-	return res.End.SumReceived.BitsPerSecond, res.End.SumSent.Retransmits, nil
+	return netns.Iperf3Result(out)
 }
 
 // wgEnd is one end of the WireGuard tunnel.
