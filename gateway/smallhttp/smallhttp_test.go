@@ -202,8 +202,28 @@ func TestServerSurvivesPanicAndBoundsConnections(t *testing.T) {
 	// With the one connection slot taken by a blocked handler, a request
 	// from another host waits, unanswered, until the first one
 	// ends; the same host, which has its share, is refused at once.
-	go http.Get(base + "/block")
-	<-entered
+	// The slot of the request before is given back just after its answer
+	// reached the client, so /block can still find it taken (503, on a
+	// slow machine): ask again until its handler runs.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		answered := make(chan struct{})
+		go func() {
+			if resp, err := http.Get(base + "/block"); err == nil {
+				resp.Body.Close()
+			}
+			close(answered)
+		}()
+		select {
+		case <-entered:
+		case <-answered:
+			if time.Now().After(deadline) {
+				t.Fatal("the slot of the request before was never given back")
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		break
+	}
 	if got := rawFrom(t, "127.0.0.1", base, "GET /ok HTTP/1.0\r\n\r\n"); got != "HTTP/1.1 503 Service Unavailable" {
 		t.Errorf("same host, full server: %q", got)
 	}
