@@ -31,6 +31,14 @@ const (
 )
 
 func TestSessionEndpointUnderSlowloris(t *testing.T) {
+	if withFirewall4 {
+		// fw4's syn_flood chain limits SYNs to the router to 25/s (burst
+		// 50) for all hosts together: the attacker's redials use it up and
+		// the other host's SYN waits for its 1 s retransmission, whatever
+		// the gateway does (docs/security.md). The test runs in the
+		// suite's first pass, without fw4.
+		t.Skip("TCPCRYPT_E2E_FIREWALL=fw4: fw4's global SYN rate limit, not the gateway, decides this (docs/security.md)")
+	}
 	e := newEnv(t, envOptions{})
 	_, server := acceptedConn(t, listen(t, e.topo.Server, "0.0.0.0:9610"), e.topo.Client, fmt.Sprintf("%s:9610", e.topo.ServerAddr4))
 	gwb := net.JoinHostPort(e.topo.GwBLANAddr4.String(), "8474")
