@@ -213,11 +213,13 @@ func (c *pkt) lanSegment(f *Flow, s *segment) {
 
 // startStalled reports a LAN segment of an encrypted outbound flow that
 // retransmits data stallAfter after the key exchange while the peer has
-// acknowledged nothing: a type-2 failure of the path (fallback.go). Kept
+// acknowledged nothing: a type-2 failure of the path (fallback.go). The
+// progress check is here, before the caller formats its reason, so that an
+// ordinary retransmission later in a flow allocates nothing. Kept
 // here, not in fallback.go, so that a data packet's path stays in its files.
 func (f *Flow) startStalled(s *segment, now time.Time) bool {
 	return f.Role == RoleA && !f.pathFailed && f.State == StateEncrypted && len(s.Payload()) > 0 &&
-		pSeq(s.Seq).lt(f.enc.pNxt) && now.Sub(f.Stats.HandshakeDone) >= stallAfter
+		pSeq(s.Seq).lt(f.enc.pNxt) && now.Sub(f.Stats.HandshakeDone) >= stallAfter && f.noPeerProgress()
 }
 
 // wanSegment handles a WAN segment of a flow in key exchange or encrypted:
