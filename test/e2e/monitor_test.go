@@ -203,7 +203,7 @@ func echo(c net.Conn, msg []byte) error {
 
 // echoOnce makes one connection to addr, echoes a message and returns the
 // client's address (gateway A's LAN endpoint of the flow).
-func echoOnce(t *testing.T, from *netns.NS, addr string) string {
+func echoOnce(t *testing.T, from *netns.NS, addr string) net.Conn {
 	t.Helper()
 	c, err := dial(from, addr)
 	if err != nil {
@@ -213,20 +213,26 @@ func echoOnce(t *testing.T, from *netns.NS, addr string) string {
 	if err := echo(c, markerPayload(32<<10)); err != nil {
 		t.Fatalf("echo via %s: %v", addr, err)
 	}
-	return c.LocalAddr().String()
+	return c
 }
 
-// flowOf is gateway A's flow whose LAN end is lan.
-func flowOf(t *testing.T, e *env, lan string) monitor.FlowJSON {
+// flowOf is gateway A's newest flow of c. Both ends are matched: Linux
+// reuses a local port for another destination, so the LAN end alone can
+// name an older flow (CI saw a port-9401 flow answer for port 9400).
+func flowOf(t *testing.T, e *env, c net.Conn) monitor.FlowJSON {
 	t.Helper()
+	lan, wan := c.LocalAddr().String(), c.RemoteAddr().String()
 	flows := e.flows(e.topo.GwA)
-	for _, f := range flows {
-		if f.LAN == lan {
-			return f
+	var found *monitor.FlowJSON
+	for i, f := range flows {
+		if f.LAN == lan && f.WAN == wan && (found == nil || f.ID > found.ID) {
+			found = &flows[i]
 		}
 	}
-	t.Fatalf("no flow with LAN end %s among %+v", lan, flows)
-	return monitor.FlowJSON{}
+	if found == nil {
+		t.Fatalf("no flow %s -> %s among %+v", lan, wan, flows)
+	}
+	return *found
 }
 
 // waitLog waits until the log file holds the line more than `seen` times.
@@ -263,7 +269,7 @@ func TestReloadBypassRule(t *testing.T) {
 	if err := echo(long, []byte("before the reload")); err != nil {
 		t.Fatal(err)
 	}
-	longFlow := flowOf(t, e, long.LocalAddr().String())
+	longFlow := flowOf(t, e, long)
 	if !longFlow.Encrypted {
 		t.Fatalf("the long connection is not encrypted: %+v", longFlow)
 	}
@@ -301,7 +307,7 @@ func TestReloadBypassRule(t *testing.T) {
 		if err := echo(long, markerPayload(256<<10)); err != nil {
 			t.Fatalf("%s: the established connection broke: %v", when, err)
 		}
-		lf := flowOf(t, e, long.LocalAddr().String())
+		lf := flowOf(t, e, long)
 		if !lf.Encrypted || lf.State != "encrypted" || lf.SessionID != longFlow.SessionID || lf.PlainBytesOut <= longFlow.PlainBytesOut {
 			t.Errorf("%s: the established connection's flow: %+v", when, lf)
 		}
