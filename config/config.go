@@ -61,6 +61,26 @@ type Interfaces struct {
 	WAN    []string `yaml:"wan"`     // likewise; the encrypted leg
 	TUN    string   `yaml:"tun"`     // the TUN device the gateway creates
 	TUNMTU int      `yaml:"tun_mtu"` // its MTU
+	// TUNQueues is the number of queues of the TUN device, one data-plane
+	// worker each (gateway/queues.go); 0 chooses by the CPUs (Workers).
+	TUNQueues int `yaml:"tun_queues"`
+}
+
+// MaxTUNQueues bounds interfaces.tun_queues (netsetup.MaxQueues).
+const MaxTUNQueues = 64
+
+// Workers is the number of data-plane workers and TUN queues for cpus
+// usable CPUs: interfaces.tun_queues, or with 0 one per CPU from 4 CPUs
+// on, at most 8, and 1 below (on 2 cores a second worker measured no
+// faster, docs/architecture.md).
+func (in *Interfaces) Workers(cpus int) int {
+	if in.TUNQueues > 0 {
+		return in.TUNQueues
+	}
+	if cpus < 4 {
+		return 1
+	}
+	return min(cpus, 8)
 }
 
 // Routing configures the policy routing that steers TCP into the TUN.

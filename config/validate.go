@@ -248,6 +248,7 @@ func (v *validator) interfaces() {
 		v.add("interfaces.tun", "%s", p)
 	}
 	v.intRange("interfaces.tun_mtu", in.TUNMTU, minTUNMTU, maxTUNMTU)
+	v.intRange("interfaces.tun_queues", in.TUNQueues, 0, MaxTUNQueues)
 	if n := len(in.LAN) + len(in.WAN); n > maxIfaces {
 		v.add("interfaces", "%d LAN and WAN interfaces, at most %d", n, maxIfaces)
 		return

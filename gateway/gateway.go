@@ -2,6 +2,12 @@
 // are read in batches, spread over workers by flow, rewritten by the engine,
 // and written back into the TUN device.
 //
+// There are three forms. One worker (the default on one or two cores): the
+// reader goroutine processes its own batches (runInline). Several workers
+// on a multi-queue TUN device: each worker reads and writes its own queue
+// (runQueues, below). Several workers on one queue (a device without
+// virtio-net headers): one reader hands batches to the workers, as follows.
+//
 // The flow of a batch:
 //  1. The reader goroutine reads a batch from the TUN device: whole
 //     packets with their virtio-net headers, GSO super-packets unsplit
@@ -26,8 +32,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -47,11 +53,15 @@ const (
 // Dataplane moves packets between a TUN device and the engines.
 type Dataplane struct {
 	dev     tun.Device
-	vnet    *vnetIO // nil: read and write through the tun package
+	vnet    *vnetIO   // nil: read and write through the tun package
+	queues  []*vnetIO // a multi-queue device: worker i's queue; else nil
 	table   *flowtable.Table[*engine.Flow]
 	engines []*engine.Engine
 	Stats   *engine.Stats
 	log     *slog.Logger
+	// Workers counts, per worker of a multi-queue device, the packets
+	// read from its queue and those of them another worker owned.
+	Workers []WorkerStats
 
 	idleReturned uint64 // IdleReleases at the last returnIdleMemory
 
@@ -59,15 +69,52 @@ type Dataplane struct {
 	cfg   *engine.Config
 }
 
-// NewDataplane prepares one engine per shard of table.
-func NewDataplane(dev tun.Device, table *flowtable.Table[*engine.Flow], cfg *engine.Config, workers int, log *slog.Logger) *Dataplane {
+// WorkerStats are one worker's counters (multi-queue device only).
+type WorkerStats struct {
+	// Packets read from the worker's queue (a super-packet counts once).
+	Packets atomic.Uint64
+	// Foreign is how many of them belonged to another worker's flows:
+	// processed under that worker's shard lock and written on its queue.
+	Foreign atomic.Uint64
+}
+
+// NewDataplane prepares one engine per shard of table (workers shards).
+// queues are the TUN device's further queues (netsetup.Setup.Queues):
+// none, or workers-1 of them, which needs the whole-packet I/O (vnet.go).
+func NewDataplane(dev tun.Device, queues []*os.File, table *flowtable.Table[*engine.Flow], cfg *engine.Config, workers int, log *slog.Logger) (*Dataplane, error) {
 	d := &Dataplane{dev: dev, vnet: newVnetIO(dev), table: table, Stats: new(engine.Stats), log: log, cfg: cfg}
+	if table.Shards() != workers {
+		return nil, fmt.Errorf("gateway: %d workers for a flow table of %d shards", workers, table.Shards())
+	}
+	if len(queues) > 0 {
+		if len(queues) != workers-1 {
+			return nil, fmt.Errorf("gateway: %d TUN queues for %d workers (want one each)", len(queues)+1, workers)
+		}
+		if d.vnet == nil {
+			return nil, errors.New("gateway: a multi-queue TUN device needs virtio-net headers (TCPCRYPT_GW_OFFLOAD=0 takes one queue)")
+		}
+		d.queues = []*vnetIO{d.vnet}
+		for i, f := range queues {
+			v := newVnetIOFile(f)
+			if v == nil {
+				return nil, fmt.Errorf("gateway: TUN queue %d cannot be polled", i+1)
+			}
+			d.queues = append(d.queues, v)
+		}
+		d.Workers = make([]WorkerStats, workers)
+	}
 	for i := 0; i < workers; i++ {
 		e := engine.New(cfg, table, i, d.Stats)
-		e.Flush = d.flush // long loops write as they go, under the shard lock
+		// Long loops write as they go, under the shard lock; on a
+		// multi-queue device on the shard's own queue.
+		io := d.vnet
+		if d.queues != nil {
+			io = d.queues[i]
+		}
+		e.Flush = func(out *engine.Output) { d.flushTo(io, out) }
 		d.engines = append(d.engines, e)
 	}
-	return d
+	return d, nil
 }
 
 // SetConfig swaps the policy of every engine (SIGHUP).
@@ -88,7 +135,7 @@ func (d *Dataplane) ResetAll() {
 		lk := e.Lock(time.Now(), out)
 		lk.ResetAll()
 		lk.Unlock()
-		d.flush(out)
+		e.Flush(out)
 	}
 }
 
@@ -146,6 +193,9 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	if nw == 1 {
 		return d.runInline(ctx)
 	}
+	if d.queues != nil {
+		return d.runQueues(ctx)
+	}
 	// Each worker gets 4 batches to fill and hand back; only the workers'
 	// form needs them (a batch is up to 16 super-packets of 64 KiB).
 	bs := d.batchSize()
@@ -181,14 +231,14 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 	bufs, sizes, offs := d.readBufs()
 	pend := make([]*batch, len(work))
 	for {
-		n, err := d.readBatch(ctx, bufs, sizes, offs)
+		n, err := d.readBatch(ctx, d.vnet, bufs, sizes, offs)
 		if err != nil || n < 0 {
 			return err
 		}
 		cfg := d.currentConfig()
 		for i := 0; i < n; i++ {
 			pkt := bufs[i][headroom : headroom+sizes[i]]
-			w := d.shardOf(cfg, pkt)
+			w := max(0, d.shardOf(cfg, pkt))
 			b := pend[w]
 			if b == nil {
 				select {
@@ -215,14 +265,14 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 	}
 }
 
-// readBatch reads one batch from the TUN device. It returns n < 0 with a nil
-// error when the device was closed on purpose, and n == 0 for a batch
-// to skip.
-func (d *Dataplane) readBatch(ctx context.Context, bufs [][]byte, sizes []int, offs []packet.Offload) (int, error) {
+// readBatch reads one batch from the TUN device: from the queue of io, or
+// with io nil through the tun package. It returns n < 0 with a nil error
+// when the device was closed on purpose, and n == 0 for a batch to skip.
+func (d *Dataplane) readBatch(ctx context.Context, io *vnetIO, bufs [][]byte, sizes []int, offs []packet.Offload) (int, error) {
 	var n int
 	var err error
-	if d.vnet != nil {
-		n, err = d.vnet.read(bufs, sizes, offs)
+	if io != nil {
+		n, err = io.read(bufs, sizes, offs)
 	} else {
 		n, err = d.dev.Read(bufs, sizes, headroom)
 	}
@@ -245,17 +295,18 @@ func (d *Dataplane) currentConfig() *engine.Config {
 }
 
 // shardOf picks the worker of a packet: by flow for TCP between LAN and
-// WAN, worker 0 for anything else.
+// WAN, and -1 (any worker: the engine passes it on unchanged, touching no
+// flow) for anything else.
 func (d *Dataplane) shardOf(cfg *engine.Config, pkt []byte) int {
 	p, err := packet.Parse(pkt)
 	if err != nil {
-		return 0
+		return -1
 	}
 	key, _, ok := engine.KeyOf(cfg, &p)
 	if !ok {
-		return 0
+		return -1
 	}
-	return d.table.Shard(key) % len(d.engines)
+	return d.table.Shard(key)
 }
 
 // worker is one worker goroutine's loop (steps 3 and 4).
@@ -321,7 +372,7 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 	bufs, sizes, offs := d.readBufs()
 	out := d.newOutput()
 	for {
-		n, err := d.readBatch(ctx, bufs, sizes, offs)
+		n, err := d.readBatch(ctx, d.vnet, bufs, sizes, offs)
 		if err != nil || n < 0 {
 			return err
 		}
@@ -353,13 +404,18 @@ func (d *Dataplane) returnIdleMemory() {
 	debug.FreeOSMemory()
 }
 
-func (d *Dataplane) flush(out *engine.Output) {
+// flush writes out on the first queue (or through the tun package).
+func (d *Dataplane) flush(out *engine.Output) { d.flushTo(d.vnet, out) }
+
+// flushTo writes out on the queue of io, or with io nil through the tun
+// package, and empties it.
+func (d *Dataplane) flushTo(io *vnetIO, out *engine.Output) {
 	if out.N == 0 {
 		return
 	}
-	if d.vnet != nil {
+	if io != nil {
 		out.EncodeOffloads()
-		if refused, last, _ := d.vnet.write(out.Packets()); refused > 0 {
+		if refused, last, _ := io.write(out.Packets()); refused > 0 {
 			d.Stats.WriteErrors.Add(uint64(refused))
 			d.log.Debug("tun write", "refused", refused, "err", last)
 		}

@@ -38,7 +38,7 @@ const vnetBatch = 16
 // headers. The state of one read or write lives in the struct, and the
 // functions the runtime poller calls are bound once, so that neither
 // allocates per call. One goroutine reads and one writes at a time
-// (gateway.go: the reader, and writers serialized by wmu).
+// (gateway.go: the queue's reader, and writers serialized by wmu).
 type vnetIO struct {
 	rc syscall.RawConn
 
@@ -62,10 +62,21 @@ type vnetIO struct {
 // when it enabled them).
 func newVnetIO(dev tun.Device) *vnetIO {
 	nt, ok := dev.(interface{ File() *os.File })
-	if !ok || dev.BatchSize() <= 1 || os.Getenv("TCPCRYPT_GW_OFFLOAD") == "0" {
+	if !ok || dev.BatchSize() <= 1 || OffloadsOff() {
 		return nil
 	}
-	rc, err := nt.File().SyscallConn()
+	return newVnetIOFile(nt.File())
+}
+
+// OffloadsOff reports whether TCPCRYPT_GW_OFFLOAD=0 asks for the tun
+// package's I/O (for comparison, docs/architecture.md); a multi-queue
+// device needs the whole-packet I/O, so then it has one queue.
+func OffloadsOff() bool { return os.Getenv("TCPCRYPT_GW_OFFLOAD") == "0" }
+
+// newVnetIOFile returns the whole-packet I/O of one queue of a TUN device
+// opened with IFF_VNET_HDR, or nil if the file cannot be polled.
+func newVnetIOFile(f *os.File) *vnetIO {
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return nil
 	}

@@ -152,7 +152,11 @@ func cmdRun(args []string) error {
 	if err := offload.Check(cfg.Routing.UCIFirewall); err != nil {
 		return err
 	}
+	workers := dataplaneWorkers(cfg)
 	params := netsetupParams(cfg)
+	if !gateway.OffloadsOff() {
+		params.Queues = workers // one TUN queue per worker (gateway/queues.go)
+	}
 	setup, err := netsetup.Apply(params)
 	if err != nil {
 		return fmt.Errorf("network set-up: %w", err)
@@ -181,21 +185,14 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	// One worker: the reader goroutine processes its own batches. Measured
-	// on 2 cores (make bench, docs/performance.md), handing batches to a
-	// worker per CPU cost 0.4-0.6 ms per connection and a third of the
-	// connection rate, for no gain in throughput; more cores are better
-	// used by more TUN queues than by hand-offs from one.
-	workers := 1
-	if w := os.Getenv("TCPCRYPT_GW_WORKERS"); w != "" { // for measurements
-		fmt.Sscan(w, &workers)
-		workers = max(1, min(workers, runtime.GOMAXPROCS(0)))
-	}
 	table := flowtable.New[*engine.Flow](flowtable.Config{Shards: workers, MaxFlows: cfg.Flows.Max, MaxBytesTotal: int64(cfg.Flows.MaxBufferTotal),
 		InitialTimeout: cfg.Flows.HandshakeTimeout}) // a new flow is half-open: its first deadline is final (expiry.go)
-	dp := gateway.NewDataplane(setup.Device, table, ec, workers, log)
+	dp, err := gateway.NewDataplane(setup.Device, setup.Queues, table, ec, workers, log)
+	if err != nil {
+		return err
+	}
 
-	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now(), Paths: paths}, log)
+	srv, err := startAPI(cfg, &monitor.Source{Table: table, Shards: workers, Stats: dp.Stats, Start: time.Now(), Paths: paths, Workers: workerStats(dp)}, log)
 	if err != nil {
 		return err
 	}
@@ -216,7 +213,7 @@ func cmdRun(args []string) error {
 		// rules are gone the kernel would hand their ciphertext to LAN
 		// hosts. Reset them while the TUN device still works.
 		dp.ResetAll()
-		setup.Device.Close()
+		setup.CloseTUN()
 	})
 	recheck := make(chan struct{}, 1)
 	offloadErr := make(chan error, 1)
@@ -241,7 +238,7 @@ func cmdRun(args []string) error {
 			}
 		}
 	}()
-	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers,
+	log.Info("tcpcrypt-gw running", "tun", cfg.Interfaces.TUN, "lan", cfg.Interfaces.LAN, "wan", cfg.Interfaces.WAN, "api", cfg.HTTP.Listen, "workers", workers, "tun_queues", max(1, params.Queues),
 		"offloads", dp.Offloads(), "memory_limit", mem.limit, "gogc", mem.gogc,
 		"ciphers", cfg.TCPCrypt.Ciphers, "cipher_order", cfg.CipherOrder())
 	err = dp.Run(ctx)
@@ -252,6 +249,36 @@ func cmdRun(args []string) error {
 	default:
 	}
 	return err
+}
+
+// dataplaneWorkers is the number of data-plane workers (and TUN queues):
+// interfaces.tun_queues, or by the CPUs (config.Interfaces.Workers);
+// TCPCRYPT_GW_WORKERS=N overrides it for measurements. Never more than
+// the CPUs Go may use: a worker is busy while its queue has packets.
+func dataplaneWorkers(cfg *config.Config) int {
+	cpus := runtime.GOMAXPROCS(0)
+	w := cfg.Interfaces.Workers(cpus)
+	if env := os.Getenv("TCPCRYPT_GW_WORKERS"); env != "" {
+		if n, err := strconv.Atoi(env); err == nil && n > 0 {
+			w = n
+		}
+	}
+	return max(1, min(w, cpus, config.MaxTUNQueues))
+}
+
+// workerStats reads the per-worker counters of a multi-queue data plane
+// for the API (nil with one queue).
+func workerStats(dp *gateway.Dataplane) func() []monitor.WorkerJSON {
+	if len(dp.Workers) == 0 {
+		return nil
+	}
+	return func() []monitor.WorkerJSON {
+		ws := make([]monitor.WorkerJSON, len(dp.Workers))
+		for i := range dp.Workers {
+			ws[i] = monitor.WorkerJSON{Queue: i, Packets: dp.Workers[i].Packets.Load(), Foreign: dp.Workers[i].Foreign.Load()}
+		}
+		return ws
+	}
 }
 
 // offloadCheckInterval is how often a running gateway looks for flow

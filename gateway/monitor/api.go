@@ -134,6 +134,17 @@ type StatsJSON struct {
 	LiveCipherBytesIn  uint64 `json:"live_cipher_bytes_in"`
 
 	UptimeSeconds float64 `json:"uptime_seconds"`
+
+	// Workers: per data-plane worker of a multi-queue TUN device; absent
+	// with one queue.
+	Workers []WorkerJSON `json:"workers,omitempty"`
+}
+
+// WorkerJSON is one data-plane worker's counters (gateway.WorkerStats).
+type WorkerJSON struct {
+	Queue   int    `json:"queue"`   // the TUN queue it reads and writes
+	Packets uint64 `json:"packets"` // packets read from it (a super-packet counts once)
+	Foreign uint64 `json:"foreign"` // of those, of another worker's flows
 }
 
 // stateNames are the engine's flow states, in order; the `state` filter
@@ -229,6 +240,9 @@ func (s *Source) StatsNow() StatsJSON {
 		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
 		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,
 		UptimeSeconds: time.Since(s.Start).Seconds(),
+	}
+	if s.Workers != nil {
+		res.Workers = s.Workers()
 	}
 	for i, name := range stateNames {
 		res.FlowsByState[name] = c.byState[i+1]

@@ -40,6 +40,9 @@ type Source struct {
 	// Paths is the memory of RFC 8547 §9 failures per peer (/api/paths);
 	// nil: an empty list.
 	Paths *downgrade.Paths
+	// Workers reads the per-worker counters of a multi-queue data plane
+	// (/api/stats "workers"); nil: none.
+	Workers func() []WorkerJSON
 }
 
 // Handler returns the HTTP interface. token, if not empty, is required as a

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 
@@ -67,6 +68,9 @@ type Params struct {
 	// otherwise; "" means the same), "on" (fail when impossible) or "off".
 	ConntrackBypass string
 	IPv6            bool // also steer IPv6 TCP
+	// Queues is the number of queues of the TUN device (queues.go):
+	// 0 or 1 for one, more for IFF_MULTI_QUEUE, at most MaxQueues.
+	Queues int
 }
 
 // Conntrack bypass modes.
@@ -94,7 +98,10 @@ const TUNTxQueueLen = 1000
 
 // Setup records what Apply added, so that Close removes exactly that.
 type Setup struct {
-	Device tun.Device // the TUN device; Close closes it
+	Device tun.Device // the TUN device (its first queue); Close closes it
+	// Queues are the TUN device's further queues (Params.Queues > 1), in
+	// order; Close closes them.
+	Queues []*os.File
 	Name   string     // the TUN device's name
 	Index  int        // the TUN device's interface index
 	// ConntrackBypass is true when the nftables table was installed.
@@ -138,11 +145,11 @@ func Apply(p Params) (*Setup, error) {
 	}
 
 	// 2. The TUN device: created on the calling thread, so in its namespace.
-	dev, err := tun.CreateTUN(p.TUN, p.MTU)
+	dev, queues, err := createTUN(p.TUN, p.MTU, p.Queues)
 	if err != nil {
-		return fail(fmt.Sprintf("step 2 (create TUN %q, MTU %d)", p.TUN, p.MTU), err)
+		return fail(fmt.Sprintf("step 2 (create TUN %q, MTU %d, %d queues)", p.TUN, p.MTU, max(1, p.Queues)), err)
 	}
-	s.Device = dev
+	s.Device, s.Queues = dev, queues
 	link, err := h.nl.LinkByName(p.TUN)
 	if err != nil {
 		return fail(fmt.Sprintf("step 2 (find TUN %q)", p.TUN), err)
@@ -244,10 +251,8 @@ func (s *Setup) Close() error {
 			errs = append(errs, fmt.Errorf("delete nftables table inet %s: %w", NFTTable, err))
 		}
 	}
-	if s.Device != nil {
-		if err := s.Device.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close TUN %q: %w", s.Name, err))
-		}
+	if err := s.CloseTUN(); err != nil {
+		errs = append(errs, err)
 	}
 	s.nl.Close()
 	s.ns.Close()
@@ -255,6 +260,23 @@ func (s *Setup) Close() error {
 		return fmt.Errorf("netsetup: close: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// CloseTUN closes the TUN device's queues (the device goes with the last):
+// the dataplane's reads end with os.ErrClosed. Closing twice is no error.
+func (s *Setup) CloseTUN() error {
+	var errs []error
+	if s.Device != nil {
+		if err := s.Device.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close TUN %q: %w", s.Name, err))
+		}
+	}
+	for i, f := range s.Queues {
+		if err := f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close TUN %q queue %d: %w", s.Name, i+1, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // validate checks the parameters that need no system call.
@@ -284,6 +306,9 @@ func (p *Params) validate() error {
 			return fmt.Errorf("netsetup: interface %q listed twice (or equal to the TUN name)", name)
 		}
 		seen[name] = true
+	}
+	if p.Queues < 0 || p.Queues > MaxQueues {
+		return fmt.Errorf("netsetup: %d TUN queues out of range [0, %d]", p.Queues, MaxQueues)
 	}
 	if err := checkTable(p.Table); err != nil {
 		return err
