@@ -252,18 +252,17 @@ func cmdRun(args []string) error {
 }
 
 // dataplaneWorkers is the number of data-plane workers (and TUN queues):
-// interfaces.tun_queues, or by the CPUs (config.Interfaces.Workers);
-// TCPCRYPT_GW_WORKERS=N overrides it for measurements. Never more than
-// the CPUs Go may use: a worker is busy while its queue has packets.
+// interfaces.tun_queues, or by the CPUs Go may use
+// (config.Interfaces.Workers); TCPCRYPT_GW_WORKERS=N overrides both, for
+// measurements.
 func dataplaneWorkers(cfg *config.Config) int {
-	cpus := runtime.GOMAXPROCS(0)
-	w := cfg.Interfaces.Workers(cpus)
+	w := cfg.Interfaces.Workers(runtime.GOMAXPROCS(0))
 	if env := os.Getenv("TCPCRYPT_GW_WORKERS"); env != "" {
 		if n, err := strconv.Atoi(env); err == nil && n > 0 {
 			w = n
 		}
 	}
-	return max(1, min(w, cpus, config.MaxTUNQueues))
+	return max(1, min(w, config.MaxTUNQueues))
 }
 
 // workerStats reads the per-worker counters of a multi-queue data plane

@@ -102,8 +102,8 @@ type Setup struct {
 	// Queues are the TUN device's further queues (Params.Queues > 1), in
 	// order; Close closes them.
 	Queues []*os.File
-	Name   string     // the TUN device's name
-	Index  int        // the TUN device's interface index
+	Name   string // the TUN device's name
+	Index  int    // the TUN device's interface index
 	// ConntrackBypass is true when the nftables table was installed.
 	ConntrackBypass bool
 	// Missing lists the LAN and WAN interfaces that did not exist at

@@ -94,6 +94,8 @@ type envOptions struct {
 	// impair, if not nil, runs tcpcrypt-impair as the wan router with
 	// these flags (plus the interfaces and the a2b/b2a directions).
 	impair []string
+	// tunQueues, if not 0, is both gateways' interfaces.tun_queues.
+	tunQueues int
 }
 
 const apiAddr = "127.0.0.1:8473"
@@ -151,8 +153,15 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	if withFirewall4 {
 		loadFirewall4(t, topo) // firewall4_test.go
 	}
-	e.gwA = e.startGateway(topo.GwA, "gwa", gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, opt.extraA))
-	e.gwB = e.startGateway(topo.GwB, "gwb", gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, opt.extraB))
+	yamlA := gatewayYAML([]string{"10.91.1.0/24", "fd91:1::/64"}, opt.extraA)
+	yamlB := gatewayYAML([]string{"10.91.5.0/24", "fd91:5::/64"}, opt.extraB)
+	if opt.tunQueues != 0 {
+		q := fmt.Sprintf("  tun: tcgw0\n  tun_queues: %d\n", opt.tunQueues)
+		yamlA = strings.Replace(yamlA, "  tun: tcgw0\n", q, 1)
+		yamlB = strings.Replace(yamlB, "  tun: tcgw0\n", q, 1)
+	}
+	e.gwA = e.startGateway(topo.GwA, "gwa", yamlA)
+	e.gwB = e.startGateway(topo.GwB, "gwb", yamlB)
 	return e
 }
 
