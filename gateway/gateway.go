@@ -13,9 +13,10 @@
 //     packets with their virtio-net headers, GSO super-packets unsplit
 //     (vnet.go), or, on a device without those headers, through the tun
 //     package.
-//  2. For each packet it finds the flow key and so the shard, and copies the
-//     packet into that shard's pending batch. Packets of one flow always go
-//     to the same worker, in order.
+//  2. For each packet it finds the flow key and so the shard, and moves the
+//     packet into that shard's pending batch: it swaps its read buffer with
+//     a free one of the batch, no copy. Packets of one flow always go to
+//     the same worker, in order.
 //  3. Each worker takes its batch, holds its shard's lock while the engine
 //     processes the packets into an output batch, and writes the output
 //     batch into the TUN device (the engine has built super-packets where
@@ -172,11 +173,15 @@ func (d *Dataplane) readBufs() (bufs [][]byte, sizes []int, offs []packet.Offloa
 	return bufs, make([]int, bs), make([]packet.Offload, bs)
 }
 
-// batch is a set of packets for one worker.
+// batch is a set of packets for one worker: packet k is the sizes[k]
+// bytes at bufs[k][headroom:]. Its buffers are swapped with the reader's,
+// not copied into: the reader reads its next batch into the buffers the
+// batch brought.
 type batch struct {
-	bufs [][]byte
-	offs []packet.Offload
-	n    int
+	bufs  [][]byte
+	sizes []int
+	offs  []packet.Offload
+	n     int
 }
 
 // Run processes packets until ctx ends or the device fails.
@@ -205,9 +210,9 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		work[i] = make(chan *batch, 4)
 		free[i] = make(chan *batch, 4)
 		for j := 0; j < 4; j++ {
-			b := &batch{bufs: make([][]byte, bs), offs: make([]packet.Offload, bs)}
+			b := &batch{bufs: make([][]byte, bs), sizes: make([]int, bs), offs: make([]packet.Offload, bs)}
 			for k := range b.bufs {
-				b.bufs[k] = make([]byte, bufSize-headroom)
+				b.bufs[k] = make([]byte, bufSize)
 			}
 			free[i] <- b
 		}
@@ -248,7 +253,8 @@ func (d *Dataplane) read(ctx context.Context, work, free []chan *batch) error {
 				}
 				pend[w] = b
 			}
-			b.bufs[b.n] = b.bufs[b.n][:copy(b.bufs[b.n][:cap(b.bufs[b.n])], pkt)]
+			b.bufs[b.n], bufs[i] = bufs[i], b.bufs[b.n]
+			b.sizes[b.n] = sizes[i]
 			b.offs[b.n] = offs[i]
 			b.n++
 			if b.n == len(b.bufs) {
@@ -324,12 +330,12 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			now := time.Now()
 			lk := e.Lock(now, out)
 			for k := 0; k < b.n; k++ {
-				lk.ProcessOffload(b.bufs[k], b.offs[k])
+				lk.ProcessOffload(b.bufs[k][headroom:headroom+b.sizes[k]], b.offs[k])
 			}
 			lk.Unlock()
+			d.flush(out)
 			b.n = 0
 			free <- b
-			d.flush(out)
 		case now := <-tick.C:
 			lk := e.Lock(now, out)
 			lk.Tick()
