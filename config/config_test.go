@@ -388,3 +388,16 @@ func TestEveryTEPName(t *testing.T) {
 		}
 	}
 }
+
+// Workers: tun_queues when set, else one worker below 4 CPUs and one per
+// CPU up to 8 above.
+func TestWorkers(t *testing.T) {
+	for _, c := range []struct{ queues, cpus, want int }{
+		{0, 1, 1}, {0, 2, 1}, {0, 3, 1}, {0, 4, 4}, {0, 16, 8}, {2, 1, 2}, {3, 16, 3},
+	} {
+		in := Interfaces{TUNQueues: c.queues}
+		if got := in.Workers(c.cpus); got != c.want {
+			t.Errorf("tun_queues %d, %d CPUs: %d workers, want %d", c.queues, c.cpus, got, c.want)
+		}
+	}
+}

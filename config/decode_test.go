@@ -83,6 +83,7 @@ var badCases = []struct {
 	{"interface on both sides", "interfaces:\n  lan: [eth0]\n  wan: [eth1, eth0]\n", 3, "interfaces.wan[1]", `interface "eth0" already listed as interfaces.lan[0]`},
 	{"interface equals tun", "interfaces:\n  lan: [tcpcrypt0]\n", 2, "interfaces.lan[0]", "already listed as interfaces.tun"},
 	{"tun mtu", "interfaces:\n  tun_mtu: 1000\n", 2, "interfaces.tun_mtu", "1000 out of range [1280, 65535]"},
+	{"tun queues", "interfaces:\n  tun_queues: 65\n", 2, "interfaces.tun_queues", "65 out of range [0, 64]"},
 	{"log level", "log:\n  level: verbose\n", 2, "log.level", `unknown value "verbose" (want one of debug, info, warn, error)`},
 	{"log format", "log:\n  format: xml\n", 2, "log.format", "want one of text, json"},
 	{"flows max not an integer", "flows:\n  max: many\n", 2, "flows.max", `want an integer, got "many"`},

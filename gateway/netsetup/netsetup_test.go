@@ -453,6 +453,8 @@ func TestBadParams(t *testing.T) {
 			{"bypass without prefixes", func(p *Params) { p.LANPrefixes = nil }, "LAN prefixes"},
 			{"invalid prefix", func(p *Params) { p.LANPrefixes = []netip.Prefix{{}} }, "invalid LAN prefix"},
 			{"TUN name of another device", func(p *Params) { p.TUN = "dummy9" }, "not a TUN device"},
+			{"too many queues", func(p *Params) { p.Queues = MaxQueues + 1 }, "TUN queues"},
+			{"negative queues", func(p *Params) { p.Queues = -1 }, "TUN queues"},
 		}
 		for _, c := range cases {
 			p := testParams()
