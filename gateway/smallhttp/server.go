@@ -60,7 +60,7 @@ type Server struct {
 	ErrorLog        func(error)   // handler panics; nil: not logged
 
 	mu      sync.Mutex
-	room    *sync.Cond // signalled when a connection leaves
+	room    *sync.Cond                // signalled when a connection leaves
 	ln      map[net.Listener]struct{} // being served; a listener leaves when its Serve returns
 	conns   map[*conn]struct{}
 	perHost map[netip.Addr]int
