@@ -246,12 +246,6 @@ type decState struct {
 func (f *Flow) encStart() (pSeq, cSeq) { s := f.lanISN + 1; return pSeq(s), cSeq(s) }
 func (f *Flow) decStart() (cSeq, pSeq) { s := f.wanISN + 1; return cSeq(s), pSeq(s) }
 
-// rewrites reports whether the engine rewrites this flow's packets (rather
-// than passing them).
-func (f *Flow) rewrites() bool {
-	return f.State == StateKeyExchange || f.State == StateEncrypted
-}
-
 // release returns the flow's buffered bytes to the global budget, and its
 // parked buffers to the parking allowance (parkRing).
 func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
