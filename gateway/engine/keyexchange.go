@@ -123,6 +123,32 @@ func (c *pkt) startInit(f *Flow, s *segment) bool {
 	return true
 }
 
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
+	en, d := &f.enc, &f.dec
+	p, c := f.encStart()
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
+	en.ring.reset(c)
+	en.held.reset(p)
+	en.recs.reset()
+	c, p = f.decStart()
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
+	d.ring.reset(p)
+	d.recs.reset()
+}
+
+// encStart and decStart are the first sequence numbers of each direction's
+// data, in both spaces: P and C start at the same initial sequence number,
+// the offset between them at zero (the Init message, the frames' framing
+// and the gateway's own frames then move C ahead).
+func (f *Flow) encStart() (pSeq, cSeq) { s := f.lanISN + 1; return pSeq(s), cSeq(s) }
+
+func (f *Flow) decStart() (cSeq, pSeq) { s := f.wanISN + 1; return cSeq(s), pSeq(s) }
+
 // queueInit places our Init message at the start of our C stream.
 func (c *pkt) queueInit(f *Flow, msg []byte) {
 	en := &f.enc

@@ -722,3 +722,13 @@ func (e *Engine) newSYNRecord(r *synRecord) *synRecord {
 	*p = *r
 	return p
 }
+
+func (r *synRecord) has(flag uint8) bool { return r.flags&flag != 0 }
+
+func (r *synRecord) set(flag uint8, on bool) {
+	if on {
+		r.flags |= flag
+	} else {
+		r.flags &^= flag
+	}
+}
