@@ -19,6 +19,7 @@ package engine
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"tcpcrypt-gw/crypto/endpoint"
@@ -95,6 +96,26 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		}
 	}
 	return segKeyed
+}
+
+// expandSYN turns role B's SYN record into the handshake state and the
+// connection parameters when the key exchange starts, on A's first
+// non-SYN segment with ENO (RFC 8547 §4.6).
+func (c *pkt) expandSYN(f *Flow) {
+	r := f.syn
+	if r == nil {
+		return
+	}
+	if f.handshake == nil { // a resumption has it already
+		f.handshake = c.newHandshake()
+	}
+	f.connParams = c.newConnParams(connParams{tep: r.tep, peerMSS: int(r.peerMSS), lanMSS: int(r.lanMSS),
+		sackOK: r.has(synSACK), tsOK: r.has(synTS), lanTSval: r.lanTSval, lanTSecr: r.lanTSecr, wanTSval: r.wanTSval,
+		lanWin: r.lanWin, lanWS: r.lanWS, wanWS: r.wanWS, appAware: r.has(synAppAware), PeerAppAware: r.has(synPeerAppAware)})
+	f.offer = append([]byte(nil), r.offer[:r.offer[1]]...)
+	// Cannot fail: the same answer went out in the SYN-ACK (lanSYNACK).
+	f.answer, _ = f.synAnswer(nil)
+	f.syn, c.spare.synRecord = nil, r
 }
 
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
@@ -287,7 +308,7 @@ func (c *pkt) gotInit2(f *Flow) error {
 	// previously transmitted in Init1" aborts: checked against Init1 as
 	// sent, whatever a reload has changed since.
 	sent, err := tcpcrypt.ParseInit1(f.tep, f.ownInit)
-	if err != nil || !containsAEAD(sent.Ciphers, m.Cipher) {
+	if err != nil || !slices.Contains(sent.Ciphers, m.Cipher) {
 		return fmt.Errorf("peer chose cipher %v, which our Init1 did not offer", m.Cipher)
 	}
 	es, err := f.keyPair.SharedSecret(m.PublicKey)
