@@ -252,7 +252,7 @@ func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, ps
 		// RFC 8548 §3.8, §3.9: the peer's new generation is answered at
 		// once with ours, which also makes a rekey an authenticated
 		// keep-alive. After the frame's plaintext, so that the LAN
-		// host's data keeps its order.
+		// host's data keeps its order (rekey.go).
 		f.Stats.RekeysIn++
 		c.stats.RekeysIn.Add(1)
 		f.enc.answerRekey(c, f, d.opener.Generation())

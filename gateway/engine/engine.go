@@ -9,8 +9,10 @@
 // grows ahead of P by the Init message (none when resumed), 20 bytes per
 // frame, and the gateway's own empty frames that answer a peer's rekey.
 //
-// The flow of one packet through Locked.Process:
-//  1. Parse the IP and TCP headers (package packet). Anything that is not a
+// The flow of one packet through Locked.Process (the files in the order a
+// packet meets them: docs/architecture.md):
+//  1. Parse the IP and TCP headers (package packet; dispatch.go, process:
+//     from here on the packet's context is a pkt). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
 //     A GSO super-packet is one segment with a large payload (emit.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
@@ -21,13 +23,15 @@
 //     the ACK to one, then the data to the other), each its own type;
 //     - LAN to WAN (encrypt.go, encState): new plaintext becomes one frame
 //     per segment, a LAN retransmission re-sends the frames first sent, the
-//     WAN peer's ACKs and SACKs of those frames are mapped from C to P;
+//     WAN peer's ACKs and SACKs of those frames are mapped from C to P; the
+//     peer's rekeys are answered with frames of the gateway's own (rekey.go);
 //     - WAN to LAN (decrypt.go, decState): the C stream is reassembled,
 //     complete frames are authenticated and delivered as plaintext, the LAN
 //     host's ACKs and SACKs of that plaintext are mapped from P to C;
 //     - passthrough: forwarded as it is.
 //  4. Every packet the engine sends is written to the Output batch, runs of
-//     segments of one flow joined into super-packets (emit.go).
+//     segments of one flow joined into super-packets, with the windows
+//     capped to what the flow can hold (emit.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
