@@ -23,7 +23,7 @@
 //  3. toLAN: from the WAN peer's side to the LAN host, in P: the
 //     acknowledgment of whole frames the WAN has acknowledged (enc.pAcked),
 //     the WAN peer's window scaled for the framing overhead (winToLAN), its
-//     timestamps, SACK blocks mapped to whole frames.
+//     timestamps, SACK blocks mapped to whole frames (sackToLAN).
 //  4. Both go through emit, which joins runs of them into super-packets.
 //  5. The window a segment carries (winToWAN, winToLAN) is the other
 //     host's, capped to what the flow can still hold of that direction
@@ -98,6 +98,22 @@ func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
 
 func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
 	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
+}
+
+// sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
+func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
+	for _, b := range o.SACK[:o.NSACK] {
+		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
+		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
+		if i > j || i >= en.recs.len() || j < 0 {
+			continue
+		}
+		l, r := en.recs.at(i), en.recs.at(j)
+		if l.pStart.lt(r.pAfter()) {
+			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
+		}
+	}
+	return blocks
 }
 
 func (c *pkt) toLANOpts(f *Flow, seq pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {

@@ -19,9 +19,10 @@
 //     answers to the peer's rekeys, empty frames of the gateway's own, are
 //     a job of their own between the directions (rekey.go).
 //
-// ACKs from the WAN peer (ackFromWAN, sackToLAN): a C acknowledgment
-// releases the frames it covers whole, and their P end becomes the
-// acknowledgment the LAN host gets; SACK blocks map to whole frames.
+// ACKs from the WAN peer (ackFromWAN): a C acknowledgment releases the
+// frames it covers whole, and their P end becomes the acknowledgment the
+// LAN host gets; SACK blocks map to whole frames (emit.go: sackToLAN, the
+// option the ACK passed on to the LAN host carries).
 
 package engine
 
@@ -364,20 +365,4 @@ func (en *encState) ackFromWAN(ack cSeq) {
 	} else {
 		en.ring.trim(en.ring.end())
 	}
-}
-
-// sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
-func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
-	for _, b := range o.SACK[:o.NSACK] {
-		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
-		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
-		if i > j || i >= en.recs.len() || j < 0 {
-			continue
-		}
-		l, r := en.recs.at(i), en.recs.at(j)
-		if l.pStart.lt(r.pAfter()) {
-			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
-		}
-	}
-	return blocks
 }
