@@ -9,8 +9,8 @@
 //     evicts another flow from the WAN. Encrypted flows and flows in the
 //     key exchange are never evicted.
 //  3. recycle: an evicted flow's memory is kept for the next new flows
-//     (newFlow, newHandshake, newConnParams, newSYNRecord), so that a SYN flood makes
-//     little garbage.
+//     (newFlow, newHandshake, newConnParams, newSYNRecord in syn.go, which
+//     builds new flows), so that a SYN flood makes little garbage.
 
 package engine
 
