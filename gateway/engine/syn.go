@@ -639,6 +639,9 @@ func (c *pkt) plain(f *Flow, why string) {
 	c.stats.FlowsPlain.Add(1)
 }
 
+// The parts of a new flow (newOutbound, newInbound, expandSYN), taken from
+// an evicted flow's when there is one (table.go: recycle).
+
 // newFlow returns a zero Flow, the spare one if there is one.
 func (e *Engine) newFlow() *Flow {
 	f := e.spare.flow
