@@ -61,6 +61,7 @@ type Arch struct {
 	GOARCH      string
 	GOENV       []string // GOARM and the like
 	Modules     []string // what /init loads (dependencies are added)
+	InitSetup   string   // shell lines /init runs before it loads them
 }
 
 // ARM is a 32-bit ARMv7 router (Cortex-A15: no AES instructions, like the
@@ -94,6 +95,18 @@ var MIPSLE = Arch{
 	GOARCH:      "mipsle",
 	GOENV:       []string{"GOMIPS=softfloat"},
 	Modules:     []string{"virtio_pci", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
+	// The PCI interrupts level-triggered, as the Malta's firmware (YAMON)
+	// sets them: Linux leaves the PIIX4's ELCR (I/O ports 0x4d0, 0x4d1) as
+	// it finds it, and under qemu's -kernel it finds 0 (every IRQ
+	// edge-triggered). qemu routes the PCI slots' interrupts to IRQ 10 and
+	// 11, and the two NICs share IRQ 10: with edge triggering, one NIC
+	// raising its line while the other still held it high made no edge,
+	// the interrupt was lost and never came again (the NIC's ISR stayed
+	// 1, the kernel's count for IRQ 10 stopped, the WAN NIC received
+	// nothing more, with free receive buffers). 0x0c in ELCR2 makes IRQ 10
+	// and 11 level-triggered; /init checks it took.
+	InitSetup: `printf '\014' | dd of=/dev/port bs=1 seek=$((0x4d1)) count=1 2>/dev/null
+[ "$(dd if=/dev/port bs=1 skip=$((0x4d1)) count=1 2>/dev/null | od -An -tx1 | tr -d ' ')" = 0c ] || echo "` + initFailed + ` ELCR: IRQ 10 and 11 are not level-triggered"`,
 }
 
 // Memory and CPUs of the VM: a small home router.
@@ -231,6 +244,10 @@ func BuildImage(ctx context.Context, a Arch, debDir, work string, files []File) 
 // readyLine is what /init prints once the shell takes the console.
 const readyLine = "ROUTERVM-READY"
 
+// initFailed starts what /init prints when a step the VM needs failed;
+// Boot fails on it.
+const initFailed = "init: FAILED"
+
 // shellExited is what /init prints when the console's shell ends; it
 // starts another (the shell is init's child: init must not exit).
 const shellExited = "init: the console shell exited"
@@ -244,6 +261,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/net /dev/pts
 [ -e /dev/net/tun ] || mknod /dev/net/tun c 10 200
+%s
 for m in %s; do insmod /lib/modules/$m || echo "init: insmod $m failed"; done
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad
@@ -259,7 +277,7 @@ stty -echo
 export PS1= PS2=
 echo "%s $(cat /proc/sys/kernel/random/entropy_avail)"
 while :; do sh; echo "%s ($?)"; done
-`, strings.Join(modules, " "), wanMAC, lanMAC, readyLine, shellExited)
+`, a.InitSetup, strings.Join(modules, " "), wanMAC, lanMAC, readyLine, shellExited)
 }
 
 // moduleOrder finds each wanted module in the tree (a missing one is an
@@ -570,6 +588,10 @@ func Boot(a Arch, img *Image, ns *netns.NS, wanTap, lanTap, logPath string, boot
 		return nil, fmt.Errorf("router: boot: %w", err)
 	}
 	v.BootTime = time.Since(start)
+	if c := v.Console(); strings.Contains(c, initFailed) {
+		v.Close()
+		return nil, fmt.Errorf("router: boot: %s", tail(c[strings.Index(c, initFailed):], 400))
+	}
 	return v, nil
 }
 
