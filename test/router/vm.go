@@ -173,7 +173,7 @@ func BuildImage(ctx context.Context, a Arch, debDir, work string, files []File) 
 	unpack := func(glob, sub string) (string, error) {
 		m, _ := filepath.Glob(filepath.Join(debDir, glob))
 		if len(m) == 0 {
-			return "", fmt.Errorf("router: no %s in %s (run make router-deps)", glob, debDir)
+			return "", fmt.Errorf("router: no %s in %s (run make deps)", glob, debDir)
 		}
 		sort.Strings(m)
 		dst := filepath.Join(work, sub)
