@@ -64,12 +64,13 @@ test: deps build
 # interrupts Go code crashes Go's runtime: with asynchronous preemption
 # (SIGURG), 40 of 40 package runs died ("bad g in signal handler"), so the
 # 386 tests run with GODEBUG=asyncpreemptoff=1 (goroutines are still
-# preempted at function calls; 0 crashes in 10 runs); a nil dereference's
-# SIGSEGV dies the same way ("morestack on g0"), so CROSS_386_SKIP leaves
-# out the one test that recovers one (it runs on amd64, arm and mips). The
-# whole gateway cannot run under qemu-user (its netlink translation fails for
-# big-endian guests): the router VMs (make router-test) run it. -short and
-# the 16 MiB transfers skipped keep it to a few minutes.
+# preempted at function calls); a nil dereference's SIGSEGV dies the same
+# way ("morestack on g0"), so CROSS_386_SKIP leaves out the one test that
+# recovers one (it runs on amd64, arm and mips). So run, 10 of 10 runs
+# passed. The whole gateway cannot run under qemu-user (its netlink
+# translation fails for big-endian guests): the router VMs (make
+# router-test) run it. -short and the 16 MiB transfers skipped keep it to a
+# few minutes.
 CROSS_UNIT := ./eno/ ./crypto/... ./gateway/packet/ ./gateway/engine/ ./config/ ./flowtable/ ./test/rfcref/
 CROSS_ARM  := $(CROSS_UNIT) ./gateway/downgrade/ ./gateway/lanapi/ ./gateway/smallhttp/ ./sessionid/
 CROSS_SKIP := TestTransferAllPairs/.*/.*/16777216

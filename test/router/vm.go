@@ -60,6 +60,7 @@ type Arch struct {
 	BusyboxGlob string
 	GOARCH      string
 	GOENV       []string // GOARM and the like
+	PkgTarget   string   // scripts/package.sh's os/arch[/variant]
 	Modules     []string // what /init loads (dependencies are added)
 	InitSetup   string   // shell lines /init runs before it loads them
 }
@@ -77,6 +78,7 @@ var ARM = Arch{
 	BusyboxGlob: "busybox-static_*_armhf.deb",
 	GOARCH:      "arm",
 	GOENV:       []string{"GOARM=7"},
+	PkgTarget:   "linux/arm/7",
 	Modules:     []string{"virtio_mmio", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
 }
 
@@ -94,6 +96,7 @@ var MIPSLE = Arch{
 	BusyboxGlob: "busybox-static_*_mipsel.deb",
 	GOARCH:      "mipsle",
 	GOENV:       []string{"GOMIPS=softfloat"},
+	PkgTarget:   "linux/mipsle/softfloat",
 	Modules:     []string{"virtio_pci", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
 	// The PCI interrupts level-triggered, as the Malta's firmware (YAMON)
 	// sets them: Linux leaves the PIIX4's ELCR (I/O ports 0x4d0, 0x4d1) as
@@ -127,13 +130,19 @@ func DebDir() string {
 	if d := os.Getenv("TCPCRYPT_ROUTER_DEBS"); d != "" {
 		return d
 	}
+	return filepath.Join(repoRoot(), "bin", "router-vm")
+}
+
+// repoRoot is the directory of go.mod above the working directory (the
+// working directory when there is none).
+func repoRoot() string {
 	wd, _ := os.Getwd()
 	for d := wd; d != "/" && d != "."; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, "bin", "router-vm")
+			return d
 		}
 	}
-	return filepath.Join(wd, "bin", "router-vm")
+	return wd
 }
 
 // Missing says what of arch's prerequisites is not there ("" when all is).
