@@ -104,33 +104,36 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// iperfMedian runs iperf3 o.runs times and returns the median receive rate.
-func (e *env) iperfMedian(what string) (float64, error) {
+// iperfMedian runs iperf3 with the given parallel streams o.runs times and
+// returns the median receive rate and the bytes the receiver got in all
+// runs (rate times -t: what the routers moved meanwhile).
+func (e *env) iperfMedian(what string, streams int) (rate, bytes float64, err error) {
 	var vs []float64
 	for i := 0; i < e.o.runs; i++ {
-		v, retr, err := e.iperf()
+		v, retr, err := e.iperf(streams)
 		if err != nil {
 			// Once more: iperf3's server sometimes refuses a test right
 			// after the previous one.
 			fmt.Fprintf(os.Stderr, "bench: %s: %v; again\n", what, err)
 			time.Sleep(time.Second)
-			if v, retr, err = e.iperf(); err != nil {
-				return 0, err
+			if v, retr, err = e.iperf(streams); err != nil {
+				return 0, 0, err
 			}
 		}
 		if e.o.verbose {
 			fmt.Printf("  %s: iperf3 %.0f Mbit/s, %d retransmits\n", what, v/1e6, retr)
 		}
 		vs = append(vs, v)
+		bytes += v / 8 * float64(e.o.secs)
 	}
-	return median(vs), nil
+	return median(vs), bytes, nil
 }
 
-func (e *env) iperf() (float64, int, error) {
+func (e *env) iperf(streams int) (float64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.o.secs+30)*time.Second)
 	defer cancel()
 	out, err := e.topo.Client.Run(ctx, "iperf3", "-c", e.topo.ServerAddr4.String(), "-p", strconv.Itoa(iperfPort),
-		"-t", strconv.Itoa(e.o.secs), "-P", strconv.Itoa(e.o.streams), "-J")
+		"-t", strconv.Itoa(e.o.secs), "-P", strconv.Itoa(streams), "-J")
 	if err != nil {
 		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
@@ -207,20 +210,23 @@ func (e *env) lossCounters() (lossCount, error) {
 	return lossCount{fwdPkts: n(m[0][1]), fwdBytes: n(m[0][2]), pkts: n(m[1][1]), dropped: n(m[2][1])}, nil
 }
 
-// connRateMedian measures the connection rate o.runs times.
-func (e *env) connRateMedian(what string) (float64, error) {
+// connRateMedian measures the connection rate o.runs times; it returns the
+// median and the connections completed in all runs.
+func (e *env) connRateMedian(what string) (float64, int64, error) {
 	var vs []float64
+	var total int64
 	for i := 0; i < e.o.runs; i++ {
 		v, n, fails, err := e.connRate()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if e.o.verbose || fails > 0 {
 			fmt.Printf("  %s: %.0f connections/s (%d in %d s, %d failed)\n", what, v, n, e.o.connSec, fails)
 		}
 		vs = append(vs, v)
+		total += n
 	}
-	return median(vs), nil
+	return median(vs), total, nil
 }
 
 // connRate opens connections (connect, 1 byte each way, close) with o.par
@@ -325,4 +331,19 @@ func (e *env) cpuTicks() []uint64 {
 		out = append(out, u+s)
 	}
 	return out
+}
+
+// cpuSince is the CPU time in seconds the current path's processes used
+// since cpu0 (from cpuTicks), summed; false when the path has no process
+// or one could not be read.
+func (e *env) cpuSince(cpu0 []uint64) (float64, bool) {
+	cpu1 := e.cpuTicks()
+	if len(cpu0) == 0 || len(cpu1) != len(cpu0) {
+		return 0, false
+	}
+	var t uint64
+	for i := range cpu1 {
+		t += cpu1[i] - cpu0[i]
+	}
+	return float64(t) / clockTicks, true
 }
