@@ -68,7 +68,7 @@ func cprf(dst, key []byte, constant byte, info []byte) {
 		return
 	}
 	var inner [sha256.BlockSize + sha256.Size + 1 + cprfMaxInfo + 1]byte // K^ipad | T(n-1) | constant | info | n
-	var outer [sha256.BlockSize + sha256.Size]byte                         // K^opad | H(inner)
+	var outer [sha256.BlockSize + sha256.Size]byte                       // K^opad | H(inner)
 	for i := range sha256.BlockSize {
 		var k byte
 		if i < len(key) {
