@@ -31,6 +31,7 @@ type cmpResult struct {
 	connFull, connRes int64     // connections completed, all rounds
 	pktsFull, pktsRes uint64    // gwa packets in + out, all rounds
 	resumedN, resMiss uint64    // gwa resumptions and misses, all rounds
+	retrFull, retrRes retrans   // the hosts' retransmissions, all rounds
 	err               error
 }
 
@@ -103,31 +104,34 @@ func (e *env) compareOne(r *cmpResult, name, yaml string) error {
 	if err != nil {
 		return err
 	}
-	cpu0 := e.cpuTicks()
+	cpu0, r0 := e.cpuTicks(), e.hostRetrans()
 	rate, n, fails, err := e.connRate()
 	if err != nil {
 		return err
 	}
 	cpu, _ := e.cpuSince(cpu0)
+	retr := e.hostRetrans().sub(r0)
 	st1, err := gws.stats(e.topo.GwA)
 	if err != nil {
 		return err
 	}
 	pkts := st1.PacketsIn + st1.PacketsOut - st0.PacketsIn - st0.PacketsOut
 	if e.o.verbose || fails > 0 {
-		fmt.Printf("  %s, %s: %.0f connections/s (%d, %d failed), %.3f ms CPU and %.1f gwa packets per connection\n",
-			filepath.Base(r.bin), name, rate, n, fails, 1e3*cpu/float64(max(1, n)), float64(pkts)/float64(max(1, n)))
+		fmt.Printf("  %s, %s: %.0f connections/s (%d, %d failed), %.3f ms CPU and %.1f gwa packets per connection; the hosts retransmitted %d SYNs or SYN-ACKs, %d segments in all\n",
+			filepath.Base(r.bin), name, rate, n, fails, 1e3*cpu/float64(max(1, n)), float64(pkts)/float64(max(1, n)), retr.syn, retr.segs)
 	}
 	if name == "full" {
 		r.full = append(r.full, rate)
 		r.cpuFull += cpu
 		r.connFull += n
 		r.pktsFull += pkts
+		r.retrFull.syn, r.retrFull.segs = r.retrFull.syn+retr.syn, r.retrFull.segs+retr.segs
 	} else {
 		r.resumed = append(r.resumed, rate)
 		r.cpuRes += cpu
 		r.connRes += n
 		r.pktsRes += pkts
+		r.retrRes.syn, r.retrRes.segs = r.retrRes.syn+retr.syn, r.retrRes.segs+retr.segs
 		r.resumedN += st1.Resumptions - st0.Resumptions
 		r.resMiss += st1.ResumeMisses - st0.ResumeMisses
 	}
@@ -177,6 +181,10 @@ func reportCompare(rs []*cmpResult) {
 		fmt.Printf(f, name, num(median(r.full)), num(median(r.resumed)), r2(median(r.full), idRate), r2(median(r.resumed), idRate),
 			fmt.Sprintf("%.3f", 1e3*per(r.cpuFull, r.connFull)), fmt.Sprintf("%.3f", 1e3*per(r.cpuRes, r.connRes)),
 			fmt.Sprintf("%.1f", per(float64(r.pktsFull), r.connFull)), fmt.Sprintf("%.1f", per(float64(r.pktsRes), r.connRes)), vs)
+		if r.retrFull.segs+r.retrRes.segs > 0 {
+			fmt.Printf("  (%s: the hosts retransmitted %d SYNs or SYN-ACKs and %d segments in all in the full runs, %d and %d in the resumed)\n",
+				name, r.retrFull.syn, r.retrFull.segs, r.retrRes.syn, r.retrRes.segs)
+		}
 		if r.connRes > 0 && r.resumedN < uint64(r.connRes)*9/10 {
 			fmt.Printf("  (%s: only %d of %d connections resumed, %d misses)\n", name, r.resumedN, r.connRes, r.resMiss)
 		}

@@ -216,12 +216,15 @@ func (e *env) connRateMedian(what string) (float64, int64, error) {
 	var vs []float64
 	var total int64
 	for i := 0; i < e.o.runs; i++ {
+		r0 := e.hostRetrans()
 		v, n, fails, err := e.connRate()
 		if err != nil {
 			return 0, 0, err
 		}
 		if e.o.verbose || fails > 0 {
-			fmt.Printf("  %s: %.0f connections/s (%d in %d s, %d failed)\n", what, v, n, e.o.connSec, fails)
+			r := e.hostRetrans().sub(r0)
+			fmt.Printf("  %s: %.0f connections/s (%d in %d s, %d failed; the hosts retransmitted %d SYNs or SYN-ACKs, %d segments in all)\n",
+				what, v, n, e.o.connSec, fails, r.syn, r.segs)
 		}
 		vs = append(vs, v)
 		total += n
@@ -346,4 +349,50 @@ func (e *env) cpuSince(cpu0 []uint64) (float64, bool) {
 		t += cpu1[i] - cpu0[i]
 	}
 	return float64(t) / clockTicks, true
+}
+
+// retrans is what a namespace's TCP counted of retransmissions: SYNs and
+// SYN-ACKs (TcpExt TCPSynRetrans) and all segments (Tcp RetransSegs). A
+// connection-rate run that falls with no more CPU per connection has
+// connections waiting on a timer: these say which.
+type retrans struct{ syn, segs uint64 }
+
+func (a retrans) sub(b retrans) retrans { return retrans{a.syn - b.syn, a.segs - b.segs} }
+
+// retransOf reads ns's counters (zero when they cannot be read).
+func retransOf(ns *netns.NS) retrans {
+	var r retrans
+	for _, f := range []struct {
+		file, table, field string
+		dst                *uint64
+	}{{"/proc/net/netstat", "TcpExt:", "TCPSynRetrans", &r.syn}, {"/proc/net/snmp", "Tcp:", "RetransSegs", &r.segs}} {
+		out, err := ns.Run(context.Background(), "cat", f.file)
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, line := range strings.Split(string(out), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) == 0 || fs[0] != f.table {
+				continue
+			}
+			if names == nil {
+				names = fs
+				continue
+			}
+			for i, n := range names {
+				if n == f.field && i < len(fs) {
+					*f.dst, _ = strconv.ParseUint(fs[i], 10, 64)
+				}
+			}
+			break
+		}
+	}
+	return r
+}
+
+// hostRetrans is the client's and the server's counters together.
+func (e *env) hostRetrans() retrans {
+	c, s := retransOf(e.topo.Client), retransOf(e.topo.Server)
+	return retrans{c.syn + s.syn, c.segs + s.segs}
 }
