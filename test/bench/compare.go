@@ -32,6 +32,10 @@ type cmpResult struct {
 	pktsFull, pktsRes uint64    // gwa packets in + out, all rounds
 	resumedN, resMiss uint64    // gwa resumptions and misses, all rounds
 	retrFull, retrRes retrans   // the hosts' retransmissions, all rounds
+	pq                []float64 // conn/s per round, x25519mlkem768 (-compare-pq)
+	cpuPQ             float64
+	connPQ            int64
+	pqErr             error
 	err               error
 }
 
@@ -40,6 +44,9 @@ type cmpResult struct {
 var compareConfigs = []struct{ name, yaml string }{
 	{"full", "tcpcrypt:\n  teps: [curve25519]\n  session_cache: {size: 0}\n"},
 	{"resumed", ""},
+	// Full handshakes with the hybrid TEP (issue 21), with -compare-pq; a
+	// binary older than the TEP refuses the configuration and gets "-".
+	{"pq", "tcpcrypt:\n  teps: [x25519mlkem768]\n  session_cache: {size: 0}\n"},
 }
 
 func (e *env) measureCompare() []*cmpResult {
@@ -57,6 +64,12 @@ func (e *env) measureCompare() []*cmpResult {
 				continue
 			}
 			for _, c := range compareConfigs {
+				if c.name == "pq" {
+					if e.o.comparePQ && r.pqErr == nil {
+						r.pqErr = e.compareOne(r, c.name, c.yaml)
+					}
+					continue
+				}
 				if r.err = e.compareOne(r, c.name, c.yaml); r.err != nil {
 					break
 				}
@@ -120,13 +133,18 @@ func (e *env) compareOne(r *cmpResult, name, yaml string) error {
 		fmt.Printf("  %s, %s: %.0f connections/s (%d, %d failed), %.3f ms CPU and %.1f gwa packets per connection; the hosts retransmitted %d SYNs or SYN-ACKs, %d segments in all\n",
 			filepath.Base(r.bin), name, rate, n, fails, 1e3*cpu/float64(max(1, n)), float64(pkts)/float64(max(1, n)), retr.syn, retr.segs)
 	}
-	if name == "full" {
+	switch name {
+	case "pq":
+		r.pq = append(r.pq, rate)
+		r.cpuPQ += cpu
+		r.connPQ += n
+	case "full":
 		r.full = append(r.full, rate)
 		r.cpuFull += cpu
 		r.connFull += n
 		r.pktsFull += pkts
 		r.retrFull.syn, r.retrFull.segs = r.retrFull.syn+retr.syn, r.retrFull.segs+retr.segs
-	} else {
+	default:
 		r.resumed = append(r.resumed, rate)
 		r.cpuRes += cpu
 		r.connRes += n
@@ -181,6 +199,12 @@ func reportCompare(rs []*cmpResult) {
 		fmt.Printf(f, name, num(median(r.full)), num(median(r.resumed)), r2(median(r.full), idRate), r2(median(r.resumed), idRate),
 			fmt.Sprintf("%.3f", 1e3*per(r.cpuFull, r.connFull)), fmt.Sprintf("%.3f", 1e3*per(r.cpuRes, r.connRes)),
 			fmt.Sprintf("%.1f", per(float64(r.pktsFull), r.connFull)), fmt.Sprintf("%.1f", per(float64(r.pktsRes), r.connRes)), vs)
+		if len(r.pq) > 0 {
+			fmt.Printf("  (%s: x25519mlkem768 full handshakes %s conn/s, %s x X25519's, %.3f ms CPU per connection)\n",
+				name, num(median(r.pq)), ratio(median(r.pq), median(r.full)), 1e3*per(r.cpuPQ, r.connPQ))
+		} else if r.pqErr != nil {
+			fmt.Printf("  (%s: x25519mlkem768: %v)\n", name, r.pqErr)
+		}
 		if r.retrFull.segs+r.retrRes.segs > 0 {
 			fmt.Printf("  (%s: the hosts retransmitted %d SYNs or SYN-ACKs and %d segments in all in the full runs, %d and %d in the resumed)\n",
 				name, r.retrFull.syn, r.retrFull.segs, r.retrRes.syn, r.retrRes.segs)

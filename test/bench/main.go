@@ -58,7 +58,8 @@ type options struct {
 	parStreams int
 	// further gateway binaries whose connection figures are measured in
 	// the same run (-compare)
-	compare []string
+	compare   []string
+	comparePQ bool // -compare also measures x25519mlkem768 full handshakes
 }
 
 func main() {
@@ -82,6 +83,7 @@ func main() {
 	flag.BoolVar(&o.wgUAPI, "wg-uapi", false, "configure wireguard-go through its UAPI socket instead of wg (no wireguard-tools needed)")
 	var compare string
 	flag.StringVar(&compare, "compare", "", "further gateway binaries (e.g. builds of other commits), comma-separated: their full-handshake and resumed connection figures are measured in the same run as -gw's, rounds interleaved")
+	flag.BoolVar(&o.comparePQ, "compare-pq", false, "with -compare, also full handshakes with x25519mlkem768 (the ratio to X25519 per binary)")
 	flag.BoolVar(&o.verbose, "v", os.Getenv("BENCH_VERBOSE") != "", "print each run")
 	flag.Parse()
 	for _, p := range strings.Split(paths, ",") {
