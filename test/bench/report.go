@@ -185,11 +185,11 @@ func goals(o *options, by map[string]*result, idle *idleResult) {
 		line("connect + echo p50, full <= identity + 0.2 ms", "", false, false)
 	}
 	if g.cpuConn > 0 {
-		have := fmt.Sprintf("%.3f ms", 1e3*g.cpuConn)
+		vs := ""
 		if id.cpuConn > 0 {
-			have += fmt.Sprintf(" (%.2fx identity)", g.cpuConn/id.cpuConn)
+			vs = fmt.Sprintf(", %.2fx identity's", g.cpuConn/id.cpuConn)
 		}
-		fmt.Printf("  %-56s %12s   (no goal: reported)\n", "CPU per connection, full handshake", have)
+		fmt.Printf("  %-56s %12s   (no goal%s)\n", "CPU per connection, full handshake", fmt.Sprintf("%.3f ms", 1e3*g.cpuConn), vs)
 	}
 	s, v, ok = r(g.connsPQ, g.conns)
 	line("connections/s, x25519mlkem768 >= 0.8x X25519 (issue 21)", s, v >= 0.8, ok)
