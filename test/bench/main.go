@@ -11,13 +11,19 @@
 //     (c) a wireguard-go tunnel between gwa and gwb (the pinned module's
 //     main, configured with wg or, without it, its UAPI socket);
 //     (d) the tcpcrypt-gw pair, with full handshakes and with resumption.
-//     Each path gets: iperf3 throughput with no loss and with random loss on
-//     the wan, new connections per second with 16 in parallel, and connect +
-//     first echo latency one at a time.
-//  3. Open N idle encrypted connections through a fresh gateway pair and
+//     Each path gets: iperf3 throughput with no loss, with -streams parallel
+//     streams and with random loss on the wan, new connections per second
+//     with 16 in parallel, and connect + first echo latency one at a time;
+//     the CPU seconds of its two router processes are read around the
+//     no-loss and the connection runs (per GB, per connection).
+//  3. With -compare, the connection figures of other gateway binaries in
+//     rounds interleaved with -gw's and the identity forwarder's
+//     (compare.go).
+//  4. Open N idle encrypted connections through a fresh gateway pair and
 //     read gateway A's RSS before and after: bytes per idle flow.
-//  4. Print one table with the ratios of the gateway to each other path,
-//     and the goals of issue 10.
+//  5. Print one table with the ratios of the gateway to each other path,
+//     one of the CPU costs and parallel streams, and the goals of issues 22
+//     and 21.
 //
 // Cleanup (namespaces, TUN devices inside them, processes, wireguard-go's
 // UAPI sockets, scratch files) runs on return, on error and on SIGINT or
