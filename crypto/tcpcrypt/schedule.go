@@ -38,14 +38,40 @@ type SessionSecret struct {
 
 // extractPRK computes PRK = HKDF-Extract(salt = N_A, IKM = eno_transcript |
 // Init1 | Init2 | ES) (RFC 8548 §3.3).
+//
+// The HMAC (RFC 2104) is written out as cprf's is, with one SHA-256 state
+// for the long inner hash (the Init messages, 2.4 KB with the hybrid TEP)
+// and sha256.Sum256 for the outer: crypto/hmac's set-up per call cost more
+// than the hashing. A salt longer than a block (never: N_A is 32 bytes)
+// takes crypto/hmac.
 func extractPRK(nonceA, transcript, init1, init2, es []byte) [KeyLen]byte {
-	mac := hmac.New(sha256.New, nonceA)
-	mac.Write(transcript)
-	mac.Write(init1)
-	mac.Write(init2)
-	mac.Write(es)
 	var prk [KeyLen]byte
-	mac.Sum(prk[:0])
+	if len(nonceA) > sha256.BlockSize {
+		mac := hmac.New(sha256.New, nonceA)
+		for _, m := range [][]byte{transcript, init1, init2, es} {
+			mac.Write(m)
+		}
+		mac.Sum(prk[:0])
+		return prk
+	}
+	var pad [sha256.BlockSize]byte
+	var outer [sha256.BlockSize + sha256.Size]byte // K^opad | H(K^ipad | m)
+	for i := range sha256.BlockSize {
+		var k byte
+		if i < len(nonceA) {
+			k = nonceA[i]
+		}
+		pad[i], outer[i] = k^0x36, k^0x5c
+	}
+	h := sha256.New()
+	h.Write(pad[:])
+	for _, m := range [][]byte{transcript, init1, init2, es} {
+		h.Write(m)
+	}
+	h.Sum(outer[sha256.BlockSize:sha256.BlockSize])
+	prk = sha256.Sum256(outer[:])
+	clear(pad[:])
+	clear(outer[:])
 	return prk
 }
 

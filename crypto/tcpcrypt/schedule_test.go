@@ -44,6 +44,28 @@ func TestCPRFMatchesHKDF(t *testing.T) {
 	}
 }
 
+// TestExtractPRKMatchesHKDF: extractPRK is HKDF-Extract for salts of every
+// length around a SHA-256 block (N_A is 32 bytes; a longer salt takes
+// crypto/hmac) and Init messages up to the hybrid TEP's.
+func TestExtractPRKMatchesHKDF(t *testing.T) {
+	for _, saltLen := range []int{0, NonceLen, 64, 65, 100} {
+		for _, n := range []int{0, 100, 1300} {
+			salt, init1, init2 := make([]byte, saltLen), make([]byte, n), make([]byte, n/2+3)
+			rand.Read(salt)
+			rand.Read(init1)
+			rand.Read(init2)
+			transcript, es := []byte{0x45, 0x04, 0x20}, bytes.Repeat([]byte{5}, 64)
+			want, err := hkdf.Extract(sha256.New, bytes.Join([][]byte{transcript, init1, init2, es}, nil), salt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := extractPRK(salt, transcript, init1, init2, es); !bytes.Equal(got[:], want) {
+				t.Fatalf("salt %d, Init %d: %x, HKDF-Extract %x", saltLen, n, got, want)
+			}
+		}
+	}
+}
+
 func TestScheduleMatchesHKDF(t *testing.T) {
 	transcript := []byte{0x45, 0x04, 0x23, 0x21, 0x45, 0x04, 0x01, 0x23}
 	init1, init2 := []byte("init1 bytes"), []byte("init2 bytes")
