@@ -366,29 +366,36 @@ func retransOf(ns *netns.NS) retrans {
 		file, table, field string
 		dst                *uint64
 	}{{"/proc/net/netstat", "TcpExt:", "TCPSynRetrans", &r.syn}, {"/proc/net/snmp", "Tcp:", "RetransSegs", &r.segs}} {
-		out, err := ns.Run(context.Background(), "cat", f.file)
-		if err != nil {
-			continue
-		}
-		var names []string
-		for _, line := range strings.Split(string(out), "\n") {
-			fs := strings.Fields(line)
-			if len(fs) == 0 || fs[0] != f.table {
-				continue
-			}
-			if names == nil {
-				names = fs
-				continue
-			}
-			for i, n := range names {
-				if n == f.field && i < len(fs) {
-					*f.dst, _ = strconv.ParseUint(fs[i], 10, 64)
-				}
-			}
-			break
+		if out, err := ns.Run(context.Background(), "cat", f.file); err == nil {
+			*f.dst = snmpField(string(out), f.table, f.field)
 		}
 	}
 	return r
+}
+
+// snmpField is one counter of /proc/net/snmp or /proc/net/netstat: a table
+// is a line of names and a line of values, both led by "Table:". 0 when
+// absent.
+func snmpField(text, table, field string) uint64 {
+	var names []string
+	for _, line := range strings.Split(text, "\n") {
+		fs := strings.Fields(line)
+		if len(fs) == 0 || fs[0] != table {
+			continue
+		}
+		if names == nil {
+			names = fs
+			continue
+		}
+		for i, n := range names {
+			if n == field && i < len(fs) {
+				v, _ := strconv.ParseUint(fs[i], 10, 64)
+				return v
+			}
+		}
+		return 0
+	}
+	return 0
 }
 
 // hostRetrans is the client's and the server's counters together.
