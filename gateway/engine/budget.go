@@ -24,7 +24,8 @@
 //     packets, for each direction, held <= reserved <= its limit, and the
 //     global budget in use is the sum of all reservations.
 //  4. Windows rather than drops: the window each side is given is capped to
-//     what its direction can still reserve (room), so a sender that keeps
+//     what its direction can still reserve (room, winToWAN and winToLAN in
+//     emit.go, where the segments that carry them are built), so a sender that keeps
 //     to it is not dropped. When the global budget runs short the windows
 //     shrink; RFC 9293 §3.8.6 discourages moving a window's right edge to
 //     the left but requires senders to cope with it (MUST-34), and it is
@@ -84,14 +85,6 @@ func (e *Engine) reserve(reserved *int, n, limit int) bool {
 	}
 	*reserved += n
 	return true
-}
-
-// room is how many bytes a direction that has reserved `reserved` may hold
-// in all, as far as its limit and the global budget allow now: the window
-// its sender is given.
-func (c *pkt) room(reserved int) int {
-	free := c.table.MaxBytesTotal() - c.table.BytesInUse()
-	return reserved + int(max(0, min(int64(dirLimit(c.cfg)-reserved), free)))
 }
 
 // heldOut is what f's LAN-to-WAN direction holds now, our Init aside.
@@ -169,34 +162,4 @@ func parkRing[S space](e *Engine, r *byteRing[S]) {
 	}
 	e.stats.ParkedBytes.Add(-int64(c))
 	r.free()
-}
-
-// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
-// the peer's C bytes can only undershoot) and at most what the gateway can
-// hold of it: delivered plaintext stays in the flow's ring until the LAN
-// host acknowledges it (redelivery on a WAN retransmission).
-func (c *pkt) winToWAN(f *Flow) uint16 {
-	return c.cappedWindow(f.lanWin, f.lanWS, c.room(f.dec.reserved), 1, 1)
-}
-
-// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
-// scaled to P so that it cannot be overrun once 20 bytes of framing are
-// added to each segment, and at most what the gateway can hold of it.
-// Every frame the LAN host sends stays in the flow's ring until the WAN
-// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
-// so a window beyond the flow's buffer would make the gateway drop
-// segments and the LAN host time c.out. The cap is relative to the
-// acknowledgment the LAN host has, so its right edge moves back only when
-// the global budget shrinks under it (budget.go).
-func (c *pkt) winToLAN(f *Flow) uint16 {
-	m := uint64(f.maxFrameData())
-	return c.cappedWindow(f.wanWin, f.wanWS, c.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
-}
-
-// cappedWindow is the raw window win (in scale ws), at most room (what the
-// direction may hold, budget.go), times num/den, in the same scale.
-func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
-	w := uint64(win) << ws
-	w = min(w, uint64(room)) * num / den
-	return uint16(min(w>>ws, 0xffff))
 }

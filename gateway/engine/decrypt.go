@@ -22,10 +22,11 @@
 //  5. The TCP FIN is delivered only after a frame with the FIN flag; a bare
 //     FIN is a truncation attack and resets the flow.
 //
-// ACKs from the LAN host (ackFromLAN, sackToWAN): only C bytes of frames
-// whose whole plaintext the LAN host has acknowledged are acknowledged to
-// the WAN (and the bytes of a frame still being gathered, ackPartial);
-// bytes beyond a hole are reported as SACK blocks in C.
+// ACKs from the LAN host (ackFromLAN): only C bytes of frames whose whole
+// plaintext the LAN host has acknowledged are acknowledged to the WAN (and
+// the bytes of a frame still being gathered, ackPartial); bytes beyond a
+// hole are reported as SACK blocks in C, which the segments to the WAN
+// carry (emit.go: holeReportable, sackToWAN).
 
 package engine
 
@@ -252,7 +253,7 @@ func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, ps
 		// RFC 8548 §3.8, §3.9: the peer's new generation is answered at
 		// once with ours, which also makes a rekey an authenticated
 		// keep-alive. After the frame's plaintext, so that the LAN
-		// host's data keeps its order.
+		// host's data keeps its order (rekey.go).
 		f.Stats.RekeysIn++
 		c.stats.RekeysIn.Add(1)
 		f.enc.answerRekey(c, f, d.opener.Generation())
@@ -361,31 +362,9 @@ func (d *decState) ackFromLAN(ack pSeq) {
 	}
 }
 
-// holeReportable reports whether the gateway may tell the WAN peer about a
-// hole (a duplicate ACK with SACK): only once the LAN host has acknowledged
-// every frame delivered before it. Until then the cumulative ACK the peer
-// would see stops at what the LAN host acknowledged, the hole looks as wide
-// as all the frames in front of it, and the sender retransmits them; those
-// retransmissions turn out spurious, Linux undoes its recovery and the one
-// segment really lost waits for a 200 ms timeout (measured under 1 % loss).
-// The delivered bytes cannot be SACKed instead: Linux discards a SACK
-// block that starts at its snd_una. The LAN host's next ACK, translated,
-// carries the hole exactly and the SACK blocks (toWAN adds sackToWAN).
-func (d *decState) holeReportable() bool { return d.lanCaughtUp() }
-
 // lanCaughtUp reports whether the LAN host has acknowledged every frame
 // delivered to it.
 func (d *decState) lanCaughtUp() bool { return d.recs.len() == 0 }
-
-// sackToWAN describes, in C, the bytes the gateway holds past a hole, the
-// island of the segment that arrived last first (oooQueue.blocks), once the
-// hole is reportable (holeReportable).
-func (d *decState) sackToWAN(dst []packet.SACKBlock) []packet.SACKBlock {
-	if d.ooo.len() == 0 || !d.holeReportable() {
-		return nil
-	}
-	return d.ooo.blocks(dst, 3)
-}
 
 // ackPartial acknowledges to the WAN the bytes of a frame still being
 // gathered, once every frame before it is acknowledged by the LAN host. A

@@ -1,5 +1,8 @@
 // Per-state dispatch of the packets of a flow.
 //
+//  0. process: the packet is parsed, its flow key found (KeyOf) and its
+//     flow looked up; what is not TCP between the LAN and the WAN passes,
+//     and a rewritten flow's segment with a bad checksum is dropped.
 //  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
 //     newInbound; its place in the table: table.go); any other segment of
 //     an unknown flow is answered with RST (resetUnknown), never passed: it
@@ -18,12 +21,87 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
 )
+
+// process handles the packet b in its context.
+func (c *pkt) process(b []byte) {
+	c.stats.PacketsIn.Add(1)
+	p, err := packet.Parse(b)
+	if err != nil {
+		// Not TCP, a fragment, or an IPv6 extension header: not ours to
+		// rewrite. A packet too broken to parse is dropped.
+		if err == packet.ErrNotTCP || err == packet.ErrFragment || err == packet.ErrExtHeader {
+			c.stats.PassedUnparsable.Add(1)
+			c.forward(b)
+		} else {
+			c.stats.Malformed.Add(1)
+		}
+		return
+	}
+	if off := c.rxOffload; off.GSOType != packet.GSONone && off.GSOSize > 0 {
+		// Counters count segments: a super-packet counts as the
+		// segments it stands for.
+		c.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
+		c.stats.PacketsIn.Add(c.rxSegs - 1)
+	}
+	key, fromLAN, ok := KeyOf(c.cfg, &p)
+	if !ok {
+		c.forward(p.Buf)
+		return
+	}
+	opts, err := packet.ParseOptions(p.Options())
+	entry, found := c.table.Get(c.shard, key)
+	var f *Flow
+	if found {
+		f = entry.Value
+	}
+	if err != nil {
+		c.stats.Malformed.Add(1)
+		if f == nil || f.State == StatePassthrough {
+			c.forward(p.Buf)
+		}
+		return
+	}
+	if f != nil && f.rewrites() && !c.rxOffload.ChecksumTrusted() && !p.VerifyChecksum() {
+		// A segment TCP itself would discard: never encrypt or
+		// authenticate it (line noise must not reset the connection).
+		c.stats.BadChecksum.Add(1)
+		return
+	}
+	seg := segment{Packet: &p, opts: &opts}
+	if fromLAN {
+		c.tosToWAN, c.ecnToWAN = p.TOS, p.Flags&ecnFlags
+		c.fromLAN(key, entry, f, &seg)
+	} else {
+		c.tosToLAN, c.ecnToLAN = p.TOS, p.Flags&ecnFlags
+		c.fromWAN(key, entry, f, &seg)
+	}
+}
+
+// KeyOf returns the flow key and whether the packet goes LAN to WAN, or
+// ok=false if it is not a packet between the LAN and the WAN.
+func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok bool) {
+	sl, dl := cfg.IsLAN(p.Src), cfg.IsLAN(p.Dst)
+	switch {
+	case sl && !dl:
+		return flowtable.Key{LAN: netip.AddrPortFrom(p.Src, p.SrcPort), WAN: netip.AddrPortFrom(p.Dst, p.DstPort)}, true, true
+	case dl && !sl:
+		return flowtable.Key{LAN: netip.AddrPortFrom(p.Dst, p.DstPort), WAN: netip.AddrPortFrom(p.Src, p.SrcPort)}, false, true
+	}
+	return k, false, false
+}
+
+// rewrites reports whether the engine rewrites this flow's packets (rather
+// than passing them).
+func (f *Flow) rewrites() bool {
+	return f.State == StateKeyExchange || f.State == StateEncrypted
+}
 
 // fromLAN handles a packet from a LAN host.
 func (c *pkt) fromLAN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, s *segment) {

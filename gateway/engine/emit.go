@@ -17,16 +17,23 @@
 //     acknowledgment the decrypting direction has earned (dec.cAcked), the
 //     LAN host's window capped to what the flow can hold (winToWAN), the
 //     LAN host's timestamps, the non-SYN ENO option while it must ride
-//     along (RFC 8547 §4.6), SACK blocks for bytes held beyond a hole.
+//     along (RFC 8547 §4.6), SACK blocks for bytes held beyond a hole
+//     once the hole is reportable (sackToWAN, holeReportable: when the WAN
+//     peer hears of a hole, and how).
 //  3. toLAN: from the WAN peer's side to the LAN host, in P: the
 //     acknowledgment of whole frames the WAN has acknowledged (enc.pAcked),
 //     the WAN peer's window scaled for the framing overhead (winToLAN), its
-//     timestamps, SACK blocks mapped to whole frames.
+//     timestamps, SACK blocks mapped to whole frames (sackToLAN).
 //  4. Both go through emit, which joins runs of them into super-packets.
+//  5. The window a segment carries (winToWAN, winToLAN) is the other
+//     host's, capped to what the flow can still hold of that direction
+//     (room: its reservation plus what its limit and the global budget
+//     still allow, budget.go's point 4).
 
 package engine
 
 import (
+	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
 	"tcpcrypt-gw/gateway/packet"
 )
@@ -55,6 +62,28 @@ func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
 	c.emit(&h)
 }
 
+// holeReportable reports whether the gateway may tell the WAN peer about a
+// hole (a duplicate ACK with SACK): only once the LAN host has acknowledged
+// every frame delivered before it. Until then the cumulative ACK the peer
+// would see stops at what the LAN host acknowledged, the hole looks as wide
+// as all the frames in front of it, and the sender retransmits them; those
+// retransmissions turn out spurious, Linux undoes its recovery and the one
+// segment really lost waits for a 200 ms timeout (measured under 1 % loss).
+// The delivered bytes cannot be SACKed instead: Linux discards a SACK
+// block that starts at its snd_una. The LAN host's next ACK, translated,
+// carries the hole exactly and the SACK blocks (toWAN adds sackToWAN).
+func (d *decState) holeReportable() bool { return d.lanCaughtUp() }
+
+// sackToWAN describes, in C, the bytes the gateway holds past a hole, the
+// island of the segment that arrived last first (oooQueue.blocks), once the
+// hole is reportable (holeReportable).
+func (d *decState) sackToWAN(dst []packet.SACKBlock) []packet.SACKBlock {
+	if d.ooo.len() == 0 || !d.holeReportable() {
+		return nil
+	}
+	return d.ooo.blocks(dst, 3)
+}
+
 // ackWAN sends the WAN peer an ACK of our own: after consuming its Init, or
 // as a duplicate ACK with SACK when its bytes arrive beyond a hole.
 func (c *pkt) ackWAN(f *Flow) {
@@ -69,6 +98,22 @@ func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
 
 func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
 	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
+}
+
+// sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
+func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
+	for _, b := range o.SACK[:o.NSACK] {
+		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
+		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
+		if i > j || i >= en.recs.len() || j < 0 {
+			continue
+		}
+		l, r := en.recs.at(i), en.recs.at(j)
+		if l.pStart.lt(r.pAfter()) {
+			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
+		}
+	}
+	return blocks
 }
 
 func (c *pkt) toLANOpts(f *Flow, seq pSeq, flags uint8, payload []byte, sack []packet.SACKBlock, tos uint8) {
@@ -142,4 +187,44 @@ func segmentTOS(tos uint8, payload []byte) uint8 {
 		return tos &^ ecnMask
 	}
 	return tos
+}
+
+// The windows (point 5).
+
+// winToWAN is the window the WAN peer gets: the LAN host's (P bytes, which
+// the peer's C bytes can only undershoot) and at most what the gateway can
+// hold of it: delivered plaintext stays in the flow's ring until the LAN
+// host acknowledges it (redelivery on a WAN retransmission).
+func (c *pkt) winToWAN(f *Flow) uint16 {
+	return c.cappedWindow(f.lanWin, f.lanWS, c.room(f.dec.reserved), 1, 1)
+}
+
+// winToLAN is the window the LAN host gets: the WAN peer's window (C bytes)
+// scaled to P so that it cannot be overrun once 20 bytes of framing are
+// added to each segment, and at most what the gateway can hold of it.
+// Every frame the LAN host sends stays in the flow's ring until the WAN
+// acknowledges it (RFC 8548 §3.6: retransmissions resend the same bytes),
+// so a window beyond the flow's buffer would make the gateway drop
+// segments and the LAN host time c.out. The cap is relative to the
+// acknowledgment the LAN host has, so its right edge moves back only when
+// the global budget shrinks under it (budget.go).
+func (c *pkt) winToLAN(f *Flow) uint16 {
+	m := uint64(f.maxFrameData())
+	return c.cappedWindow(f.wanWin, f.wanWS, c.room(f.enc.reserved), m, m+tcpcrypt.FrameOverhead)
+}
+
+// cappedWindow is the raw window win (in scale ws), at most room (what the
+// direction may hold, budget.go), times num/den, in the same scale.
+func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint16 {
+	w := uint64(win) << ws
+	w = min(w, uint64(room)) * num / den
+	return uint16(min(w>>ws, 0xffff))
+}
+
+// room is how many bytes a direction that has reserved `reserved` may hold
+// in all, as far as its limit and the global budget allow now: the window
+// its sender is given.
+func (c *pkt) room(reserved int) int {
+	free := c.table.MaxBytesTotal() - c.table.BytesInUse()
+	return reserved + int(max(0, min(int64(dirLimit(c.cfg)-reserved), free)))
 }

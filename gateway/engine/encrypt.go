@@ -15,15 +15,14 @@
 //     LAN host's stream they wait for it.
 //  3. A segment with nothing to frame (pure ACK, window update, keep-alive)
 //     is translated and sent as it is.
-//  4. Rekeying: the own direction by bytes or time (rekeyOut), and the
-//     peer's rekey answered at once with empty frames of the gateway's own
-//     (answerRekey, which the decrypting direction calls when it opens a
-//     frame of a new generation: RFC 8548 §3.8 wants the answer then,
-//     between that frame's plaintext and the next).
+//  4. Rekeying: the own direction by bytes or time (rekeyOut). The
+//     answers to the peer's rekeys, empty frames of the gateway's own, are
+//     a job of their own between the directions (rekey.go).
 //
-// ACKs from the WAN peer (ackFromWAN, sackToLAN): a C acknowledgment
-// releases the frames it covers whole, and their P end becomes the
-// acknowledgment the LAN host gets; SACK blocks map to whole frames.
+// ACKs from the WAN peer (ackFromWAN): a C acknowledgment releases the
+// frames it covers whole, and their P end becomes the acknowledgment the
+// LAN host gets; SACK blocks map to whole frames (emit.go: sackToLAN, the
+// option the ACK passed on to the LAN host carries).
 
 package engine
 
@@ -284,52 +283,6 @@ func (en *encState) rekeyOut(now time.Time) {
 	en.lastRekey = now
 }
 
-// answerRekey catches our local generation up with the peer's, one frame
-// per step (tcpcrypt.Sealer.CatchUp, RFC 8548 §3.8), unless our FIN frame
-// is sent. The LAN host has nothing to do with it, so the frames are empty
-// and the gateway's own: they have no P bytes, LAN retransmissions that
-// reach their P position re-send them, and Tick re-sends them while they
-// are the unacknowledged tail.
-func (en *encState) answerRekey(c *pkt, f *Flow, remote uint32) {
-	if en.sealer == nil || en.finSent {
-		return
-	}
-	sent := false
-	for gen := en.sealer.Generation(); en.sealer.CatchUp(remote); gen = en.sealer.Generation() {
-		if en.sealer.Generation() != gen {
-			en.sinceRekey, en.framesThisKey, en.lastRekey = 0, 0, c.now
-		}
-		if !en.frame(c, f, nil, 0, false, true) {
-			return // buffer limits: the next data frame carries the rekey
-		}
-		sent = true
-	}
-	if sent && en.retxAt.IsZero() {
-		en.rto = initialInitRTO
-		en.retxAt = c.now.Add(en.rto)
-		c.pending = append(c.pending, f)
-	}
-}
-
-// ownTailUnacked reports whether the last unacknowledged frame is one of
-// the gateway's own empty frames (answerRekey): no LAN retransmission will
-// ever reach it, so Tick re-sends it.
-func (en *encState) ownTailUnacked() bool {
-	return en.recs.len() > 0 && en.recs.at(en.recs.len()-1).rekeyAnswer()
-}
-
-// resendOwnTail re-sends the gateway's own empty frames at the end of the
-// unacknowledged ones, exactly as first sent.
-func (en *encState) resendOwnTail(c *pkt, f *Flow) {
-	i := en.recs.len()
-	for i > 0 && en.recs.at(i-1).rekeyAnswer() {
-		i--
-	}
-	for ; i < en.recs.len(); i++ {
-		en.sendFrame(c, f, en.recs.at(i))
-	}
-}
-
 // sendFrame sends one recorded frame, exactly as first sent.
 func (en *encState) sendFrame(c *pkt, f *Flow, r *frameRec) {
 	flags := packet.FlagACK | c.ecnToWAN
@@ -412,20 +365,4 @@ func (en *encState) ackFromWAN(ack cSeq) {
 	} else {
 		en.ring.trim(en.ring.end())
 	}
-}
-
-// sackToLAN maps the WAN's SACK blocks (C) to whole frames in P.
-func (en *encState) sackToLAN(blocks []packet.SACKBlock, o *packet.Options) []packet.SACKBlock {
-	for _, b := range o.SACK[:o.NSACK] {
-		i := en.recs.search(func(r *frameRec) bool { return !r.cStart.lt(cSeq(b.Left)) })
-		j := en.recs.search(func(r *frameRec) bool { return r.cAfter().gt(cSeq(b.Right)) }) - 1
-		if i > j || i >= en.recs.len() || j < 0 {
-			continue
-		}
-		l, r := en.recs.at(i), en.recs.at(j)
-		if l.pStart.lt(r.pAfter()) {
-			blocks = append(blocks, packet.SACKBlock{Left: uint32(l.pStart), Right: uint32(r.pAfter())})
-		}
-	}
-	return blocks
 }

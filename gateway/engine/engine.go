@@ -9,8 +9,10 @@
 // grows ahead of P by the Init message (none when resumed), 20 bytes per
 // frame, and the gateway's own empty frames that answer a peer's rekey.
 //
-// The flow of one packet through Locked.Process:
-//  1. Parse the IP and TCP headers (package packet). Anything that is not a
+// The flow of one packet through Locked.Process (the files in the order a
+// packet meets them: docs/architecture.md):
+//  1. Parse the IP and TCP headers (package packet; dispatch.go, process:
+//     from here on the packet's context is a pkt). Anything that is not a
 //     well-formed TCP packet between a LAN and a WAN address passes as it is.
 //     A GSO super-packet is one segment with a large payload (emit.go).
 //  2. Find the flow by its LAN and WAN endpoints; a SYN creates it.
@@ -21,13 +23,15 @@
 //     the ACK to one, then the data to the other), each its own type;
 //     - LAN to WAN (encrypt.go, encState): new plaintext becomes one frame
 //     per segment, a LAN retransmission re-sends the frames first sent, the
-//     WAN peer's ACKs and SACKs of those frames are mapped from C to P;
+//     WAN peer's ACKs and SACKs of those frames are mapped from C to P; the
+//     peer's rekeys are answered with frames of the gateway's own (rekey.go);
 //     - WAN to LAN (decrypt.go, decState): the C stream is reassembled,
 //     complete frames are authenticated and delivered as plaintext, the LAN
 //     host's ACKs and SACKs of that plaintext are mapped from P to C;
 //     - passthrough: forwarded as it is.
 //  4. Every packet the engine sends is written to the Output batch, runs of
-//     segments of one flow joined into super-packets (emit.go).
+//     segments of one flow joined into super-packets, with the windows
+//     capped to what the flow can hold (emit.go).
 //
 // Tick (called periodically by the same worker) retransmits the gateway's own
 // bytes (Init messages, empty rekey frames) and expires idle flows.
@@ -272,19 +276,6 @@ func (e *Engine) SetConfig(cfg *Config) { e.config.Store(cfg) }
 // Config returns the current policy.
 func (e *Engine) Config() *Config { return e.config.Load() }
 
-// KeyOf returns the flow key and whether the packet goes LAN to WAN, or
-// ok=false if it is not a packet between the LAN and the WAN.
-func KeyOf(cfg *Config, p *packet.Packet) (k flowtable.Key, fromLAN bool, ok bool) {
-	sl, dl := cfg.IsLAN(p.Src), cfg.IsLAN(p.Dst)
-	switch {
-	case sl && !dl:
-		return flowtable.Key{LAN: netip.AddrPortFrom(p.Src, p.SrcPort), WAN: netip.AddrPortFrom(p.Dst, p.DstPort)}, true, true
-	case dl && !sl:
-		return flowtable.Key{LAN: netip.AddrPortFrom(p.Dst, p.DstPort), WAN: netip.AddrPortFrom(p.Src, p.SrcPort)}, false, true
-	}
-	return k, false, false
-}
-
 // Process handles one packet read from the TUN device, with a complete
 // checksum and no offload header. It never keeps b.
 func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
@@ -297,61 +288,6 @@ func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
 	c := l.ctx()
 	c.rxOffload, c.rxSegs = off, 1
 	c.process(b)
-}
-
-// process handles the packet b in its context.
-func (c *pkt) process(b []byte) {
-	c.stats.PacketsIn.Add(1)
-	p, err := packet.Parse(b)
-	if err != nil {
-		// Not TCP, a fragment, or an IPv6 extension header: not ours to
-		// rewrite. A packet too broken to parse is dropped.
-		if err == packet.ErrNotTCP || err == packet.ErrFragment || err == packet.ErrExtHeader {
-			c.stats.PassedUnparsable.Add(1)
-			c.forward(b)
-		} else {
-			c.stats.Malformed.Add(1)
-		}
-		return
-	}
-	if off := c.rxOffload; off.GSOType != packet.GSONone && off.GSOSize > 0 {
-		// Counters count segments: a super-packet counts as the
-		// segments it stands for.
-		c.rxSegs = uint64(max(1, (len(p.Payload())+int(off.GSOSize)-1)/int(off.GSOSize)))
-		c.stats.PacketsIn.Add(c.rxSegs - 1)
-	}
-	key, fromLAN, ok := KeyOf(c.cfg, &p)
-	if !ok {
-		c.forward(p.Buf)
-		return
-	}
-	opts, err := packet.ParseOptions(p.Options())
-	entry, found := c.table.Get(c.shard, key)
-	var f *Flow
-	if found {
-		f = entry.Value
-	}
-	if err != nil {
-		c.stats.Malformed.Add(1)
-		if f == nil || f.State == StatePassthrough {
-			c.forward(p.Buf)
-		}
-		return
-	}
-	if f != nil && f.rewrites() && !c.rxOffload.ChecksumTrusted() && !p.VerifyChecksum() {
-		// A segment TCP itself would discard: never encrypt or
-		// authenticate it (line noise must not reset the connection).
-		c.stats.BadChecksum.Add(1)
-		return
-	}
-	seg := segment{Packet: &p, opts: &opts}
-	if fromLAN {
-		c.tosToWAN, c.ecnToWAN = p.TOS, p.Flags&ecnFlags
-		c.fromLAN(key, entry, f, &seg)
-	} else {
-		c.tosToLAN, c.ecnToLAN = p.TOS, p.Flags&ecnFlags
-		c.fromWAN(key, entry, f, &seg)
-	}
 }
 
 // segment is a parsed packet with its options.

@@ -168,16 +168,6 @@ const (
 	synAppAware                 // we answer with a = 1
 )
 
-func (r *synRecord) has(flag uint8) bool { return r.flags&flag != 0 }
-
-func (r *synRecord) set(flag uint8, on bool) {
-	if on {
-		r.flags |= flag
-	} else {
-		r.flags &^= flag
-	}
-}
-
 // FlowStats counts a flow's traffic.
 type FlowStats struct {
 	PlainBytesOut, PlainBytesIn   uint64 // LAN-side payload bytes, to and from the WAN
@@ -237,19 +227,6 @@ type decState struct {
 	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
 
 	reserved int // bytes reserved for this direction (budget.go)
-}
-
-// encStart and decStart are the first sequence numbers of each direction's
-// data, in both spaces: P and C start at the same initial sequence number,
-// the offset between them at zero (the Init message, the frames' framing
-// and the gateway's own frames then move C ahead).
-func (f *Flow) encStart() (pSeq, cSeq) { s := f.lanISN + 1; return pSeq(s), cSeq(s) }
-func (f *Flow) decStart() (cSeq, pSeq) { s := f.wanISN + 1; return cSeq(s), pSeq(s) }
-
-// rewrites reports whether the engine rewrites this flow's packets (rather
-// than passing them).
-func (f *Flow) rewrites() bool {
-	return f.State == StateKeyExchange || f.State == StateEncrypted
 }
 
 // release returns the flow's buffered bytes to the global budget, and its
@@ -365,22 +342,4 @@ func (f *Flow) Snapshot() Info {
 			DecOOO: f.dec.ooo.len(), DecOOOBytes: f.dec.ooo.bytes, Accounted: f.buffered()}
 	}
 	return in
-}
-
-// initDirections sets both directions at the start of the key exchange:
-// P and C spaces start at the same initial sequence numbers.
-func (f *Flow) initDirections() {
-	if f.streams == nil {
-		f.streams = new(streams)
-	}
-	en, d := &f.enc, &f.dec
-	p, c := f.encStart()
-	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
-	en.ring.reset(c)
-	en.held.reset(p)
-	en.recs.reset()
-	c, p = f.decStart()
-	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
-	d.ring.reset(p)
-	d.recs.reset()
 }

@@ -19,6 +19,7 @@ package engine
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"tcpcrypt-gw/crypto/endpoint"
@@ -97,6 +98,26 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 	return segKeyed
 }
 
+// expandSYN turns role B's SYN record into the handshake state and the
+// connection parameters when the key exchange starts, on A's first
+// non-SYN segment with ENO (RFC 8547 §4.6).
+func (c *pkt) expandSYN(f *Flow) {
+	r := f.syn
+	if r == nil {
+		return
+	}
+	if f.handshake == nil { // a resumption has it already
+		f.handshake = c.newHandshake()
+	}
+	f.connParams = c.newConnParams(connParams{tep: r.tep, peerMSS: int(r.peerMSS), lanMSS: int(r.lanMSS),
+		sackOK: r.has(synSACK), tsOK: r.has(synTS), lanTSval: r.lanTSval, lanTSecr: r.lanTSecr, wanTSval: r.wanTSval,
+		lanWin: r.lanWin, lanWS: r.lanWS, wanWS: r.wanWS, appAware: r.has(synAppAware), PeerAppAware: r.has(synPeerAppAware)})
+	f.offer = append([]byte(nil), r.offer[:r.offer[1]]...)
+	// Cannot fail: the same answer went out in the SYN-ACK (lanSYNACK).
+	f.answer, _ = f.synAnswer(nil)
+	f.syn, c.spare.synRecord = nil, r
+}
+
 // startInit sends Init1 as role A (RFC 8548 §3.3, §4.1) on the LAN host's ACK of
 // the SYN-ACK. It returns false when no key pair could be had: the ACK then
 // goes without ENO and both ends fall back to plain TCP, or, when the flow
@@ -122,6 +143,32 @@ func (c *pkt) startInit(f *Flow, s *segment) bool {
 	c.sendInit(f)
 	return true
 }
+
+// initDirections sets both directions at the start of the key exchange:
+// P and C spaces start at the same initial sequence numbers.
+func (f *Flow) initDirections() {
+	if f.streams == nil {
+		f.streams = new(streams)
+	}
+	en, d := &f.enc, &f.dec
+	p, c := f.encStart()
+	en.pNxt, en.cNxt, en.pAcked, en.cAckSeen = p, c, p, c
+	en.ring.reset(c)
+	en.held.reset(p)
+	en.recs.reset()
+	c, p = f.decStart()
+	d.cRcv, d.pRcv, d.pAck, d.cAcked = c, p, p, c
+	d.ring.reset(p)
+	d.recs.reset()
+}
+
+// encStart and decStart are the first sequence numbers of each direction's
+// data, in both spaces: P and C start at the same initial sequence number,
+// the offset between them at zero (the Init message, the frames' framing
+// and the gateway's own frames then move C ahead).
+func (f *Flow) encStart() (pSeq, cSeq) { s := f.lanISN + 1; return pSeq(s), cSeq(s) }
+
+func (f *Flow) decStart() (cSeq, pSeq) { s := f.wanISN + 1; return cSeq(s), pSeq(s) }
 
 // queueInit places our Init message at the start of our C stream.
 func (c *pkt) queueInit(f *Flow, msg []byte) {
@@ -261,7 +308,7 @@ func (c *pkt) gotInit2(f *Flow) error {
 	// previously transmitted in Init1" aborts: checked against Init1 as
 	// sent, whatever a reload has changed since.
 	sent, err := tcpcrypt.ParseInit1(f.tep, f.ownInit)
-	if err != nil || !containsAEAD(sent.Ciphers, m.Cipher) {
+	if err != nil || !slices.Contains(sent.Ciphers, m.Cipher) {
 		return fmt.Errorf("peer chose cipher %v, which our Init1 did not offer", m.Cipher)
 	}
 	es, err := f.keyPair.SharedSecret(m.PublicKey)

@@ -17,13 +17,15 @@
 //  2. LAN SYN-ACK: add our answer (global b=1 and the chosen TEP).
 //  3. The first non-SYN segment from A carries ENO (RFC 8547 §4.6):
 //     encryption is on (the record becomes the handshake state,
-//     expandSYN), its payload starts Init1. Without ENO: plain.
+//     keyexchange.go: startB, expandSYN), its payload starts Init1.
+//     Without ENO: plain.
 
 package engine
 
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
@@ -228,7 +230,7 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 		if c.cfg.Cache != nil {
 			// Not a classical session for a flow that must be
 			// post-quantum (refuse.go): it would be reset.
-			if ent, ok := c.cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && containsTEP(c.cfg.TEPs, ent.TEP) && containsAEAD(c.cfg.Ciphers, ent.AEAD) &&
+			if ent, ok := c.cfg.Cache.TakeForPeer(peerKey(key.WAN)); ok && slices.Contains(c.cfg.TEPs, ent.TEP) && slices.Contains(c.cfg.Ciphers, ent.AEAD) &&
 				(ent.TEP.PostQuantum() || c.cfg.RequirePostQuantum == nil || !c.cfg.RequirePostQuantum(key.LAN, key.WAN)) {
 				f.resume = &ent
 				f.resumeNonce = endpoint.NewResumeNonce(c.cfg.ResumeNonceLen)
@@ -465,11 +467,11 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 		var ok bool
 		if c.cfg.Cache != nil {
 			chosen, ok = eno.Choose(offer, func(sub eno.Suboption) bool {
-				if !sub.HasData || !containsTEP(c.cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
+				if !sub.HasData || !slices.Contains(c.cfg.TEPs, tcpcrypt.TEP(sub.TEP)) {
 					return false
 				}
 				ent, n, hit := endpoint.AcceptResume(c.cfg.Cache, peerKey(key.WAN), sub)
-				if hit && containsAEAD(c.cfg.Ciphers, ent.AEAD) {
+				if hit && slices.Contains(c.cfg.Ciphers, ent.AEAD) {
 					resume, peerNonce = &ent, n
 					return true
 				}
@@ -543,41 +545,12 @@ func (f *Flow) synAnswer(dst []byte) ([]byte, error) {
 	return eno.AppendSYNOption(dst, ans)
 }
 
-// expandSYN turns role B's SYN record into the handshake state and the
-// connection parameters when the key exchange starts, on A's first
-// non-SYN segment with ENO (RFC 8547 §4.6).
-func (c *pkt) expandSYN(f *Flow) {
-	r := f.syn
-	if r == nil {
-		return
-	}
-	if f.handshake == nil { // a resumption has it already
-		f.handshake = c.newHandshake()
-	}
-	f.connParams = c.newConnParams(connParams{tep: r.tep, peerMSS: int(r.peerMSS), lanMSS: int(r.lanMSS),
-		sackOK: r.has(synSACK), tsOK: r.has(synTS), lanTSval: r.lanTSval, lanTSecr: r.lanTSecr, wanTSval: r.wanTSval,
-		lanWin: r.lanWin, lanWS: r.lanWS, wanWS: r.wanWS, appAware: r.has(synAppAware), PeerAppAware: r.has(synPeerAppAware)})
-	f.offer = append([]byte(nil), r.offer[:r.offer[1]]...)
-	// Cannot fail: the same answer went out in the SYN-ACK (lanSYNACK).
-	f.answer, _ = f.synAnswer(nil)
-	f.syn, c.spare.synRecord = nil, r
-}
-
 // synENOWithData reports a WAN SYN+ENO with data or a Fast Open option:
 // RFC 8547 §4.7 has its data discarded when the TEP does not define SYN
 // data (tcpcrypt does not) and when ENO fails, "even when ENO has been
 // disabled by configuration", so it never reaches the LAN host as it is.
 func synENOWithData(s *segment) bool {
 	return s.opts.ENO != nil && (len(s.Payload()) > 0 || s.opts.FastOpen)
-}
-
-func containsTEP(ts []tcpcrypt.TEP, t tcpcrypt.TEP) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
-		}
-	}
-	return false
 }
 
 // lanSYNACK adds our answer to the LAN server's SYN-ACK (RFC 8547 §4.6:
@@ -666,11 +639,63 @@ func (c *pkt) plain(f *Flow, why string) {
 	c.stats.FlowsPlain.Add(1)
 }
 
-func containsAEAD(as []tcpcrypt.AEADID, a tcpcrypt.AEADID) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
+// The parts of a new flow (newOutbound, newInbound, expandSYN), taken from
+// an evicted flow's when there is one (table.go: recycle).
+
+// newFlow returns a zero Flow, the spare one if there is one.
+func (e *Engine) newFlow() *Flow {
+	f := e.spare.flow
+	if f == nil {
+		return new(Flow)
 	}
-	return false
+	e.spare.flow = nil
+	*f = Flow{}
+	return f
+}
+
+// newHandshake returns a zero handshake, the spare one if there is one.
+func (e *Engine) newHandshake() *handshake {
+	h := e.spare.handshake
+	if h == nil {
+		return new(handshake)
+	}
+	e.spare.handshake = nil
+	*h = handshake{}
+	return h
+}
+
+// newConnParams returns cp in a connParams of its own, the spare one if
+// there is one.
+func (e *Engine) newConnParams(cp connParams) *connParams {
+	p := e.spare.connParams
+	if p == nil {
+		p = new(connParams)
+	} else {
+		e.spare.connParams = nil
+	}
+	*p = cp
+	return p
+}
+
+// newSYNRecord returns r in a synRecord of its own, the spare one if
+// there is one.
+func (e *Engine) newSYNRecord(r *synRecord) *synRecord {
+	p := e.spare.synRecord
+	if p == nil {
+		p = new(synRecord)
+	} else {
+		e.spare.synRecord = nil
+	}
+	*p = *r
+	return p
+}
+
+func (r *synRecord) has(flag uint8) bool { return r.flags&flag != 0 }
+
+func (r *synRecord) set(flag uint8, on bool) {
+	if on {
+		r.flags |= flag
+	} else {
+		r.flags &^= flag
+	}
 }

@@ -9,8 +9,8 @@
 //     evicts another flow from the WAN. Encrypted flows and flows in the
 //     key exchange are never evicted.
 //  3. recycle: an evicted flow's memory is kept for the next new flows
-//     (newFlow, newHandshake, newConnParams, newSYNRecord), so that a SYN flood makes
-//     little garbage.
+//     (newFlow, newHandshake, newConnParams, newSYNRecord in syn.go, which
+//     builds new flows), so that a SYN flood makes little garbage.
 
 package engine
 
@@ -91,54 +91,6 @@ type spares struct {
 	handshake  *handshake
 	connParams *connParams
 	synRecord  *synRecord
-}
-
-// newFlow returns a zero Flow, the spare one if there is one.
-func (e *Engine) newFlow() *Flow {
-	f := e.spare.flow
-	if f == nil {
-		return new(Flow)
-	}
-	e.spare.flow = nil
-	*f = Flow{}
-	return f
-}
-
-// newHandshake returns a zero handshake, the spare one if there is one.
-func (e *Engine) newHandshake() *handshake {
-	h := e.spare.handshake
-	if h == nil {
-		return new(handshake)
-	}
-	e.spare.handshake = nil
-	*h = handshake{}
-	return h
-}
-
-// newConnParams returns cp in a connParams of its own, the spare one if
-// there is one.
-func (e *Engine) newConnParams(cp connParams) *connParams {
-	p := e.spare.connParams
-	if p == nil {
-		p = new(connParams)
-	} else {
-		e.spare.connParams = nil
-	}
-	*p = cp
-	return p
-}
-
-// newSYNRecord returns r in a synRecord of its own, the spare one if
-// there is one.
-func (e *Engine) newSYNRecord(r *synRecord) *synRecord {
-	p := e.spare.synRecord
-	if p == nil {
-		p = new(synRecord)
-	} else {
-		e.spare.synRecord = nil
-	}
-	*p = *r
-	return p
 }
 
 // Kinds of flows evicted under pressure (Stats.Evictions), in the order

@@ -60,8 +60,8 @@ type Server struct {
 	ErrorLog        func(error)   // handler panics; nil: not logged
 
 	mu      sync.Mutex
-	room    *sync.Cond // signalled when a connection leaves
-	ln      []net.Listener
+	room    *sync.Cond                // signalled when a connection leaves
+	ln      map[net.Listener]struct{} // being served; a listener leaves when its Serve returns
 	conns   map[*conn]struct{}
 	perHost map[netip.Addr]int
 	closed  bool
@@ -121,6 +121,7 @@ func (s *Server) Stats() Stats {
 // init prepares the shared state; s.mu is held.
 func (s *Server) init() {
 	if s.conns == nil {
+		s.ln = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.perHost = make(map[netip.Addr]int)
 		s.room = sync.NewCond(&s.mu)
@@ -135,9 +136,16 @@ func (s *Server) Serve(l net.Listener) error {
 		l.Close()
 		return ErrServerClosed
 	}
-	s.ln = append(s.ln, l)
 	s.init()
+	s.ln[l] = struct{}{}
 	s.mu.Unlock()
+	// The LAN endpoint serves a new listener each time an address comes
+	// back (hotplug), so a finished listener must not stay here.
+	defer func() {
+		s.mu.Lock()
+		delete(s.ln, l)
+		s.mu.Unlock()
+	}()
 
 	backoff := time.Duration(0)
 	for {
@@ -323,7 +331,7 @@ func (s *Server) headRead(c *conn) bool {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	for _, l := range s.ln {
+	for l := range s.ln {
 		l.Close()
 	}
 	for c := range s.conns {

@@ -483,3 +483,47 @@ func TestGet(t *testing.T) {
 		t.Errorf("timeout took %v", d)
 	}
 }
+
+// TestFinishedListenerNotKept: the LAN endpoint serves a new listener each
+// time an address comes back, so one whose Serve has returned must leave
+// the server (it used to stay in a slice for the server's life), while a
+// listener still served is closed by Close.
+func TestFinishedListenerNotKept(t *testing.T) {
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(l) }()
+		// Wait until Serve holds it, then end it from outside (an address gone).
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			s.mu.Lock()
+			_, in := s.ln[l]
+			s.mu.Unlock()
+			if in {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("Serve never took the listener")
+			}
+		}
+		l.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Serve did not return after its listener closed")
+		}
+	}
+	s.mu.Lock()
+	kept := len(s.ln)
+	s.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d finished listeners still held by the server", kept)
+	}
+	url := start(t, s)
+	if _, err := http.Get(url); err != nil {
+		t.Fatalf("a live listener after the churn: %v", err)
+	}
+}

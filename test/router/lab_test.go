@@ -247,7 +247,7 @@ func (l *lab) startVMGateway(extra string) {
 	if err := l.vm.WriteFile("/etc/tcpcrypt-gw/config.yaml", cfg); err != nil {
 		l.t.Fatal(err)
 	}
-	l.run(background("tcpcrypt-gw run -c /etc/tcpcrypt-gw/config.yaml", "/tmp/gw.log", "/tmp/gw.pid"))
+	l.run(background("/usr/bin/tcpcrypt-gw run -c /etc/tcpcrypt-gw/config.yaml", "/tmp/gw.log", "/tmp/gw.pid"))
 	l.vmGW = true
 	deadline := time.Now().Add(gwStartLimit)
 	for {

@@ -60,7 +60,9 @@ type Arch struct {
 	BusyboxGlob string
 	GOARCH      string
 	GOENV       []string // GOARM and the like
+	PkgTarget   string   // scripts/package.sh's os/arch[/variant]
 	Modules     []string // what /init loads (dependencies are added)
+	InitSetup   string   // shell lines /init runs before it loads them
 }
 
 // ARM is a 32-bit ARMv7 router (Cortex-A15: no AES instructions, like the
@@ -76,6 +78,7 @@ var ARM = Arch{
 	BusyboxGlob: "busybox-static_*_armhf.deb",
 	GOARCH:      "arm",
 	GOENV:       []string{"GOARM=7"},
+	PkgTarget:   "linux/arm/7",
 	Modules:     []string{"virtio_mmio", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
 }
 
@@ -93,7 +96,20 @@ var MIPSLE = Arch{
 	BusyboxGlob: "busybox-static_*_mipsel.deb",
 	GOARCH:      "mipsle",
 	GOENV:       []string{"GOMIPS=softfloat"},
+	PkgTarget:   "linux/mipsle/softfloat",
 	Modules:     []string{"virtio_pci", "virtio_net", "tun", "virtio_rng", "nf_tables", "nft_ct"},
+	// The PCI interrupts level-triggered, as the Malta's firmware (YAMON)
+	// sets them: Linux leaves the PIIX4's ELCR (I/O ports 0x4d0, 0x4d1) as
+	// it finds it, and under qemu's -kernel it finds 0 (every IRQ
+	// edge-triggered). qemu routes the PCI slots' interrupts to IRQ 10 and
+	// 11, and the two NICs share IRQ 10: with edge triggering, one NIC
+	// raising its line while the other still held it high made no edge,
+	// the interrupt was lost and never came again (the NIC's ISR stayed
+	// 1, the kernel's count for IRQ 10 stopped, the WAN NIC received
+	// nothing more, with free receive buffers). 0x0c in ELCR2 makes IRQ 10
+	// and 11 level-triggered; /init checks it took.
+	InitSetup: `printf '\014' | dd of=/dev/port bs=1 seek=$((0x4d1)) count=1 2>/dev/null
+[ "$(dd if=/dev/port bs=1 skip=$((0x4d1)) count=1 2>/dev/null | od -An -tx1 | tr -d ' ')" = 0c ] || echo "` + initFailed + ` ELCR: IRQ 10 and 11 are not level-triggered"`,
 }
 
 // Memory and CPUs of the VM: a small home router.
@@ -114,13 +130,19 @@ func DebDir() string {
 	if d := os.Getenv("TCPCRYPT_ROUTER_DEBS"); d != "" {
 		return d
 	}
+	return filepath.Join(repoRoot(), "bin", "router-vm")
+}
+
+// repoRoot is the directory of go.mod above the working directory (the
+// working directory when there is none).
+func repoRoot() string {
 	wd, _ := os.Getwd()
 	for d := wd; d != "/" && d != "."; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, "bin", "router-vm")
+			return d
 		}
 	}
-	return filepath.Join(wd, "bin", "router-vm")
+	return wd
 }
 
 // Missing says what of arch's prerequisites is not there ("" when all is).
@@ -160,7 +182,7 @@ func BuildImage(ctx context.Context, a Arch, debDir, work string, files []File) 
 	unpack := func(glob, sub string) (string, error) {
 		m, _ := filepath.Glob(filepath.Join(debDir, glob))
 		if len(m) == 0 {
-			return "", fmt.Errorf("router: no %s in %s (run make router-deps)", glob, debDir)
+			return "", fmt.Errorf("router: no %s in %s (run make deps)", glob, debDir)
 		}
 		sort.Strings(m)
 		dst := filepath.Join(work, sub)
@@ -231,6 +253,10 @@ func BuildImage(ctx context.Context, a Arch, debDir, work string, files []File) 
 // readyLine is what /init prints once the shell takes the console.
 const readyLine = "ROUTERVM-READY"
 
+// initFailed starts what /init prints when a step the VM needs failed;
+// Boot fails on it.
+const initFailed = "init: FAILED"
+
 // shellExited is what /init prints when the console's shell ends; it
 // starts another (the shell is init's child: init must not exit).
 const shellExited = "init: the console shell exited"
@@ -244,6 +270,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/net /dev/pts
 [ -e /dev/net/tun ] || mknod /dev/net/tun c 10 200
+%s
 for m in %s; do insmod /lib/modules/$m || echo "init: insmod $m failed"; done
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad
@@ -259,7 +286,7 @@ stty -echo
 export PS1= PS2=
 echo "%s $(cat /proc/sys/kernel/random/entropy_avail)"
 while :; do sh; echo "%s ($?)"; done
-`, strings.Join(modules, " "), wanMAC, lanMAC, readyLine, shellExited)
+`, a.InitSetup, strings.Join(modules, " "), wanMAC, lanMAC, readyLine, shellExited)
 }
 
 // moduleOrder finds each wanted module in the tree (a missing one is an
@@ -570,6 +597,10 @@ func Boot(a Arch, img *Image, ns *netns.NS, wanTap, lanTap, logPath string, boot
 		return nil, fmt.Errorf("router: boot: %w", err)
 	}
 	v.BootTime = time.Since(start)
+	if c := v.Console(); strings.Contains(c, initFailed) {
+		v.Close()
+		return nil, fmt.Errorf("router: boot: %s", tail(c[strings.Index(c, initFailed):], 400))
+	}
 	return v, nil
 }
 
