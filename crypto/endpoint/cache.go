@@ -62,6 +62,21 @@ type Entry struct {
 	// produced ss[0]: it picks the half of resume[i] the host sends and
 	// the traffic keys it seals with in every resumed session (k_ab if A).
 	OriginalRole eno.Role
+
+	// resumeID is resume[i] as the cache computed it at Put (nil for an
+	// entry made elsewhere): OfferResume, AnswerResume and
+	// ResumeAnswerMatches use it instead of deriving it again, once per
+	// use, on the SYN path.
+	resumeID *[tcpcrypt.ResumeIDLen]byte
+}
+
+// resume returns resume[i] of e's secret (RFC 8548 §3.5).
+func (e *Entry) resume() *[tcpcrypt.ResumeIDLen]byte {
+	if e.resumeID != nil {
+		return e.resumeID
+	}
+	id := e.Secret.ResumeID()
+	return &id
 }
 
 // Format prints the TEP, AEAD and secret index only, so that an Entry in a
@@ -75,7 +90,7 @@ type cacheNode struct {
 	prev, next *cacheNode
 	peer       string
 	entry      Entry
-	resumeID   [tcpcrypt.ResumeIDLen]byte // resume[i], computed once at Put
+	resumeID   *[tcpcrypt.ResumeIDLen]byte // resume[i], computed once at Put, shared with entry
 	expires    time.Time
 }
 
@@ -113,7 +128,9 @@ func (c *Cache) Put(peer string, e Entry) {
 	if !e.Secret.Valid() {
 		return
 	}
-	n := &cacheNode{peer: peer, entry: e, resumeID: e.Secret.ResumeID()}
+	id := e.Secret.ResumeID()
+	e.resumeID = &id
+	n := &cacheNode{peer: peer, entry: e, resumeID: e.resumeID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -163,7 +180,7 @@ func (c *Cache) TakeByResumeID(peer string, half []byte) (Entry, bool) {
 	defer c.mu.Unlock()
 	c.purgeLocked(c.now())
 	for _, n := range c.byPeer[peer] {
-		if subtle.ConstantTimeCompare(peerHalf(n.entry, &n.resumeID), half) == 1 {
+		if subtle.ConstantTimeCompare(peerHalf(n.entry, n.resumeID), half) == 1 {
 			e := n.entry
 			c.removeLocked(n)
 			return e, true

@@ -354,3 +354,35 @@ func TestCacheTakeByPeerHalf(t *testing.T) {
 		})
 	}
 }
+
+// TestCachedResumeIDIsTheSecrets: an entry taken from the cache carries the
+// resume[i] computed at Put, and what the SYN path builds from it (the
+// offer, the answer check) is what the secret itself gives, for both
+// original roles.
+func TestCachedResumeIDIsTheSecrets(t *testing.T) {
+	for _, role := range []eno.Role{eno.RoleA, eno.RoleB} {
+		c, _ := newTestCache(16, time.Minute)
+		e := testEntry("rid")
+		e.OriginalRole = role
+		c.Put("10.0.0.1", e)
+		got, ok := c.TakeForPeer("10.0.0.1")
+		if !ok || got.resumeID == nil {
+			t.Fatalf("%v: TakeForPeer = %v, %v, resume[i] cached %v", role, got, ok, got.resumeID != nil)
+		}
+		if want := e.Secret.ResumeID(); *got.resumeID != want {
+			t.Fatalf("%v: cached resume[i] %x, the secret's %x", role, *got.resumeID, want)
+		}
+		nonce := []byte{1, 2, 3}
+		if a, b := OfferResume(got, nonce), OfferResume(e, nonce); !bytes.Equal(a.Data, b.Data) || !bytes.Equal(a.Data[:9], ownID(e)) {
+			t.Fatalf("%v: offer %x from the cached entry, %x from the secret", role, a.Data, b.Data)
+		}
+		answer := eno.Suboption{TEP: byte(e.TEP), Data: append(peerID(e), 9), HasData: true}
+		if n, ok := ResumeAnswerMatches(got, answer); !ok || !bytes.Equal(n, []byte{9}) {
+			t.Fatalf("%v: the peer's half did not match the cached entry", role)
+		}
+		answer.Data[0] ^= 1
+		if _, ok := ResumeAnswerMatches(got, answer); ok {
+			t.Fatalf("%v: a wrong half matched the cached entry", role)
+		}
+	}
+}

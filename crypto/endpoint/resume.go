@@ -53,8 +53,7 @@ func NewResumeNonce(n int) []byte {
 
 // resumeSuboption is TEP|v=1 | this host's half of resume[i] | nonce.
 func resumeSuboption(e Entry, nonce []byte) eno.Suboption {
-	id := e.Secret.ResumeID()
-	data := append(append(make([]byte, 0, resumeHalfLen+len(nonce)), ownHalf(e, &id)...), nonce...)
+	data := append(append(make([]byte, 0, resumeHalfLen+len(nonce)), ownHalf(e, e.resume())...), nonce...)
 	return eno.Suboption{TEP: byte(e.TEP), Data: data, HasData: true}
 }
 
@@ -106,8 +105,7 @@ func ResumeAnswerMatches(e Entry, answered eno.Suboption) ([]byte, bool) {
 	if !ok || answered.TEP != byte(e.TEP) {
 		return nil, false
 	}
-	id := e.Secret.ResumeID()
-	if subtle.ConstantTimeCompare(peerHalf(e, &id), half) != 1 {
+	if subtle.ConstantTimeCompare(peerHalf(e, e.resume()), half) != 1 {
 		return nil, false
 	}
 	return append([]byte(nil), nonce...), true

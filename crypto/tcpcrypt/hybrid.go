@@ -25,11 +25,13 @@
 package tcpcrypt
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/mlkem"
 	"crypto/subtle"
 	"errors"
 	"io"
+	"sync"
 )
 
 // TEPX25519MLKEM768 is the hybrid X25519 + ML-KEM-768 TEP (docs/pq-tep.md)
@@ -100,6 +102,49 @@ type hybridKey struct {
 	dk  *mlkem.DecapsulationKey768
 	x   *ecdhKey
 	pub []byte // Pub_A
+	eks ekCache
+}
+
+// ekCache keeps the last peers' parsed encapsulation keys for respond.
+// Parsing one (FIPS 203 §7.2's check, and expanding its matrix from the
+// seed) was a tenth of role B's CPU in a hybrid handshake, and a peer
+// gateway sends the same key for as long as its KeyPool reuses the pair
+// (60 s by default): each connection still encapsulates with fresh
+// randomness, so the ciphertext and the ML-KEM secret are its own. Keys
+// are matched on all their bytes; only keys that passed the check are
+// kept; bounded, and dropped with B's key pair.
+type ekCache struct {
+	mu   sync.Mutex
+	ents [ekCacheLen]struct {
+		raw []byte
+		ek  *mlkem.EncapsulationKey768
+	}
+	next int
+}
+
+const ekCacheLen = 4
+
+// parse returns the encapsulation key of raw, from the cache or parsed
+// (and then kept).
+func (c *ekCache) parse(raw []byte) (*mlkem.EncapsulationKey768, error) {
+	c.mu.Lock()
+	for i := range c.ents {
+		if e := &c.ents[i]; e.ek != nil && bytes.Equal(e.raw, raw) {
+			c.mu.Unlock()
+			return e.ek, nil
+		}
+	}
+	c.mu.Unlock()
+	ek, err := mlkem.NewEncapsulationKey768(raw)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e := &c.ents[c.next]
+	e.raw, e.ek = append(e.raw[:0], raw...), ek
+	c.next = (c.next + 1) % ekCacheLen
+	c.mu.Unlock()
+	return ek, nil
 }
 
 func newHybridKey(dk *mlkem.DecapsulationKey768, x *ecdhKey) *hybridKey {
@@ -144,7 +189,7 @@ func (k *hybridKey) respondWith(pubA []byte, encapsulate func(*mlkem.Encapsulati
 		return nil, nil, errHybridID
 	}
 	ekBytes, xA := pubA[hybridIDLen:hybridIDLen+mlkem.EncapsulationKeySize768], pubA[hybridIDLen+mlkem.EncapsulationKeySize768:]
-	ek, err := mlkem.NewEncapsulationKey768(ekBytes)
+	ek, err := k.eks.parse(ekBytes)
 	if err != nil {
 		return nil, nil, errHybridEncKey
 	}

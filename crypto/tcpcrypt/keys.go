@@ -24,6 +24,7 @@
 package tcpcrypt
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/elliptic"
 	"crypto/subtle"
@@ -31,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cloudflare/circl/dh/x448"
 )
@@ -164,9 +166,10 @@ func (c ecdhKeys) wrap(k *ecdh.PrivateKey) *ecdhKey {
 }
 
 type ecdhKey struct {
-	keys ecdhKeys
-	priv *ecdh.PrivateKey
-	pub  []byte
+	keys  ecdhKeys
+	priv  *ecdh.PrivateKey
+	pub   []byte
+	known dhCache // the last peers' keys and their results
 }
 
 func (k *ecdhKey) public() []byte { return k.pub }
@@ -177,6 +180,10 @@ func (k *ecdhKey) respond(pubA []byte) ([]byte, []byte, error) {
 }
 
 func (k *ecdhKey) sharedSecret(peerPublic []byte) ([]byte, error) {
+	if es := k.known.get(peerPublic); es != nil {
+		return es, nil
+	}
+	wire := peerPublic
 	if k.keys.compressed {
 		p, err := decompressPoint(k.priv.Curve(), peerPublic)
 		if err != nil {
@@ -194,7 +201,53 @@ func (k *ecdhKey) sharedSecret(peerPublic []byte) ([]byte, error) {
 		// points were validated by NewPublicKey.
 		return nil, errSharedSecretZero
 	}
+	k.known.put(wire, es)
 	return es, nil
+}
+
+// dhCache remembers the last results of one private key. A KeyPool hands
+// the same pair to every connection for its lifetime (60 s by default,
+// RFC 8548 §3.3 only asks that ephemeral keys be "refreshed frequently"),
+// and a peer gateway does the same with its own, so without it the same
+// scalar multiplication with the same two keys, giving the same ES, was
+// done for every connection between them: most of a full handshake's CPU
+// after the packets themselves (docs/performance.md, "The connection
+// path"). What makes each connection's keys its own (the nonces, the Init
+// messages, the ENO transcript) enters the key schedule after ES (§3.3).
+// Only results that passed every validation are kept (a peer key that
+// fails, fails again: it is checked each time). The cache is bounded and
+// lives exactly as long as the private key, which could compute the same
+// results again; it adds nothing an attacker holding the key would lack.
+type dhCache struct {
+	mu   sync.Mutex
+	ents [dhCacheLen]struct{ peer, es []byte }
+	next int // the slot the next put overwrites
+}
+
+// dhCacheLen bounds the peers remembered per key pair: the gateways a
+// busy gateway talks to at the same time; more go round the slots.
+const dhCacheLen = 16
+
+// get returns a copy of the result for the peer's wire-form key, or nil.
+func (c *dhCache) get(peer []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.ents {
+		if e := &c.ents[i]; e.es != nil && bytes.Equal(e.peer, peer) {
+			return bytes.Clone(e.es)
+		}
+	}
+	return nil
+}
+
+// put keeps a copy of peer's key and its result, over the oldest slot.
+func (c *dhCache) put(peer, es []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &c.ents[c.next]
+	clear(e.es)
+	e.peer, e.es = append(e.peer[:0], peer...), append(e.es[:0], es...)
+	c.next = (c.next + 1) % dhCacheLen
 }
 
 // compressPoint turns an uncompressed NIST point 04 | X | Y into its wire

@@ -38,14 +38,40 @@ type SessionSecret struct {
 
 // extractPRK computes PRK = HKDF-Extract(salt = N_A, IKM = eno_transcript |
 // Init1 | Init2 | ES) (RFC 8548 §3.3).
+//
+// The HMAC (RFC 2104) is written out as cprf's is, with one SHA-256 state
+// for the long inner hash (the Init messages, 2.4 KB with the hybrid TEP)
+// and sha256.Sum256 for the outer: crypto/hmac's set-up per call cost more
+// than the hashing. A salt longer than a block (never: N_A is 32 bytes)
+// takes crypto/hmac.
 func extractPRK(nonceA, transcript, init1, init2, es []byte) [KeyLen]byte {
-	mac := hmac.New(sha256.New, nonceA)
-	mac.Write(transcript)
-	mac.Write(init1)
-	mac.Write(init2)
-	mac.Write(es)
 	var prk [KeyLen]byte
-	mac.Sum(prk[:0])
+	if len(nonceA) > sha256.BlockSize {
+		mac := hmac.New(sha256.New, nonceA)
+		for _, m := range [][]byte{transcript, init1, init2, es} {
+			mac.Write(m)
+		}
+		mac.Sum(prk[:0])
+		return prk
+	}
+	var pad [sha256.BlockSize]byte
+	var outer [sha256.BlockSize + sha256.Size]byte // K^opad | H(K^ipad | m)
+	for i := range sha256.BlockSize {
+		var k byte
+		if i < len(nonceA) {
+			k = nonceA[i]
+		}
+		pad[i], outer[i] = k^0x36, k^0x5c
+	}
+	h := sha256.New()
+	h.Write(pad[:])
+	for _, m := range [][]byte{transcript, init1, init2, es} {
+		h.Write(m)
+	}
+	h.Sum(outer[sha256.BlockSize:sha256.BlockSize])
+	prk = sha256.Sum256(outer[:])
+	clear(pad[:])
+	clear(outer[:])
 	return prk
 }
 
@@ -55,7 +81,53 @@ func extractPRK(nonceA, transcript, init1, init2, es []byte) [KeyLen]byte {
 //	T(n) = HMAC-SHA256(key, T(n-1) | constant | info | n),  OKM = T(1) | T(2) | ...
 //
 // Traffic keys need up to 44 bytes, two blocks. len(dst) <= 255*32.
+//
+// Every key here is a 32-byte secret and every info a short nonce, so the
+// HMAC (RFC 2104: H(K^opad | H(K^ipad | m))) is computed over stack buffers
+// with sha256.Sum256: each connection derives about six of these, and
+// crypto/hmac's per-call state (two digests, their marshalled pads, a
+// dozen allocations) cost more than the hashing (docs/performance.md,
+// "The connection path"). A longer key or info takes cprfHMAC.
 func cprf(dst, key []byte, constant byte, info []byte) {
+	if len(key) > sha256.BlockSize || len(info) > cprfMaxInfo {
+		cprfHMAC(dst, key, constant, info)
+		return
+	}
+	var inner [sha256.BlockSize + sha256.Size + 1 + cprfMaxInfo + 1]byte // K^ipad | T(n-1) | constant | info | n
+	var outer [sha256.BlockSize + sha256.Size]byte                       // K^opad | H(inner)
+	for i := range sha256.BlockSize {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		inner[i], outer[i] = k^0x36, k^0x5c
+	}
+	var t [sha256.Size]byte
+	for n := byte(1); len(dst) > 0; n++ {
+		m := inner[:sha256.BlockSize]
+		if n > 1 {
+			m = append(m, t[:]...)
+		}
+		m = append(m, constant)
+		m = append(m, info...)
+		m = append(m, n)
+		h := sha256.Sum256(m)
+		copy(outer[sha256.BlockSize:], h[:])
+		t = sha256.Sum256(outer[:])
+		dst = dst[copy(dst, t[:]):]
+		clear(h[:])
+	}
+	clear(inner[:])
+	clear(outer[:])
+	clear(t[:])
+}
+
+// cprfMaxInfo is the longest info cprf hashes on the stack: the session
+// nonces of RFC 8548 §3.5 are far shorter.
+const cprfMaxInfo = 128
+
+// cprfHMAC is cprf with crypto/hmac, for any key and info length.
+func cprfHMAC(dst, key []byte, constant byte, info []byte) {
 	mac := hmac.New(sha256.New, key)
 	var t [sha256.Size]byte
 	for n := byte(1); len(dst) > 0; n++ {

@@ -18,6 +18,54 @@ func refCPRF(t testing.TB, key []byte, constant byte, n int, info ...byte) []byt
 	return out
 }
 
+// TestCPRFMatchesHKDF: cprf's stack HMAC and its crypto/hmac fallback give
+// HKDF-Expand's output for every output, key and info length the schedule
+// uses and beyond (1-3 blocks, info across cprfMaxInfo, a key longer than a
+// SHA-256 block), and the stack path does not allocate.
+func TestCPRFMatchesHKDF(t *testing.T) {
+	for _, keyLen := range []int{KeyLen, 64, 65, 100} {
+		key := make([]byte, keyLen)
+		rand.Read(key)
+		for _, infoLen := range []int{0, 1, 16, 64, cprfMaxInfo, cprfMaxInfo + 1, 300} {
+			info := make([]byte, infoLen)
+			rand.Read(info)
+			for _, n := range []int{1, 18, 32, 33, 44, 64, 65, 96} {
+				got := make([]byte, n)
+				cprf(got, key, 0x42, info)
+				if want := refCPRF(t, key, 0x42, n, info...); !bytes.Equal(got, want) {
+					t.Fatalf("key %d, info %d, %d bytes: cprf %x, HKDF-Expand %x", keyLen, infoLen, n, got, want)
+				}
+			}
+		}
+	}
+	key, info, dst := make([]byte, KeyLen), make([]byte, 16), make([]byte, 44)
+	if a := testing.AllocsPerRun(100, func() { cprf(dst, key, constKeyA, info) }); a != 0 {
+		t.Errorf("cprf allocates %v times per call", a)
+	}
+}
+
+// TestExtractPRKMatchesHKDF: extractPRK is HKDF-Extract for salts of every
+// length around a SHA-256 block (N_A is 32 bytes; a longer salt takes
+// crypto/hmac) and Init messages up to the hybrid TEP's.
+func TestExtractPRKMatchesHKDF(t *testing.T) {
+	for _, saltLen := range []int{0, NonceLen, 64, 65, 100} {
+		for _, n := range []int{0, 100, 1300} {
+			salt, init1, init2 := make([]byte, saltLen), make([]byte, n), make([]byte, n/2+3)
+			rand.Read(salt)
+			rand.Read(init1)
+			rand.Read(init2)
+			transcript, es := []byte{0x45, 0x04, 0x20}, bytes.Repeat([]byte{5}, 64)
+			want, err := hkdf.Extract(sha256.New, bytes.Join([][]byte{transcript, init1, init2, es}, nil), salt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := extractPRK(salt, transcript, init1, init2, es); !bytes.Equal(got[:], want) {
+				t.Fatalf("salt %d, Init %d: %x, HKDF-Extract %x", saltLen, n, got, want)
+			}
+		}
+	}
+}
+
 func TestScheduleMatchesHKDF(t *testing.T) {
 	transcript := []byte{0x45, 0x04, 0x23, 0x21, 0x45, 0x04, 0x01, 0x23}
 	init1, init2 := []byte("init1 bytes"), []byte("init2 bytes")

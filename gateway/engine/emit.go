@@ -58,6 +58,8 @@ func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
 		Seq: uint32(seq), Ack: uint32(f.dec.cAcked), Flags: flags, Window: c.winToWAN(f), TOS: segmentTOS(tos, payload), TTL: 64, Options: w.Bytes(), Payload: payload}
 	if flags&packet.FlagACK == 0 {
 		h.Ack = 0
+	} else {
+		f.dec.initAckOwed = false // this segment acknowledges B's Init2 (gotInit2)
 	}
 	c.emit(&h)
 }

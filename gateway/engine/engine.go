@@ -313,6 +313,9 @@ func (c *pkt) tick() {
 		if f.State != StateKeyExchange && f.State != StateEncrypted {
 			continue
 		}
+		if f.dec.initAckOwed {
+			c.ackWAN(f) // nothing has acknowledged B's Init2 since it came (gotInit2)
+		}
 		if !en.initAcked && now.Sub(en.initStart) > c.cfg.InitTimeout {
 			e.stats.InitTimeouts.Add(1)
 			f.Reason = "init exchange timed out"

@@ -225,6 +225,7 @@ type decState struct {
 	finC         cSeq // C sequence of the TCP FIN that must follow it
 	finDelivered bool
 	pendingCE    bool // a CE mark waits for the next plaintext to the LAN host (wanSegment)
+	initAckOwed  bool // role A: B's Init2 is complete and no segment of ours has acknowledged it yet (gotInit2)
 
 	reserved int // bytes reserved for this direction (budget.go)
 }

@@ -162,6 +162,11 @@ type pair struct {
 	// A sent after Init2.
 	held    []byte
 	initAck []byte
+	// afterInit2, if set, is sent by the client just after Init2 reached
+	// gateway A (handshake): its frame acknowledges Init2. Otherwise Tick
+	// does, and ackByTick says so.
+	afterInit2 []byte
+	ackByTick  bool
 }
 
 func newPair(t *testing.T) *pair {
@@ -248,6 +253,19 @@ func (c *pair) handshake() {
 		t.Fatalf("Init2 acks %d, want end of Init1 %d", ip.Ack, c.client.seq+uint32(len(p.Payload())))
 	}
 	outs = c.a.process(init2, c.now)
+	data := c.held
+	if c.held == nil {
+		// No data to carry the ACK of Init2: A waits for the LAN host's
+		// next segment, or the next Tick sends it alone (gotInit2).
+		if len(outs) != 0 {
+			t.Fatalf("A after Init2, holding nothing: %d packets", len(outs))
+		}
+		if data = c.afterInit2; data != nil {
+			outs = c.a.process(c.client.seg(packet.FlagACK|packet.FlagPSH, data, nil), c.now)
+		} else {
+			outs, c.ackByTick = c.a.tick(c.now), true
+		}
+	}
 	if len(outs) != 1 {
 		t.Fatalf("A after Init2: %d packets", len(outs))
 	}
@@ -255,10 +273,10 @@ func (c *pair) handshake() {
 	if ap.Dst != serverAddr.Addr() || ap.Ack != c.server.seq+uint32(len(ip.Payload())) {
 		t.Fatalf("A's ACK of Init2: dst %v ack %d", ap.Dst, ap.Ack)
 	}
-	want := 0 // a pure ACK, or the held data's frame, which acknowledges Init2 too
-	if c.held != nil {
-		want = len(c.held) + tcpcrypt.FrameOverhead
-		c.client.seq += uint32(len(c.held))
+	want := 0 // a pure ACK, or the data's frame, which acknowledges Init2 too
+	if data != nil {
+		want = len(data) + tcpcrypt.FrameOverhead
+		c.client.seq += uint32(len(data))
 	}
 	if len(ap.Payload()) != want {
 		t.Fatalf("A's only packet after Init2 carries %d bytes, want %d", len(ap.Payload()), want)

@@ -208,6 +208,39 @@ func TestInitAcknowledgedWithoutExtraPackets(t *testing.T) {
 	}
 }
 
+// TestInit2AckWaitsForData: when the LAN host's data comes just after
+// Init2 (as often as not: it follows the host's ACK by microseconds), its
+// frame is A's only packet and acknowledges Init2; no pure ACK goes
+// before it, nor at the next Tick. When nothing comes, the next Tick
+// acknowledges Init2 once (the harness checks that ACK), and the Tick
+// after sends nothing.
+func TestInit2AckWaitsForData(t *testing.T) {
+	c := newPair(t)
+	c.afterInit2 = []byte("right after Init2")
+	c.handshake() // checks that A sent nothing at Init2, then one frame acknowledging it
+	if c.ackByTick {
+		t.Fatal("the harness acknowledged Init2 by Tick")
+	}
+	if got := c.a.tick(c.now.Add(tickSpan)); len(got) != 0 {
+		t.Fatalf("A sent %d packets at the Tick after its frame acknowledged Init2", len(got))
+	}
+	if got := one(t, c.b.process(c.initAck, c.now)); string(got[len(got)-len(c.afterInit2):]) != string(c.afterInit2) {
+		t.Fatal("the server did not get the data")
+	}
+
+	c = newPair(t)
+	c.handshake()
+	if !c.ackByTick {
+		t.Fatal("A acknowledged Init2 before a Tick with nothing to carry it")
+	}
+	if got := c.a.tick(c.now.Add(tickSpan)); len(got) != 0 {
+		t.Fatalf("A acknowledged Init2 again at the next Tick: %d packets", len(got))
+	}
+}
+
+// tickSpan is a Tick interval of the gateway (gateway.tickEvery).
+const tickSpan = 50 * time.Millisecond
+
 // TestRetransmissionOverQueuedBytesRepairsTheHole: the sender's
 // retransmission of a hole arrives as one super-packet that also covers
 // everything queued beyond the hole (as Linux retransmits with TSO). Only

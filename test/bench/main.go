@@ -11,13 +11,19 @@
 //     (c) a wireguard-go tunnel between gwa and gwb (the pinned module's
 //     main, configured with wg or, without it, its UAPI socket);
 //     (d) the tcpcrypt-gw pair, with full handshakes and with resumption.
-//     Each path gets: iperf3 throughput with no loss and with random loss on
-//     the wan, new connections per second with 16 in parallel, and connect +
-//     first echo latency one at a time.
-//  3. Open N idle encrypted connections through a fresh gateway pair and
+//     Each path gets: iperf3 throughput with no loss, with -streams parallel
+//     streams and with random loss on the wan, new connections per second
+//     with 16 in parallel, and connect + first echo latency one at a time;
+//     the CPU seconds of its two router processes are read around the
+//     no-loss and the connection runs (per GB, per connection).
+//  3. With -compare, the connection figures of other gateway binaries in
+//     rounds interleaved with -gw's and the identity forwarder's
+//     (compare.go).
+//  4. Open N idle encrypted connections through a fresh gateway pair and
 //     read gateway A's RSS before and after: bytes per idle flow.
-//  4. Print one table with the ratios of the gateway to each other path,
-//     and the goals of issue 10.
+//  5. Print one table with the ratios of the gateway to each other path,
+//     one of the CPU costs and parallel streams, and the goals of issues 22
+//     and 21.
 //
 // Cleanup (namespaces, TUN devices inside them, processes, wireguard-go's
 // UAPI sockets, scratch files) runs on return, on error and on SIGINT or
@@ -53,6 +59,13 @@ type options struct {
 	conns   bool   // only the connection figures
 	wgUAPI  bool   // configure wireguard-go through its UAPI socket, not wg
 	verbose bool
+
+	// iperf3 -P of the parallel-stream pass (0: none)
+	parStreams int
+	// further gateway binaries whose connection figures are measured in
+	// the same run (-compare)
+	compare   []string
+	comparePQ bool // -compare also measures x25519mlkem768 full handshakes
 }
 
 func main() {
@@ -62,6 +75,7 @@ func main() {
 	flag.StringVar(&o.goCmd, "go", "go", "go command, to build identity-tun and wireguard-go")
 	flag.IntVar(&o.secs, "t", 5, "seconds per iperf3 run")
 	flag.IntVar(&o.streams, "P", 1, "parallel iperf3 streams")
+	flag.IntVar(&o.parStreams, "streams", 8, "parallel iperf3 streams of the aggregate pass (no loss), beside the one-stream figure; 0 skips it")
 	flag.IntVar(&o.loss, "loss", 1, "random loss in percent on the wan (nftables numgen, both directions) for the second throughput pass; 0 skips it")
 	flag.BoolVar(&o.conns, "conns", false, "only the connection figures (connections/s and latency), no throughput or memory")
 	flag.IntVar(&o.runs, "runs", 3, "runs per throughput and connection-rate figure (the median is printed)")
@@ -73,6 +87,9 @@ func main() {
 	flag.StringVar(&paths, "paths", "plain,identity,wireguard,gateway", "paths to measure, comma-separated")
 	flag.StringVar(&o.profile, "profile", "", "write the gateways' CPU profiles of the throughput runs to this folder and print their top functions")
 	flag.BoolVar(&o.wgUAPI, "wg-uapi", false, "configure wireguard-go through its UAPI socket instead of wg (no wireguard-tools needed)")
+	var compare string
+	flag.StringVar(&compare, "compare", "", "further gateway binaries (e.g. builds of other commits), comma-separated: their full-handshake and resumed connection figures are measured in the same run as -gw's, rounds interleaved")
+	flag.BoolVar(&o.comparePQ, "compare-pq", false, "with -compare, also full handshakes with x25519mlkem768 (the ratio to X25519 per binary)")
 	flag.BoolVar(&o.verbose, "v", os.Getenv("BENCH_VERBOSE") != "", "print each run")
 	flag.Parse()
 	for _, p := range strings.Split(paths, ",") {
@@ -85,8 +102,18 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if o.runs < 1 || o.secs < 1 || o.connSec < 1 || o.par < 1 || o.latN < 1 || o.idle < 0 || o.loss < 0 || o.loss > 100 {
-		fmt.Fprintln(os.Stderr, "bench: -runs, -t, -ct, -par, -lat must be >= 1, -idle >= 0, -loss in [0, 100]")
+	for _, b := range strings.Split(compare, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			abs, _ := filepath.Abs(b)
+			if _, err := os.Stat(abs); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: -compare: %v\n", err)
+				os.Exit(2)
+			}
+			o.compare = append(o.compare, abs)
+		}
+	}
+	if o.runs < 1 || o.secs < 1 || o.connSec < 1 || o.par < 1 || o.latN < 1 || o.idle < 0 || o.parStreams < 0 || o.loss < 0 || o.loss > 100 {
+		fmt.Fprintln(os.Stderr, "bench: -runs, -t, -ct, -par, -lat must be >= 1, -idle and -streams >= 0, -loss in [0, 100]")
 		os.Exit(2)
 	}
 	if o.conns {

@@ -104,33 +104,36 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// iperfMedian runs iperf3 o.runs times and returns the median receive rate.
-func (e *env) iperfMedian(what string) (float64, error) {
+// iperfMedian runs iperf3 with the given parallel streams o.runs times and
+// returns the median receive rate and the bytes the receiver got in all
+// runs (rate times -t: what the routers moved meanwhile).
+func (e *env) iperfMedian(what string, streams int) (rate, bytes float64, err error) {
 	var vs []float64
 	for i := 0; i < e.o.runs; i++ {
-		v, retr, err := e.iperf()
+		v, retr, err := e.iperf(streams)
 		if err != nil {
 			// Once more: iperf3's server sometimes refuses a test right
 			// after the previous one.
 			fmt.Fprintf(os.Stderr, "bench: %s: %v; again\n", what, err)
 			time.Sleep(time.Second)
-			if v, retr, err = e.iperf(); err != nil {
-				return 0, err
+			if v, retr, err = e.iperf(streams); err != nil {
+				return 0, 0, err
 			}
 		}
 		if e.o.verbose {
 			fmt.Printf("  %s: iperf3 %.0f Mbit/s, %d retransmits\n", what, v/1e6, retr)
 		}
 		vs = append(vs, v)
+		bytes += v / 8 * float64(e.o.secs)
 	}
-	return median(vs), nil
+	return median(vs), bytes, nil
 }
 
-func (e *env) iperf() (float64, int, error) {
+func (e *env) iperf(streams int) (float64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.o.secs+30)*time.Second)
 	defer cancel()
 	out, err := e.topo.Client.Run(ctx, "iperf3", "-c", e.topo.ServerAddr4.String(), "-p", strconv.Itoa(iperfPort),
-		"-t", strconv.Itoa(e.o.secs), "-P", strconv.Itoa(e.o.streams), "-J")
+		"-t", strconv.Itoa(e.o.secs), "-P", strconv.Itoa(streams), "-J")
 	if err != nil {
 		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
@@ -207,20 +210,26 @@ func (e *env) lossCounters() (lossCount, error) {
 	return lossCount{fwdPkts: n(m[0][1]), fwdBytes: n(m[0][2]), pkts: n(m[1][1]), dropped: n(m[2][1])}, nil
 }
 
-// connRateMedian measures the connection rate o.runs times.
-func (e *env) connRateMedian(what string) (float64, error) {
+// connRateMedian measures the connection rate o.runs times; it returns the
+// median and the connections completed in all runs.
+func (e *env) connRateMedian(what string) (float64, int64, error) {
 	var vs []float64
+	var total int64
 	for i := 0; i < e.o.runs; i++ {
+		r0 := e.hostRetrans()
 		v, n, fails, err := e.connRate()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if e.o.verbose || fails > 0 {
-			fmt.Printf("  %s: %.0f connections/s (%d in %d s, %d failed)\n", what, v, n, e.o.connSec, fails)
+			r := e.hostRetrans().sub(r0)
+			fmt.Printf("  %s: %.0f connections/s (%d in %d s, %d failed; the hosts retransmitted %d SYNs or SYN-ACKs, %d segments in all)\n",
+				what, v, n, e.o.connSec, fails, r.syn, r.segs)
 		}
 		vs = append(vs, v)
+		total += n
 	}
-	return median(vs), nil
+	return median(vs), total, nil
 }
 
 // connRate opens connections (connect, 1 byte each way, close) with o.par
@@ -325,4 +334,72 @@ func (e *env) cpuTicks() []uint64 {
 		out = append(out, u+s)
 	}
 	return out
+}
+
+// cpuSince is the CPU time in seconds the current path's processes used
+// since cpu0 (from cpuTicks), summed; false when the path has no process
+// or one could not be read.
+func (e *env) cpuSince(cpu0 []uint64) (float64, bool) {
+	cpu1 := e.cpuTicks()
+	if len(cpu0) == 0 || len(cpu1) != len(cpu0) {
+		return 0, false
+	}
+	var t uint64
+	for i := range cpu1 {
+		t += cpu1[i] - cpu0[i]
+	}
+	return float64(t) / clockTicks, true
+}
+
+// retrans is what a namespace's TCP counted of retransmissions: SYNs and
+// SYN-ACKs (TcpExt TCPSynRetrans) and all segments (Tcp RetransSegs). A
+// connection-rate run that falls with no more CPU per connection has
+// connections waiting on a timer: these say which.
+type retrans struct{ syn, segs uint64 }
+
+func (a retrans) sub(b retrans) retrans { return retrans{a.syn - b.syn, a.segs - b.segs} }
+
+// retransOf reads ns's counters (zero when they cannot be read).
+func retransOf(ns *netns.NS) retrans {
+	var r retrans
+	for _, f := range []struct {
+		file, table, field string
+		dst                *uint64
+	}{{"/proc/net/netstat", "TcpExt:", "TCPSynRetrans", &r.syn}, {"/proc/net/snmp", "Tcp:", "RetransSegs", &r.segs}} {
+		if out, err := ns.Run(context.Background(), "cat", f.file); err == nil {
+			*f.dst = snmpField(string(out), f.table, f.field)
+		}
+	}
+	return r
+}
+
+// snmpField is one counter of /proc/net/snmp or /proc/net/netstat: a table
+// is a line of names and a line of values, both led by "Table:". 0 when
+// absent.
+func snmpField(text, table, field string) uint64 {
+	var names []string
+	for _, line := range strings.Split(text, "\n") {
+		fs := strings.Fields(line)
+		if len(fs) == 0 || fs[0] != table {
+			continue
+		}
+		if names == nil {
+			names = fs
+			continue
+		}
+		for i, n := range names {
+			if n == field && i < len(fs) {
+				v, _ := strconv.ParseUint(fs[i], 10, 64)
+				return v
+			}
+		}
+		return 0
+	}
+	return 0
+}
+
+// hostRetrans is the client's and the server's counters together.
+func (e *env) hostRetrans() retrans {
+	c, s := retransOf(e.topo.Client), retransOf(e.topo.Server)
+	return retrans{c.syn + s.syn, c.segs + s.segs}
 }

@@ -194,7 +194,12 @@ type gateways struct {
 // and waits for their APIs. With -profile and a label they write CPU
 // profiles to <profile>/<label>-<gwa|gwb>.<pid>.
 func (e *env) startGateways(extra, label string) (*gateways, error) {
-	g := &gateways{bin: e.o.gw, e: e}
+	return e.startGatewaysBin(e.o.gw, extra, label)
+}
+
+// startGatewaysBin is startGateways with another gateway binary (-compare).
+func (e *env) startGatewaysBin(bin, extra, label string) (*gateways, error) {
+	g := &gateways{bin: bin, e: e}
 	if e.o.profile != "" && label != "" {
 		if err := os.MkdirAll(e.o.profile, 0o755); err != nil {
 			return nil, err
@@ -208,7 +213,7 @@ func (e *env) startGateways(extra, label string) (*gateways, error) {
 			g.stop()
 			return nil, err
 		}
-		args := []string{e.o.gw, "run", "-c", cfg}
+		args := []string{bin, "run", "-c", cfg}
 		if g.prof != "" {
 			// env execs the gateway in place: the process is still ours.
 			args = append([]string{"env", "TCPCRYPT_GW_CPUPROFILE=" + filepath.Join(e.o.profile, g.prof+"-"+r.name)}, args...)

@@ -36,6 +36,15 @@ type result struct {
 	tput, tputLoss float64 // bit/s, medians
 	lossSeen       lossCount
 	cpu            []float64 // per router process during the no-loss runs, share of one core
+	// CPU seconds of both router processes per GB received, during the
+	// one-stream no-loss runs and during the parallel-stream runs.
+	cpuPerGB, cpuPerGBPar float64
+	tputPar               float64 // bit/s, aggregate of -streams parallel streams, median
+
+	// CPU seconds of both router processes per completed connection during
+	// the connection-rate runs: full handshake (X25519 for the gateway),
+	// resumed and x25519mlkem768 (gateway only).
+	cpuConn, cpuConnResumed, cpuConnPQ float64
 
 	conns, connsResumed float64 // per second, medians (resumed: gateway only)
 	lat, latResumed     latency
@@ -128,6 +137,10 @@ func run(o *options) error {
 			fmt.Printf("  (%s done, %.0f s so far)\n", p, time.Since(start).Seconds())
 		}
 	}
+	var cmp []*cmpResult
+	if len(o.compare) > 0 {
+		cmp = e.measureCompare()
+	}
 	var idle *idleResult
 	if o.idle > 0 {
 		idle, err = e.measureIdle(o.idle, o.idleFor)
@@ -136,6 +149,9 @@ func run(o *options) error {
 		}
 	}
 	report(o, results, idle)
+	if cmp != nil {
+		reportCompare(cmp)
+	}
 	if o.verbose {
 		fmt.Printf("(total %.0f s)\n", time.Since(start).Seconds())
 	}
@@ -154,10 +170,11 @@ func (e *env) measure(r *result, resumed bool) error {
 	return e.connFigures(r, resumed)
 }
 
-// throughput fills r.tput and, with loss, r.tputLoss.
+// throughput fills r.tput, r.cpu and r.cpuPerGB, then the parallel
+// streams' r.tputPar and r.cpuPerGBPar, then with loss r.tputLoss.
 func (e *env) throughput(r *result) error {
 	cpu0, t0 := e.cpuTicks(), time.Now()
-	v, err := e.iperfMedian(r.path)
+	v, bytes, err := e.iperfMedian(r.path, e.o.streams)
 	if err != nil {
 		return fmt.Errorf("iperf3: %w", err)
 	}
@@ -167,6 +184,15 @@ func (e *env) throughput(r *result) error {
 			r.cpu = append(r.cpu, float64(cpu1[i]-cpu0[i])/clockTicks/time.Since(t0).Seconds())
 		}
 	}
+	r.cpuPerGB = e.perGB(cpu0, bytes)
+	if e.o.parStreams > 0 {
+		cpu0 := e.cpuTicks()
+		v, bytes, err := e.iperfMedian(r.path+fmt.Sprintf(", %d streams", e.o.parStreams), e.o.parStreams)
+		if err != nil {
+			return fmt.Errorf("iperf3 -P %d: %w", e.o.parStreams, err)
+		}
+		r.tputPar, r.cpuPerGBPar = v, e.perGB(cpu0, bytes)
+	}
 	if e.o.loss == 0 {
 		return nil
 	}
@@ -174,7 +200,7 @@ func (e *env) throughput(r *result) error {
 		return err
 	}
 	before, _ := e.lossCounters()
-	v, err = e.iperfMedian(r.path + fmt.Sprintf(", %d%% loss", e.o.loss))
+	v, _, err = e.iperfMedian(r.path+fmt.Sprintf(", %d%% loss", e.o.loss), e.o.streams)
 	after, _ := e.lossCounters()
 	r.lossSeen = after.sub(before)
 	if derr := e.removeLoss(); derr != nil && err == nil {
@@ -187,32 +213,56 @@ func (e *env) throughput(r *result) error {
 	return nil
 }
 
-// connFigures fills the connection rate and the latency.
+// perGB is the CPU seconds the path's processes used since cpu0 per 1e9
+// bytes moved; 0 when there is no process to read.
+func (e *env) perGB(cpu0 []uint64, bytes float64) float64 {
+	if t, ok := e.cpuSince(cpu0); ok && bytes > 0 {
+		return t / (bytes / 1e9)
+	}
+	return 0
+}
+
+// connFigures fills the connection rate, its CPU per connection and the
+// latency.
 func (e *env) connFigures(r *result, resumed bool) error {
-	rate, lat, err := e.connRateAndLatency(r.path)
+	c, err := e.connRateAndLatency(r.path)
 	if err != nil {
 		return err
 	}
 	if resumed {
-		r.connsResumed, r.latResumed = rate, lat
+		r.connsResumed, r.latResumed, r.cpuConnResumed = c.rate, c.lat, c.cpu
 	} else {
-		r.conns, r.lat = rate, lat
+		r.conns, r.lat, r.cpuConn = c.rate, c.lat, c.cpu
 	}
 	return nil
 }
 
+// connResult is what connRateAndLatency measured: the median rate, the
+// latency, and the CPU seconds per connection of the path's processes
+// during the rate runs (0 when the path has none).
+type connResult struct {
+	rate float64
+	lat  latency
+	cpu  float64
+}
+
 // connRateAndLatency measures the connection rate and the latency of the
 // path set up now.
-func (e *env) connRateAndLatency(what string) (float64, latency, error) {
-	rate, err := e.connRateMedian(what)
+func (e *env) connRateAndLatency(what string) (connResult, error) {
+	var c connResult
+	cpu0 := e.cpuTicks()
+	rate, n, err := e.connRateMedian(what)
 	if err != nil {
-		return 0, latency{}, fmt.Errorf("connections/s: %w", err)
+		return c, fmt.Errorf("connections/s: %w", err)
 	}
-	lat, err := e.latency()
-	if err != nil {
-		return 0, latency{}, fmt.Errorf("latency: %w", err)
+	c.rate = rate
+	if t, ok := e.cpuSince(cpu0); ok && n > 0 {
+		c.cpu = t / float64(n)
 	}
-	return rate, lat, nil
+	if c.lat, err = e.latency(); err != nil {
+		return c, fmt.Errorf("latency: %w", err)
+	}
+	return c, nil
 }
 
 func (e *env) measureIdentity(r *result) error {
@@ -304,7 +354,8 @@ func (e *env) measureGatewayPQ(r *result) error {
 		gws.printProfiles("the x25519mlkem768 connection runs")
 	}()
 	made := echoes.Load()
-	r.connsPQ, r.latPQ, err = e.connRateAndLatency(r.path + ", x25519mlkem768")
+	c, err := e.connRateAndLatency(r.path + ", x25519mlkem768")
+	r.connsPQ, r.latPQ, r.cpuConnPQ = c.rate, c.lat, c.cpu
 	r.madePQ = echoes.Load() - made
 	if st, serr := gws.stats(e.topo.GwA); serr == nil {
 		r.encryptedPQ = st.FlowsPostQuantum
