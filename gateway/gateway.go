@@ -21,6 +21,9 @@
 //     processes the packets into an output batch, and writes the output
 //     batch into the TUN device (the engine has built super-packets where
 //     it could; without virtio-net headers, the tun package coalesces).
+//     A packet passed on unchanged is not copied: the output batch points
+//     at its read buffer (engine.Locked.ProcessBuffer), so every form
+//     writes its output before it reads into those buffers again.
 //  4. Every worker also ticks: it retransmits the gateway's own Init
 //     messages and expires flows of its shard.
 package gateway
@@ -330,7 +333,7 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			now := time.Now()
 			lk := e.Lock(now, out)
 			for k := 0; k < b.n; k++ {
-				lk.ProcessOffload(b.bufs[k][headroom:headroom+b.sizes[k]], b.offs[k])
+				lk.ProcessBuffer(b.bufs[k][:headroom+b.sizes[k]], b.offs[k])
 			}
 			lk.Unlock()
 			d.flush(out)
@@ -385,7 +388,7 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 		now := time.Now()
 		lk := e.Lock(now, out)
 		for i := 0; i < n; i++ {
-			lk.ProcessOffload(bufs[i][headroom:headroom+sizes[i]], offs[i])
+			lk.ProcessBuffer(bufs[i][:headroom+sizes[i]], offs[i])
 		}
 		lk.Unlock()
 		d.flush(out)

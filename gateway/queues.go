@@ -144,7 +144,7 @@ func (d *Dataplane) processOwned(now time.Time, w int, out *engine.Output, bufs 
 		if !locked {
 			lk, locked = e.Lock(now, out), true
 		}
-		lk.ProcessOffload(bufs[k][headroom:headroom+sizes[k]], offs[k])
+		lk.ProcessBuffer(bufs[k][:headroom+sizes[k]], offs[k]) // bufs stay untouched until the flush below
 	}
 	if locked {
 		lk.Unlock()

@@ -135,11 +135,18 @@ func (c *pkt) toLANOpts(f *Flow, seq pSeq, flags uint8, payload []byte, sack []p
 	}
 }
 
-// forward copies the packet being processed to the output unchanged, with
-// the offload header it came with.
+// forward puts the packet being processed into the output unchanged, with
+// the offload header it came with: from its read buffer when the caller
+// lent that (ProcessBuffer), else as a copy.
 func (c *pkt) forward(b []byte) {
 	if len(b) > MaxPacket+40 {
 		c.stats.Malformed.Add(1)
+		return
+	}
+	if off := c.out.Offset; len(b) > 0 && len(c.rxBuf) > off && &b[0] == &c.rxBuf[off] {
+		c.out.borrow(c.rxBuf[:off+len(b)], c.rxOffload)
+		c.out.co.Reset()
+		c.stats.PacketsOut.Add(c.rxSegs)
 		return
 	}
 	dst := c.out.next(len(b))

@@ -208,6 +208,10 @@ type pkt struct {
 
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
+	// rxBuf is the read buffer the packet lies in after out.Offset bytes
+	// of headroom, when the caller lent it (ProcessBuffer): forward then
+	// writes it from there.
+	rxBuf []byte
 
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
 	// and CWR flags (§6.1) of the segment being processed, given to the
@@ -288,6 +292,17 @@ func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
 	c := l.ctx()
 	c.rxOffload, c.rxSegs = off, 1
 	c.process(b)
+}
+
+// ProcessBuffer is ProcessOffload for the packet at buf[Offset:] of the
+// output batch's Offset, in a buffer whose headroom the caller lends: a
+// packet forwarded unchanged (pass-through flows, non-TCP) goes into the
+// output batch as buf itself, not copied. buf must then stay untouched
+// until the output batch has been written (Engine.Flush or the caller).
+func (l *Locked) ProcessBuffer(buf []byte, off packet.Offload) {
+	c := l.ctx()
+	c.rxOffload, c.rxSegs, c.rxBuf = off, 1, buf
+	c.process(buf[l.out.Offset:])
 }
 
 // segment is a parsed packet with its options.

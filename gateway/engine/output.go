@@ -5,6 +5,11 @@
 //     a packet, commit records it; a super-packet may still grow.
 //  2. The dataplane writes the batch (EncodeOffloads puts each packet's
 //     header into its headroom) and Resets it; buffers are kept.
+//
+// A packet forwarded unchanged from a read buffer the caller lent
+// (Locked.ProcessBuffer) is not copied: its slot points at the read buffer
+// itself until Reset gives the slot its own buffer back (borrow), so the
+// read buffer must stay untouched until the batch is written.
 
 package engine
 
@@ -22,6 +27,11 @@ type Output struct {
 	Offload bool
 
 	co packet.Coalescer // the super-packet Bufs[N-1] may still grow
+
+	// own[i] is slot i's buffer while Bufs[i] is a borrowed read
+	// buffer (borrowed[i]); Reset puts it back.
+	own      [][]byte
+	borrowed []bool
 }
 
 // MaxPacket is the largest packet the engine builds, and the largest it
@@ -53,6 +63,23 @@ func (o *Output) next(n int) []byte {
 	return b[o.Offset:cap(b)]
 }
 
+// borrow adds buf (Offset bytes of headroom, then the packet) to the batch
+// as it is, no copy; the slot's own buffer waits in own until Reset.
+func (o *Output) borrow(buf []byte, meta packet.Offload) {
+	if o.N == len(o.Bufs) {
+		o.Bufs = append(o.Bufs, nil)
+		o.Meta = append(o.Meta, packet.Offload{})
+	}
+	for len(o.own) < len(o.Bufs) {
+		o.own = append(o.own, nil)
+		o.borrowed = append(o.borrowed, false)
+	}
+	o.own[o.N], o.borrowed[o.N] = o.Bufs[o.N], true
+	o.Bufs[o.N] = buf
+	o.Meta[o.N] = meta
+	o.N++
+}
+
 // commit records that the packet just built in next() is n bytes long.
 func (o *Output) commit(n int, meta packet.Offload) {
 	o.Bufs[o.N] = o.Bufs[o.N][:o.Offset+n]
@@ -63,6 +90,9 @@ func (o *Output) commit(n int, meta packet.Offload) {
 // Reset empties the batch, keeping its buffers.
 func (o *Output) Reset() {
 	for i := 0; i < o.N; i++ {
+		if i < len(o.borrowed) && o.borrowed[i] {
+			o.Bufs[i], o.own[i], o.borrowed[i] = o.own[i], nil, false
+		}
 		o.Bufs[i] = o.Bufs[i][:cap(o.Bufs[i])]
 	}
 	o.N = 0
