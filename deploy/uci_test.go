@@ -114,6 +114,7 @@ config tcpcrypt-gw 'main'
 	list lan_device 'lan2'
 	list wan_device 'pppoe-wan'
 	option tun_mtu '1492'
+	option tun_queues '2'
 	list lan_prefix '192.168.1.0/24'
 	list lan_prefix '2001:db8:1234::/56'
 	list tep 'x25519mlkem768'
@@ -166,6 +167,7 @@ func TestUCIToYAML(t *testing.T) {
 				"interfaces.lan":                           {cfg.Interfaces.LAN, []string{"br-lan", "lan2"}},
 				"interfaces.wan":                           {cfg.Interfaces.WAN, []string{"pppoe-wan"}},
 				"interfaces.tun_mtu":                       {cfg.Interfaces.TUNMTU, 1492},
+				"interfaces.tun_queues":                    {cfg.Interfaces.TUNQueues, 2},
 				"lan_prefixes":                             {prefixes(cfg.LANPrefixes), "[192.168.1.0/24 2001:db8:1234::/56]"},
 				"tcpcrypt.teps":                            {cfg.TCPCrypt.TEPs, []string{"x25519mlkem768", "p256", "curve25519"}},
 				"tcpcrypt.ciphers":                         {cfg.TCPCrypt.Ciphers, []string{"chacha20poly1305"}},

@@ -31,6 +31,7 @@
 #   option flows_max            flows.max
 #   option flows_buffer_total   flows.max_buffer_total
 #   option tun_mtu              interfaces.tun_mtu
+#   option tun_queues           interfaces.tun_queues
 
 # _tgw_q VALUE prints VALUE as a YAML scalar: digits as they are, anything
 # else single-quoted.
@@ -72,6 +73,7 @@ tcpcrypt_gw_uci2yaml() {
 		_tgw_seq '  ' lan lan_device
 		_tgw_seq '  ' wan wan_device
 		_tgw_scalar '  ' tun_mtu tun_mtu
+		_tgw_scalar '  ' tun_queues tun_queues
 	)"
 	_tgw_seq '' lan_prefixes lan_prefix
 	_tgw_map tcpcrypt "$(
