@@ -217,7 +217,11 @@ func TestSYNFallback(t *testing.T) {
 }
 
 // requireEncrypted checks that gateway A has at least n encrypted flows to
-// port, each with a session ID that gateway B shares.
+// port, each with a session ID that gateway B shares. A flow no longer
+// listed counts if gateway A's counter says it was encrypted: Linux may
+// give a later connection the same client port towards the same server
+// (the first one closed, its TIME_WAIT on the server), and its SYN then
+// replaces the first flow's record (CI saw 32 of 33 listed once).
 func requireEncrypted(t *testing.T, e *env, port, n int) {
 	t.Helper()
 	sids := map[string]bool{}
@@ -226,8 +230,11 @@ func requireEncrypted(t *testing.T, e *env, port, n int) {
 			sids[f.SessionID] = true
 		}
 	}
-	enc := 0
+	enc, listed := 0, 0
 	for _, f := range e.flows(e.topo.GwA) {
+		if f.Encrypted {
+			listed++
+		}
 		if strings.HasSuffix(f.WAN, fmt.Sprintf(":%d", port)) {
 			if !f.Encrypted || !sids[f.SessionID] {
 				t.Errorf("flow not encrypted end to end: %+v", f)
@@ -236,9 +243,14 @@ func requireEncrypted(t *testing.T, e *env, port, n int) {
 			enc++
 		}
 	}
-	if enc < n {
-		t.Fatalf("%d encrypted flows to port %d, want %d", enc, port, n)
+	if enc >= n {
+		return
 	}
+	gone := int(e.apiStats(e.topo.GwA)["flows_encrypted"]) - listed
+	if enc+gone < n {
+		t.Fatalf("%d encrypted flows to port %d listed and %d encrypted ones replaced or expired, want %d", enc, port, gone, n)
+	}
+	t.Logf("%d encrypted flows to port %d listed, %d more encrypted and no longer listed (a client port used again)", enc, port, gone)
 }
 
 // apiStats reads /api/stats of the gateway in ns (numbers only).
