@@ -71,7 +71,9 @@ func newLogger(cfg *config.Config) *slog.Logger {
 // engineConfig maps the YAML policy onto the engine's.
 // The resumption cache is kept across reloads (nil: a new one when enabled),
 // and so is the memory of tcpcrypt peers (made once at start).
-func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, paths *downgrade.Paths, log *slog.Logger) (*engine.Config, error) {
+// warn is the engine's warning log (a warnLimiter's, made once at start and
+// kept across reloads).
+func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, paths *downgrade.Paths, warn func(string, ...any)) (*engine.Config, error) {
 	ec := &engine.Config{
 		IsLAN:              cfg.IsLAN,
 		Keys:               keys,
@@ -79,7 +81,7 @@ func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Ca
 		Paths:              paths,
 		BlockDowngrade:     cfg.DowngradeBlock(),
 		NoSYNFallback:      cfg.NoSYNFallback(),
-		Warn:               log.Warn,
+		Warn:               warn,
 		SYNFallbackRetries: cfg.TCPCrypt.SYNFallbackRetries,
 		InitTimeout:        cfg.TCPCrypt.InitTimeout,
 		HandshakeTimeout:   cfg.Flows.HandshakeTimeout,
@@ -181,7 +183,10 @@ func cmdRun(args []string) error {
 	defer peers.stop()
 	d := cfg.Downgrade
 	paths := downgrade.NewPaths(downgrade.PathConfig{Max: d.PathMemorySize, TTL: d.BrokenPathTTL, Window: d.BrokenPathWindow, Threshold: d.BrokenPathFailures})
-	ec, err := engineConfig(cfg, keys, nil, peers.mem, paths, log)
+	// The engine warns per connection (SYN fallback, downgrade, broken
+	// path): an attacker dropping ENO SYNs must not flood the log.
+	warns := newWarnLimiter(log, warnBurst, warnWindow, time.Now)
+	ec, err := engineConfig(cfg, keys, nil, peers.mem, paths, warns.Warn)
 	if err != nil {
 		return err
 	}
@@ -320,7 +325,7 @@ func reload(path string, old *config.Config, dp *gateway.Dataplane, keys *tcpcry
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
 	}
-	ec, err := engineConfig(cfg, keys, dp.Config().Cache, dp.Config().Peers, dp.Config().Paths, log)
+	ec, err := engineConfig(cfg, keys, dp.Config().Cache, dp.Config().Peers, dp.Config().Paths, dp.Config().Warn)
 	if err != nil {
 		log.Error("SIGHUP: new config rejected, keeping the old one", "err", err)
 		return
