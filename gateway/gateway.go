@@ -340,10 +340,7 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			b.n = 0
 			free <- b
 		case now := <-tick.C:
-			lk := e.Lock(now, out)
-			lk.Tick()
-			lk.Unlock()
-			d.flush(out)
+			d.tick(e, now, out)
 			if i == 0 {
 				d.returnIdleMemory()
 			}
@@ -353,31 +350,13 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 
 // runInline is the single-worker form: the reader goroutine processes its
 // batches itself, with no hand-off between goroutines (on a small router a
-// hand-off costs more than the work); a ticker goroutine shares the shard
-// lock for the timers.
+// hand-off costs more than the work); the ticker goroutine (tickAll)
+// shares the shard lock for the timers.
 func (d *Dataplane) runInline(ctx context.Context) error {
 	e := d.engines[0]
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		out := d.newOutput()
-		tick := time.NewTicker(tickEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				lk := e.Lock(now, out)
-				lk.Tick()
-				lk.Unlock()
-				d.flush(out)
-				d.returnIdleMemory()
-			}
-		}
-	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go d.tickAll(ctx)
 	bufs, sizes, offs := d.readBufs()
 	out := d.newOutput()
 	for {
@@ -393,6 +372,14 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 		lk.Unlock()
 		d.flush(out)
 	}
+}
+
+// tick runs e's timers at now and writes what they send (step 4).
+func (d *Dataplane) tick(e *engine.Engine, now time.Time, out *engine.Output) {
+	lk := e.Lock(now, out)
+	lk.Tick()
+	lk.Unlock()
+	e.Flush(out)
 }
 
 // returnIdleMemoryAfter is how many flows must have gone idle since the

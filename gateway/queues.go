@@ -72,7 +72,8 @@ func (d *Dataplane) runQueues(ctx context.Context) error {
 	return nil
 }
 
-// tickAll is step 4.
+// tickAll is step 4: every engine's timers, from one goroutine (beside
+// the queue workers, or beside runInline's reader).
 func (d *Dataplane) tickAll(ctx context.Context) {
 	out := d.newOutput()
 	tick := time.NewTicker(tickEvery)
@@ -83,10 +84,7 @@ func (d *Dataplane) tickAll(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			for _, e := range d.engines {
-				lk := e.Lock(now, out)
-				lk.Tick()
-				lk.Unlock()
-				e.Flush(out)
+				d.tick(e, now, out)
 			}
 			d.returnIdleMemory()
 		}
