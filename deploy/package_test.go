@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"tcpcrypt-gw/deploy/apkv3"
 )
 
 // repoRoot is the repository's top directory (this package is deploy/).
@@ -93,6 +95,38 @@ func TestPackages(t *testing.T) {
 	t.Run("ipk", func(t *testing.T) { checkIPK(t, ipk) })
 	t.Run("apk", func(t *testing.T) { checkAPK(t, apk, ipk) })
 	t.Run("luci", func(t *testing.T) { checkLuCIPackages(t, filepath.Dir(ipk)) })
+}
+
+// TestPackageVersions: the versions package.sh derives from VERSION for
+// dpkg/opkg and for apk. A bare commit that starts with digits once gave
+// the .apk the version 570 (from 570f841), above every release's.
+func TestPackageVersions(t *testing.T) {
+	needTool(t, "bash")
+	for version, want := range map[string]string{
+		"570f841":         "0.0.0+git.570f841 0.0.0~570f841-r0",
+		"570f841-dirty":   "0.0.0+git.570f841.dirty 0.0.0~570f841-r0",
+		"1234567":         "0.0.0+git.1234567 0.0.0~1234567-r0",
+		"abcdef0":         "0.0.0+git.abcdef0 0.0.0~abcdef0-r0",
+		"v1.2.3":          "1.2.3 1.2.3-r0",
+		"v1.2-3-gabc1234": "1.2.3.gabc1234 1.2_p3~abc1234-r0",
+		testVersion:       "1.2.3.test 1.2.3-r0",
+		"dev":             "0.0.0+git.dev 0.0.0-r0",
+	} {
+		cmd := exec.Command("bash", "scripts/package.sh", "--versions")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "VERSION="+version)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("VERSION=%s: %v\n%s", version, err, out)
+		}
+		got := strings.TrimSpace(string(out))
+		if got != want {
+			t.Errorf("VERSION=%s: %q, want %q", version, got, want)
+		}
+		if f := strings.Fields(got); len(f) != 2 || !apkv3.ValidVersion(f[1]) {
+			t.Errorf("VERSION=%s: apk version %q is not apk's grammar", version, got)
+		}
+	}
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -128,6 +128,7 @@ config tcpcrypt-gw 'main'
 	list require_pq_prefix '2001:db8:9::/48'
 	list downgrade_block '198.51.100.0/24'
 	list downgrade_block '2001:db8:2::/48'
+	list downgrade_no_syn_fallback '192.0.2.0/24'
 	option flows_max '8192'
 	option flows_buffer_total '16MiB'
 `
@@ -176,6 +177,7 @@ func TestUCIToYAML(t *testing.T) {
 				"require_encryption.post_quantum.ports":    {ports(cfg.Require.PostQuantum.Ports), []string{"22"}},
 				"require_encryption.post_quantum.prefixes": {prefixes(cfg.Require.PostQuantum.Prefixes), "[2001:db8:9::/48]"},
 				"downgrade.block":                          {prefixes(cfg.Downgrade.Block), "[198.51.100.0/24 2001:db8:2::/48]"},
+				"downgrade.no_syn_fallback":                {prefixes(cfg.Downgrade.NoSYNFallback), "[192.0.2.0/24]"},
 				"flows.max":                                {cfg.Flows.Max, 8192},
 				"flows.max_buffer_total":                   {int64(cfg.Flows.MaxBufferTotal), int64(16 << 20)},
 				"http.listen":                              {cfg.HTTP.Listen, "127.0.0.1:8473"},
@@ -214,13 +216,14 @@ func TestUCIBadValue(t *testing.T) {
 	for name, c := range map[string]struct {
 		uci, want string
 	}{
-		"flows_max": {"\toption flows_max '99999999999'\n", "flows.max: 99999999999 out of range"},
-		"cipher":    {"\tlist cipher 'rot13'\n", `tcpcrypt.ciphers[0]: unknown cipher "rot13"`},
-		"prefix":    {"\tlist require_prefix '10.0.0.0/33'\n", `require_encryption.prefixes[0]: invalid prefix "10.0.0.0/33"`},
-		"port":      {"\tlist require_port 'ssh'\n", "require_encryption.ports[0]"},
-		"pq prefix": {"\tlist require_pq_prefix '10.0.0.0/33'\n", `require_encryption.post_quantum.prefixes[0]: invalid prefix "10.0.0.0/33"`},
-		"pq teps":   {"\tlist tep 'curve25519'\n\tlist require_pq_port '22'\n", "x25519mlkem768"},
-		"injection": {"\tlist wan_device \"wan', 'x']\nhttp: {listen: '0.0.0.0:80'}\n#\"\n", "interfaces.wan[1]"},
+		"flows_max":       {"\toption flows_max '99999999999'\n", "flows.max: 99999999999 out of range"},
+		"cipher":          {"\tlist cipher 'rot13'\n", `tcpcrypt.ciphers[0]: unknown cipher "rot13"`},
+		"prefix":          {"\tlist require_prefix '10.0.0.0/33'\n", `require_encryption.prefixes[0]: invalid prefix "10.0.0.0/33"`},
+		"port":            {"\tlist require_port 'ssh'\n", "require_encryption.ports[0]"},
+		"pq prefix":       {"\tlist require_pq_prefix '10.0.0.0/33'\n", `require_encryption.post_quantum.prefixes[0]: invalid prefix "10.0.0.0/33"`},
+		"pq teps":         {"\tlist tep 'curve25519'\n\tlist require_pq_port '22'\n", "x25519mlkem768"},
+		"no syn fallback": {"\tlist downgrade_no_syn_fallback '192.0.2.0/33'\n", `downgrade.no_syn_fallback[0]: invalid prefix "192.0.2.0/33"`},
+		"injection":       {"\tlist wan_device \"wan', 'x']\nhttp: {listen: '0.0.0.0:80'}\n#\"\n", "interfaces.wan[1]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			uci := "config tcpcrypt-gw 'main'\n\toption enabled '1'\n\toption source 'uci'\n" +

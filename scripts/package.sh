@@ -59,11 +59,12 @@ PKG_VERSION=${PKG_VERSION//-/.}
 export PKG_VERSION
 v=${VERSION#v}
 v=${v%-dirty}
-if [[ $v =~ ^([0-9]+(\.[0-9]+)*)(.*)$ ]]; then
+APK_VERSION=0.0.0
+# Leading numbers only from a version (as PKG_VERSION tells one): a bare
+# commit such as 570f841 starts with digits too, and must not become 570.
+if [[ $VERSION =~ ^v?[0-9]+\.[0-9]+ ]] && [[ $v =~ ^([0-9]+(\.[0-9]+)*)(.*)$ ]]; then
 	APK_VERSION=${BASH_REMATCH[1]}
 	v=${BASH_REMATCH[3]}
-else
-	APK_VERSION=0.0.0
 fi
 if [[ $v =~ ^-([0-9]+)-g([0-9a-f]+)$ ]]; then
 	APK_VERSION+=_p${BASH_REMATCH[1]}~${BASH_REMATCH[2]}
@@ -71,6 +72,11 @@ elif [[ $v =~ ^[0-9a-f]{7,}$ ]]; then
 	APK_VERSION+=~$v
 fi
 APK_VERSION+=-r0
+# --versions: print the two versions and stop (deploy's TestPackageVersions).
+if [ "${1:-}" = --versions ]; then
+	echo "$PKG_VERSION $APK_VERSION"
+	exit 0
+fi
 
 # binary_name is release.sh's file name for os/arch[/variant].
 binary_name() {

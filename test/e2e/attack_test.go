@@ -4,10 +4,10 @@
 //  1. ENO SYNs dropped towards a peer never seen: the fallback happens,
 //     flagged syn_fallback, with its evidence in /api/paths; towards a
 //     remembered peer: a suspected downgrade; under no_syn_fallback or
-//     block: no plain connection.
+//     block, and for a require_encryption flow: no plain connection.
 //  2. Ciphertext dropped after the key exchange towards one peer: the
-//     first connections fail, the next go plain with the reason, another
-//     peer stays encrypted; repaired, the path is encrypted again once the
+//     first connections fail, the next go plain with the reason (not a
+//     require_encryption flow), another peer stays encrypted; repaired, the path is encrypted again once the
 //     memory expires.
 
 package e2e
@@ -114,10 +114,12 @@ func metricsHas(t *testing.T, e *env, lines ...string) {
 // never seen (its IPv4 address), the SYN falls back and the connection
 // opens plain, flagged syn_fallback, the evidence per peer in /api/paths;
 // towards a remembered peer (its IPv6 address, encrypted just before) it
-// is a suspected downgrade.
+// is a suspected downgrade. A require_encryption flow to the new peer
+// never falls back: no connection.
 func TestAttackDropENOSYNs(t *testing.T) {
-	e := newEnv(t, envOptions{extraA: "tcpcrypt:\n  syn_fallback_retries: 1\n"})
+	e := newEnv(t, envOptions{extraA: "tcpcrypt:\n  syn_fallback_retries: 1\nrequire_encryption:\n  ports: [9803]\n"})
 	l4 := listen(t, e.topo.Server, "0.0.0.0:9800")
+	listen(t, e.topo.Server, "0.0.0.0:9803") // would accept a fallen-back SYN
 	l6 := listen(t, e.topo.Server, "[::]:9801")
 	v6 := fmt.Sprintf("[%s]:9801", e.topo.ServerAddr6)
 	transfer(t, l6, e.topo.Client, v6, 16<<10, 16<<10, 9801) // remembered
@@ -143,6 +145,15 @@ func TestAttackDropENOSYNs(t *testing.T) {
 	metricsHas(t, e, "tcpcrypt_gw_syn_fallbacks_total 1", "tcpcrypt_gw_eno_failures_type1_total 1")
 	if b, _ := os.ReadFile(filepath.Join(e.logs, "gwa.log")); !strings.Contains(string(b), "level=WARN msg=\"SYN fallback") {
 		t.Error("no warning in gateway A's log")
+	}
+
+	// A required flow to the same peer: its SYN keeps ENO, nothing opens.
+	dialFails(t, e, fmt.Sprintf("%s:9803", e.topo.ServerAddr4), 4*time.Second)
+	if f := flowWithPort(e.flows(e.topo.GwA), 9803); f == nil || f.State != "syn-sent" || f.Encrypted {
+		t.Fatalf("gateway A's required flow under the attack: %+v", f)
+	}
+	if st := e.apiStats(e.topo.GwA); st["syn_fallbacks"] != 1 {
+		t.Fatalf("a required flow fell back: syn_fallbacks %v", st["syn_fallbacks"])
 	}
 
 	// The remembered peer: the same attack is a suspected downgrade.
@@ -273,13 +284,16 @@ func requestAnswerer(l net.Listener) {
 // TestAttackBrokenPath: ciphertext to one peer is dropped after the key
 // exchange. Its first two connections fail (RFC 8547 §9 type 2); the next
 // goes plain with the reason and works; another peer (the server's IPv6
-// address) stays encrypted. Repaired, the path stays plain until the
-// memory expires (broken_path_ttl), then is encrypted again.
+// address) stays encrypted; a require_encryption flow to the broken path
+// is still encrypted (and fails as the path makes it), never plain.
+// Repaired, the path stays plain until the memory expires
+// (broken_path_ttl), then is encrypted again.
 func TestAttackBrokenPath(t *testing.T) {
 	const ttl = 12 * time.Second // long enough for the steps before the repair under load
-	e := newEnv(t, envOptions{extraA: fmt.Sprintf("downgrade:\n  broken_path_ttl: %v\n  broken_path_window: 1m\n", ttl)})
+	e := newEnv(t, envOptions{extraA: fmt.Sprintf("downgrade:\n  broken_path_ttl: %v\n  broken_path_window: 1m\nrequire_encryption:\n  ports: [9823]\n", ttl)})
 	l := listen(t, e.topo.Server, "[::]:9820") // both families
 	go requestAnswerer(l)
+	go requestAnswerer(listen(t, e.topo.Server, "0.0.0.0:9823"))
 	v4 := fmt.Sprintf("%s:9820", e.topo.ServerAddr4)
 	l6 := listen(t, e.topo.Server, fmt.Sprintf("[%s]:9822", e.topo.ServerAddr6))
 	v6 := fmt.Sprintf("[%s]:9822", e.topo.ServerAddr6)
@@ -321,6 +335,22 @@ func TestAttackBrokenPath(t *testing.T) {
 	}
 	metricsHas(t, e, "tcpcrypt_gw_eno_failures_type2_total 2", "tcpcrypt_gw_broken_path_plain_total 1", "tcpcrypt_gw_broken_paths 1")
 
+	// A required flow to the broken path is not sent plain: it negotiates
+	// ENO, and its ciphertext is dropped like the others' (one more type-2
+	// failure).
+	dropped := nftCounter(t, e, "tcgw_attack")
+	if failingRequest(t, e, fmt.Sprintf("%s:9823", e.topo.ServerAddr4), 2*time.Second) {
+		t.Fatal("the required connection answered under the attack")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if f := flowWithPort(e.flows(e.topo.GwA), 9823); f != nil && strings.HasPrefix(f.Reason, "broken_path") {
+		t.Fatalf("a required flow went plain on the broken path: %+v", f)
+	}
+	if st := e.apiStats(e.topo.GwA); st["broken_path_plain"] != 1 || st["eno_failures_type2"] != 3 || nftCounter(t, e, "tcgw_attack") <= dropped {
+		t.Fatalf("required flow: broken_path_plain %v (want 1), type-2 %v (want 3), dropped %d then %d",
+			st["broken_path_plain"], st["eno_failures_type2"], dropped, nftCounter(t, e, "tcgw_attack"))
+	}
+
 	// Another peer stays encrypted.
 	transfer(t, l6, e.topo.Client, v6, 64<<10, 64<<10, 9821)
 	for _, x := range e.flows(e.topo.GwA) {
@@ -358,7 +388,7 @@ func TestAttackBrokenPath(t *testing.T) {
 	if !failingRequest(t, e, v4, 5*time.Second) {
 		t.Fatal("no answer on the repaired path")
 	}
-	if st := e.apiStats(e.topo.GwA); st["broken_path_plain"] != 2 || st["eno_failures_type2"] != 2 {
+	if st := e.apiStats(e.topo.GwA); st["broken_path_plain"] != 2 || st["eno_failures_type2"] != 3 {
 		t.Fatalf("after the repair: broken_path_plain %v type-2 %v", st["broken_path_plain"], st["eno_failures_type2"])
 	}
 	if encryptedTo() <= before {

@@ -28,6 +28,7 @@
 #   list require_pq_port        require_encryption.post_quantum.ports
 #   list require_pq_prefix      require_encryption.post_quantum.prefixes
 #   list downgrade_block        downgrade.block
+#   list downgrade_no_syn_fallback  downgrade.no_syn_fallback
 #   option flows_max            flows.max
 #   option flows_buffer_total   flows.max_buffer_total
 #   option tun_mtu              interfaces.tun_mtu
@@ -88,7 +89,10 @@ tcpcrypt_gw_uci2yaml() {
 			_tgw_seq '    ' prefixes require_pq_prefix
 		)"
 	)"
-	_tgw_map downgrade "$(_tgw_seq '  ' block downgrade_block)"
+	_tgw_map downgrade "$(
+		_tgw_seq '  ' block downgrade_block
+		_tgw_seq '  ' no_syn_fallback downgrade_no_syn_fallback
+	)"
 	_tgw_map flows "$(
 		_tgw_scalar '  ' max flows_max
 		_tgw_scalar '  ' max_buffer_total flows_buffer_total

@@ -121,6 +121,10 @@ return view.extend({
 			_('A peer that once spoke tcpcrypt and later answers without it is a suspected downgrade. Inside these prefixes its connection is reset; everywhere else it is only flagged (Status page, log).'));
 		o.datatype = 'cidr';
 
+		o = s.option(form.DynamicList, 'downgrade_no_syn_fallback', _('No SYN fallback'),
+			_('Towards these prefixes a connection attempt keeps TCP-ENO through every SYN retransmission instead of retrying without it: a path that drops TCP-ENO (a middlebox, or an attacker) then gets no connection rather than a plain one. Peers that never spoke tcpcrypt still connect in plain.'));
+		o.datatype = 'cidr';
+
 		o = s.option(form.Value, 'flows_max', _('Flow table size'),
 			_('Most connections tracked at once; beyond it new ones pass unencrypted. 4096 for 128 MB of RAM, 8192 for 256 MB.'));
 		o.datatype = 'range(1,16777216)';
