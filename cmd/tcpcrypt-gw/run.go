@@ -76,7 +76,7 @@ func newLogger(cfg *config.Config) *slog.Logger {
 func engineConfig(cfg *config.Config, keys *tcpcrypt.KeyPool, cache *endpoint.Cache, peers *downgrade.Memory, paths *downgrade.Paths, warn func(string, ...any)) (*engine.Config, error) {
 	ec := &engine.Config{
 		IsLAN:              cfg.IsLAN,
-		Keys:               keys,
+		Keys:               faultKeys(keys),
 		Peers:              peers,
 		Paths:              paths,
 		BlockDowngrade:     cfg.DowngradeBlock(),

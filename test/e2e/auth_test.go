@@ -219,6 +219,65 @@ func TestRequireEncryption(t *testing.T) {
 	}
 }
 
+// TestRequireEncryptionNoKeyPair (issue 23 item 6): gateway A cannot have a
+// key pair (a build with fault injection: every key generation fails, as
+// with a broken entropy source). A connection on a required port is reset
+// at both ends and no byte of it reaches the server; a connection on
+// another port goes plain, with the reason on its flow (RFC 8547 §9 and
+// docs/security.md: never plain where encryption is required).
+func TestRequireEncryptionNoKeyPair(t *testing.T) {
+	e := newEnv(t, envOptions{faultA: "no-key-pairs", extraA: "require_encryption:\n  ports: [7310]\n"})
+	const why = "no key pair: key generation failed (fault injected)"
+
+	// The required port: the three-way handshake completes (the key pair
+	// is asked for at the LAN host's ACK, RFC 8548 §3.3's Init1), then both
+	// ends are reset and the server never has a byte.
+	ls := listen(t, e.topo.Server, "0.0.0.0:7310")
+	got := make(chan int, 1)
+	go func() {
+		c, err := ls.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := c.Read(make([]byte, 64))
+		got <- n
+	}()
+	c, err := dial(e.topo.Client, fmt.Sprintf("%s:7310", e.topo.ServerAddr4))
+	if err == nil {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Write([]byte("secret"))
+		if err == nil {
+			_, err = c.Read(make([]byte, 64))
+		}
+		c.Close()
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("client on the required port: %v, want a reset", err)
+	}
+	select {
+	case n := <-got:
+		if n > 0 {
+			t.Fatalf("the server read %d bytes of a required connection without encryption", n)
+		}
+	case <-time.After(time.Second):
+	}
+	f := flowWithPort(e.flows(e.topo.GwA), 7310)
+	if f == nil || f.State != "reset" || f.Reason != "encryption required: "+why || f.Encrypted {
+		t.Fatalf("gateway A's required flow: %+v", f)
+	}
+	if st := e.apiStats(e.topo.GwA); st["required_resets"] != 1 {
+		t.Fatalf("gateway A's required_resets: %v, want 1", st["required_resets"])
+	}
+
+	// Another port: plain, byte-exact, with the reason.
+	transfer(t, listen(t, e.topo.Server, "0.0.0.0:7311"), e.topo.Client, fmt.Sprintf("%s:7311", e.topo.ServerAddr4), 64<<10, 64<<10, 731)
+	if f := flowWithPort(e.flows(e.topo.GwA), 7311); f == nil || f.Encrypted || f.Reason != why {
+		t.Fatalf("gateway A's flow on a port not required: %+v, want plain with reason %q", f, why)
+	}
+}
+
 // stripENOFromSYNACKs makes the wan router replace TCP-ENO in every
 // SYN-ACK towards gateway A with NOPs, checksum fixed: an active attacker.
 func stripENOFromSYNACKs(e *env) {

@@ -96,6 +96,9 @@ type envOptions struct {
 	impair []string
 	// tunQueues, if not 0, is both gateways' interfaces.tun_queues.
 	tunQueues int
+	// faultA, if set, runs gateway A from a build with -tags faultinject
+	// and TCPCRYPT_GW_FAULT=faultA (cmd/tcpcrypt-gw/fault_on.go).
+	faultA string
 }
 
 const apiAddr = "127.0.0.1:8473"
@@ -160,18 +163,50 @@ func newEnv(t *testing.T, opt envOptions) *env {
 		yamlA = strings.Replace(yamlA, "  tun: tcgw0\n", q, 1)
 		yamlB = strings.Replace(yamlB, "  tun: tcgw0\n", q, 1)
 	}
-	e.gwA = e.startGateway(topo.GwA, "gwa", yamlA)
+	var cmdA []string
+	if opt.faultA != "" {
+		cmdA = []string{"env", "TCPCRYPT_GW_FAULT=" + opt.faultA, faultBinary(t)}
+	}
+	e.gwA = e.startGateway(topo.GwA, "gwa", yamlA, cmdA...)
 	e.gwB = e.startGateway(topo.GwB, "gwb", yamlB)
 	return e
 }
 
-func (e *env) startGateway(ns *netns.NS, name, yaml string) *netns.Proc {
+var (
+	faultOnce sync.Once
+	faultBin  string
+	faultErr  error
+)
+
+// faultBinary builds, once, the gateway with fault injection (-tags
+// faultinject), beside gwBinary.
+func faultBinary(t *testing.T) string {
+	t.Helper()
+	faultOnce.Do(func() {
+		faultBin = gwBinary + "-faultinject"
+		out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", faultBin, "tcpcrypt-gw/cmd/tcpcrypt-gw").CombinedOutput()
+		if err != nil {
+			faultErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if faultErr != nil {
+		t.Fatalf("build with -tags faultinject: %v", faultErr)
+	}
+	return faultBin
+}
+
+// startGateway runs the gateway in ns with yaml; cmd, if given, is the
+// command to run it with instead of gwBinary (its arguments follow).
+func (e *env) startGateway(ns *netns.NS, name, yaml string, cmd ...string) *netns.Proc {
 	e.t.Helper()
 	cfg := filepath.Join(e.logs, name+".yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	p, err := ns.Start(context.Background(), filepath.Join(e.logs, name+".log"), gwBinary, "run", "-c", cfg)
+	if len(cmd) == 0 {
+		cmd = []string{gwBinary}
+	}
+	p, err := ns.Start(context.Background(), filepath.Join(e.logs, name+".log"), cmd[0], append(cmd[1:], "run", "-c", cfg)...)
 	if err != nil {
 		e.t.Fatalf("start %s: %v", name, err)
 	}
