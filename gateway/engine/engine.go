@@ -156,6 +156,10 @@ type Stats struct {
 	ENOFailuresType2    atomic.Uint64
 	BrokenPathPlain     atomic.Uint64
 	SYNFallbacksRefused atomic.Uint64
+	// SYNFallbacksDeferred: fallbacks not made (yet) because the flow
+	// table was full within fullHold (fallback.go): the gateway itself was
+	// overloaded.
+	SYNFallbacksDeferred atomic.Uint64
 	// RequiredResets counts flows of require_encryption reset because they
 	// could not be encrypted.
 	RequiredResets atomic.Uint64
@@ -191,6 +195,7 @@ type Engine struct {
 	pending   []*Flow             // flows whose own Init bytes are not yet acknowledged
 	spare     spares              // an evicted flow's memory, for the next new ones (recycle)
 	idleScan  time.Time           // when Tick last looked for idle flows (releaseIdle)
+	fullAt    time.Time           // when insert last found the table full (synFallback waits)
 	optWriter packet.OptionWriter // builds the options of the segment being emitted
 	sack      [4]packet.SACKBlock
 }

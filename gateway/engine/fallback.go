@@ -6,8 +6,10 @@
 //     after tcpcrypt.syn_fallback_retries unanswered ENO SYNs the SYN goes
 //     without ENO (RFC 8547 §4.6 lets an active opener remove ENO between retransmissions
 //     to get past middleboxes), unless the flow must be encrypted, the
-//     peer is in downgrade.no_syn_fallback, or it is a remembered tcpcrypt
-//     peer under the block policy (refuse.go). Every fallback is flagged
+//     peer is in downgrade.no_syn_fallback, it is a remembered tcpcrypt
+//     peer under the block policy (refuse.go), or the flow table was full
+//     within fullHold (a flood: the loss may be the gateway's own; the
+//     next retransmission asks again). Every fallback is flagged
 //     on the flow ("syn_fallback: ..."), counted, and, when the plain SYN
 //     is answered (fallbackAnswered: the path dropped ENO, not SYNs),
 //     recorded per peer with its evidence (downgrade.Paths, /api/paths).
@@ -39,6 +41,12 @@ const stallAfter = 3 * time.Second
 // long round trip).
 const failAfter = time.Second
 
+// fullHold: for this long after the flow table was last full (a SYN flood
+// fills it), an unanswered ENO SYN is no evidence against the path: the
+// gateway itself was overloaded and may have lost the SYN or its answer,
+// so synFallback keeps ENO (a flood must not send LAN connections plain).
+const fullHold = 10 * time.Second
+
 // reasonStopped is the reason of flows reset at shutdown (ResetAll): not a
 // failure of the path.
 const reasonStopped = "gateway stopped"
@@ -52,6 +60,10 @@ func (c *pkt) synFallback(f *Flow) {
 	}
 	if c.cfg.NoSYNFallback != nil && c.cfg.NoSYNFallback(f.WAN.Addr()) {
 		c.stats.SYNFallbacksRefused.Add(1)
+		return
+	}
+	if !c.fullAt.IsZero() && c.now.Sub(c.fullAt) < fullHold {
+		c.stats.SYNFallbacksDeferred.Add(1) // asked again at the next retransmission
 		return
 	}
 	why := fmt.Sprintf("syn_fallback: SYN sent without ENO after %d retransmissions with ENO went unanswered", f.synRetries)

@@ -235,3 +235,32 @@ func TestSlowENOAnswerIsNoEvidence(t *testing.T) {
 		t.Fatalf("type-1 failures %d after a slow ENO answer", n)
 	}
 }
+
+// TestSYNFallbackWaitsWhileTableFull: during a SYN flood that keeps the
+// flow table full, the gateway itself may lose a LAN host's SYN exchange,
+// which says nothing about the path: the retransmissions keep ENO
+// (counted as deferred); once the table has not been full for fullHold,
+// the next one falls back as usual.
+func TestSYNFallbackWaitsWhileTableFull(t *testing.T) {
+	const max = 64
+	g, cfg := floodGW(t, max)
+	cfg.SYNFallbackRetries = 2
+	now := time.Unix(1000, 0)
+	for i := 0; i < 2*max; i++ {
+		spoofedSYN(t, g, i, now, false)
+	}
+	if g.stats.Evictions[EvictHalfOpen].Load() == 0 {
+		t.Fatal("the flood did not fill the table")
+	}
+	cl := &host{addr: netip.AddrPortFrom(serverAddr.Addr(), 30000), peer: netip.MustParseAddrPort("203.0.113.7:443"), seq: 77}
+	if o := droppedENOSYNs(t, g, cl, now, 4); o.ENO == nil {
+		t.Fatal("a SYN fell back while the table was full")
+	}
+	if n, d := g.stats.SYNFallbacks.Load(), g.stats.SYNFallbacksDeferred.Load(); n != 0 || d != 2 {
+		t.Fatalf("fallbacks %d, deferred %d; want 0 and 2", n, d)
+	}
+	_, o := mustParse(t, one(t, g.process(cl.seg(packet.FlagSYN, nil, synOpts(1460)), now.Add(fullHold+3*time.Second))))
+	if o.ENO != nil || g.stats.SYNFallbacks.Load() != 1 {
+		t.Fatalf("after the flood: ENO %x, fallbacks %d; want the fallback", o.ENO, g.stats.SYNFallbacks.Load())
+	}
+}

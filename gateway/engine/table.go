@@ -44,10 +44,12 @@ func (c *pkt) insert(key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
 			continue
 		}
 		c.stats.Evictions[kind].Add(1)
+		c.fullAt = c.now
 		c.recycle(v)
 		entry, err = put(c.shard, key, f, c.now)
 	}
 	if err != nil {
+		c.fullAt = c.now
 		c.stats.TableFull.Add(1)
 		return nil
 	}

@@ -122,6 +122,9 @@ type StatsJSON struct {
 	ENOFailuresType2    uint64 `json:"eno_failures_type2"`
 	BrokenPathPlain     uint64 `json:"broken_path_plain"`
 	SYNFallbacksRefused uint64 `json:"syn_fallbacks_refused"`
+	// SYNFallbacksDeferred: fallbacks not made (yet) because the flow
+	// table was full moments before (a SYN flood, engine fallback.go).
+	SYNFallbacksDeferred uint64 `json:"syn_fallbacks_deferred"`
 
 	BufferedBytes    int64 `json:"buffered_bytes"`
 	BufferedBytesMax int64 `json:"buffered_bytes_max"`
@@ -236,7 +239,8 @@ func (s *Source) StatsNow() StatsJSON {
 		RequiredResets:   st.RequiredResets.Load(),
 		ENOFailuresType1: st.ENOFailuresType1.Load(), ENOFailuresType2: st.ENOFailuresType2.Load(),
 		BrokenPathPlain: st.BrokenPathPlain.Load(), SYNFallbacksRefused: st.SYNFallbacksRefused.Load(),
-		BufferedBytes: s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
+		SYNFallbacksDeferred: st.SYNFallbacksDeferred.Load(),
+		BufferedBytes:        s.Table.BytesInUse(), BufferedBytesMax: s.Table.MaxBytesTotal(),
 		LivePlainBytesOut: c.plainOut, LivePlainBytesIn: c.plainIn,
 		LiveCipherBytesOut: c.cipherOut, LiveCipherBytesIn: c.cipherIn,
 		UptimeSeconds: time.Since(s.Start).Seconds(),

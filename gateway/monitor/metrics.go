@@ -54,6 +54,7 @@ var counterDefs = []counterDef{
 	counter("eno_failures_type2_total", "RFC 8547 §9 type-2 failures: outbound connections that negotiated TCP-ENO and then died without progress (reset, stall, Init timeout, authentication failure).", func(s *engine.Stats) uint64 { return s.ENOFailuresType2.Load() }),
 	counter("broken_path_plain_total", "Connections sent plain because encryption failed after the handshake on the path to their peer before (reason broken_path).", func(s *engine.Stats) uint64 { return s.BrokenPathPlain.Load() }),
 	counter("syn_fallbacks_refused_total", "SYN fallbacks not made because the peer is in downgrade.no_syn_fallback.", func(s *engine.Stats) uint64 { return s.SYNFallbacksRefused.Load() }),
+	counter("syn_fallbacks_deferred_total", "SYN fallbacks not made (yet) because the flow table was full within the last 10 s (a SYN flood: the gateway itself may have lost the SYN exchange).", func(s *engine.Stats) uint64 { return s.SYNFallbacksDeferred.Load() }),
 	counter("required_resets_total", "Connections of require_encryption reset because they could not be encrypted.", func(s *engine.Stats) uint64 { return s.RequiredResets.Load() }),
 	counter("tun_write_errors_total", "Packets the TUN device refused to take (each dropped; TCP retransmits).", func(s *engine.Stats) uint64 { return s.WriteErrors.Load() }),
 	counter("lan_reordered_total", "LAN segments that arrived beyond a hole in their stream (reordered on the way) and waited for it.", func(s *engine.Stats) uint64 { return s.LANReordered.Load() }),

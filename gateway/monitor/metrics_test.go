@@ -161,6 +161,7 @@ func TestMetricsReadEachCounter(t *testing.T) {
 		"tcpcrypt_gw_eno_failures_type2_total":          &st.ENOFailuresType2,
 		"tcpcrypt_gw_broken_path_plain_total":           &st.BrokenPathPlain,
 		"tcpcrypt_gw_syn_fallbacks_refused_total":       &st.SYNFallbacksRefused,
+		"tcpcrypt_gw_syn_fallbacks_deferred_total":      &st.SYNFallbacksDeferred,
 		"tcpcrypt_gw_flows_evicted_half_open_total":     &st.Evictions[engine.EvictHalfOpen],
 		"tcpcrypt_gw_flows_evicted_idle_plain_total":    &st.Evictions[engine.EvictIdlePlain],
 		"tcpcrypt_gw_flows_evicted_half_open_lan_total": &st.Evictions[engine.EvictHalfOpenLAN],
