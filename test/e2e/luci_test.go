@@ -340,7 +340,7 @@ func TestLuCIApp(t *testing.T) {
 	t.Run("settings", func(t *testing.T) {
 		u := s.page("tcpcrypt-gw/settings", nil)
 		dom := s.load(t, u)
-		for _, want := range []string{`data-name="lan_device"`, `value="lan0"`, `value="wan0"`, `data-name="downgrade_block"`, `data-name="downgrade_no_syn_fallback"`, `data-name="flows_max"`, `value="4096"`} {
+		for _, want := range []string{`data-name="lan_device"`, `value="lan0"`, `value="wan0"`, `data-name="downgrade_block"`, `data-name="downgrade_no_syn_fallback"`, `data-name="flows_max"`, `value="4096"`, `data-name="tun_queues"`} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("the form lacks %s", want)
 			}
@@ -361,6 +361,7 @@ func TestLuCIApp(t *testing.T) {
 			"downgrade_block":           []string{"198.51.100.0/24"},
 			"downgrade_no_syn_fallback": []string{"192.0.2.0/24"},
 			"flows_max":                 "8192",
+			"tun_queues":                "2",
 		}))
 		if strings.Contains(dom, "alert-message danger") || !strings.Contains(dom, "Configuration changes applied") {
 			t.Fatalf("good settings not applied:\n%s", dom)
@@ -372,7 +373,7 @@ func TestLuCIApp(t *testing.T) {
 			"wan_interface": "wan", "lan_device": []any{"lan0"}, "wan_device": []any{"wan0"},
 			"lan_prefix": []any{"10.91.1.0/24", "fd91:1::/64"}, "tep": []any{"p256", "curve25519"}, "cipher": []any{"chacha20poly1305"},
 			"require_prefix": []any{"203.0.113.0/24"}, "require_port": []any{"5432", "6000-6010"},
-			"downgrade_block": []any{"198.51.100.0/24"}, "downgrade_no_syn_fallback": []any{"192.0.2.0/24"}, "flows_max": "8192", "flows_buffer_total": "8MiB"}
+			"downgrade_block": []any{"198.51.100.0/24"}, "downgrade_no_syn_fallback": []any{"192.0.2.0/24"}, "flows_max": "8192", "flows_buffer_total": "8MiB", "tun_queues": "2"}
 		if applies != 1 || fmt.Sprint(main) != fmt.Sprint(want) {
 			t.Fatalf("applied %d times, UCI:\n%v\nwant:\n%v", applies, main, want)
 		}

@@ -134,6 +134,11 @@ return view.extend({
 			_('Bytes buffered across all flows, with a unit: KiB, MiB or GiB.'));
 		o.placeholder = '64MiB';
 
+		o = s.option(form.Value, 'tun_queues', _('TUN queues'),
+			_('Data-plane workers, each with a queue of its own on the TUN device. 0 chooses by the CPUs: one below 4 CPUs, else one per CPU up to 8. Read when the gateway starts.'));
+		o.datatype = 'range(0,64)';
+		o.placeholder = '0';
+
 		this.map = m;
 		return m.render();
 	},
