@@ -252,11 +252,6 @@ func (l *Locked) Unlock() {
 	*l = Locked{}
 }
 
-// ctx is the context of one packet (or Tick, or ResetAll) of the batch.
-func (l *Locked) ctx() pkt {
-	return pkt{Engine: l.e, cfg: l.cfg, now: l.now, out: l.out}
-}
-
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
 const ecnFlags = packet.FlagECE | packet.FlagCWR
 
@@ -279,31 +274,6 @@ func (e *Engine) SetConfig(cfg *Config) { e.config.Store(cfg) }
 
 // Config returns the current policy.
 func (e *Engine) Config() *Config { return e.config.Load() }
-
-// Process handles one packet read from the TUN device, with a complete
-// checksum and no offload header. It never keeps b.
-func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
-
-// ProcessOffload handles one packet read from the TUN device with its
-// virtio-net header: a GSO super-packet is handled as one segment whose
-// payload is all of its segments', and a checksum the kernel vouches for is
-// not verified again. It never keeps b.
-func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
-	c := l.ctx()
-	c.rxOffload, c.rxSegs = off, 1
-	c.process(b)
-}
-
-// ProcessBuffer is ProcessOffload for the packet at buf[Offset:] of the
-// output batch's Offset, in a buffer whose headroom the caller lends: a
-// packet forwarded unchanged (pass-through flows, non-TCP) goes into the
-// output batch as buf itself, not copied. buf must then stay untouched
-// until the output batch has been written (Engine.Flush or the caller).
-func (l *Locked) ProcessBuffer(buf []byte, off packet.Offload) {
-	c := l.ctx()
-	c.rxOffload, c.rxSegs, c.rxBuf = off, 1, buf
-	c.process(buf[l.out.Offset:])
-}
 
 // segment is a parsed packet with its options.
 type segment struct {
