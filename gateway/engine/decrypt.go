@@ -328,9 +328,6 @@ func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 		if !r.cStart.lt(to) {
 			break
 		}
-		if r.init {
-			continue
-		}
 		d.sendPlain(c, f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
 		sent = true
 	}
@@ -339,8 +336,8 @@ func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 
 // ackFromLAN applies the LAN host's acknowledgment (P) to the frames delivered
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
-// plaintext the LAN host has acknowledged (and the peer's Init, which the
-// gateway consumed itself).
+// plaintext the LAN host has acknowledged (the peer's Init, which the
+// gateway consumed itself, it acknowledged itself: keysReady).
 func (d *decState) ackFromLAN(ack pSeq) {
 	if ack.gt(d.pRcv) {
 		ack = d.pRcv

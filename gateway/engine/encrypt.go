@@ -11,8 +11,9 @@
 //     boundaries), from the ring of unacknowledged ciphertext.
 //  2. New bytes become new frames, one per segment (MSS clamping makes them
 //     fit), each recorded with its P and C ranges until the WAN acknowledges
-//     it. Before the keys exist they are held instead; beyond a hole in the
-//     LAN host's stream they wait for it.
+//     it. Before the keys exist they are held instead (hold; the key
+//     exchange frames them once the keys exist: keyexchange.go, flushHeld);
+//     beyond a hole in the LAN host's stream they wait for it.
 //  3. A segment with nothing to frame (pure ACK, window update, keep-alive)
 //     is translated and sent as it is.
 //  4. Rekeying: the own direction by bytes or time (rekeyOut). The
@@ -170,26 +171,6 @@ func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
 	if fin {
 		en.heldFIN = true
 	}
-}
-
-// flushHeld frames the plaintext held during the key exchange. It reports
-// whether it sent a frame (which carries the acknowledgment too).
-func (en *encState) flushHeld(c *pkt, f *Flow) bool {
-	if en.held.len() == 0 && !en.heldFIN {
-		return false
-	}
-	data := en.held.slice(en.held.seq, en.held.end())
-	// The held bytes become frames: their reservation passes to them.
-	c.table.Release(len(data))
-	en.reserved -= len(data)
-	// The held data leaves with the marks its segment had, not those of
-	// the segment that completed the key exchange: in a context of its own.
-	held := *c
-	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
-	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
-	en.held.free()
-	en.heldFIN = false
-	return sent
 }
 
 // maxFrameData is the most plaintext one frame may carry so that the frame

@@ -6,8 +6,8 @@
 //     hold LAN data until the keys exist. Role B, on A's first non-SYN
 //     segment with ENO (startB): wait for Init1.
 //  2. Role B, all of Init1: choose the cipher, send Init2, derive the keys.
-//  3. Role A, Init2: derive the keys, send the held data as frames (the
-//     first of them acknowledges Init2).
+//  3. Role A, Init2: derive the keys, send the held data as frames
+//     (flushHeld: the first of them acknowledges Init2).
 //  4. Resumed: keys and session ID from the cached secret, no Init messages.
 //
 // The gateway's own Init bytes exist only between the two encrypting ends,
@@ -366,6 +366,26 @@ func (c *pkt) gotInit1(f *Flow) error {
 	return nil
 }
 
+// flushHeld frames the plaintext held during the key exchange. It reports
+// whether it sent a frame (which carries the acknowledgment too).
+func (en *encState) flushHeld(c *pkt, f *Flow) bool {
+	if en.held.len() == 0 && !en.heldFIN {
+		return false
+	}
+	data := en.held.slice(en.held.seq, en.held.end())
+	// The held bytes become frames: their reservation passes to them.
+	c.table.Release(len(data))
+	en.reserved -= len(data)
+	// The held data leaves with the marks its segment had, not those of
+	// the segment that completed the key exchange: in a context of its own.
+	held := *c
+	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
+	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
+	en.held.free()
+	en.heldFIN = false
+	return sent
+}
+
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
 // keys and session ID from ss[i] and sn[i] directly, the first frame at
 // offset 0.
@@ -395,8 +415,9 @@ func (c *pkt) cacheNext(f *Flow, ss tcpcrypt.SessionSecret) {
 // keysReady switches the flow to encrypted under ss. We seal with k_ab if
 // we played A in the original session (this one when fresh, the cached
 // entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
-// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
-// pseudo-frame of the C stream that the gateway itself acknowledges.
+// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init, which
+// the gateway consumed itself, is acknowledged whole (ackInitPart
+// acknowledged it as it came, all but its last part).
 func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
 	f.originalRole = eno.RoleA
 	if f.Role == RoleB {
@@ -414,15 +435,14 @@ func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = c.now
 	d := &f.dec
-	c0, p0 := f.decStart()
+	c0, _ := f.decStart()
 	n := len(d.initBuf)
-	d.recs.push(frameRec{cStart: c0, cEnd: c0.add(n), pStart: p0, pEnd: p0, init: true})
 	d.cRcv = c0.add(n)
+	d.cAcked = d.cAcked.max(d.cRcv) // the LAN host never sees the peer's Init: the gateway acknowledges it
 	d.offRcv = uint64(n)
 	d.keyed = true
 	d.initBuf = nil
 	f.keyPair, f.ownInit = nil, nil
-	f.dec.ackFromLAN(d.pAck)
 	f.State = StateEncrypted
 	f.Stats.HandshakeDone = c.now
 	if f.Role == RoleA {
