@@ -58,7 +58,7 @@ func (l *Locked) ProcessBuffer(buf []byte, off packet.Offload) {
 
 // ctx is the context of one packet (or Tick, or ResetAll) of the batch.
 func (l *Locked) ctx() pkt {
-	return pkt{Engine: l.e, cfg: l.cfg, now: l.now, out: l.out}
+	return pkt{Engine: l.e, cfg: l.cfg, dirLimit: l.dirLimit, now: l.now, out: l.out}
 }
 
 // process handles the packet b in its context.

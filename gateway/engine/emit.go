@@ -235,5 +235,5 @@ func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint
 // its sender is given.
 func (c *pkt) room(reserved int) int {
 	free := c.table.MaxBytesTotal() - c.table.BytesInUse()
-	return reserved + int(max(0, min(int64(dirLimit(c.cfg)-reserved), free)))
+	return reserved + int(max(0, min(int64(c.dirLimit-reserved), free)))
 }

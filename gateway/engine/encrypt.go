@@ -62,7 +62,7 @@ func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 		// something new: a copy of the last one would be a duplicate ACK
 		// to the WAN peer.
 		if keyed {
-			en.queueBeyondLANHole(c, f, seq, pay, fin)
+			en.queueBeyondLANHole(c, seq, pay, fin)
 		}
 		if !keyed || ackNews {
 			c.toWAN(f, en.pToC(expect), packet.FlagACK, nil, s.TOS)
@@ -116,10 +116,14 @@ func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (en *encState) queueBeyondLANHole(c *pkt, f *Flow, seq pSeq, data []byte, fin bool) {
-	if enqueue(c, f, &en.ooo, false, seq, data, fin) {
-		c.stats.LANReordered.Add(1)
+// Only the bytes the queue does not hold yet are reserved.
+func (en *encState) queueBeyondLANHole(c *pkt, seq pSeq, data []byte, fin bool) {
+	if n, ok := en.ooo.fits(seq, len(data)); !ok || n > 0 && !en.admit(c, n) {
+		c.stats.BufferDrops.Add(1)
+		return
 	}
+	en.ooo.insert(seq, data, fin)
+	c.stats.LANReordered.Add(1)
 }
 
 // frameQueued frames the queued LAN bytes the hole no longer separates
@@ -161,9 +165,20 @@ func (en *encState) dropQueued(c *pkt) {
 	en.ooo.clear()
 }
 
+// admit reserves n bytes for this direction against its limit and the
+// global budget before they are kept (budget.go: reserve, then store);
+// false means the bytes must not be kept.
+func (en *encState) admit(c *pkt, n int) bool {
+	if en.reserved+n > c.dirLimit || !c.table.Reserve(n) {
+		return false
+	}
+	en.reserved += n
+	return true
+}
+
 // hold keeps LAN plaintext until the keys exist.
 func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !c.admitOut(f, len(data)) {
+	if len(data) > 0 && !en.admit(c, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	en.held.appendStream(data)
@@ -210,7 +225,7 @@ func (en *encState) frame(c *pkt, f *Flow, buf []byte, at int, fin, psh bool) bo
 	for first := true; first || at < len(buf); first = false {
 		n := min(len(buf)-at, maxData)
 		last := at+n == len(buf)
-		if !c.admitOut(f, n+tcpcrypt.FrameOverhead) {
+		if !en.admit(c, n+tcpcrypt.FrameOverhead) {
 			c.stats.BufferDrops.Add(1)
 			return framed
 		}

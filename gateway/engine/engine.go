@@ -205,6 +205,9 @@ type pkt struct {
 	cfg *Config // the batch's, loaded once by Engine.Lock
 	now time.Time
 	out *Output
+	// dirLimit is what one direction of a flow may hold under cfg
+	// (budget.go), derived once per batch with it.
+	dirLimit int
 
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
@@ -234,16 +237,18 @@ type pkt struct {
 // of the shard and the Engine's own fields (pending, spare, idleScan,
 // optWriter, sack); a pkt is made only from a Locked (ctx).
 type Locked struct {
-	e   *Engine
-	cfg *Config
-	now time.Time
-	out *Output
+	e        *Engine
+	cfg      *Config
+	dirLimit int // dirLimit(cfg)
+	now      time.Time
+	out      *Output
 }
 
 // Lock takes the engine's shard lock for a batch processed at now into out.
 func (e *Engine) Lock(now time.Time, out *Output) Locked {
 	e.table.LockShard(e.shard)
-	return Locked{e: e, cfg: e.config.Load(), now: now, out: out}
+	cfg := e.config.Load()
+	return Locked{e: e, cfg: cfg, dirLimit: dirLimit(cfg), now: now, out: out}
 }
 
 // Unlock releases the shard lock; l is dead after it.
