@@ -188,29 +188,6 @@ func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
 	}
 }
 
-// maxFrameData is the most plaintext one frame may carry so that the frame
-// fits the peer's MSS with the timestamp option.
-func (f *Flow) maxFrameData() int {
-	return max(f.maxSegment()-tcpcrypt.FrameOverhead, 1)
-}
-
-// maxSegment is the most C bytes one segment to the WAN may carry: the
-// peer's MSS less the options toWAN always adds (SACK blocks go only where
-// room is left).
-func (f *Flow) maxSegment() int {
-	n := f.peerMSS
-	if f.tsOK {
-		n -= 12
-	}
-	if f.enoPending {
-		// The non-SYN ENO option (padded to 4 bytes) rides on every segment
-		// until B has sent one (RFC 8547 §4.6): a resumed flow sends frames
-		// before that, and they must still fit the path.
-		n -= 4
-	}
-	return max(n, tcpcrypt.FrameOverhead+1)
-}
-
 // frame seals data = buf[at:] as new frames at the next P and C positions
 // and sends them. The last of them carries PSH if psh (the LAN segment had
 // it): PSH only where it means something, so that the TUN device can

@@ -73,11 +73,11 @@ func (c *pkt) startA(f *Flow, s *segment) int {
 // flow is plain, or refused if it must be encrypted (refuse.go). Resumed
 // (RFC 8548 §3.5), the keys exist at once.
 func (c *pkt) startB(f *Flow, s *segment) int {
-	if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
-		c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
-		return segDone
-	}
 	if s.opts.ENO == nil {
+		if mustEncrypt(c.cfg, f) {
+			c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
+			return segDone
+		}
 		c.plain(f, "peer did not confirm ENO")
 		return segPlain
 	}

@@ -498,11 +498,11 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 	if c.insert(key, f) == nil {
 		return // table full: dropped, see newOutbound
 	}
-	if why != "" && why != "bypass rule" && mustEncrypt(c.cfg, f) {
-		c.refuseWANSYN(f, s, "encryption required: "+why)
-		return
-	}
 	if why != "" {
+		if why != "bypass rule" && mustEncrypt(c.cfg, f) {
+			c.refuseWANSYN(f, s, "encryption required: "+why)
+			return
+		}
 		c.plain(f, why)
 		if synENOWithData(s) {
 			c.emitSYN(s, nil, 0) // without its data, TFO and ENO
