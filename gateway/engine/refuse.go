@@ -1,7 +1,11 @@
-// What happens when a flow cannot be encrypted but must not go plain, or
-// should not have been plain: required encryption (config
-// require_encryption) and suspected downgrades (a WAN peer that completed
-// tcpcrypt before answers without TCP-ENO).
+// The fate of a flow TCP-ENO fails for: plain, or refused when it must not
+// go plain (required encryption, config require_encryption) or should not
+// have been plain (suspected downgrades: a WAN peer that completed
+// tcpcrypt before answers without TCP-ENO). Every decision that lets a
+// flow go plain asks these policies first, and is made here or through
+// them: the peer's SYN-ACK without ENO (noENO), the SYN fallback
+// (synFallback), our key pair missing (noKeyPair); the two fates are plain
+// and refused.
 //
 // TCP-ENO falls back to plain TCP whenever negotiation fails (RFC 8547
 // §4.6), so an active attacker who strips or corrupts the ENO option gets
@@ -13,7 +17,8 @@
 //     ENO, when the negotiation fails, or when our key pair cannot be had
 //     (noKeyPair), the gateway resets the LAN host's
 //     connection (and the WAN peer's half of it) with the reason on the
-//     flow. The SYN fallback without ENO never applies to it. A flow
+//     flow. The SYN fallback without ENO never applies to it
+//     (synFallback). A flow
 //     matched by require_encryption.post_quantum is required too, and is
 //     reset when the negotiated TEP is classical (refuseClassical).
 //  2. A peer remembered (package downgrade) as having completed tcpcrypt
@@ -21,11 +26,19 @@
 //     downgrade: the flow says so, a counter and a log warning record it,
 //     and under the block policy the connection is reset like a required
 //     one. Either way no byte of the LAN host's data has been sent yet: the
-//     decision falls on the SYN-ACK, before the LAN host's ACK.
+//     decision falls on the SYN-ACK, before the LAN host's ACK. SYNs with
+//     ENO that go unanswered towards such a peer may be an attacker forcing
+//     the SYN fallback: under the block policy the SYN keeps its ENO.
+//  3. The SYN fallback (RFC 8547 §9 type 1: a middlebox may drop SYNs with
+//     unknown options): after tcpcrypt.syn_fallback_retries unanswered ENO
+//     SYNs the next goes without ENO, unless 1. or 2. forbid it or the peer
+//     is in downgrade.no_syn_fallback; every fallback is flagged and
+//     counted, and its evidence recorded when answered (fallback.go).
 
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"tcpcrypt-gw/gateway/packet"
@@ -99,6 +112,38 @@ func (c *pkt) noENO(f *Flow, s *segment, why string, strip bool) {
 		return
 	}
 	c.forward(s.Buf)
+}
+
+// synFallback decides, at a retransmission of the LAN host's SYN that
+// reached the fallback count, whether this SYN goes without ENO; when it
+// does, the flow is plain and flagged.
+func (c *pkt) synFallback(f *Flow) {
+	if mustEncrypt(c.cfg, f) {
+		return // never (point 1)
+	}
+	if c.cfg.NoSYNFallback != nil && c.cfg.NoSYNFallback(f.WAN.Addr()) {
+		c.stats.SYNFallbacksRefused.Add(1)
+		return
+	}
+	why := fmt.Sprintf("syn_fallback: SYN sent without ENO after %d retransmissions with ENO went unanswered", f.synRetries)
+	if when, ok := c.rememberedPeer(f); ok {
+		// SYNs with ENO dropped on the way to a peer that speaks it: an
+		// attacker may be forcing the fallback (point 2). Under the
+		// block policy the SYN keeps its ENO.
+		block := c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
+		if !f.Downgrade {
+			why = c.downgrade(f, why, when, block)
+		}
+		if block {
+			return
+		}
+	} else if c.cfg.Warn != nil {
+		c.cfg.Warn("SYN fallback: ENO SYNs unanswered, retrying without ENO (a middlebox, or an attacker dropping them)",
+			"lan", f.LAN.String(), "wan", f.WAN.String(), "retransmissions", f.synRetries)
+	}
+	c.stats.SYNFallbacks.Add(1)
+	f.fellBack = true
+	c.plain(f, why)
 }
 
 // downgrade flags a suspected downgrade on f, counts and logs it, and
@@ -181,6 +226,14 @@ func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
 	c.rst(f, true, s.Ack, 0, false)
 	c.rst(f, false, 0, s.Ack, true)
 	c.refused(f, why)
+}
+
+// plain lets f pass as plain TCP from now on, for the reason why.
+func (c *pkt) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.syn = nil
+	f.Reason = why
+	c.stats.FlowsPlain.Add(1)
 }
 
 func (c *pkt) refused(f *Flow, why string) {

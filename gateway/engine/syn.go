@@ -301,11 +301,11 @@ func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 
 // lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
 // middlebox may drop SYNs with unknown options, so after some tries the SYN
-// may go plain: synFallback, fallback.go).
+// may go plain: synFallback, refuse.go).
 func (c *pkt) lanSYNAgain(f *Flow, s *segment) {
 	f.synRetries++
 	if f.State == StateSYNSent && c.cfg.SYNFallbackRetries > 0 && f.synRetries >= c.cfg.SYNFallbackRetries {
-		c.synFallback(f) // fallback.go
+		c.synFallback(f) // refuse.go
 	}
 	if (f.State == StateSYNSent || f.State == StateACKPending) && c.emitSYN(s, f.offer, 0) {
 		return
@@ -630,13 +630,6 @@ func (c *pkt) emitSYN(s *segment, enoOpt []byte, clamp int) bool {
 	h.Options = w.Bytes()
 	c.emit(&h)
 	return true
-}
-
-func (c *pkt) plain(f *Flow, why string) {
-	f.State = StatePassthrough
-	f.syn = nil
-	f.Reason = why
-	c.stats.FlowsPlain.Add(1)
 }
 
 // The parts of a new flow (newOutbound, newInbound, expandSYN), taken from

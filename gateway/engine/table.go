@@ -11,6 +11,9 @@
 //  3. recycle: an evicted flow's memory is kept for the next new flows
 //     (newFlow, newHandshake, newConnParams, newSYNRecord in syn.go, which
 //     builds new flows), so that a SYN flood makes little garbage.
+//  4. release: a flow that leaves the table (removed for a new one,
+//     evicted, expired) gives its bytes back to the budget and its buffers
+//     to their pools.
 
 package engine
 
@@ -83,6 +86,40 @@ func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	if f.syn != nil {
 		e.spare.synRecord = f.syn
 	}
+}
+
+// release returns the flow's buffered bytes to the global budget, and its
+// parked buffers to the parking allowance (parkRing).
+func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
+	n := f.buffered()
+	if n > 0 {
+		t.Release(n)
+	}
+	if f.streams == nil {
+		return
+	}
+	st.ParkedBytes.Add(-int64(f.parked()))
+	f.enc.reserved, f.dec.reserved = 0, 0
+	f.enc.ring.parked, f.dec.ring.parked = 0, 0
+	f.enc.ring.free()
+	f.enc.held.free()
+	f.dec.ring.free()
+	f.enc.recs.free()
+	f.dec.recs.free()
+	f.dec.partial = nil
+	f.dec.ooo.clear()
+	f.enc.ooo.clear()
+}
+
+// parked is the size of the buffers f's empty rings keep (parkRing).
+func (f *Flow) parked() int { return int(f.enc.ring.parked + f.dec.ring.parked) }
+
+// buffered is what f has reserved against the budget (budget.go).
+func (f *Flow) buffered() int {
+	if f.streams == nil {
+		return 0
+	}
+	return f.enc.reserved + f.dec.reserved
 }
 
 // spares are the parts of an evicted flow kept for reuse (recycle).
