@@ -59,10 +59,7 @@ func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.lanSYNCrossing(f, s)
 		return true
 	}
-	if entry != nil {
-		c.remove(entry)
-	}
-	c.newOutbound(key, s)
+	c.newOutbound(key, entry, s)
 	return false
 }
 
@@ -85,10 +82,7 @@ func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.wanSYNCrossing(f, s)
 		return true
 	}
-	if entry != nil {
-		c.remove(entry)
-	}
-	c.newInbound(key, s)
+	c.newInbound(key, entry, s)
 	return false
 }
 
@@ -181,8 +175,9 @@ func (c *pkt) lanSYNCrossing(f *Flow, s *segment) {
 	}
 }
 
-// newOutbound starts a flow for a SYN from the LAN (role A).
-func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
+// newOutbound starts a flow for a SYN from the LAN (role A), in place of
+// old if the table holds one for its key.
+func (c *pkt) newOutbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *segment) {
 	cp := connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
 		cp.lanWS = s.opts.WScale
@@ -190,7 +185,7 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 	f := c.newFlow()
 	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
 	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
-	entry := c.insert(key, f)
+	entry := c.insert(key, f, old)
 	if entry == nil {
 		// Table full (a flood): drop the SYN, the host tries again. A
 		// connection without a flow would be reset at its next segment.
@@ -403,8 +398,9 @@ func (c *pkt) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	return chosen, nil
 }
 
-// newInbound starts a flow for a SYN from the WAN (role B).
-func (c *pkt) newInbound(key flowtable.Key, s *segment) {
+// newInbound starts a flow for a SYN from the WAN (role B), in place of old
+// if the table holds one for its key.
+func (c *pkt) newInbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *segment) {
 	// The flow's parameters are gathered on the stack and allocated only
 	// if it is to be negotiated, and then as a compact record (synRecord):
 	// a plain inbound flow, what a SYN flood creates, is only forwarded and
@@ -495,7 +491,7 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 			why = "no common TEP"
 		}
 	}
-	if c.insert(key, f) == nil {
+	if c.insert(key, f, old) == nil {
 		return // table full: dropped, see newOutbound
 	}
 	if why != "" {

@@ -2,7 +2,8 @@
 // its place, and which flow gives its place up when the table is full.
 //
 //  1. insert: a flow from the LAN may take the whole table, a flow from the
-//     WAN only the inbound share (the LAN reserve stays free).
+//     WAN only the inbound share (the LAN reserve stays free). A new SYN's
+//     flow takes the place of the one its key had.
 //  2. Full: evict, by kind in this order, the flow due soonest: half-open
 //     flows from the WAN and closed flows, then idle plain flows, then the
 //     LAN's own half-open flows (evictable). A flow from the WAN only ever
@@ -22,12 +23,14 @@ import (
 	"time"
 )
 
-func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
-	entry.Value.release(e.table, e.stats)
-	e.table.Delete(e.shard, entry)
-}
-
-func (c *pkt) insert(key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
+// insert gives the new flow f its place under key, in place of old, the
+// flow the table held for key (a new SYN for it), if not nil. It returns
+// nil when the table has no room.
+func (c *pkt) insert(key flowtable.Key, f *Flow, old *flowtable.Entry[*Flow]) *flowtable.Entry[*Flow] {
+	if old != nil {
+		old.Value.release(c.table, c.stats)
+		c.table.Delete(c.shard, old)
+	}
 	inbound := f.Role == RoleB
 	put := c.table.Insert
 	if inbound {
