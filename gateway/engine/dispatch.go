@@ -2,9 +2,10 @@
 //
 //  0. Process, ProcessOffload, ProcessBuffer: the packet gets its context
 //     (ctx, a pkt: the batch's configuration and clock, the output batch,
-//     its offload metadata). process: the packet is parsed, its flow key found (KeyOf) and its
-//     flow looked up; what is not TCP between the LAN and the WAN passes,
-//     and a rewritten flow's segment with a bad checksum is dropped.
+//     its offload metadata). process: the packet is parsed, its flow key
+//     found (KeyOf) and its flow looked up; what is not TCP between the
+//     LAN and the WAN passes, and a rewritten flow's segment with a bad
+//     checksum is dropped.
 //  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
 //     newInbound; its place in the table: table.go); any other segment of
 //     an unknown flow is answered with RST (resetUnknown), never passed: it
