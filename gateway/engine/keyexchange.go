@@ -70,8 +70,8 @@ func (c *pkt) startA(f *Flow, s *segment) int {
 
 // startB starts role B's key exchange on A's first non-SYN segment, if it
 // carries ENO (RFC 8547 §4.6): without it the negotiation failed and the
-// flow is plain, or refused if it must be encrypted (refuse.go). Resumed
-// (RFC 8548 §3.5), the keys exist at once.
+// flow is plain, or refused if it must be encrypted (refuseUnconfirmed).
+// Resumed (RFC 8548 §3.5), the keys exist at once.
 func (c *pkt) startB(f *Flow, s *segment) int {
 	if s.opts.ENO == nil {
 		if mustEncrypt(c.cfg, f) {
@@ -96,6 +96,37 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		}
 	}
 	return segKeyed
+}
+
+// refuseClassical resets a flow that must be keyed by a post-quantum TEP
+// when TCP-ENO has negotiated a classical one (or a resumption of a
+// classical session), before any Init byte or data: the ENO negotiation
+// itself succeeded (RFC 8547 §4.6 leaves the choice of TEP to B), so the
+// policy is the gateway's, like require_encryption. Role A decides on the
+// LAN host's ACK of the SYN-ACK: the LAN host (established) gets a RST at
+// the sequence it expects, the peer (SYN-RECEIVED) one at the ACK's
+// sequence; role B on the peer's first non-SYN segment (refuseUnconfirmed).
+func (c *pkt) refuseClassical(f *Flow, s *segment) {
+	why := "post-quantum required: negotiated " + f.tep.String()
+	if f.Role == RoleB {
+		c.refuseUnconfirmed(f, s, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Ack, 0, false)
+	c.rst(f, false, s.Seq, 0, false)
+	c.refused(f, why)
+}
+
+// refuseUnconfirmed resets an inbound required flow whose peer's first
+// non-SYN segment lacks ENO (RFC 8547 §4.6: the negotiation failed): the
+// LAN server (which sent its SYN-ACK) and the peer both get a RST in their
+// windows; the segment, and any data in it, goes nowhere.
+func (c *pkt) refuseUnconfirmed(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Seq, 0, false)
+	c.rst(f, false, s.Ack, 0, false)
+	c.refused(f, why)
 }
 
 // expandSYN turns role B's SYN record into the handshake state and the
@@ -142,6 +173,23 @@ func (c *pkt) startInit(f *Flow, s *segment) bool {
 	f.lanWin = s.Window
 	c.sendInit(f)
 	return true
+}
+
+// noKeyPair decides the fate of an outbound flow whose key pair cannot be
+// had at the LAN host's ACK of the SYN-ACK: plain (the ACK goes without
+// ENO, so the peer falls back too, RFC 8547 §4.6), or, when encryption is
+// required, both ends reset: the WAN peer (SYN-RECEIVED) at the sequence
+// the ACK carries, the LAN host (ESTABLISHED) at the one it acknowledged.
+// The ACK, and any data in it, goes nowhere.
+func (c *pkt) noKeyPair(f *Flow, s *segment, why string) {
+	if !mustEncrypt(c.cfg, f) {
+		c.plain(f, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, false, s.Seq, 0, false)
+	c.rst(f, true, s.Ack, 0, false)
+	c.refused(f, "encryption required: "+why)
 }
 
 // initDirections sets both directions at the start of the key exchange:

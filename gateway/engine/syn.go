@@ -266,6 +266,14 @@ func (c *pkt) newOutbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *seg
 	c.forward(s.Buf)
 }
 
+// refuseLANSYN answers a LAN host's SYN that cannot go out with ENO: a RST
+// acknowledging it, as a closed port would. Nothing reaches the WAN.
+func (c *pkt) refuseLANSYN(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, 0, s.Seq+s.SeqLen(), true)
+	c.refused(f, why)
+}
+
 // offer lists the suboptions of our SYN's ENO option: the configured TEPs in
 // preference order and, when resuming, the resumption suboption last, where
 // its data needs no length byte (RFC 8547 §4.4). The resumed TEP is not
@@ -523,6 +531,14 @@ func (c *pkt) newInbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *segm
 	c.emitSYN(s, nil, int(r.peerMSS)-tcpcrypt.FrameOverhead)
 }
 
+// refuseWANSYN answers an inbound SYN of a required flow that offers no
+// usable ENO like a closed port; the LAN server never sees it.
+func (c *pkt) refuseWANSYN(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, false, 0, s.Seq+s.SeqLen(), true)
+	c.refused(f, why)
+}
+
 // synAnswer appends our SYN-ACK's ENO option to dst (RFC 8547 §4.6: the
 // global suboption with b = 1, and a = 1 when application-aware, §4.2;
 // then the chosen TEP, or our half of the resumption identifier, RFC 8548
@@ -589,7 +605,7 @@ func (c *pkt) lanSYNACK(f *Flow, s *segment) {
 }
 
 // lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
-// refuses a flow that must be encrypted (refuse.go).
+// refuses a flow that must be encrypted (refuseLANSYNACK, below).
 func (c *pkt) lanSYNACKPlain(f *Flow, s *segment, why string) {
 	if mustEncrypt(c.cfg, f) {
 		c.refuseLANSYNACK(f, s, "encryption required: "+why)
@@ -597,6 +613,16 @@ func (c *pkt) lanSYNACKPlain(f *Flow, s *segment, why string) {
 	}
 	c.plain(f, why)
 	c.forward(s.Buf)
+}
+
+// refuseLANSYNACK resets an inbound required flow whose LAN server's
+// SYN-ACK cannot carry our ENO answer: the server (SYN-RECEIVED) gets a RST
+// at the sequence it expects, the peer (SYN-SENT) one acknowledging its SYN.
+func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Ack, 0, false)
+	c.rst(f, false, 0, s.Ack, true)
+	c.refused(f, why)
 }
 
 // emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
