@@ -364,8 +364,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 	// (our Init, our own rekey frames) or part of a frame: passed on, it
 	// would look like a duplicate ACK to the LAN host.
 	if len(s.Payload()) == 0 && !s.has(packet.FlagFIN) && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
-		blocks := f.enc.sackToLAN(c.sack[:0], s.opts)
-		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
+		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), s.opts, s.TOS)
 	}
 }
 

@@ -124,7 +124,15 @@ func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
 	c.toLANOpts(f, seq, flags, payload, nil, tos)
 }
 
-func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
+// toLANAck sends the LAN host an acknowledgment without data; wan, the
+// options of the WAN segment whose ACK it passes on (or nil), gives its
+// SACK blocks, mapped to whole frames (sackToLAN), as toWAN finds its own
+// (sackToWAN).
+func (c *pkt) toLANAck(f *Flow, flags uint8, wan *packet.Options, tos uint8) {
+	var sack []packet.SACKBlock
+	if wan != nil {
+		sack = f.enc.sackToLAN(c.sack[:0], wan)
+	}
 	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
 }
 
