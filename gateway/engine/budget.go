@@ -18,7 +18,8 @@
 //     may gather it whole (up to maxFrameLen). And every byte of every flow
 //     counts against flows.max_buffer_total.
 //  3. Reserve, then store: each byte is reserved against its direction's
-//     limit and the global budget before it is kept (admitOut, admitIn);
+//     limit and the global budget before it is kept, by the direction that
+//     keeps it (encState.admit in encrypt.go, decState.admit in decrypt.go);
 //     what could not be reserved is dropped (TCP retransmits it). After
 //     each packet, returnUnheld returns what the flow no longer holds. So between
 //     packets, for each direction, held <= reserved <= its limit, and the
@@ -52,40 +53,9 @@ const (
 // (RFC 8548 §4.2).
 const maxFrameLen = 1<<16 - 1 + tcpcrypt.FrameHeaderLen
 
-// dirLimit is what one direction of a flow may hold.
+// dirLimit is what one direction of a flow may hold (point 2); Engine.Lock
+// derives it once per batch (pkt.dirLimit).
 func dirLimit(cfg *Config) int { return cfg.MaxBufferPerFlow / 2 }
-
-// admit reserves n bytes for one of f's directions (in: WAN to LAN).
-func (c *pkt) admit(f *Flow, in bool, n int) bool {
-	if in {
-		return c.admitIn(f, n)
-	}
-	return c.admitOut(f, n)
-}
-
-// admitOut reserves n bytes for f's LAN-to-WAN direction; false means the
-// bytes must not be kept.
-func (c *pkt) admitOut(f *Flow, n int) bool {
-	return c.reserve(&f.enc.reserved, n, dirLimit(c.cfg))
-}
-
-// admitIn reserves n bytes for f's WAN-to-LAN direction; false means the
-// bytes must not be kept.
-func (c *pkt) admitIn(f *Flow, n int) bool {
-	limit := dirLimit(c.cfg)
-	if d := &f.dec; d.ring.len() == 0 && d.ooo.bytes == 0 && len(d.partial)+n <= maxFrameLen {
-		limit = max(limit, maxFrameLen) // a frame being gathered, and nothing else (see above)
-	}
-	return c.reserve(&f.dec.reserved, n, limit)
-}
-
-func (e *Engine) reserve(reserved *int, n, limit int) bool {
-	if *reserved+n > limit || !e.table.Reserve(n) {
-		return false
-	}
-	*reserved += n
-	return true
-}
 
 // heldOut is what f's LAN-to-WAN direction holds now, our Init aside.
 func (f *Flow) heldOut() int {

@@ -101,7 +101,7 @@ func (d *decState) receive(c *pkt, f *Flow, seq cSeq, data []byte, fin, psh bool
 		return delivered
 	}
 	if seq.gt(d.cRcv) {
-		d.queueBeyondHole(c, f, seq, data, fin)
+		d.queueBeyondHole(c, seq, data, fin)
 		if d.holeReportable() {
 			c.ackWAN(f)
 		}
@@ -115,10 +115,10 @@ func (d *decState) receive(c *pkt, f *Flow, seq cSeq, data []byte, fin, psh bool
 		// the direction's limit and drop the hole's only repair, for
 		// good.
 		cut := d.ooo.first().seq.since(seq)
-		d.queueBeyondHole(c, f, seq.add(cut), data[cut:], fin)
+		d.queueBeyondHole(c, seq.add(cut), data[cut:], fin)
 		data, fin = data[:cut], false
 	}
-	if !c.admitIn(f, len(data)) {
+	if !d.admit(c, len(data)) {
 		// The LAN host has not acknowledged enough of what it was given,
 		// or the global budget is spent: refuse the bytes; the sender
 		// retransmits them later. (Reserved here for all the bytes can
@@ -163,9 +163,30 @@ func (d *decState) receive(c *pkt, f *Flow, seq cSeq, data []byte, fin, psh bool
 	return delivered
 }
 
-// queueBeyondHole keeps C bytes that arrived beyond a hole (enqueue).
-func (d *decState) queueBeyondHole(c *pkt, f *Flow, seq cSeq, data []byte, fin bool) {
-	enqueue(c, f, &d.ooo, true, seq, data, fin)
+// queueBeyondHole keeps C bytes that arrived beyond a hole; only the bytes
+// the queue does not hold yet are reserved.
+func (d *decState) queueBeyondHole(c *pkt, seq cSeq, data []byte, fin bool) {
+	if n, ok := d.ooo.fits(seq, len(data)); !ok || n > 0 && !d.admit(c, n) {
+		c.stats.BufferDrops.Add(1)
+		return
+	}
+	d.ooo.insert(seq, data, fin)
+}
+
+// admit reserves n bytes for this direction against its limit and the
+// global budget before they are kept (budget.go: reserve, then store);
+// false means the bytes must not be kept. A direction holding nothing but
+// a frame being gathered may gather it whole (budget.go, point 2).
+func (d *decState) admit(c *pkt, n int) bool {
+	limit := c.dirLimit
+	if d.ring.len() == 0 && d.ooo.bytes == 0 && len(d.partial)+n <= maxFrameLen {
+		limit = max(limit, maxFrameLen)
+	}
+	if d.reserved+n > limit || !c.table.Reserve(n) {
+		return false
+	}
+	d.reserved += n
+	return true
 }
 
 // feed parses in-order C bytes into frames and delivers each authenticated
@@ -328,9 +349,6 @@ func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 		if !r.cStart.lt(to) {
 			break
 		}
-		if r.init {
-			continue
-		}
 		d.sendPlain(c, f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
 		sent = true
 	}
@@ -339,8 +357,8 @@ func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 
 // ackFromLAN applies the LAN host's acknowledgment (P) to the frames delivered
 // to it: C bytes are acknowledged to the WAN only for frames whose whole
-// plaintext the LAN host has acknowledged (and the peer's Init, which the
-// gateway consumed itself).
+// plaintext the LAN host has acknowledged (the peer's Init, which the
+// gateway consumed itself, it acknowledged itself: keysReady).
 func (d *decState) ackFromLAN(ack pSeq) {
 	if ack.gt(d.pRcv) {
 		ack = d.pRcv

@@ -1,8 +1,11 @@
-// Per-state dispatch of the packets of a flow.
+// A packet's entry into the engine and its dispatch by its flow's state.
 //
-//  0. process: the packet is parsed, its flow key found (KeyOf) and its
-//     flow looked up; what is not TCP between the LAN and the WAN passes,
-//     and a rewritten flow's segment with a bad checksum is dropped.
+//  0. Process, ProcessOffload, ProcessBuffer: the packet gets its context
+//     (ctx, a pkt: the batch's configuration and clock, the output batch,
+//     its offload metadata). process: the packet is parsed, its flow key
+//     found (KeyOf) and its flow looked up; what is not TCP between the
+//     LAN and the WAN passes, and a rewritten flow's segment with a bad
+//     checksum is dropped.
 //  1. fromLAN / fromWAN: no flow yet: a SYN starts one (syn.go: newOutbound,
 //     newInbound; its place in the table: table.go); any other segment of
 //     an unknown flow is answered with RST (resetUnknown), never passed: it
@@ -28,6 +31,36 @@ import (
 	"tcpcrypt-gw/flowtable"
 	"tcpcrypt-gw/gateway/packet"
 )
+
+// Process handles one packet read from the TUN device, with a complete
+// checksum and no offload header. It never keeps b.
+func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
+
+// ProcessOffload handles one packet read from the TUN device with its
+// virtio-net header: a GSO super-packet is handled as one segment whose
+// payload is all of its segments', and a checksum the kernel vouches for is
+// not verified again. It never keeps b.
+func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
+	c := l.ctx()
+	c.rxOffload, c.rxSegs = off, 1
+	c.process(b)
+}
+
+// ProcessBuffer is ProcessOffload for the packet at buf[Offset:] of the
+// output batch's Offset, in a buffer whose headroom the caller lends: a
+// packet forwarded unchanged (pass-through flows, non-TCP) goes into the
+// output batch as buf itself, not copied. buf must then stay untouched
+// until the output batch has been written (Engine.Flush or the caller).
+func (l *Locked) ProcessBuffer(buf []byte, off packet.Offload) {
+	c := l.ctx()
+	c.rxOffload, c.rxSegs, c.rxBuf = off, 1, buf
+	c.process(buf[l.out.Offset:])
+}
+
+// ctx is the context of one packet (or Tick, or ResetAll) of the batch.
+func (l *Locked) ctx() pkt {
+	return pkt{Engine: l.e, cfg: l.cfg, dirLimit: l.dirLimit, now: l.now, out: l.out}
+}
 
 // process handles the packet b in its context.
 func (c *pkt) process(b []byte) {
@@ -331,8 +364,7 @@ func (c *pkt) wanSegment(f *Flow, s *segment) {
 	// (our Init, our own rekey frames) or part of a frame: passed on, it
 	// would look like a duplicate ACK to the LAN host.
 	if len(s.Payload()) == 0 && !s.has(packet.FlagFIN) && f.enc.cAckSeen == oldSeen || f.enc.pAcked != oldUna {
-		blocks := f.enc.sackToLAN(c.sack[:0], s.opts)
-		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), blocks, s.TOS)
+		c.toLANAck(f, s.Flags&(packet.FlagACK|packet.FlagECE|packet.FlagCWR), s.opts, s.TOS)
 	}
 }
 

@@ -19,7 +19,10 @@
 //     LAN host's timestamps, the non-SYN ENO option while it must ride
 //     along (RFC 8547 §4.6), SACK blocks for bytes held beyond a hole
 //     once the hole is reportable (sackToWAN, holeReportable: when the WAN
-//     peer hears of a hole, and how).
+//     peer hears of a hole, and how). What a segment to the WAN may carry
+//     follows from those options (maxSegment; maxFrameData for a frame):
+//     the frames (encrypt.go) and the Init messages (keyexchange.go) are
+//     cut to it.
 //  3. toLAN: from the WAN peer's side to the LAN host, in P: the
 //     acknowledgment of whole frames the WAN has acknowledged (enc.pAcked),
 //     the WAN peer's window scaled for the framing overhead (winToLAN), its
@@ -64,6 +67,29 @@ func (c *pkt) toWAN(f *Flow, seq cSeq, flags uint8, payload []byte, tos uint8) {
 	c.emit(&h)
 }
 
+// maxFrameData is the most plaintext one frame may carry so that the frame
+// fits the peer's MSS with the timestamp option.
+func (f *Flow) maxFrameData() int {
+	return max(f.maxSegment()-tcpcrypt.FrameOverhead, 1)
+}
+
+// maxSegment is the most C bytes one segment to the WAN may carry: the
+// peer's MSS less the options toWAN always adds (SACK blocks go only where
+// room is left).
+func (f *Flow) maxSegment() int {
+	n := f.peerMSS
+	if f.tsOK {
+		n -= 12
+	}
+	if f.enoPending {
+		// The non-SYN ENO option (padded to 4 bytes) rides on every segment
+		// until B has sent one (RFC 8547 §4.6): a resumed flow sends frames
+		// before that, and they must still fit the path.
+		n -= 4
+	}
+	return max(n, tcpcrypt.FrameOverhead+1)
+}
+
 // holeReportable reports whether the gateway may tell the WAN peer about a
 // hole (a duplicate ACK with SACK): only once the LAN host has acknowledged
 // every frame delivered before it. Until then the cumulative ACK the peer
@@ -98,7 +124,15 @@ func (c *pkt) toLAN(f *Flow, seq pSeq, flags uint8, payload []byte, tos uint8) {
 	c.toLANOpts(f, seq, flags, payload, nil, tos)
 }
 
-func (c *pkt) toLANAck(f *Flow, flags uint8, sack []packet.SACKBlock, tos uint8) {
+// toLANAck sends the LAN host an acknowledgment without data; wan, the
+// options of the WAN segment whose ACK it passes on (or nil), gives its
+// SACK blocks, mapped to whole frames (sackToLAN), as toWAN finds its own
+// (sackToWAN).
+func (c *pkt) toLANAck(f *Flow, flags uint8, wan *packet.Options, tos uint8) {
+	var sack []packet.SACKBlock
+	if wan != nil {
+		sack = f.enc.sackToLAN(c.sack[:0], wan)
+	}
 	c.toLANOpts(f, f.dec.pRcv, flags, nil, sack, tos)
 }
 
@@ -235,5 +269,5 @@ func (c *pkt) cappedWindow(win uint16, ws uint8, room int, num, den uint64) uint
 // its sender is given.
 func (c *pkt) room(reserved int) int {
 	free := c.table.MaxBytesTotal() - c.table.BytesInUse()
-	return reserved + int(max(0, min(int64(dirLimit(c.cfg)-reserved), free)))
+	return reserved + int(max(0, min(int64(c.dirLimit-reserved), free)))
 }

@@ -11,8 +11,9 @@
 //     boundaries), from the ring of unacknowledged ciphertext.
 //  2. New bytes become new frames, one per segment (MSS clamping makes them
 //     fit), each recorded with its P and C ranges until the WAN acknowledges
-//     it. Before the keys exist they are held instead; beyond a hole in the
-//     LAN host's stream they wait for it.
+//     it. Before the keys exist they are held instead (hold; the key
+//     exchange frames them once the keys exist: keyexchange.go, flushHeld);
+//     beyond a hole in the LAN host's stream they wait for it.
 //  3. A segment with nothing to frame (pure ACK, window update, keep-alive)
 //     is translated and sent as it is.
 //  4. Rekeying: the own direction by bytes or time (rekeyOut). The
@@ -61,7 +62,7 @@ func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 		// something new: a copy of the last one would be a duplicate ACK
 		// to the WAN peer.
 		if keyed {
-			en.queueBeyondLANHole(c, f, seq, pay, fin)
+			en.queueBeyondLANHole(c, seq, pay, fin)
 		}
 		if !keyed || ackNews {
 			c.toWAN(f, en.pToC(expect), packet.FlagACK, nil, s.TOS)
@@ -115,10 +116,14 @@ func (en *encState) dataFromLAN(c *pkt, f *Flow, s *segment, ackNews bool) {
 // timeout and a slow start. A hole that is a real loss (the TUN queue, the
 // budget) costs the LAN host one timeout, after which its retransmission
 // fills the hole and everything queued leaves with it.
-func (en *encState) queueBeyondLANHole(c *pkt, f *Flow, seq pSeq, data []byte, fin bool) {
-	if enqueue(c, f, &en.ooo, false, seq, data, fin) {
-		c.stats.LANReordered.Add(1)
+// Only the bytes the queue does not hold yet are reserved.
+func (en *encState) queueBeyondLANHole(c *pkt, seq pSeq, data []byte, fin bool) {
+	if n, ok := en.ooo.fits(seq, len(data)); !ok || n > 0 && !en.admit(c, n) {
+		c.stats.BufferDrops.Add(1)
+		return
 	}
+	en.ooo.insert(seq, data, fin)
+	c.stats.LANReordered.Add(1)
 }
 
 // frameQueued frames the queued LAN bytes the hole no longer separates
@@ -160,9 +165,20 @@ func (en *encState) dropQueued(c *pkt) {
 	en.ooo.clear()
 }
 
+// admit reserves n bytes for this direction against its limit and the
+// global budget before they are kept (budget.go: reserve, then store);
+// false means the bytes must not be kept.
+func (en *encState) admit(c *pkt, n int) bool {
+	if en.reserved+n > c.dirLimit || !c.table.Reserve(n) {
+		return false
+	}
+	en.reserved += n
+	return true
+}
+
 // hold keeps LAN plaintext until the keys exist.
 func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
-	if len(data) > 0 && !c.admitOut(f, len(data)) {
+	if len(data) > 0 && !en.admit(c, len(data)) {
 		return // not acknowledged: the LAN host sends it again
 	}
 	en.held.appendStream(data)
@@ -170,49 +186,6 @@ func (en *encState) hold(c *pkt, f *Flow, data []byte, fin bool) {
 	if fin {
 		en.heldFIN = true
 	}
-}
-
-// flushHeld frames the plaintext held during the key exchange. It reports
-// whether it sent a frame (which carries the acknowledgment too).
-func (en *encState) flushHeld(c *pkt, f *Flow) bool {
-	if en.held.len() == 0 && !en.heldFIN {
-		return false
-	}
-	data := en.held.slice(en.held.seq, en.held.end())
-	// The held bytes become frames: their reservation passes to them.
-	c.table.Release(len(data))
-	en.reserved -= len(data)
-	// The held data leaves with the marks its segment had, not those of
-	// the segment that completed the key exchange: in a context of its own.
-	held := *c
-	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
-	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
-	en.held.free()
-	en.heldFIN = false
-	return sent
-}
-
-// maxFrameData is the most plaintext one frame may carry so that the frame
-// fits the peer's MSS with the timestamp option.
-func (f *Flow) maxFrameData() int {
-	return max(f.maxSegment()-tcpcrypt.FrameOverhead, 1)
-}
-
-// maxSegment is the most C bytes one segment to the WAN may carry: the
-// peer's MSS less the options toWAN always adds (SACK blocks go only where
-// room is left).
-func (f *Flow) maxSegment() int {
-	n := f.peerMSS
-	if f.tsOK {
-		n -= 12
-	}
-	if f.enoPending {
-		// The non-SYN ENO option (padded to 4 bytes) rides on every segment
-		// until B has sent one (RFC 8547 §4.6): a resumed flow sends frames
-		// before that, and they must still fit the path.
-		n -= 4
-	}
-	return max(n, tcpcrypt.FrameOverhead+1)
 }
 
 // frame seals data = buf[at:] as new frames at the next P and C positions
@@ -229,7 +202,7 @@ func (en *encState) frame(c *pkt, f *Flow, buf []byte, at int, fin, psh bool) bo
 	for first := true; first || at < len(buf); first = false {
 		n := min(len(buf)-at, maxData)
 		last := at+n == len(buf)
-		if !c.admitOut(f, n+tcpcrypt.FrameOverhead) {
+		if !en.admit(c, n+tcpcrypt.FrameOverhead) {
 			c.stats.BufferDrops.Add(1)
 			return framed
 		}

@@ -210,6 +210,9 @@ type pkt struct {
 	cfg *Config // the batch's, loaded once by Engine.Lock
 	now time.Time
 	out *Output
+	// dirLimit is what one direction of a flow may hold under cfg
+	// (budget.go), derived once per batch with it.
+	dirLimit int
 
 	rxOffload packet.Offload // of the packet being processed (forward keeps it)
 	rxSegs    uint64         // the segments it stands for
@@ -239,27 +242,24 @@ type pkt struct {
 // of the shard and the Engine's own fields (pending, spare, idleScan,
 // optWriter, sack); a pkt is made only from a Locked (ctx).
 type Locked struct {
-	e   *Engine
-	cfg *Config
-	now time.Time
-	out *Output
+	e        *Engine
+	cfg      *Config
+	dirLimit int // dirLimit(cfg)
+	now      time.Time
+	out      *Output
 }
 
 // Lock takes the engine's shard lock for a batch processed at now into out.
 func (e *Engine) Lock(now time.Time, out *Output) Locked {
 	e.table.LockShard(e.shard)
-	return Locked{e: e, cfg: e.config.Load(), now: now, out: out}
+	cfg := e.config.Load()
+	return Locked{e: e, cfg: cfg, dirLimit: dirLimit(cfg), now: now, out: out}
 }
 
 // Unlock releases the shard lock; l is dead after it.
 func (l *Locked) Unlock() {
 	l.e.table.UnlockShard(l.e.shard)
 	*l = Locked{}
-}
-
-// ctx is the context of one packet (or Tick, or ResetAll) of the batch.
-func (l *Locked) ctx() pkt {
-	return pkt{Engine: l.e, cfg: l.cfg, now: l.now, out: l.out}
 }
 
 // ecnFlags are the TCP flags of ECN (RFC 3168 §6.1).
@@ -284,31 +284,6 @@ func (e *Engine) SetConfig(cfg *Config) { e.config.Store(cfg) }
 
 // Config returns the current policy.
 func (e *Engine) Config() *Config { return e.config.Load() }
-
-// Process handles one packet read from the TUN device, with a complete
-// checksum and no offload header. It never keeps b.
-func (l *Locked) Process(b []byte) { l.ProcessOffload(b, packet.Offload{}) }
-
-// ProcessOffload handles one packet read from the TUN device with its
-// virtio-net header: a GSO super-packet is handled as one segment whose
-// payload is all of its segments', and a checksum the kernel vouches for is
-// not verified again. It never keeps b.
-func (l *Locked) ProcessOffload(b []byte, off packet.Offload) {
-	c := l.ctx()
-	c.rxOffload, c.rxSegs = off, 1
-	c.process(b)
-}
-
-// ProcessBuffer is ProcessOffload for the packet at buf[Offset:] of the
-// output batch's Offset, in a buffer whose headroom the caller lends: a
-// packet forwarded unchanged (pass-through flows, non-TCP) goes into the
-// output batch as buf itself, not copied. buf must then stay untouched
-// until the output batch has been written (Engine.Flush or the caller).
-func (l *Locked) ProcessBuffer(buf []byte, off packet.Offload) {
-	c := l.ctx()
-	c.rxOffload, c.rxSegs, c.rxBuf = off, 1, buf
-	c.process(buf[l.out.Offset:])
-}
 
 // segment is a parsed packet with its options.
 type segment struct {

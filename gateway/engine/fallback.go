@@ -1,18 +1,20 @@
 // When TCP-ENO or tcpcrypt fails on the path to a peer: RFC 8547 §9's two
-// kinds of failure, and what the gateway does about each
+// kinds of failure, what the gateway remembers of each per peer
+// (downgrade.Paths, /api/paths) and what it does about them
 // (docs/security.md, "SYN fallback" and "Broken paths").
 //
-//  1. Type 1, the SYN exchange (lanSYNAgain in syn.go asks synFallback):
-//     after tcpcrypt.syn_fallback_retries unanswered ENO SYNs the SYN goes
-//     without ENO (RFC 8547 §4.6 lets an active opener remove ENO between retransmissions
-//     to get past middleboxes), unless the flow must be encrypted, the
-//     peer is in downgrade.no_syn_fallback, it is a remembered tcpcrypt
-//     peer under the block policy (refuse.go), or the flow table was full
-//     within fullHold (a flood: the loss may be the gateway's own; the
-//     next retransmission asks again). Every fallback is flagged
-//     on the flow ("syn_fallback: ..."), counted, and, when the plain SYN
-//     is answered (fallbackAnswered: the path dropped ENO, not SYNs),
-//     recorded per peer with its evidence (downgrade.Paths, /api/paths).
+//  1. Type 1, the SYN exchange: after tcpcrypt.syn_fallback_retries
+//     unanswered ENO SYNs the SYN goes without ENO (RFC 8547 §4.6 lets an
+//     active opener remove ENO between retransmissions to get past
+//     middleboxes), unless the flow must be encrypted, the peer is in
+//     downgrade.no_syn_fallback, it is a remembered tcpcrypt peer under
+//     the block policy, or the flow table was full within fullHold (a
+//     flood: the loss may be the gateway's own; the next retransmission
+//     asks again): a decision about going plain, made with the
+//     others in refuse.go (synFallback, which lanSYNAgain in syn.go asks).
+//     Every fallback is flagged on the flow ("syn_fallback: ..."),
+//     counted, and, when the plain SYN is answered (fallbackAnswered: the
+//     path dropped ENO, not SYNs), recorded per peer with its evidence.
 //  2. Type 2, after the SYN exchange (pathFailure): an outbound flow that
 //     negotiated ENO dies without progress of the peer's frames (a reset
 //     from either side, a LAN retransmission with nothing acknowledged for
@@ -50,42 +52,6 @@ const fullHold = 10 * time.Second
 // reasonStopped is the reason of flows reset at shutdown (ResetAll): not a
 // failure of the path.
 const reasonStopped = "gateway stopped"
-
-// synFallback decides, at a retransmission of the LAN host's SYN that
-// reached the fallback count, whether this SYN goes without ENO; when it
-// does, the flow is plain and flagged.
-func (c *pkt) synFallback(f *Flow) {
-	if mustEncrypt(c.cfg, f) {
-		return // never: refuse.go
-	}
-	if c.cfg.NoSYNFallback != nil && c.cfg.NoSYNFallback(f.WAN.Addr()) {
-		c.stats.SYNFallbacksRefused.Add(1)
-		return
-	}
-	if !c.fullAt.IsZero() && c.now.Sub(c.fullAt) < fullHold {
-		c.stats.SYNFallbacksDeferred.Add(1) // asked again at the next retransmission
-		return
-	}
-	why := fmt.Sprintf("syn_fallback: SYN sent without ENO after %d retransmissions with ENO went unanswered", f.synRetries)
-	if when, ok := c.rememberedPeer(f); ok {
-		// SYNs with ENO dropped on the way to a peer that speaks it: an
-		// attacker may be forcing the fallback (refuse.go). Under the
-		// block policy the SYN keeps its ENO.
-		block := c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
-		if !f.Downgrade {
-			why = c.downgrade(f, why, when, block)
-		}
-		if block {
-			return
-		}
-	} else if c.cfg.Warn != nil {
-		c.cfg.Warn("SYN fallback: ENO SYNs unanswered, retrying without ENO (a middlebox, or an attacker dropping them)",
-			"lan", f.LAN.String(), "wan", f.WAN.String(), "retransmissions", f.synRetries)
-	}
-	c.stats.SYNFallbacks.Add(1)
-	f.fellBack = true
-	c.plain(f, why)
-}
 
 // fallbackAnswered notes the SYN-ACK of a flow whose SYN fell back: the
 // peer answered the SYN without ENO where the ENO SYNs were not, which

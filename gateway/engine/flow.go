@@ -15,7 +15,6 @@ import (
 	"tcpcrypt-gw/crypto/endpoint"
 	"tcpcrypt-gw/crypto/tcpcrypt"
 	"tcpcrypt-gw/eno"
-	"tcpcrypt-gw/flowtable"
 )
 
 // Role is the gateway's tcpcrypt role in a flow (RFC 8547 §4.3): A for
@@ -228,40 +227,6 @@ type decState struct {
 	initAckOwed  bool // role A: B's Init2 is complete and no segment of ours has acknowledged it yet (gotInit2)
 
 	reserved int // bytes reserved for this direction (budget.go)
-}
-
-// release returns the flow's buffered bytes to the global budget, and its
-// parked buffers to the parking allowance (parkRing).
-func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
-	n := f.buffered()
-	if n > 0 {
-		t.Release(n)
-	}
-	if f.streams == nil {
-		return
-	}
-	st.ParkedBytes.Add(-int64(f.parked()))
-	f.enc.reserved, f.dec.reserved = 0, 0
-	f.enc.ring.parked, f.dec.ring.parked = 0, 0
-	f.enc.ring.free()
-	f.enc.held.free()
-	f.dec.ring.free()
-	f.enc.recs.free()
-	f.dec.recs.free()
-	f.dec.partial = nil
-	f.dec.ooo.clear()
-	f.enc.ooo.clear()
-}
-
-// parked is the size of the buffers f's empty rings keep (parkRing).
-func (f *Flow) parked() int { return int(f.enc.ring.parked + f.dec.ring.parked) }
-
-// buffered is what f has reserved against the budget (budget.go).
-func (f *Flow) buffered() int {
-	if f.streams == nil {
-		return 0
-	}
-	return f.enc.reserved + f.dec.reserved
 }
 
 // Encrypted reports whether the flow's keys were established; it stays so

@@ -50,7 +50,8 @@ type gw struct {
 // at is the context of a packet at now, for calling the engine's internals
 // (a new output batch: what they send is not looked at).
 func (g *gw) at(now time.Time) *pkt {
-	return &pkt{Engine: g.e, cfg: g.e.Config(), now: now, out: new(Output)}
+	cfg := g.e.Config()
+	return &pkt{Engine: g.e, cfg: cfg, dirLimit: dirLimit(cfg), now: now, out: new(Output)}
 }
 
 func newGW(t testing.TB, cfg *Config) *gw { return newGWFlows(t, cfg, 1024) }

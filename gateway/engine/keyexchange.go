@@ -6,8 +6,8 @@
 //     hold LAN data until the keys exist. Role B, on A's first non-SYN
 //     segment with ENO (startB): wait for Init1.
 //  2. Role B, all of Init1: choose the cipher, send Init2, derive the keys.
-//  3. Role A, Init2: derive the keys, send the held data as frames (the
-//     first of them acknowledges Init2).
+//  3. Role A, Init2: derive the keys, send the held data as frames
+//     (flushHeld: the first of them acknowledges Init2).
 //  4. Resumed: keys and session ID from the cached secret, no Init messages.
 //
 // The gateway's own Init bytes exist only between the two encrypting ends,
@@ -70,14 +70,14 @@ func (c *pkt) startA(f *Flow, s *segment) int {
 
 // startB starts role B's key exchange on A's first non-SYN segment, if it
 // carries ENO (RFC 8547 §4.6): without it the negotiation failed and the
-// flow is plain, or refused if it must be encrypted (refuse.go). Resumed
-// (RFC 8548 §3.5), the keys exist at once.
+// flow is plain, or refused if it must be encrypted (refuseUnconfirmed).
+// Resumed (RFC 8548 §3.5), the keys exist at once.
 func (c *pkt) startB(f *Flow, s *segment) int {
-	if s.opts.ENO == nil && mustEncrypt(c.cfg, f) {
-		c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
-		return segDone
-	}
 	if s.opts.ENO == nil {
+		if mustEncrypt(c.cfg, f) {
+			c.refuseUnconfirmed(f, s, "encryption required: peer did not confirm ENO")
+			return segDone
+		}
 		c.plain(f, "peer did not confirm ENO")
 		return segPlain
 	}
@@ -96,6 +96,37 @@ func (c *pkt) startB(f *Flow, s *segment) int {
 		}
 	}
 	return segKeyed
+}
+
+// refuseClassical resets a flow that must be keyed by a post-quantum TEP
+// when TCP-ENO has negotiated a classical one (or a resumption of a
+// classical session), before any Init byte or data: the ENO negotiation
+// itself succeeded (RFC 8547 §4.6 leaves the choice of TEP to B), so the
+// policy is the gateway's, like require_encryption. Role A decides on the
+// LAN host's ACK of the SYN-ACK: the LAN host (established) gets a RST at
+// the sequence it expects, the peer (SYN-RECEIVED) one at the ACK's
+// sequence; role B on the peer's first non-SYN segment (refuseUnconfirmed).
+func (c *pkt) refuseClassical(f *Flow, s *segment) {
+	why := "post-quantum required: negotiated " + f.tep.String()
+	if f.Role == RoleB {
+		c.refuseUnconfirmed(f, s, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Ack, 0, false)
+	c.rst(f, false, s.Seq, 0, false)
+	c.refused(f, why)
+}
+
+// refuseUnconfirmed resets an inbound required flow whose peer's first
+// non-SYN segment lacks ENO (RFC 8547 §4.6: the negotiation failed): the
+// LAN server (which sent its SYN-ACK) and the peer both get a RST in their
+// windows; the segment, and any data in it, goes nowhere.
+func (c *pkt) refuseUnconfirmed(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Seq, 0, false)
+	c.rst(f, false, s.Ack, 0, false)
+	c.refused(f, why)
 }
 
 // expandSYN turns role B's SYN record into the handshake state and the
@@ -142,6 +173,23 @@ func (c *pkt) startInit(f *Flow, s *segment) bool {
 	f.lanWin = s.Window
 	c.sendInit(f)
 	return true
+}
+
+// noKeyPair decides the fate of an outbound flow whose key pair cannot be
+// had at the LAN host's ACK of the SYN-ACK: plain (the ACK goes without
+// ENO, so the peer falls back too, RFC 8547 §4.6), or, when encryption is
+// required, both ends reset: the WAN peer (SYN-RECEIVED) at the sequence
+// the ACK carries, the LAN host (ESTABLISHED) at the one it acknowledged.
+// The ACK, and any data in it, goes nowhere.
+func (c *pkt) noKeyPair(f *Flow, s *segment, why string) {
+	if !mustEncrypt(c.cfg, f) {
+		c.plain(f, why)
+		return
+	}
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, false, s.Seq, 0, false)
+	c.rst(f, true, s.Ack, 0, false)
+	c.refused(f, "encryption required: "+why)
 }
 
 // initDirections sets both directions at the start of the key exchange:
@@ -366,6 +414,26 @@ func (c *pkt) gotInit1(f *Flow) error {
 	return nil
 }
 
+// flushHeld frames the plaintext held during the key exchange. It reports
+// whether it sent a frame (which carries the acknowledgment too).
+func (en *encState) flushHeld(c *pkt, f *Flow) bool {
+	if en.held.len() == 0 && !en.heldFIN {
+		return false
+	}
+	data := en.held.slice(en.held.seq, en.held.end())
+	// The held bytes become frames: their reservation passes to them.
+	c.table.Release(len(data))
+	en.reserved -= len(data)
+	// The held data leaves with the marks its segment had, not those of
+	// the segment that completed the key exchange: in a context of its own.
+	held := *c
+	held.tosToWAN, held.ecnToWAN = en.heldTOS, 0
+	sent := en.frame(&held, f, data, 0, en.heldFIN, true)
+	en.held.free()
+	en.heldFIN = false
+	return sent
+}
+
 // resumeKeys starts a flow from the cached secret ss[i] (RFC 8548 §3.5):
 // keys and session ID from ss[i] and sn[i] directly, the first frame at
 // offset 0.
@@ -395,8 +463,9 @@ func (c *pkt) cacheNext(f *Flow, ss tcpcrypt.SessionSecret) {
 // keysReady switches the flow to encrypted under ss. We seal with k_ab if
 // we played A in the original session (this one when fresh, the cached
 // entry's when resumed: RFC 8548 §3.3, §3.5), and the session ID starts
-// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init becomes a
-// pseudo-frame of the C stream that the gateway itself acknowledges.
+// with B's TEP byte, v = 1 when resumed (§3.4). The peer's Init, which
+// the gateway consumed itself, is acknowledged whole (ackInitPart
+// acknowledged it as it came, all but its last part).
 func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret) error {
 	f.originalRole = eno.RoleA
 	if f.Role == RoleB {
@@ -414,15 +483,14 @@ func (c *pkt) keysReady(f *Flow, aead tcpcrypt.AEADID, ss tcpcrypt.SessionSecret
 	f.enc.sealer, f.dec.opener = sealer, opener
 	f.enc.lastRekey = c.now
 	d := &f.dec
-	c0, p0 := f.decStart()
+	c0, _ := f.decStart()
 	n := len(d.initBuf)
-	d.recs.push(frameRec{cStart: c0, cEnd: c0.add(n), pStart: p0, pEnd: p0, init: true})
 	d.cRcv = c0.add(n)
+	d.cAcked = d.cAcked.max(d.cRcv) // the LAN host never sees the peer's Init: the gateway acknowledges it
 	d.offRcv = uint64(n)
 	d.keyed = true
 	d.initBuf = nil
 	f.keyPair, f.ownInit = nil, nil
-	f.dec.ackFromLAN(d.pAck)
 	f.State = StateEncrypted
 	f.Stats.HandshakeDone = c.now
 	if f.Role == RoleA {

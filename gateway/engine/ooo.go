@@ -6,19 +6,6 @@ package engine
 
 import "tcpcrypt-gw/gateway/packet"
 
-// enqueue keeps [seq, seq+len(data)) in q, a direction's queue beyond a
-// hole (in: the WAN-to-LAN one), reserving (admitIn or admitOut) only the
-// bytes q does not hold yet. It reports false if the bytes were dropped
-// (limits).
-func enqueue[S space](c *pkt, f *Flow, q *oooQueue[S], in bool, seq seqNum[S], data []byte, fin bool) bool {
-	if n := q.newBytes(seq, len(data)); n > 0 && (!q.room(seq, len(data)) || !c.admit(f, in, n)) {
-		c.stats.BufferDrops.Add(1)
-		return false
-	}
-	q.insert(seq, data, fin)
-	return true
-}
-
 // oooSeg is a segment that arrived beyond a hole (from the WAN in C, from
 // the LAN in P).
 type oooSeg[S space] struct {
@@ -66,6 +53,14 @@ type oooQueue[S space] struct {
 const oooMaxIslands = 64
 
 func (q *oooQueue[S]) len() int { return len(q.segs) }
+
+// fits reports how many bytes of [seq, seq+n) the queue does not hold yet
+// (what its direction must reserve before insert), and whether the queue
+// has room for them (ok false: they must be dropped).
+func (q *oooQueue[S]) fits(seq seqNum[S], n int) (fresh int, ok bool) {
+	fresh = q.newBytes(seq, n)
+	return fresh, fresh == 0 || q.room(seq, n)
+}
 
 // room reports whether [seq, seq+n) can be queued: it joins an island, or
 // there is room for one more.

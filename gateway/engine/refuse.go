@@ -1,7 +1,14 @@
-// What happens when a flow cannot be encrypted but must not go plain, or
-// should not have been plain: required encryption (config
-// require_encryption) and suspected downgrades (a WAN peer that completed
-// tcpcrypt before answers without TCP-ENO).
+// The fate of a flow TCP-ENO fails for: plain, or refused when it must not
+// go plain (required encryption, config require_encryption) or should not
+// have been plain (suspected downgrades: a WAN peer that completed
+// tcpcrypt before answers without TCP-ENO). The policies are here
+// (mustEncrypt, mustPostQuantum, rememberedPeer, downgrade), with the
+// decisions that weigh them against each other (noENO at the peer's
+// SYN-ACK, synFallback) and the two fates (plain, refused; rst). Where a
+// stage only asks mustEncrypt, it refuses in its own file, by the TCP
+// states its packet leaves both ends in: syn.go (refuseLANSYN,
+// refuseWANSYN, lanSYNACKPlain), keyexchange.go (refuseUnconfirmed,
+// refuseClassical, noKeyPair).
 //
 // TCP-ENO falls back to plain TCP whenever negotiation fails (RFC 8547
 // §4.6), so an active attacker who strips or corrupts the ENO option gets
@@ -10,22 +17,32 @@
 // defences:
 //  1. A flow matched by require_encryption never goes plain: when the LAN
 //     host's SYN cannot carry ENO, when the peer does not answer (or confirm)
-//     ENO, when the negotiation fails, or when our key pair cannot be had
-//     (noKeyPair), the gateway resets the LAN host's
-//     connection (and the WAN peer's half of it) with the reason on the
-//     flow. The SYN fallback without ENO never applies to it. A flow
-//     matched by require_encryption.post_quantum is required too, and is
-//     reset when the negotiated TEP is classical (refuseClassical).
+//     ENO, when the negotiation fails, or when our key pair cannot be had,
+//     the gateway resets the LAN host's connection (and the WAN peer's
+//     half of it) with the reason on the flow. The SYN fallback without
+//     ENO never applies to it (synFallback). A flow matched by
+//     require_encryption.post_quantum is required too, and is reset when
+//     the negotiated TEP is classical (keyexchange.go, refuseClassical).
 //  2. A peer remembered (package downgrade) as having completed tcpcrypt
 //     with the gateway that now answers without ENO is a suspected
 //     downgrade: the flow says so, a counter and a log warning record it,
 //     and under the block policy the connection is reset like a required
 //     one. Either way no byte of the LAN host's data has been sent yet: the
-//     decision falls on the SYN-ACK, before the LAN host's ACK.
+//     decision falls on the SYN-ACK, before the LAN host's ACK. SYNs with
+//     ENO that go unanswered towards such a peer may be an attacker forcing
+//     the SYN fallback: under the block policy the SYN keeps its ENO.
+//  3. The SYN fallback (RFC 8547 §9 type 1: a middlebox may drop SYNs with
+//     unknown options): after tcpcrypt.syn_fallback_retries unanswered ENO
+//     SYNs the next goes without ENO, unless 1. or 2. forbid it, the peer
+//     is in downgrade.no_syn_fallback, or the flow table was full within
+//     fullHold (fallback.go: a flood, the loss may be the gateway's own);
+//     every fallback is flagged and counted, and its evidence recorded
+//     when answered (fallback.go).
 
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"tcpcrypt-gw/gateway/packet"
@@ -42,26 +59,6 @@ func mustEncrypt(cfg *Config, f *Flow) bool {
 // require_encryption.post_quantum.
 func mustPostQuantum(cfg *Config, f *Flow) bool {
 	return cfg.RequirePostQuantum != nil && cfg.RequirePostQuantum(f.LAN, f.WAN)
-}
-
-// refuseClassical resets a flow that must be keyed by a post-quantum TEP
-// when TCP-ENO has negotiated a classical one (or a resumption of a
-// classical session), before any Init byte or data: the ENO negotiation
-// itself succeeded (RFC 8547 §4.6 leaves the choice of TEP to B), so the
-// policy is the gateway's, like require_encryption. Role A decides on the
-// LAN host's ACK of the SYN-ACK: the LAN host (established) gets a RST at
-// the sequence it expects, the peer (SYN-RECEIVED) one at the ACK's
-// sequence; role B on the peer's first non-SYN segment (refuseUnconfirmed).
-func (c *pkt) refuseClassical(f *Flow, s *segment) {
-	why := "post-quantum required: negotiated " + f.tep.String()
-	if f.Role == RoleB {
-		c.refuseUnconfirmed(f, s, why)
-		return
-	}
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, true, s.Ack, 0, false)
-	c.rst(f, false, s.Seq, 0, false)
-	c.refused(f, why)
 }
 
 // rememberedPeer reports whether the flow's WAN peer completed tcpcrypt
@@ -101,6 +98,42 @@ func (c *pkt) noENO(f *Flow, s *segment, why string, strip bool) {
 	c.forward(s.Buf)
 }
 
+// synFallback decides, at a retransmission of the LAN host's SYN that
+// reached the fallback count, whether this SYN goes without ENO; when it
+// does, the flow is plain and flagged.
+func (c *pkt) synFallback(f *Flow) {
+	if mustEncrypt(c.cfg, f) {
+		return // never (point 1)
+	}
+	if c.cfg.NoSYNFallback != nil && c.cfg.NoSYNFallback(f.WAN.Addr()) {
+		c.stats.SYNFallbacksRefused.Add(1)
+		return
+	}
+	if !c.fullAt.IsZero() && c.now.Sub(c.fullAt) < fullHold {
+		c.stats.SYNFallbacksDeferred.Add(1) // asked again at the next retransmission
+		return
+	}
+	why := fmt.Sprintf("syn_fallback: SYN sent without ENO after %d retransmissions with ENO went unanswered", f.synRetries)
+	if when, ok := c.rememberedPeer(f); ok {
+		// SYNs with ENO dropped on the way to a peer that speaks it: an
+		// attacker may be forcing the fallback (point 2). Under the
+		// block policy the SYN keeps its ENO.
+		block := c.cfg.BlockDowngrade != nil && c.cfg.BlockDowngrade(f.WAN.Addr())
+		if !f.Downgrade {
+			why = c.downgrade(f, why, when, block)
+		}
+		if block {
+			return
+		}
+	} else if c.cfg.Warn != nil {
+		c.cfg.Warn("SYN fallback: ENO SYNs unanswered, retrying without ENO (a middlebox, or an attacker dropping them)",
+			"lan", f.LAN.String(), "wan", f.WAN.String(), "retransmissions", f.synRetries)
+	}
+	c.stats.SYNFallbacks.Add(1)
+	f.fellBack = true
+	c.plain(f, why)
+}
+
 // downgrade flags a suspected downgrade on f, counts and logs it, and
 // returns the flow's reason.
 func (c *pkt) downgrade(f *Flow, why string, when time.Time, block bool) string {
@@ -129,58 +162,12 @@ func (c *pkt) refuseSYNACK(f *Flow, s *segment, why string) {
 	c.refused(f, why)
 }
 
-// refuseLANSYN answers a LAN host's SYN that cannot go out with ENO: a RST
-// acknowledging it, as a closed port would. Nothing reaches the WAN.
-func (c *pkt) refuseLANSYN(f *Flow, s *segment, why string) {
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, true, 0, s.Seq+s.SeqLen(), true)
-	c.refused(f, why)
-}
-
-// refuseWANSYN answers an inbound SYN of a required flow that offers no
-// usable ENO like a closed port; the LAN server never sees it.
-func (c *pkt) refuseWANSYN(f *Flow, s *segment, why string) {
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, false, 0, s.Seq+s.SeqLen(), true)
-	c.refused(f, why)
-}
-
-// refuseUnconfirmed resets an inbound required flow whose peer's first
-// non-SYN segment lacks ENO (RFC 8547 §4.6: the negotiation failed): the
-// LAN server (which sent its SYN-ACK) and the peer both get a RST in their
-// windows; the segment, and any data in it, goes nowhere.
-func (c *pkt) refuseUnconfirmed(f *Flow, s *segment, why string) {
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, true, s.Seq, 0, false)
-	c.rst(f, false, s.Ack, 0, false)
-	c.refused(f, why)
-}
-
-// noKeyPair decides the fate of an outbound flow whose key pair cannot be
-// had at the LAN host's ACK of the SYN-ACK: plain (the ACK goes without
-// ENO, so the peer falls back too, RFC 8547 §4.6), or, when encryption is
-// required, both ends reset: the WAN peer (SYN-RECEIVED) at the sequence
-// the ACK carries, the LAN host (ESTABLISHED) at the one it acknowledged.
-// The ACK, and any data in it, goes nowhere.
-func (c *pkt) noKeyPair(f *Flow, s *segment, why string) {
-	if !mustEncrypt(c.cfg, f) {
-		c.plain(f, why)
-		return
-	}
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, false, s.Seq, 0, false)
-	c.rst(f, true, s.Ack, 0, false)
-	c.refused(f, "encryption required: "+why)
-}
-
-// refuseLANSYNACK resets an inbound required flow whose LAN server's
-// SYN-ACK cannot carry our ENO answer: the server (SYN-RECEIVED) gets a RST
-// at the sequence it expects, the peer (SYN-SENT) one acknowledging its SYN.
-func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
-	c.stats.RequiredResets.Add(1)
-	c.rst(f, true, s.Ack, 0, false)
-	c.rst(f, false, 0, s.Ack, true)
-	c.refused(f, why)
+// plain lets f pass as plain TCP from now on, for the reason why.
+func (c *pkt) plain(f *Flow, why string) {
+	f.State = StatePassthrough
+	f.syn = nil
+	f.Reason = why
+	c.stats.FlowsPlain.Add(1)
 }
 
 func (c *pkt) refused(f *Flow, why string) {

@@ -211,7 +211,7 @@ func (r *byteRing[S]) trim(to seqNum[S]) int {
 // frameRec maps one frame between the spaces: C bytes [cStart, cEnd) carry
 // the P bytes [pStart, pEnd). fin: the frame has the FIN flag and the TCP
 // FIN follows it (at cEnd in C, pEnd in P). init marks the pseudo-frame of
-// an Init message, which has no P bytes.
+// our Init message in the encrypting direction, which has no P bytes.
 type frameRec struct {
 	cStart, cEnd   cSeq
 	pStart, pEnd   pSeq

@@ -59,10 +59,7 @@ func (c *pkt) lanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.lanSYNCrossing(f, s)
 		return true
 	}
-	if entry != nil {
-		c.remove(entry)
-	}
-	c.newOutbound(key, s)
+	c.newOutbound(key, entry, s)
 	return false
 }
 
@@ -85,10 +82,7 @@ func (c *pkt) wanSYN(key flowtable.Key, entry *flowtable.Entry[*Flow], f *Flow, 
 		c.wanSYNCrossing(f, s)
 		return true
 	}
-	if entry != nil {
-		c.remove(entry)
-	}
-	c.newInbound(key, s)
+	c.newInbound(key, entry, s)
 	return false
 }
 
@@ -181,8 +175,9 @@ func (c *pkt) lanSYNCrossing(f *Flow, s *segment) {
 	}
 }
 
-// newOutbound starts a flow for a SYN from the LAN (role A).
-func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
+// newOutbound starts a flow for a SYN from the LAN (role A), in place of
+// old if the table holds one for its key.
+func (c *pkt) newOutbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *segment) {
 	cp := connParams{lanMSS: mssOf(s), sackOK: s.opts.SACKPerm, tsOK: s.opts.HasTS, lanTSval: s.opts.TSval}
 	if s.opts.HasWScale {
 		cp.lanWS = s.opts.WScale
@@ -190,7 +185,7 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 	f := c.newFlow()
 	f.Role, f.V6, f.LAN, f.WAN, f.lanISN = RoleA, s.V6, key.LAN, key.WAN, s.Seq
 	f.handshake, f.connParams = c.newHandshake(), c.newConnParams(cp)
-	entry := c.insert(key, f)
+	entry := c.insert(key, f, old)
 	if entry == nil {
 		// Table full (a flood): drop the SYN, the host tries again. A
 		// connection without a flow would be reset at its next segment.
@@ -271,6 +266,14 @@ func (c *pkt) newOutbound(key flowtable.Key, s *segment) {
 	c.forward(s.Buf)
 }
 
+// refuseLANSYN answers a LAN host's SYN that cannot go out with ENO: a RST
+// acknowledging it, as a closed port would. Nothing reaches the WAN.
+func (c *pkt) refuseLANSYN(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, 0, s.Seq+s.SeqLen(), true)
+	c.refused(f, why)
+}
+
 // offer lists the suboptions of our SYN's ENO option: the configured TEPs in
 // preference order and, when resuming, the resumption suboption last, where
 // its data needs no length byte (RFC 8547 §4.4). The resumed TEP is not
@@ -301,11 +304,11 @@ func peerKey(wan netip.AddrPort) string { return wan.Addr().String() }
 
 // lanSYNAgain handles a retransmitted LAN SYN (RFC 8547 §4.6, §9: a
 // middlebox may drop SYNs with unknown options, so after some tries the SYN
-// may go plain: synFallback, fallback.go).
+// may go plain: synFallback, refuse.go).
 func (c *pkt) lanSYNAgain(f *Flow, s *segment) {
 	f.synRetries++
 	if f.State == StateSYNSent && c.cfg.SYNFallbackRetries > 0 && f.synRetries >= c.cfg.SYNFallbackRetries {
-		c.synFallback(f) // fallback.go
+		c.synFallback(f) // refuse.go
 	}
 	if (f.State == StateSYNSent || f.State == StateACKPending) && c.emitSYN(s, f.offer, 0) {
 		return
@@ -403,8 +406,9 @@ func (c *pkt) negotiated(f *Flow, answerOpt []byte) (eno.Suboption, error) {
 	return chosen, nil
 }
 
-// newInbound starts a flow for a SYN from the WAN (role B).
-func (c *pkt) newInbound(key flowtable.Key, s *segment) {
+// newInbound starts a flow for a SYN from the WAN (role B), in place of old
+// if the table holds one for its key.
+func (c *pkt) newInbound(key flowtable.Key, old *flowtable.Entry[*Flow], s *segment) {
 	// The flow's parameters are gathered on the stack and allocated only
 	// if it is to be negotiated, and then as a compact record (synRecord):
 	// a plain inbound flow, what a SYN flood creates, is only forwarded and
@@ -495,14 +499,14 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 			why = "no common TEP"
 		}
 	}
-	if c.insert(key, f) == nil {
+	if c.insert(key, f, old) == nil {
 		return // table full: dropped, see newOutbound
 	}
-	if why != "" && why != "bypass rule" && mustEncrypt(c.cfg, f) {
-		c.refuseWANSYN(f, s, "encryption required: "+why)
-		return
-	}
 	if why != "" {
+		if why != "bypass rule" && mustEncrypt(c.cfg, f) {
+			c.refuseWANSYN(f, s, "encryption required: "+why)
+			return
+		}
 		c.plain(f, why)
 		if synENOWithData(s) {
 			c.emitSYN(s, nil, 0) // without its data, TFO and ENO
@@ -525,6 +529,14 @@ func (c *pkt) newInbound(key flowtable.Key, s *segment) {
 	}
 	f.State = StateSYNReceived
 	c.emitSYN(s, nil, int(r.peerMSS)-tcpcrypt.FrameOverhead)
+}
+
+// refuseWANSYN answers an inbound SYN of a required flow that offers no
+// usable ENO like a closed port; the LAN server never sees it.
+func (c *pkt) refuseWANSYN(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, false, 0, s.Seq+s.SeqLen(), true)
+	c.refused(f, why)
 }
 
 // synAnswer appends our SYN-ACK's ENO option to dst (RFC 8547 §4.6: the
@@ -593,7 +605,7 @@ func (c *pkt) lanSYNACK(f *Flow, s *segment) {
 }
 
 // lanSYNACKPlain passes the LAN server's SYN-ACK without our ENO answer, or
-// refuses a flow that must be encrypted (refuse.go).
+// refuses a flow that must be encrypted (refuseLANSYNACK, below).
 func (c *pkt) lanSYNACKPlain(f *Flow, s *segment, why string) {
 	if mustEncrypt(c.cfg, f) {
 		c.refuseLANSYNACK(f, s, "encryption required: "+why)
@@ -601,6 +613,16 @@ func (c *pkt) lanSYNACKPlain(f *Flow, s *segment, why string) {
 	}
 	c.plain(f, why)
 	c.forward(s.Buf)
+}
+
+// refuseLANSYNACK resets an inbound required flow whose LAN server's
+// SYN-ACK cannot carry our ENO answer: the server (SYN-RECEIVED) gets a RST
+// at the sequence it expects, the peer (SYN-SENT) one acknowledging its SYN.
+func (c *pkt) refuseLANSYNACK(f *Flow, s *segment, why string) {
+	c.stats.RequiredResets.Add(1)
+	c.rst(f, true, s.Ack, 0, false)
+	c.rst(f, false, 0, s.Ack, true)
+	c.refused(f, why)
 }
 
 // emitSYN rewrites a SYN or SYN-ACK of a flow the gateway negotiates ENO
@@ -630,13 +652,6 @@ func (c *pkt) emitSYN(s *segment, enoOpt []byte, clamp int) bool {
 	h.Options = w.Bytes()
 	c.emit(&h)
 	return true
-}
-
-func (c *pkt) plain(f *Flow, why string) {
-	f.State = StatePassthrough
-	f.syn = nil
-	f.Reason = why
-	c.stats.FlowsPlain.Add(1)
 }
 
 // The parts of a new flow (newOutbound, newInbound, expandSYN), taken from

@@ -2,7 +2,8 @@
 // its place, and which flow gives its place up when the table is full.
 //
 //  1. insert: a flow from the LAN may take the whole table, a flow from the
-//     WAN only the inbound share (the LAN reserve stays free).
+//     WAN only the inbound share (the LAN reserve stays free). A new SYN's
+//     flow takes the place of the one its key had.
 //  2. Full: evict, by kind in this order, the flow due soonest: half-open
 //     flows from the WAN and closed flows, then idle plain flows, then the
 //     LAN's own half-open flows (evictable). A flow from the WAN only ever
@@ -11,6 +12,9 @@
 //  3. recycle: an evicted flow's memory is kept for the next new flows
 //     (newFlow, newHandshake, newConnParams, newSYNRecord in syn.go, which
 //     builds new flows), so that a SYN flood makes little garbage.
+//  4. release: a flow that leaves the table (removed for a new one,
+//     evicted, expired) gives its bytes back to the budget and its buffers
+//     to their pools.
 
 package engine
 
@@ -19,12 +23,14 @@ import (
 	"time"
 )
 
-func (e *Engine) remove(entry *flowtable.Entry[*Flow]) {
-	entry.Value.release(e.table, e.stats)
-	e.table.Delete(e.shard, entry)
-}
-
-func (c *pkt) insert(key flowtable.Key, f *Flow) *flowtable.Entry[*Flow] {
+// insert gives the new flow f its place under key, in place of old, the
+// flow the table held for key (a new SYN for it), if not nil. It returns
+// nil when the table has no room.
+func (c *pkt) insert(key flowtable.Key, f *Flow, old *flowtable.Entry[*Flow]) *flowtable.Entry[*Flow] {
+	if old != nil {
+		old.Value.release(c.table, c.stats)
+		c.table.Delete(c.shard, old)
+	}
 	inbound := f.Role == RoleB
 	put := c.table.Insert
 	if inbound {
@@ -85,6 +91,40 @@ func (e *Engine) recycle(v *flowtable.Entry[*Flow]) {
 	if f.syn != nil {
 		e.spare.synRecord = f.syn
 	}
+}
+
+// release returns the flow's buffered bytes to the global budget, and its
+// parked buffers to the parking allowance (parkRing).
+func (f *Flow) release(t *flowtable.Table[*Flow], st *Stats) {
+	n := f.buffered()
+	if n > 0 {
+		t.Release(n)
+	}
+	if f.streams == nil {
+		return
+	}
+	st.ParkedBytes.Add(-int64(f.parked()))
+	f.enc.reserved, f.dec.reserved = 0, 0
+	f.enc.ring.parked, f.dec.ring.parked = 0, 0
+	f.enc.ring.free()
+	f.enc.held.free()
+	f.dec.ring.free()
+	f.enc.recs.free()
+	f.dec.recs.free()
+	f.dec.partial = nil
+	f.dec.ooo.clear()
+	f.enc.ooo.clear()
+}
+
+// parked is the size of the buffers f's empty rings keep (parkRing).
+func (f *Flow) parked() int { return int(f.enc.ring.parked + f.dec.ring.parked) }
+
+// buffered is what f has reserved against the budget (budget.go).
+func (f *Flow) buffered() int {
+	if f.streams == nil {
+		return 0
+	}
+	return f.enc.reserved + f.dec.reserved
 }
 
 // spares are the parts of an evicted flow kept for reuse (recycle).
