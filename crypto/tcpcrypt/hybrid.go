@@ -55,7 +55,7 @@ var hybridID = [4]byte{0x74, 0x67, 0x77, 0x01}
 
 const (
 	hybridIDLen = len(hybridID)
-	hybridXLen  = 32 // X25519 public key and shared secret (RFC 7748)
+	hybridXLen  = 32                      // X25519 public key and shared secret (RFC 7748)
 	hybridEKLen = mlkem768.PublicKeySize  // 1184
 	hybridCTLen = mlkem768.CiphertextSize // 1088
 	hybridPubA  = hybridIDLen + hybridEKLen + hybridXLen
