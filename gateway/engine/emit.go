@@ -199,7 +199,10 @@ func (c *pkt) emit(h *packet.Header) {
 		return
 	}
 	c.stats.PacketsOut.Add(1)
-	if c.lendPin != nil && c.out.Lend && c.out.Offload && len(h.Payload) > 0 {
+	if c.lendPin != nil && c.out.Lend && c.out.Offload && len(h.Payload) > 0 && (c.lendPin.out == nil || c.lendPin.out == c.out) {
+		// (A ring still lent into another batch, not yet written, would
+		// need two pins: never with the dataplane, which writes each
+		// batch before the lock goes; such a payload is copied.)
 		c.emitLent(h)
 		return
 	}
