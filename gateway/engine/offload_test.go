@@ -211,6 +211,9 @@ func superPacketThroughThePair(t *testing.T, lend bool) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("server got %d bytes, want the %d sent", len(got), len(data))
 	}
+	if lend && (c.a.lent == 0 || c.b.lent == 0) {
+		t.Fatalf("slices lent: %d by A (frames), %d by B (plaintext); want both", c.a.lent, c.b.lent)
+	}
 }
 
 // binary16 writes the pseudo-header sum into the checksum field, as the
@@ -233,6 +236,7 @@ func (g *gw) processOffload(pkt []byte, off packet.Offload, now time.Time) []off
 	lk.Unlock()
 	var res []offloaded
 	if g.out.Lend {
+		g.lent += len(g.out.iovs)
 		for i, b := range written(&g.out) {
 			res = append(res, offloaded{b, g.out.Meta[i]})
 		}
