@@ -93,13 +93,6 @@ func runOne(g *gw, pkt []byte, c *pair) {
 	lk.Unlock()
 }
 
-// tcpcryptOverheadWithHeaders: the frame adds 20 bytes to the payload; the
-// headers stay the same size.
-func tcpcryptOverheadWithHeaders(seg []byte) int {
-	p, _ := packet.Parse(seg)
-	return p.IPLen + p.TCPLen + 20
-}
-
 func packetLen(b []byte) int {
 	return int(b[2])<<8 | int(b[3])
 }

@@ -7,7 +7,9 @@
 //     checksum to the kernel (NEEDS_CSUM) and appends a packet that
 //     continues the previous one (the next segment of the same flow, same
 //     headers) to it: one frame per segment still, many segments per write
-//     (packet.Coalescer).
+//     (packet.Coalescer). A payload sent from a flow's ring (lendFrom:
+//     frames, kept plaintext) is lent to a batch that lends
+//     (Output.Lend): emitLent writes the headers only.
 //
 // The segments the engine sends on a flow's behalf, in both directions,
 // carry the flow's current acknowledgment, window and options for the side

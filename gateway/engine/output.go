@@ -4,7 +4,8 @@
 //  1. The engine fills it (forward and emit, emit.go): next gives room for
 //     a packet, commit records it; a super-packet may still grow.
 //  2. The dataplane writes the batch (EncodeOffloads puts each packet's
-//     header into its headroom) and Resets it; buffers are kept.
+//     header into its headroom; Vec gives a packet's slices) and Resets
+//     it, before the shard's lock goes (Lend, below); buffers are kept.
 //
 // A packet forwarded unchanged from a read buffer the caller lent
 // (Locked.ProcessBuffer) is not copied: its slot points at the read buffer
