@@ -138,8 +138,8 @@ func (d *Dataplane) ResetAll() {
 	for _, e := range d.engines {
 		lk := e.Lock(time.Now(), out)
 		lk.ResetAll()
+		e.Flush(out) // under the lock: the batch holds lent ring bytes (engine.Output.Lend)
 		lk.Unlock()
-		e.Flush(out)
 	}
 }
 
@@ -155,7 +155,9 @@ func (d *Dataplane) Table() *flowtable.Table[*engine.Flow] { return d.table }
 
 // newOutput returns an empty output batch for this device.
 func (d *Dataplane) newOutput() *engine.Output {
-	return &engine.Output{Offset: headroom, Offload: d.vnet != nil}
+	// The tun package's Write takes whole packets: only our own writev
+	// path may be lent the rings' bytes (engine.Output.Lend).
+	return &engine.Output{Offset: headroom, Offload: d.vnet != nil, Lend: d.vnet != nil}
 }
 
 // batchSize is how many packets one read takes at most.
@@ -335,8 +337,8 @@ func (d *Dataplane) worker(ctx context.Context, i int, work <-chan *batch, free 
 			for k := 0; k < b.n; k++ {
 				lk.ProcessBuffer(b.bufs[k][:headroom+b.sizes[k]], b.offs[k])
 			}
+			d.flush(out) // under the lock (engine.Output.Lend)
 			lk.Unlock()
-			d.flush(out)
 			b.n = 0
 			free <- b
 		case now := <-tick.C:
@@ -369,8 +371,8 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 		for i := 0; i < n; i++ {
 			lk.ProcessBuffer(bufs[i][:headroom+sizes[i]], offs[i])
 		}
+		d.flush(out) // under the lock (engine.Output.Lend)
 		lk.Unlock()
-		d.flush(out)
 	}
 }
 
@@ -378,8 +380,8 @@ func (d *Dataplane) runInline(ctx context.Context) error {
 func (d *Dataplane) tick(e *engine.Engine, now time.Time, out *engine.Output) {
 	lk := e.Lock(now, out)
 	lk.Tick()
+	e.Flush(out) // under the lock (engine.Output.Lend)
 	lk.Unlock()
-	e.Flush(out)
 }
 
 // returnIdleMemoryAfter is how many flows must have gone idle since the
@@ -404,14 +406,17 @@ func (d *Dataplane) returnIdleMemory() {
 func (d *Dataplane) flush(out *engine.Output) { d.flushTo(d.vnet, out) }
 
 // flushTo writes out on the queue of io, or with io nil through the tun
-// package, and empties it.
+// package, and empties it. It runs under the shard lock of the engine
+// that filled out: the batch may hold bytes lent from that shard's flows'
+// rings, pinned until out.Reset (engine.Output.Lend), and only the lock
+// keeps another worker from changing those flows before.
 func (d *Dataplane) flushTo(io *vnetIO, out *engine.Output) {
 	if out.N == 0 {
 		return
 	}
 	if io != nil {
 		out.EncodeOffloads()
-		if refused, last, _ := io.write(out.Packets()); refused > 0 {
+		if refused, last, _ := io.write(out); refused > 0 {
 			d.Stats.WriteErrors.Add(uint64(refused))
 			d.log.Debug("tun write", "refused", refused, "err", last)
 		}

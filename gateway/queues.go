@@ -145,7 +145,7 @@ func (d *Dataplane) processOwned(now time.Time, w int, out *engine.Output, bufs 
 		lk.ProcessBuffer(bufs[k][:headroom+sizes[k]], offs[k]) // bufs stay untouched until the flush below
 	}
 	if locked {
+		e.Flush(out) // under w's lock: out holds bytes lent from w's rings (engine.Output.Lend)
 		lk.Unlock()
-		e.Flush(out)
 	}
 }

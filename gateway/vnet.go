@@ -14,7 +14,9 @@
 //     queued, up to the batch size, each read whole into its own buffer.
 //  2. write: every packet of the output batch, one write each (a TUN device
 //     has no batch write); a packet the kernel refuses is counted and
-//     dropped, the rest still go.
+//     dropped, the rest still go. A packet whose frames the engine lent
+//     from a flow's ring (engine.Output.Lend) is one writev(2): its
+//     headers, then the ring's bytes, with no copy in user space.
 
 package gateway
 
@@ -23,10 +25,12 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"tcpcrypt-gw/gateway/engine"
 	"tcpcrypt-gw/gateway/packet"
 )
 
@@ -49,8 +53,9 @@ type vnetIO struct {
 	rerr    error
 	readFn  func(fd uintptr) bool
 	wmu     sync.Mutex
-	wpkts   [][]byte
+	wout    *engine.Output
 	wi      int
+	iov     []unix.Iovec // writev's, kept: unix.Writev allocates per call
 	refused int
 	wlast   error
 	wfatal  error
@@ -120,16 +125,16 @@ func (v *vnetIO) readFd(fd uintptr) bool {
 	return true
 }
 
-// write writes each packet of pkts (headroom before each, its virtio-net
-// header at the end of it). A packet the kernel refuses is dropped and
-// counted in refused, with the last such error in lastErr; err is the
-// error that ends the device.
-func (v *vnetIO) write(pkts [][]byte) (refused int, lastErr, err error) {
+// write writes each packet of out (headroom before each, its virtio-net
+// header at the end of it: Output.EncodeOffloads). A packet the kernel
+// refuses is dropped and counted in refused, with the last such error in
+// lastErr; err is the error that ends the device.
+func (v *vnetIO) write(out *engine.Output) (refused int, lastErr, err error) {
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
-	v.wpkts, v.wi, v.refused, v.wlast, v.wfatal = pkts, 0, 0, nil, nil
+	v.wout, v.wi, v.refused, v.wlast, v.wfatal = out, 0, 0, nil, nil
 	err = v.rc.Write(v.writeFn)
-	v.wpkts = nil
+	v.wout = nil
 	if err == nil {
 		err = v.wfatal
 	}
@@ -138,8 +143,8 @@ func (v *vnetIO) write(pkts [][]byte) (refused int, lastErr, err error) {
 
 // writeFd writes the packets not yet written; false waits for the poller.
 func (v *vnetIO) writeFd(fd uintptr) bool {
-	for v.wi < len(v.wpkts) {
-		_, err := unix.Write(int(fd), v.wpkts[v.wi][headroom-packet.OffloadLen:])
+	for v.wi < v.wout.N {
+		err := v.writePacket(int(fd), v.wout.Vec(v.wi))
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -155,6 +160,31 @@ func (v *vnetIO) writeFd(fd uintptr) bool {
 		v.wi++
 	}
 	return true
+}
+
+// writePacket writes one packet given as slices (Output.Vec): a plain
+// write(2) when it is one, else writev(2). A TUN write takes a whole
+// packet or none, so a short write cannot happen.
+func (v *vnetIO) writePacket(fd int, vec [][]byte) error {
+	if len(vec) == 1 {
+		_, err := unix.Write(fd, vec[0])
+		return err
+	}
+	v.iov = v.iov[:0]
+	for _, b := range vec {
+		if len(b) == 0 {
+			continue
+		}
+		io := unix.Iovec{Base: &b[0]}
+		io.SetLen(len(b))
+		v.iov = append(v.iov, io)
+	}
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
+	clear(v.iov) // drop the pointers into the batch
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // closedErr maps the errors of a closed TUN file to os.ErrClosed.

@@ -263,7 +263,14 @@ func (d *decState) openAndDeliver(c *pkt, f *Flow, frame []byte, cStart cSeq, ps
 		// An empty FIN frame has nothing for the LAN host: the TCP FIN
 		// after it (wanFIN) is the segment that tells it the stream
 		// ended, one packet less per connection.
-		d.sendPlain(c, f, d.pRcv, pt, false, psh)
+		if kept := d.ring.slice(r.pStart, r.pEnd); len(kept) == len(pt) && len(pt) > 0 {
+			// Sent from the ring, which keeps it: lent (Output.Lend).
+			c.lendFrom(&d.ring.pin, d.ring.buf())
+			d.sendPlain(c, f, d.pRcv, kept, false, psh)
+			c.lendFrom(nil, nil)
+		} else {
+			d.sendPlain(c, f, d.pRcv, pt, false, psh)
+		}
 	}
 	d.pRcv = r.pEnd
 	f.Stats.PlainBytesIn += uint64(len(pt))
@@ -349,7 +356,9 @@ func (d *decState) redeliver(c *pkt, f *Flow, from, to cSeq) bool {
 		if !r.cStart.lt(to) {
 			break
 		}
+		c.lendFrom(&d.ring.pin, d.ring.buf())
 		d.sendPlain(c, f, r.pStart, d.ring.slice(r.pStart, r.pEnd), r.fin, true)
+		c.lendFrom(nil, nil)
 		sent = true
 	}
 	return sent

@@ -7,7 +7,9 @@
 //     checksum to the kernel (NEEDS_CSUM) and appends a packet that
 //     continues the previous one (the next segment of the same flow, same
 //     headers) to it: one frame per segment still, many segments per write
-//     (packet.Coalescer).
+//     (packet.Coalescer). A payload sent from a flow's ring (lendFrom:
+//     frames, kept plaintext) is lent to a batch that lends
+//     (Output.Lend): emitLent writes the headers only.
 //
 // The segments the engine sends on a flow's behalf, in both directions,
 // carry the flow's current acknowledgment, window and options for the side
@@ -199,6 +201,13 @@ func (c *pkt) emit(h *packet.Header) {
 		return
 	}
 	c.stats.PacketsOut.Add(1)
+	if c.lendPin != nil && c.out.Lend && c.out.Offload && len(h.Payload) > 0 && (c.lendPin.out == nil || c.lendPin.out == c.out) {
+		// (A ring still lent into another batch, not yet written, would
+		// need two pins: never with the dataplane, which writes each
+		// batch before the lock goes; such a payload is copied.)
+		c.emitLent(h)
+		return
+	}
 	if !c.out.Offload {
 		c.out.commit(len(packet.Build(c.out.next(h.Len()), h)), packet.Offload{})
 		return
@@ -220,6 +229,38 @@ func (c *pkt) emit(h *packet.Header) {
 	c.out.commit(len(pkt), packet.OffloadOf(pkt))
 	c.out.co.Start(pkt, h)
 }
+
+// emitLent is emit for a payload from a ring (lendFrom): the packet's
+// headers go into the output, the payload is lent (Output.Lend), and a
+// super-packet grows by its headers alone (Coalescer.AppendHeaders).
+func (c *pkt) emitLent(h *packet.Header) {
+	o := c.out
+	h.PartialChecksum = true
+	if o.N > 0 {
+		last := o.Bufs[o.N-1]
+		total := len(last) - o.Offset
+		for _, t := range o.tail(o.N - 1) {
+			total += len(t)
+		}
+		if meta, ok := o.co.AppendHeaders(last[o.Offset:], total, h, min(MaxPacket, cap(last)-o.Offset)); ok {
+			o.Meta[o.N-1] = meta
+			c.lendPin.lend(o, c.lendBuf, h.Payload)
+			return
+		}
+	}
+	n := h.Len()
+	if packet.MayCoalesce(h) {
+		n = MaxPacket
+	}
+	hdr := packet.BuildHeaders(o.next(n), h) // room for the whole packet: Packets joins it there
+	o.commit(len(hdr), packet.OffloadOf(hdr))
+	o.co.StartHeaders(hdr, h)
+	c.lendPin.lend(o, c.lendBuf, h.Payload)
+}
+
+// lendFrom makes the segments sent until lendFrom(nil, nil) lend their
+// payload from the ring with pin p and buffer buf (emitLent).
+func (c *pkt) lendFrom(p *ringPin, buf []byte) { c.lendPin, c.lendBuf = p, buf }
 
 // segmentTOS is the TOS byte of a segment the engine builds: a segment
 // without data is never ECN-capable (RFC 3168 §6.1.1, §6.1.4: SYNs, pure

@@ -265,7 +265,9 @@ func (en *encState) sendFrame(c *pkt, f *Flow, r *frameRec) {
 	if r.fin {
 		flags |= packet.FlagFIN
 	}
+	c.lendFrom(&en.ring.pin, en.ring.buf())
 	c.toWAN(f, r.cStart, flags, en.ring.slice(r.cStart, r.cEnd), c.tosToWAN)
+	c.lendFrom(nil, nil)
 }
 
 // retransmit re-sends the frames that cover the P range [from, to).

@@ -221,6 +221,12 @@ type pkt struct {
 	// writes it from there.
 	rxBuf []byte
 
+	// lendPin and lendBuf name the ring (its pin and buffer) the payload
+	// of the segment being sent lies in, while a frame or kept plaintext
+	// is sent from it (lendFrom): emit then lends it (Output.Lend).
+	lendPin *ringPin
+	lendBuf []byte
+
 	// The IP TOS byte (DSCP and the ECN field, RFC 3168 §5) and the ECE
 	// and CWR flags (§6.1) of the segment being processed, given to the
 	// data it carries when that data leaves on the other side: ECT and CE

@@ -45,6 +45,7 @@ type gw struct {
 	table  *flowtable.Table[*Flow]
 	stats  *Stats
 	out    Output
+	lent   int // slices lent into out (processOffload with Output.Lend)
 }
 
 // at is the context of a packet at now, for calling the engine's internals

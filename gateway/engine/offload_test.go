@@ -140,9 +140,17 @@ func TestRunsOfSegmentsJoinUpTo64KiB(t *testing.T) {
 // frames of one segment each on the WAN, written as super-packets; gateway
 // B takes those whole and gives the server the plaintext, again as
 // super-packets of MSS-sized segments, byte for byte.
-func TestSuperPacketThroughThePair(t *testing.T) {
+func TestSuperPacketThroughThePair(t *testing.T) { superPacketThroughThePair(t, false) }
+
+// TestSuperPacketThroughThePairLent is the same with frames and kept
+// plaintext lent from the rings (Output.Lend), as the writev path writes
+// them (Output.Vec).
+func TestSuperPacketThroughThePairLent(t *testing.T) { superPacketThroughThePair(t, true) }
+
+func superPacketThroughThePair(t *testing.T, lend bool) {
 	c := newPair(t)
 	c.handshake()
+	c.a.out.Lend, c.b.out.Lend = lend, lend
 	c.a.out.Offload, c.b.out.Offload = true, true
 	c.a.out.Offset, c.b.out.Offset = 16, 16
 	mss := 1460 - tcpcrypt.FrameOverhead - 12 // the clamped MSS, less the timestamp option
@@ -203,6 +211,9 @@ func TestSuperPacketThroughThePair(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("server got %d bytes, want the %d sent", len(got), len(data))
 	}
+	if lend && (c.a.lent == 0 || c.b.lent == 0) {
+		t.Fatalf("slices lent: %d by A (frames), %d by B (plaintext); want both", c.a.lent, c.b.lent)
+	}
 }
 
 // binary16 writes the pseudo-header sum into the checksum field, as the
@@ -224,9 +235,30 @@ func (g *gw) processOffload(pkt []byte, off packet.Offload, now time.Time) []off
 	lk.ProcessOffload(append([]byte(nil), pkt...), off)
 	lk.Unlock()
 	var res []offloaded
-	for i, b := range g.out.Packets() {
-		res = append(res, offloaded{append([]byte(nil), b[g.out.Offset:]...), g.out.Meta[i]})
+	if g.out.Lend {
+		g.lent += len(g.out.iovs)
+		for i, b := range written(&g.out) {
+			res = append(res, offloaded{b, g.out.Meta[i]})
+		}
+	} else {
+		for i, b := range g.out.Packets() {
+			res = append(res, offloaded{append([]byte(nil), b[g.out.Offset:]...), g.out.Meta[i]})
+		}
 	}
 	g.out.Reset()
+	return res
+}
+
+// written returns what the writev path writes of each packet of out
+// (Output.Vec), without its virtio-net header.
+func written(out *Output) [][]byte {
+	var res [][]byte
+	for i := 0; i < out.N; i++ {
+		var b []byte
+		for _, v := range out.Vec(i) {
+			b = append(b, v...)
+		}
+		res = append(res, b[packet.OffloadLen:])
+	}
 	return res
 }

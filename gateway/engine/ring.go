@@ -27,6 +27,76 @@ type byteRing[S space] struct {
 	seq         seqNum[S]
 	parked      int32 // the size of the buffer the empty ring keeps (budget.go, parkRing); 0: none
 	tailWrapped bool  // the room tail returned last is at [lenB, head)
+	pin         ringPin
+}
+
+// ringPin keeps the bytes a ring lent into an Output (Output.Lend) as they
+// are until the Output is written and Reset: while out is set, the buffer
+// offsets of ranges hold every lent byte, the ring writes no record there
+// (room, usable), and a buffer it drops goes to out (Output.parked), not
+// to the pool, so that no other flow gets it. Pinning is conservative:
+// whatever was trimmed since stays pinned. Two ranges, because a batch
+// may lend the end of the buffer and then, after the ring wrapped, its
+// start: one hull of both would pin the room between them.
+type ringPin struct {
+	out    *Output // the batch the bytes are lent into; nil: none lent
+	ranges [2]struct{ lo, hi int32 }
+}
+
+// lend adds b, bytes of the ring's buffer buf, to the last packet of out
+// without copying them, and pins them.
+func (p *ringPin) lend(out *Output, buf, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	lo := int32(len(buf) - cap(b)) // buf's len is its cap: b = buf[lo:...]
+	hi := lo + int32(len(b))
+	if p.out != out {
+		p.out = out
+		p.ranges[0].lo, p.ranges[0].hi = lo, hi
+		p.ranges[1].lo, p.ranges[1].hi = 0, 0
+		out.pins = append(out.pins, p)
+	} else {
+		k := &p.ranges[0]
+		if lo < k.lo { // before the first range: the ring wrapped
+			k = &p.ranges[1]
+			if k.lo == k.hi {
+				k.lo, k.hi = lo, hi
+			}
+		}
+		k.lo, k.hi = min(k.lo, lo), max(k.hi, hi)
+	}
+	out.lend(b)
+}
+
+// drop hands the ring's dropped buffer to the pool, or to the Output it is
+// lent into; the new buffer (or none) holds nothing lent.
+func (p *ringPin) drop(b *[]byte) {
+	if p.out != nil {
+		p.out.parked = append(p.out.parked, b)
+		p.out = nil
+		return
+	}
+	bufPool.put(b)
+}
+
+// usable is where room that starts at offset s may end at most (e, or
+// less), so that it reaches no lent byte; s when none is usable.
+func (p *ringPin) usable(s, e int) int {
+	if p.out == nil {
+		return e
+	}
+	for _, k := range p.ranges {
+		lo, hi := int(k.lo), int(k.hi)
+		switch {
+		case e <= lo || s >= hi:
+		case s < lo:
+			e = lo
+		default:
+			return s
+		}
+	}
+	return e
 }
 
 // buf is the ring's buffer, nil when it holds none. (The ring keeps only
@@ -48,7 +118,7 @@ func (r *byteRing[S]) reset(s seqNum[S]) {
 // free returns the buffer to its pool.
 func (r *byteRing[S]) free() {
 	if r.pool != nil {
-		bufPool.put(r.pool)
+		r.pin.drop(r.pool)
 	}
 	r.pool, r.head, r.lenA, r.lenB = nil, 0, 0, 0
 }
@@ -90,34 +160,44 @@ func (r *byteRing[S]) room(n, expect int, wrap bool) []byte {
 	buf := r.buf()
 	head, lenA, lenB := int(r.head), int(r.lenA), int(r.lenB)
 	if lenB > 0 {
-		if head-lenB >= n {
+		if e := r.pin.usable(lenB, head); e-lenB >= n {
 			r.tailWrapped = true
-			return buf[lenB:lenB:head]
+			return buf[lenB:lenB:e]
 		}
 	} else {
 		end := head + lenA
-		if len(buf)-end >= n {
+		if e := r.pin.usable(end, len(buf)); e-end >= n {
 			r.tailWrapped = false
-			return buf[end:end:len(buf)]
+			return buf[end:end:e]
 		}
-		if wrap && lenA > 0 && head >= n {
+		if e := r.pin.usable(0, head); wrap && lenA > 0 && e >= n {
 			r.tailWrapped = true
-			return buf[0:0:head]
+			return buf[0:0:e]
 		}
 	}
 	// No room at either end means the ring is nearly full (less than 2n
 	// free): grow, rather than move the held bytes to the front and soon
-	// again.
+	// again. Room kept from lent bytes only (pinned) moves them to a
+	// buffer of the same size.
 	held := lenA + lenB
-	p := bufPool.get(max(2*len(buf), held+n, expect))
+	size := max(2*len(buf), held+n, expect)
+	if r.pin.out != nil && len(buf)-held >= 2*n {
+		size = max(len(buf), expect)
+	}
+	p := bufPool.get(size)
 	nb := *p
 	copy(nb[copy(nb, buf[head:head+lenA]):], buf[:lenB])
 	if r.pool != nil {
-		bufPool.put(r.pool)
+		r.pin.drop(r.pool)
 	}
 	r.pool, r.head, r.lenA, r.lenB = p, 0, int32(held), 0
 	r.tailWrapped = false
 	return nb[held:held:len(nb)]
+}
+
+// lend adds the bytes [from, to) (slice) to the last packet of out, pinned.
+func (r *byteRing[S]) lend(out *Output, from, to seqNum[S]) {
+	r.pin.lend(out, r.buf(), r.slice(from, to))
 }
 
 // slicePool keeps slices by size class, minLen << 0, 1, ... poolClasses-1
@@ -204,6 +284,9 @@ func (r *byteRing[S]) trim(to seqNum[S]) int {
 	}
 	if r.len() == 0 {
 		r.head = 0 // the buffer stays until the packet is done (returnUnheld)
+		if hi := r.pin.ranges[0].hi; r.pin.out != nil && int(hi) < len(r.buf()) {
+			r.head = hi // the next record after the lent bytes, not over them
+		}
 	}
 	return n
 }

@@ -112,26 +112,48 @@ func (c *Coalescer) Reset() { c.open = false }
 // packet. ok is false if h cannot join; the caller then builds h on its
 // own and calls Start.
 func (c *Coalescer) Append(pkt []byte, h *Header, max int) (grown []byte, o Offload, ok bool) {
+	if !c.joins(h, len(pkt), max) {
+		return nil, Offload{}, false
+	}
+	grown = pkt[:c.total+len(h.Payload)]
+	copy(grown[c.total:], h.Payload)
+	return grown, c.extend(grown, len(h.Payload), h.Flags), true
+}
+
+// AppendHeaders is Append for a super-packet whose payload lies elsewhere
+// (written after the headers from an iovec): hdr is its headers, total
+// its whole length so far. Only the headers change; the caller adds h's
+// payload after the super-packet's.
+func (c *Coalescer) AppendHeaders(hdr []byte, total int, h *Header, max int) (o Offload, ok bool) {
+	if len(hdr) != c.hdrLen || !c.joins(h, total, max) {
+		return Offload{}, false
+	}
+	return c.extend(hdr, len(h.Payload), h.Flags), true
+}
+
+// joins reports whether h may join the open super-packet of length total.
+func (c *Coalescer) joins(h *Header, total, max int) bool {
 	n := len(h.Payload)
-	if !c.open || n == 0 || n > c.size || h.Seq != c.seqNext || c.total+n > max || len(pkt) != c.total ||
+	if !c.open || n == 0 || n > c.size || h.Seq != c.seqNext || c.total+n > max || total != c.total ||
 		h.Flags&^(FlagPSH|FlagFIN) != c.h.Flags || h.Ack != c.h.Ack || h.Window != c.h.Window ||
 		h.SrcPort != c.h.SrcPort || h.DstPort != c.h.DstPort || h.Src != c.h.Src || h.Dst != c.h.Dst ||
 		h.V6 != c.h.V6 || h.TOS != c.h.TOS || h.TTL != c.h.TTL || h.Flow != c.h.Flow || h.Urgent != 0 ||
 		string(h.Options) != string(c.opts[:len(c.h.Options)]) {
-		return nil, Offload{}, false
+		return false
 	}
-	if h.V6 && c.total-ipv6HdrLen+n > 0xffff {
-		return nil, Offload{}, false
-	}
-	grown = pkt[:c.total+n]
-	copy(grown[c.total:], h.Payload)
+	return !h.V6 || c.total-ipv6HdrLen+n <= 0xffff
+}
+
+// extend grows the super-packet by n payload bytes (flags: the joining
+// segment's): it writes only the headers, grown[:hdrLen].
+func (c *Coalescer) extend(grown []byte, n int, flags uint8) (o Offload) {
 	c.total += n
 	c.seqNext += uint32(n)
 	ipl := ipv4MinLen
 	if c.h.V6 {
 		ipl = ipv6HdrLen
 	}
-	if fl := h.Flags & (FlagPSH | FlagFIN); fl != 0 || n < c.size {
+	if fl := flags & (FlagPSH | FlagFIN); fl != 0 || n < c.size {
 		grown[ipl+13] |= fl
 		c.open = false
 	}
@@ -147,7 +169,7 @@ func (c *Coalescer) Append(pkt []byte, h *Header, max int) (grown []byte, o Offl
 	}
 	o.GSOSize = uint16(c.size)
 	binary.BigEndian.PutUint16(grown[ipl+16:], fold(pseudoSum(c.h.Src, c.h.Dst, c.total-ipl)))
-	return grown, o, true
+	return o
 }
 
 // MayCoalesce reports whether later segments may join a packet built from
@@ -172,6 +194,15 @@ func (c *Coalescer) Start(pkt []byte, h *Header) {
 	c.total = len(pkt)
 	c.hdrLen = len(pkt) - len(h.Payload)
 	c.seqNext = h.Seq + uint32(len(h.Payload))
+}
+
+// StartHeaders is Start for a packet whose payload lies elsewhere:
+// BuildHeaders just wrote hdr from h.
+func (c *Coalescer) StartHeaders(hdr []byte, h *Header) {
+	c.Start(hdr, h)
+	if c.open {
+		c.total, c.hdrLen = len(hdr)+len(h.Payload), len(hdr)
+	}
 }
 
 // PseudoSum returns the folded pseudo-header sum of a TCP segment of

@@ -211,7 +211,20 @@ func (h *Header) Len() int {
 // Build writes h into dst (which must have room for h.Len() bytes) and
 // returns the packet. Payload may alias dst at the payload position (the
 // engine seals in place); Build then does not copy it.
-func Build(dst []byte, h *Header) []byte {
+func Build(dst []byte, h *Header) []byte { return build(dst, h, true) }
+
+// BuildHeaders writes h's headers into dst as Build would, for a packet
+// whose payload is written from elsewhere right after them (an iovec):
+// only with PartialChecksum, the one checksum that does not cover the
+// payload. dst must have room for h.Len() bytes, as for Build.
+func BuildHeaders(dst []byte, h *Header) []byte {
+	if !h.PartialChecksum {
+		panic("packet: BuildHeaders without PartialChecksum") // a caller's bug: the sum would need the payload
+	}
+	return build(dst, h, false)[:h.Len()-len(h.Payload)]
+}
+
+func build(dst []byte, h *Header, withPayload bool) []byte {
 	n := h.Len()
 	b := dst[:n]
 	ipl := ipv4MinLen
@@ -230,7 +243,7 @@ func Build(dst []byte, h *Header) []byte {
 	binary.BigEndian.PutUint16(t[18:20], h.Urgent)
 	copy(t[tcpMinLen:], h.Options)
 	pay := t[tcpMinLen+len(h.Options):]
-	if len(h.Payload) > 0 && &pay[0] != &h.Payload[0] {
+	if withPayload && len(h.Payload) > 0 && &pay[0] != &h.Payload[0] {
 		copy(pay, h.Payload)
 	}
 	if h.V6 {
