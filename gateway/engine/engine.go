@@ -151,14 +151,14 @@ type Stats struct {
 	// outbound flows that negotiated ENO and then died without progress
 	// (type 2). BrokenPathPlain counts flows sent plain because of type-2
 	// failures before; SYNFallbacksRefused fallbacks not made because of
-	// downgrade.no_syn_fallback (fallback.go).
+	// downgrade.no_syn_fallback (refuse.go, synFallback).
 	ENOFailuresType1    atomic.Uint64
 	ENOFailuresType2    atomic.Uint64
 	BrokenPathPlain     atomic.Uint64
 	SYNFallbacksRefused atomic.Uint64
 	// SYNFallbacksDeferred: fallbacks not made (yet) because the flow
-	// table was full within fullHold (fallback.go): the gateway itself was
-	// overloaded.
+	// table was full within fullHold (refuse.go, synFallback): the
+	// gateway itself was overloaded.
 	SYNFallbacksDeferred atomic.Uint64
 	// RequiredResets counts flows of require_encryption reset because they
 	// could not be encrypted.
