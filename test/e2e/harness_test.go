@@ -243,15 +243,19 @@ func (e *env) flows(ns *netns.NS) []monitor.FlowJSON {
 	return l.Flows
 }
 
-// flowTo finds the flow of a gateway whose WAN or LAN endpoint has port.
+// flowWithPort finds the newest flow of a gateway whose WAN or LAN
+// endpoint has port: an earlier attempt on the same port (a client that
+// retried while its server was not listening yet: a SYN answered by a
+// RST) has a flow too, with a smaller ID.
 func flowWithPort(flows []monitor.FlowJSON, port int) *monitor.FlowJSON {
 	suffix := fmt.Sprintf(":%d", port)
+	var found *monitor.FlowJSON
 	for i := range flows {
-		if strings.HasSuffix(flows[i].LAN, suffix) || strings.HasSuffix(flows[i].WAN, suffix) {
-			return &flows[i]
+		if (strings.HasSuffix(flows[i].LAN, suffix) || strings.HasSuffix(flows[i].WAN, suffix)) && (found == nil || flows[i].ID > found.ID) {
+			found = &flows[i]
 		}
 	}
-	return nil
+	return found
 }
 
 // listen opens a TCP listener inside ns.
